@@ -1,0 +1,300 @@
+// Package config reads labelq's configuration from environment variables (12-factor),
+// with defaults that work on a developer machine running Postgres, Redis and MinIO
+// locally. Every variable is declared once, in the Config struct's tags, so that
+// loading, validation, --help and the docker-compose check all read the same list.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/url"
+	"reflect"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hibiken/asynq"
+)
+
+// Config is every setting of every labelq process. Field tags:
+//
+//	env:     the variable name
+//	default: the value when the variable is unset
+//	help:    one line for --help and the README
+//	secret:  "true" for values that must never be printed or logged
+type Config struct {
+	DatabaseURL      string `env:"LABELQ_DATABASE_URL" default:"postgres://postgres@127.0.0.1:5432/labelq?sslmode=disable" help:"PostgreSQL connection URL (the source of truth)" secret:"true"`
+	DatabaseMaxConns int32  `env:"LABELQ_DATABASE_MAX_CONNS" default:"10" help:"maximum Postgres connections per process"`
+
+	RedisURL          string `env:"LABELQ_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Redis for asynq: redis://[:password@]host:port/db, rediss://… for TLS, redis-sentinel://[:password@]host1:port,host2:port?master=name for Sentinel" secret:"true"`
+	RedisClusterAddrs string `env:"LABELQ_REDIS_CLUSTER_ADDRS" default:"" help:"comma-separated Redis Cluster node addresses; when set, used instead of LABELQ_REDIS_URL's host"`
+	RedisPassword     string `env:"LABELQ_REDIS_PASSWORD" default:"" help:"Redis password (overrides one in the URL; used for Cluster)" secret:"true"`
+
+	S3Endpoint  string `env:"LABELQ_S3_ENDPOINT" default:"127.0.0.1:9000" help:"S3/MinIO endpoint host:port"`
+	S3AccessKey string `env:"LABELQ_S3_ACCESS_KEY" default:"minioadmin" help:"S3 access key id"`
+	S3SecretKey string `env:"LABELQ_S3_SECRET_KEY" default:"minioadmin" help:"S3 secret key" secret:"true"`
+	S3Bucket    string `env:"LABELQ_S3_BUCKET" default:"labelq" help:"bucket for uploads, LLM outputs and exports"`
+	S3Region    string `env:"LABELQ_S3_REGION" default:"us-east-1" help:"S3 region"`
+	S3UseTLS    bool   `env:"LABELQ_S3_USE_TLS" default:"false" help:"use HTTPS for S3"`
+
+	HTTPAddr         string `env:"LABELQ_HTTP_ADDR" default:":8080" help:"listen address of the API, /monitoring, /metrics, /healthz"`
+	PublicURL        string `env:"LABELQ_PUBLIC_URL" default:"http://localhost:8080" help:"URL users reach the API at (printed by make run)"`
+	OperatorUser     string `env:"LABELQ_OPERATOR_USER" default:"operator" help:"basic-auth user for /monitoring and /metrics"`
+	OperatorPassword string `env:"LABELQ_OPERATOR_PASSWORD" default:"" help:"basic-auth password for /monitoring and /metrics; empty disables those routes" secret:"true"`
+	MaxBodyBytes     int64  `env:"LABELQ_MAX_BODY_BYTES" default:"1048576" help:"largest accepted API request body"`
+
+	WorkerConcurrency int           `env:"LABELQ_WORKER_CONCURRENCY" default:"10" help:"tasks one worker process runs at once"`
+	ShutdownTimeout   time.Duration `env:"LABELQ_SHUTDOWN_TIMEOUT" default:"25s" help:"how long a stopping process waits for in-flight work"`
+
+	RelayPollInterval time.Duration `env:"LABELQ_RELAY_POLL_INTERVAL" default:"1s" help:"outbox relay polling fallback (LISTEN/NOTIFY wakes it sooner)"`
+	RelayBatchSize    int           `env:"LABELQ_RELAY_BATCH_SIZE" default:"500" help:"outbox rows moved to asynq per transaction"`
+	ReconcileInterval time.Duration `env:"LABELQ_RECONCILE_INTERVAL" default:"1m" help:"how often the reconciler looks for stuck rows"`
+	ReconcileAfter    time.Duration `env:"LABELQ_RECONCILE_AFTER" default:"5m" help:"a pending row older than this with no live task is queued again"`
+
+	LLMBaseURL           string        `env:"LABELQ_LLM_BASE_URL" default:"https://api.openai.com/v1" help:"OpenAI-compatible base URL (OpenAI, Azure OpenAI, vLLM, Ollama, LiteLLM)"`
+	LLMAPIKey            string        `env:"LABELQ_LLM_API_KEY" default:"" help:"API key for the LLM endpoint" secret:"true"`
+	LLMTimeout           time.Duration `env:"LABELQ_LLM_TIMEOUT" default:"120s" help:"timeout of one model call"`
+	LLMRequestsPerMinute int           `env:"LABELQ_LLM_RPM" default:"60" help:"requests per minute to the LLM, shared by every worker process"`
+	LLMTokensPerMinute   int           `env:"LABELQ_LLM_TPM" default:"100000" help:"tokens per minute to the LLM, shared by every worker process"`
+	LLMMaxConcurrent     int           `env:"LABELQ_LLM_MAX_CONCURRENT" default:"4" help:"model calls in flight at once, across every worker process"`
+
+	ExportURLTTL    time.Duration `env:"LABELQ_EXPORT_URL_TTL" default:"15m" help:"lifetime of an export's presigned download URL"`
+	ExportRetention time.Duration `env:"LABELQ_EXPORT_RETENTION" default:"720h" help:"completed export archives older than this are deleted (0 keeps them)"`
+	ScheduleSync    time.Duration `env:"LABELQ_SCHEDULE_SYNC" default:"30s" help:"how often the scheduler re-reads export_schedules"`
+
+	LogLevel  string `env:"LABELQ_LOG_LEVEL" default:"info" help:"debug, info, warn or error"`
+	LogFormat string `env:"LABELQ_LOG_FORMAT" default:"json" help:"json or text"`
+}
+
+// Var describes one environment variable.
+type Var struct {
+	Name    string
+	Default string
+	Help    string
+	Secret  bool
+	field   int
+}
+
+// Vars lists every variable in declaration order.
+func Vars() []Var {
+	t := reflect.TypeOf(Config{})
+	vars := make([]Var, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		vars = append(vars, Var{
+			Name: f.Tag.Get("env"), Default: f.Tag.Get("default"), Help: f.Tag.Get("help"),
+			Secret: f.Tag.Get("secret") == "true", field: i,
+		})
+	}
+	return vars
+}
+
+// Load reads the configuration through getenv (os.Getenv in production, a map in
+// tests) and validates it. The error lists every problem at once, each naming its
+// variable, so a person fixes them in one go.
+func Load(getenv func(string) string) (*Config, error) {
+	var c Config
+	v := reflect.ValueOf(&c).Elem()
+	var errs []error
+	for _, ev := range Vars() {
+		raw, set := getenv(ev.Name), true
+		if raw == "" {
+			raw, set = ev.Default, false
+		}
+		if err := setField(v.Field(ev.field), raw); err != nil {
+			shown := raw
+			if ev.Secret {
+				shown = "(hidden)"
+			}
+			where := "default"
+			if set {
+				where = "value"
+			}
+			errs = append(errs, fmt.Errorf("%s: %s %q is not valid: %v", ev.Name, where, shown, err))
+		}
+	}
+	if len(errs) == 0 {
+		errs = append(errs, c.validate()...)
+	}
+	if len(errs) > 0 {
+		return nil, errors.Join(errs...)
+	}
+	return &c, nil
+}
+
+func setField(f reflect.Value, raw string) error {
+	switch f.Interface().(type) {
+	case time.Duration:
+		d, err := time.ParseDuration(raw)
+		if err != nil {
+			return errors.New("want a duration such as 30s, 5m or 1h")
+		}
+		f.SetInt(int64(d))
+		return nil
+	}
+	switch f.Kind() {
+	case reflect.String:
+		f.SetString(raw)
+	case reflect.Bool:
+		b, err := strconv.ParseBool(raw)
+		if err != nil {
+			return errors.New("want true or false")
+		}
+		f.SetBool(b)
+	case reflect.Int, reflect.Int32, reflect.Int64:
+		n, err := strconv.ParseInt(raw, 10, f.Type().Bits())
+		if err != nil {
+			return errors.New("want a whole number")
+		}
+		f.SetInt(n)
+	default:
+		return fmt.Errorf("unsupported kind %s", f.Kind())
+	}
+	return nil
+}
+
+func (c *Config) validate() []error {
+	var errs []error
+	bad := func(name, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{name}, args...)...))
+	}
+	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+		bad("LABELQ_DATABASE_URL", "want postgres://user@host:port/dbname")
+	}
+	if c.DatabaseMaxConns < 2 {
+		bad("LABELQ_DATABASE_MAX_CONNS", "must be at least 2")
+	}
+	if _, err := c.RedisConnOpt(); err != nil {
+		bad("LABELQ_REDIS_URL", "%v", err)
+	}
+	if _, _, err := net.SplitHostPort(c.S3Endpoint); err != nil {
+		bad("LABELQ_S3_ENDPOINT", "want host:port, such as 127.0.0.1:9000")
+	}
+	if !validBucket(c.S3Bucket) {
+		bad("LABELQ_S3_BUCKET", "%q is not a valid bucket name (3-63 lowercase letters, digits, dots, hyphens)", c.S3Bucket)
+	}
+	if c.S3AccessKey == "" || c.S3SecretKey == "" {
+		bad("LABELQ_S3_ACCESS_KEY", "the S3 access key and LABELQ_S3_SECRET_KEY must both be set")
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		bad("LABELQ_HTTP_ADDR", "want [host]:port, such as :8080")
+	}
+	if c.MaxBodyBytes < 1024 {
+		bad("LABELQ_MAX_BODY_BYTES", "must be at least 1024")
+	}
+	if c.WorkerConcurrency < 1 || c.WorkerConcurrency > 1000 {
+		bad("LABELQ_WORKER_CONCURRENCY", "must be between 1 and 1000")
+	}
+	for name, d := range map[string]time.Duration{
+		"LABELQ_SHUTDOWN_TIMEOUT": c.ShutdownTimeout, "LABELQ_RELAY_POLL_INTERVAL": c.RelayPollInterval,
+		"LABELQ_RECONCILE_INTERVAL": c.ReconcileInterval, "LABELQ_RECONCILE_AFTER": c.ReconcileAfter,
+		"LABELQ_LLM_TIMEOUT": c.LLMTimeout, "LABELQ_EXPORT_URL_TTL": c.ExportURLTTL, "LABELQ_SCHEDULE_SYNC": c.ScheduleSync,
+	} {
+		if d <= 0 {
+			bad(name, "must be positive")
+		}
+	}
+	if c.ExportRetention < 0 {
+		bad("LABELQ_EXPORT_RETENTION", "must be 0 (keep) or positive")
+	}
+	if c.ExportURLTTL > 7*24*time.Hour {
+		bad("LABELQ_EXPORT_URL_TTL", "S3 presigned URLs last at most 7 days")
+	}
+	if c.RelayBatchSize < 1 || c.RelayBatchSize > 10000 {
+		bad("LABELQ_RELAY_BATCH_SIZE", "must be between 1 and 10000")
+	}
+	if u, err := url.Parse(c.LLMBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
+		bad("LABELQ_LLM_BASE_URL", "want an http(s) URL such as https://api.openai.com/v1")
+	}
+	if c.LLMRequestsPerMinute < 1 || c.LLMTokensPerMinute < 1 || c.LLMMaxConcurrent < 1 {
+		bad("LABELQ_LLM_RPM", "LLM limits (LABELQ_LLM_RPM, LABELQ_LLM_TPM, LABELQ_LLM_MAX_CONCURRENT) must be at least 1")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		bad("LABELQ_LOG_LEVEL", "want debug, info, warn or error")
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("LABELQ_LOG_FORMAT", "want json or text")
+	}
+	return errs
+}
+
+func validBucket(s string) bool {
+	if len(s) < 3 || len(s) > 63 {
+		return false
+	}
+	for _, r := range s {
+		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-') {
+			return false
+		}
+	}
+	return true
+}
+
+// RedisConnOpt turns the Redis settings into asynq connection options: a single
+// server, Sentinel failover (redis-sentinel://) or Cluster (LABELQ_REDIS_CLUSTER_ADDRS).
+func (c *Config) RedisConnOpt() (asynq.RedisConnOpt, error) {
+	if c.RedisClusterAddrs != "" {
+		var addrs []string
+		for _, a := range strings.Split(c.RedisClusterAddrs, ",") {
+			a = strings.TrimSpace(a)
+			if _, _, err := net.SplitHostPort(a); err != nil {
+				return nil, fmt.Errorf("cluster address %q: want host:port", a)
+			}
+			addrs = append(addrs, a)
+		}
+		return asynq.RedisClusterClientOpt{Addrs: addrs, Password: c.RedisPassword}, nil
+	}
+	opt, err := asynq.ParseRedisURI(c.RedisURL)
+	if err != nil {
+		// asynq's message may quote the URL, password and all.
+		return nil, errors.New("want redis://[:password@]host:port/db, rediss://… or redis-sentinel://host:port?master=name")
+	}
+	if c.RedisPassword != "" {
+		switch o := opt.(type) {
+		case asynq.RedisClientOpt:
+			o.Password = c.RedisPassword
+			opt = o
+		case asynq.RedisFailoverClientOpt:
+			o.Password = c.RedisPassword
+			opt = o
+		}
+	}
+	return opt, nil
+}
+
+// LogValue keeps secrets out of logs: slog prints the config with them hidden.
+func (c *Config) LogValue() slog.Value {
+	v := reflect.ValueOf(c).Elem()
+	attrs := make([]slog.Attr, 0, v.NumField())
+	for _, ev := range Vars() {
+		if ev.Secret {
+			attrs = append(attrs, slog.String(ev.Name, "(hidden)"))
+			continue
+		}
+		attrs = append(attrs, slog.String(ev.Name, fmt.Sprint(v.Field(ev.field).Interface())))
+	}
+	return slog.GroupValue(attrs...)
+}
+
+// String hides secrets too, for fmt and %v.
+func (c *Config) String() string { return c.LogValue().String() }
+
+// WriteHelp prints the variable table for --help.
+func WriteHelp(w io.Writer) {
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
+	for _, v := range Vars() {
+		def := v.Default
+		if def == "" {
+			def = "(empty)"
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, def, v.Help)
+	}
+	_ = tw.Flush()
+}

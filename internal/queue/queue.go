@@ -1,0 +1,115 @@
+// Package queue holds what every labelq process agrees on about asynq: queue names and
+// their weights, the server's retry policy (exponential backoff with jitter, or the
+// delay a handler asks for, such as a provider's Retry-After), and the error types
+// handlers use to say "retry later" or "never retry".
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"time"
+
+	"github.com/hibiken/asynq"
+
+	"github.com/labelq/labelq/internal/logging"
+)
+
+// Queue names. Each task type has its own queue so a flood of one kind of work
+// (1,000 uploads) cannot starve another (a project manager's export).
+const (
+	QueueValidate    = "validate"
+	QueuePreannotate = "preannotate"
+	QueueMatch       = "match"
+	QueueExport      = "export"
+	QueueDefault     = "default"
+)
+
+// Weights are the relative shares of worker slots each queue gets when all are busy.
+var Weights = map[string]int{
+	QueueValidate:    6,
+	QueueMatch:       4,
+	QueuePreannotate: 3,
+	QueueExport:      2,
+	QueueDefault:     1,
+}
+
+// Names lists the queues in a stable order.
+func Names() []string {
+	return []string{QueueValidate, QueuePreannotate, QueueMatch, QueueExport, QueueDefault}
+}
+
+// RetryAfterError asks for the next attempt after a given delay (a rate limit's
+// Retry-After, an upload that may still be finishing).
+type RetryAfterError struct {
+	After time.Duration
+	Err   error
+}
+
+func (e *RetryAfterError) Error() string {
+	return fmt.Sprintf("%v (retry in %s)", e.Err, e.After.Round(time.Millisecond))
+}
+func (e *RetryAfterError) Unwrap() error { return e.Err }
+
+// RetryAfter wraps err so the task is retried after d.
+func RetryAfter(d time.Duration, err error) error { return &RetryAfterError{After: d, Err: err} }
+
+// Permanent wraps err so asynq archives the task at once: the input will never
+// succeed, retrying only spends money and hides the problem.
+func Permanent(err error) error { return fmt.Errorf("%w: %w", err, asynq.SkipRetry) }
+
+// Backoff is exponential with full jitter: base·2^n, capped, times a random factor in
+// [0.5, 1.5), so many failed tasks do not retry in lock-step.
+func Backoff(n int, base, maxDelay time.Duration) time.Duration {
+	if n < 0 {
+		n = 0
+	}
+	d := base
+	for i := 0; i < n && d < maxDelay; i++ {
+		d *= 2
+	}
+	if d > maxDelay {
+		d = maxDelay
+	}
+	return time.Duration(float64(d) * (0.5 + rand.Float64()))
+}
+
+// RetryDelay is asynq's RetryDelayFunc for every labelq server.
+func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
+	var ra *RetryAfterError
+	if errors.As(err, &ra) && ra.After > 0 {
+		return ra.After
+	}
+	return Backoff(n, 2*time.Second, 10*time.Minute)
+}
+
+// ServerConfig is the asynq server configuration every worker process uses.
+func ServerConfig(concurrency int, shutdown time.Duration, log *slog.Logger, baseCtx func() context.Context) asynq.Config {
+	return asynq.Config{
+		Concurrency:     concurrency,
+		Queues:          Weights,
+		RetryDelayFunc:  RetryDelay,
+		ShutdownTimeout: shutdown,
+		Logger:          logging.Asynq{Log: log},
+		LogLevel:        asynq.WarnLevel,
+		BaseContext:     baseCtx,
+		// A RetryAfterError is the handler asking for a later try, not a failure to alarm on.
+		IsFailure: func(err error) bool {
+			var ra *RetryAfterError
+			return !errors.As(err, &ra)
+		},
+		// Group aggregation for project:match (many uploads → a few matching runs).
+		GroupGracePeriod: 2 * time.Second,
+		GroupMaxDelay:    10 * time.Second,
+		GroupMaxSize:     1000,
+		GroupAggregator:  asynq.GroupAggregatorFunc(aggregateGroup),
+	}
+}
+
+// aggregateGroup collapses a group of identical triggers into one task: they carry
+// only a project id (the group key), and a run looks at the project's whole state.
+func aggregateGroup(group string, tasks []*asynq.Task) *asynq.Task {
+	return asynq.NewTask(tasks[0].Type(), tasks[0].Payload())
+}

@@ -1,0 +1,221 @@
+package testenv
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/labelq/labelq/internal/storage"
+)
+
+// MinIOServer is the one MinIO process of this test binary.
+type MinIOServer struct {
+	Endpoint  string
+	AccessKey string
+	SecretKey string
+	Dir       string
+	cmd       *exec.Cmd
+	log       *bytes.Buffer
+}
+
+// S3 is one test's bucket on the shared MinIO server.
+type S3 struct {
+	*MinIOServer
+	Store *storage.Store
+}
+
+var (
+	minioOnce sync.Once
+	minioSrv  *MinIOServer
+	minioErr  error
+)
+
+// MinIOBinary finds the minio binary: $LABELQ_MINIO_BIN, $PATH, then $GOPATH/bin,
+// where `make tools` installs it.
+func MinIOBinary() (string, error) {
+	if b := os.Getenv("LABELQ_MINIO_BIN"); b != "" {
+		return b, nil
+	}
+	if p, err := exec.LookPath("minio"); err == nil {
+		return p, nil
+	}
+	gopath := os.Getenv("GOPATH")
+	if gopath == "" {
+		home, _ := os.UserHomeDir()
+		gopath = filepath.Join(home, "go")
+	}
+	p := filepath.Join(strings.Split(gopath, string(os.PathListSeparator))[0], "bin", "minio")
+	if _, err := os.Stat(p); err == nil {
+		return p, nil
+	}
+	return "", fmt.Errorf("the minio binary was not found in $PATH or %s: run `make tools` "+
+		"(go install github.com/minio/minio@v0.0.0-20260212201848-7aac2a2c5b7c) or set LABELQ_MINIO_BIN", p)
+}
+
+// FreePort returns a TCP port nobody listens on right now.
+func FreePort() (int, error) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		return 0, err
+	}
+	defer l.Close()
+	return l.Addr().(*net.TCPAddr).Port, nil
+}
+
+// StartMinIO starts a MinIO server in a fresh temporary directory and waits until it
+// answers. The process dies with the test binary (Pdeathsig), and data directories of
+// dead test binaries are removed the next time one starts.
+func StartMinIO(ctx context.Context) (*MinIOServer, error) {
+	bin, err := MinIOBinary()
+	if err != nil {
+		return nil, err
+	}
+	removeStaleMinIODirs()
+	dir, err := os.MkdirTemp("", fmt.Sprintf("labelq-minio-%d-", os.Getpid()))
+	if err != nil {
+		return nil, err
+	}
+	var lastErr error
+	for attempt := 0; attempt < 3; attempt++ {
+		port, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		console, err := FreePort()
+		if err != nil {
+			return nil, err
+		}
+		s := &MinIOServer{
+			Endpoint:  fmt.Sprintf("127.0.0.1:%d", port),
+			AccessKey: "labelq-test",
+			SecretKey: "labelq-test-" + randHex(8),
+			Dir:       dir,
+			log:       &bytes.Buffer{},
+		}
+		cmd := exec.Command(bin, "server", dir, "--address", s.Endpoint,
+			"--console-address", fmt.Sprintf("127.0.0.1:%d", console), "--quiet")
+		cmd.Env = append(os.Environ(),
+			"MINIO_ROOT_USER="+s.AccessKey, "MINIO_ROOT_PASSWORD="+s.SecretKey,
+			"MINIO_BROWSER=off", "MINIO_UPDATE=off")
+		cmd.Stdout, cmd.Stderr = s.log, s.log
+		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
+		if err := cmd.Start(); err != nil {
+			return nil, fmt.Errorf("start minio: %w", err)
+		}
+		s.cmd = cmd
+		if err := waitReady(ctx, s, cmd); err != nil {
+			_ = cmd.Process.Kill()
+			_, _ = cmd.Process.Wait()
+			lastErr = err
+			continue
+		}
+		return s, nil
+	}
+	return nil, lastErr
+}
+
+func waitReady(ctx context.Context, s *MinIOServer, cmd *exec.Cmd) error {
+	exited := make(chan struct{})
+	go func() { _, _ = cmd.Process.Wait(); close(exited) }()
+	deadline := time.Now().Add(60 * time.Second)
+	url := "http://" + s.Endpoint + "/minio/health/live"
+	for time.Now().Before(deadline) {
+		select {
+		case <-exited:
+			return fmt.Errorf("minio exited at start: %s", s.log.String())
+		case <-ctx.Done():
+			return ctx.Err()
+		default:
+		}
+		resp, err := http.Get(url)
+		if err == nil {
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == http.StatusOK {
+				return nil
+			}
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	return fmt.Errorf("minio did not become ready in 60s: %s", s.log.String())
+}
+
+// Stop kills the server and removes its data.
+func (s *MinIOServer) Stop() {
+	if s.cmd != nil && s.cmd.Process != nil {
+		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+	}
+	_ = os.RemoveAll(s.Dir)
+}
+
+func removeStaleMinIODirs() {
+	matches, _ := filepath.Glob(filepath.Join(os.TempDir(), "labelq-minio-*"))
+	for _, m := range matches {
+		parts := strings.Split(filepath.Base(m), "-")
+		if len(parts) < 3 {
+			continue
+		}
+		pid, _ := strconv.Atoi(parts[2])
+		if pid != os.Getpid() && !processAlive(pid) {
+			_ = os.RemoveAll(m)
+		}
+	}
+}
+
+// MinIO returns a bucket of the test's own on this binary's MinIO server (started on
+// first use), emptied and removed when the test ends.
+func MinIO(t testing.TB) *S3 {
+	t.Helper()
+	minioOnce.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 90*time.Second)
+		defer cancel()
+		minioSrv, minioErr = StartMinIO(ctx)
+	})
+	if minioErr != nil {
+		t.Fatalf("testenv: %v", minioErr)
+	}
+	bucket := "t-" + randHex(8)
+	st, err := storage.New(storage.Config{
+		Endpoint: minioSrv.Endpoint, AccessKey: minioSrv.AccessKey, SecretKey: minioSrv.SecretKey,
+		Bucket: bucket, Region: "us-east-1",
+	})
+	if err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	ctx := context.Background()
+	if err := st.EnsureBucket(ctx); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	t.Cleanup(func() {
+		if err := st.Client.RemoveBucketWithOptions(context.Background(), bucket,
+			minio.RemoveBucketOptions{ForceDelete: true}); err != nil {
+			t.Logf("testenv: remove bucket %s: %v", bucket, err)
+		}
+	})
+	return &S3{MinIOServer: minioSrv, Store: st}
+}
+
+// Put stores content under key in the test's bucket.
+func (s *S3) Put(t testing.TB, key string, content []byte, opts minio.PutObjectOptions) minio.UploadInfo {
+	t.Helper()
+	info, err := s.Store.Client.PutObject(context.Background(), s.Store.Bucket, key,
+		bytes.NewReader(content), int64(len(content)), opts)
+	if err != nil {
+		t.Fatalf("testenv: put %s: %v", key, err)
+	}
+	return info
+}

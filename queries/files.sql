@@ -1,0 +1,10 @@
+-- name: FileCreate :one
+INSERT INTO files (org_id, project_id, name, description, file_type, uploaded_by)
+VALUES (@org_id, @project_id, @name, @description, @file_type, @uploaded_by)
+RETURNING *;
+
+-- name: FileGet :one
+SELECT * FROM files WHERE id = @id AND org_id = @org_id AND deleted_at IS NULL;
+
+-- name: FileGetForUpdate :one
+SELECT * FROM files WHERE id = @id AND deleted_at IS NULL FOR UPDATE;

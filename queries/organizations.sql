@@ -1,0 +1,6 @@
+-- name: OrganizationCreate :one
+INSERT INTO organizations (name) VALUES ($1)
+RETURNING *;
+
+-- name: OrganizationGet :one
+SELECT * FROM organizations WHERE id = $1 AND deleted_at IS NULL;

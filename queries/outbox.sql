@@ -1,0 +1,27 @@
+-- name: OutboxInsert :one
+INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, available_at)
+VALUES (@task_id, @task_type, @queue, @payload, @options, @org_id, @available_at)
+RETURNING id;
+
+-- name: OutboxClaimBatch :many
+-- SKIP LOCKED lets any number of relays run side by side: each row is held by one.
+SELECT * FROM outbox
+WHERE enqueued_at IS NULL AND available_at <= now()
+ORDER BY available_at, id
+LIMIT @max_rows
+FOR UPDATE SKIP LOCKED;
+
+-- name: OutboxMarkEnqueued :exec
+UPDATE outbox SET enqueued_at = now(), attempts = attempts + 1, last_error = NULL
+WHERE id = ANY(@ids::bigint[]);
+
+-- name: OutboxMarkFailed :exec
+UPDATE outbox
+SET attempts = attempts + 1, last_error = @last_error, available_at = @available_at
+WHERE id = @id;
+
+-- name: OutboxCountUnsent :one
+SELECT count(*) FROM outbox WHERE enqueued_at IS NULL;
+
+-- name: OutboxDeleteEnqueuedBefore :execrows
+DELETE FROM outbox WHERE enqueued_at IS NOT NULL AND enqueued_at < @before;
