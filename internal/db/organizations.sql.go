@@ -43,3 +43,22 @@ func (q *Queries) OrganizationGet(ctx context.Context, id int64) (Organization, 
 	)
 	return i, err
 }
+
+const organizationGetOrCreate = `-- name: OrganizationGetOrCreate :one
+INSERT INTO organizations (name) VALUES ($1)
+ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
+RETURNING id, name, created_at, updated_at, deleted_at
+`
+
+func (q *Queries) OrganizationGetOrCreate(ctx context.Context, name string) (Organization, error) {
+	row := q.db.QueryRow(ctx, organizationGetOrCreate, name)
+	var i Organization
+	err := row.Scan(
+		&i.ID,
+		&i.Name,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DeletedAt,
+	)
+	return i, err
+}

@@ -1,0 +1,103 @@
+# labelq — `make help` lists the targets.
+SHELL := /usr/bin/env bash
+.SHELLFLAGS := -eu -o pipefail -c
+.DEFAULT_GOAL := help
+
+export PATH := /usr/local/go/bin:$(PATH)
+GOBIN ?= $(shell go env GOPATH)/bin
+SQLC_VERSION  := v1.31.1
+MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+SQLC  := $(GOBIN)/sqlc
+MINIO := $(GOBIN)/minio
+
+# Local development defaults (override in the environment).
+export LABELQ_OPERATOR_PASSWORD ?= labelq-dev
+MINIO_DATA ?= $(CURDIR)/.tmp/minio
+PG_HOST ?= 127.0.0.1
+PG_PORT ?= 5432
+REDIS_PORT ?= 6379
+MINIO_ADDR ?= 127.0.0.1:9000
+
+.PHONY: help
+help: ## list the targets
+	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+.PHONY: tools
+tools: $(SQLC) $(MINIO) ## install sqlc, minio, zip and unzip when missing
+	@command -v zip >/dev/null && command -v unzip >/dev/null || { \
+	  echo "installing zip and unzip"; \
+	  (apt-get update -qq && apt-get install -y -qq zip unzip) >/dev/null || \
+	  sudo sh -c 'apt-get update -qq && apt-get install -y -qq zip unzip' >/dev/null; }
+
+$(SQLC):
+	@echo "installing sqlc $(SQLC_VERSION) (about 2 minutes, once)"
+	CGO_ENABLED=1 go install github.com/sqlc-dev/sqlc/cmd/sqlc@$(SQLC_VERSION)
+
+$(MINIO):
+	@echo "installing minio $(MINIO_VERSION) (about 3 minutes, once)"
+	go install github.com/minio/minio@$(MINIO_VERSION)
+
+.PHONY: services
+services: services-db $(MINIO) ## check Postgres, Redis and MinIO; start what is missing
+	@if curl -fsS -o /dev/null http://$(MINIO_ADDR)/minio/health/live 2>/dev/null; then \
+	  echo "MinIO     ok ($(MINIO_ADDR))"; \
+	else \
+	  mkdir -p $(MINIO_DATA); \
+	  echo "MinIO     starting on $(MINIO_ADDR), data in $(MINIO_DATA), log in .tmp/minio.log"; \
+	  MINIO_ROOT_USER=$${LABELQ_S3_ACCESS_KEY:-minioadmin} MINIO_ROOT_PASSWORD=$${LABELQ_S3_SECRET_KEY:-minioadmin} \
+	    MINIO_BROWSER=off MINIO_UPDATE=off nohup $(MINIO) server $(MINIO_DATA) --address $(MINIO_ADDR) \
+	    --console-address 127.0.0.1:9001 --quiet > .tmp/minio.log 2>&1 & \
+	  for i in $$(seq 1 100); do curl -fsS -o /dev/null http://$(MINIO_ADDR)/minio/health/live 2>/dev/null && break; sleep 0.2; done; \
+	  curl -fsS -o /dev/null http://$(MINIO_ADDR)/minio/health/live || { echo "MinIO did not start: see .tmp/minio.log"; exit 1; }; \
+	fi
+
+.PHONY: services-db
+services-db:
+	@if pg_isready -q -h $(PG_HOST) -p $(PG_PORT) 2>/dev/null; then echo "Postgres  ok ($(PG_HOST):$(PG_PORT))"; \
+	elif [ -d /etc/postgresql ]; then echo "Postgres  starting"; \
+	  pg_ctlcluster --skip-systemctl-redirect $$(ls /etc/postgresql | head -n1) main start; \
+	  for i in $$(seq 1 50); do pg_isready -q -h $(PG_HOST) -p $(PG_PORT) && break; sleep 0.2; done; \
+	else echo "Postgres is not running on $(PG_HOST):$(PG_PORT) and is not installed here: install it (apt-get install postgresql) or use docker compose"; exit 1; fi
+	@if redis-cli -h 127.0.0.1 -p $(REDIS_PORT) ping >/dev/null 2>&1; then echo "Redis     ok (127.0.0.1:$(REDIS_PORT))"; \
+	elif command -v redis-server >/dev/null; then echo "Redis     starting"; \
+	  redis-server --daemonize yes --bind 127.0.0.1 --port $(REDIS_PORT) --save "" --appendonly no >/dev/null; \
+	  for i in $$(seq 1 50); do redis-cli -p $(REDIS_PORT) ping >/dev/null 2>&1 && break; sleep 0.1; done; \
+	else echo "Redis is not running on 127.0.0.1:$(REDIS_PORT) and is not installed here: install it (apt-get install redis-server) or use docker compose"; exit 1; fi
+
+.PHONY: generate
+generate: $(SQLC) ## regenerate the sqlc code in internal/db from queries/ and migrations/
+	$(SQLC) generate
+
+.PHONY: build
+build: ## build bin/labelq
+	go build -o bin/labelq ./cmd/labelq
+
+.PHONY: migrate
+migrate: services-db build ## create the database if missing and apply migrations
+	./bin/labelq migrate up
+
+.PHONY: run
+run: services migrate ## start everything (API, workers, scheduler, relay, asynqmon) on :8080
+	@echo
+	@echo "  API         http://localhost:8080/v1   (token: ./bin/labelq token create --org acme --name dev)"
+	@echo "  asynqmon    http://localhost:8080/monitoring/   (user operator, password $$LABELQ_OPERATOR_PASSWORD)"
+	@echo "  metrics     http://localhost:8080/metrics"
+	@echo "  health      http://localhost:8080/healthz  http://localhost:8080/readyz"
+	@echo "  Ctrl-C stops it."
+	@echo
+	exec ./bin/labelq all
+
+.PHONY: test
+test: tools services-db ## run every test against the real Postgres, Redis and MinIO
+	go test -race -timeout 20m ./...
+
+.PHONY: bench
+bench: tools services-db ## run the benchmarks and print one table of figures beside their baselines
+	@mkdir -p .tmp
+	go test -run '^$$' -bench . -benchtime 1x -timeout 60m ./... | tee .tmp/bench.out | go run ./internal/benchtable
+
+.PHONY: lint
+lint: $(SQLC) ## gofmt, go vet and the sqlc freshness check
+	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt would change: $$out"; exit 1; }
+	go vet ./...
+	$(SQLC) diff

@@ -1,0 +1,191 @@
+// Command labelq is every labelq process in one binary: the enqueue API, the workers,
+// the scheduler, the outbox relay, migrations and admin commands. It only parses the
+// command line, wires dependencies and calls Run.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/signal"
+	"strconv"
+	"syscall"
+	"time"
+
+	"github.com/labelq/labelq/internal/admin"
+	"github.com/labelq/labelq/internal/app"
+	"github.com/labelq/labelq/internal/config"
+	"github.com/labelq/labelq/internal/database"
+	"github.com/labelq/labelq/internal/logging"
+)
+
+const usage = `labelq — background jobs for data-annotation platforms
+
+Usage:
+  labelq [command] [arguments]
+
+Commands:
+  all                 every role in one process (default): api, worker, scheduler, relay
+  api                 the enqueue API, /monitoring (asynqmon), /metrics, /healthz, /readyz
+  worker              the asynq server running every task handler
+  scheduler           periodic tasks: export schedules and maintenance
+  relay               moves committed outbox rows into asynq
+  migrate up          creates the database if missing and applies migrations
+  migrate down [N]    rolls back N migrations (default 1; "all" for every one)
+  migrate status      lists migrations and whether each is applied
+  token create --org NAME --name NAME
+                      creates an API token (and the organization if missing);
+                      prints the secret once
+  healthcheck [URL]   exits 0 when URL (default: this host's /healthz) answers 200
+  version             prints the version
+
+Configuration is read from the environment:
+
+`
+
+func main() {
+	os.Exit(run(os.Args[1:], os.Stdout, os.Stderr))
+}
+
+func run(args []string, stdout, stderr io.Writer) int {
+	cmd := "all"
+	if len(args) > 0 {
+		cmd, args = args[0], args[1:]
+	}
+	switch cmd {
+	case "-h", "--help", "help":
+		fmt.Fprint(stdout, usage)
+		config.WriteHelp(stdout)
+		return 0
+	case "version":
+		fmt.Fprintln(stdout, app.Version)
+		return 0
+	case "healthcheck":
+		return fail(stderr, healthcheck(args))
+	}
+	cfg, err := config.Load(os.Getenv)
+	if err != nil {
+		fmt.Fprintf(stderr, "labelq: configuration is not valid:\n%v\n\nRun `labelq --help` for every variable.\n", err)
+		return 2
+	}
+	log := logging.New(stderr, cfg.LogLevel, cfg.LogFormat)
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
+	defer stop()
+
+	switch cmd {
+	case "migrate":
+		return fail(stderr, migrate(ctx, cfg, args, stdout))
+	case "token":
+		return fail(stderr, token(ctx, cfg, args, stdout))
+	}
+	roles := map[string][]app.Role{
+		"all": app.AllRoles, "api": {app.RoleAPI}, "worker": {app.RoleWorker},
+		"scheduler": {app.RoleScheduler}, "relay": {app.RoleRelay},
+	}[cmd]
+	if roles == nil {
+		fmt.Fprintf(stderr, "labelq: unknown command %q\n\n%s", cmd, usage)
+		return 2
+	}
+	a, err := app.New(ctx, cfg, log)
+	if err != nil {
+		return fail(stderr, err)
+	}
+	defer a.Close()
+	return fail(stderr, a.Run(ctx, roles...))
+}
+
+// healthcheck is for container health checks, where no curl is installed.
+func healthcheck(args []string) error {
+	u := "http://127.0.0.1:8080/healthz"
+	if len(args) > 0 {
+		u = args[0]
+	} else if cfg, err := config.Load(os.Getenv); err == nil {
+		if _, port, err := net.SplitHostPort(cfg.HTTPAddr); err == nil {
+			u = "http://127.0.0.1:" + port + "/healthz"
+		}
+	}
+	c := http.Client{Timeout: 5 * time.Second}
+	resp, err := c.Get(u)
+	if err != nil {
+		return err
+	}
+	defer resp.Body.Close()
+	if resp.StatusCode != http.StatusOK {
+		return fmt.Errorf("%s answered %s", u, resp.Status)
+	}
+	return nil
+}
+
+func fail(stderr io.Writer, err error) int {
+	if err == nil || errors.Is(err, context.Canceled) {
+		return 0
+	}
+	fmt.Fprintf(stderr, "labelq: %v\n", err)
+	return 1
+}
+
+func migrate(ctx context.Context, cfg *config.Config, args []string, stdout io.Writer) error {
+	log := logging.New(stdout, "info", "text")
+	sub := "up"
+	if len(args) > 0 {
+		sub = args[0]
+	}
+	switch sub {
+	case "up":
+		if err := database.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
+			return err
+		}
+		return database.MigrateUp(ctx, cfg.DatabaseURL, log)
+	case "down":
+		steps := 1
+		if len(args) > 1 {
+			if args[1] == "all" {
+				steps = 0
+			} else if n, err := strconv.Atoi(args[1]); err == nil && n > 0 {
+				steps = n
+			} else {
+				return fmt.Errorf("migrate down takes a positive number of steps or \"all\", not %q", args[1])
+			}
+		}
+		return database.MigrateDown(ctx, cfg.DatabaseURL, steps, log)
+	case "status":
+		lines, err := database.MigrationStatus(ctx, cfg.DatabaseURL)
+		for _, l := range lines {
+			fmt.Fprintln(stdout, l)
+		}
+		return err
+	}
+	return fmt.Errorf("unknown migrate command %q (want up, down or status)", sub)
+}
+
+func token(ctx context.Context, cfg *config.Config, args []string, stdout io.Writer) error {
+	if len(args) == 0 || args[0] != "create" {
+		return errors.New("usage: labelq token create --org NAME --name NAME")
+	}
+	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
+	org := fs.String("org", "", "organization name (created if missing)")
+	name := fs.String("name", "", "a name for the token, such as upload-endpoint")
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *org == "" || *name == "" {
+		return errors.New("token create needs --org and --name")
+	}
+	pool, err := database.Open(ctx, cfg.DatabaseURL, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	tok, err := admin.CreateToken(ctx, pool, *org, *name)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "organization_id=%d\ntoken_id=%d\ntoken=%s\n", tok.OrgID, tok.TokenID, tok.Secret)
+	fmt.Fprintln(os.Stderr, "The token is shown once; labelq keeps only its SHA-256.")
+	return nil
+}

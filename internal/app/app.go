@@ -1,0 +1,164 @@
+// Package app wires labelq's processes: it opens the dependencies once (Postgres,
+// Redis, S3), builds every role (api, worker, scheduler, relay) from them, and runs
+// any set of roles until the context ends, stopping each gracefully. cmd/labelq only
+// parses the command line and calls Run.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/labelq/labelq/internal/config"
+	"github.com/labelq/labelq/internal/database"
+	"github.com/labelq/labelq/internal/metrics"
+	"github.com/labelq/labelq/internal/queue"
+	"github.com/labelq/labelq/internal/storage"
+)
+
+// Version is set at build time (-ldflags "-X github.com/labelq/labelq/internal/app.Version=…").
+var Version = "dev"
+
+// Role is one kind of labelq process.
+type Role string
+
+const (
+	RoleAPI       Role = "api"
+	RoleWorker    Role = "worker"
+	RoleScheduler Role = "scheduler"
+	RoleRelay     Role = "relay"
+)
+
+// AllRoles is what `labelq all` runs.
+var AllRoles = []Role{RoleAPI, RoleWorker, RoleScheduler, RoleRelay}
+
+// App holds the shared dependencies of a process.
+type App struct {
+	Cfg       *config.Config
+	Log       *slog.Logger
+	Pool      *pgxpool.Pool
+	Store     *storage.Store
+	Redis     asynq.RedisConnOpt
+	Client    *asynq.Client
+	Inspector *asynq.Inspector
+	Metrics   *metrics.Metrics
+	Now       func() time.Time
+}
+
+// New connects to every dependency and fails with a message naming the one that is
+// missing and how to start it.
+func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error) {
+	redisOpt, err := cfg.RedisConnOpt()
+	if err != nil {
+		return nil, err
+	}
+	pool, err := database.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	if err != nil {
+		return nil, err
+	}
+	store, err := storage.New(storage.Config{
+		Endpoint: cfg.S3Endpoint, AccessKey: cfg.S3AccessKey, SecretKey: cfg.S3SecretKey,
+		Bucket: cfg.S3Bucket, Region: cfg.S3Region, UseTLS: cfg.S3UseTLS,
+	})
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	bctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	if err := store.EnsureBucket(bctx); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	inspector := asynq.NewInspector(redisOpt)
+	if _, err := inspector.Queues(); err != nil {
+		pool.Close()
+		_ = inspector.Close()
+		return nil, fmt.Errorf("connect to Redis: %w (is it running? see `make services`)", err)
+	}
+	m := metrics.New()
+	m.RegisterQueues(inspector)
+	return &App{
+		Cfg: cfg, Log: log, Pool: pool, Store: store, Redis: redisOpt,
+		Client: asynq.NewClient(redisOpt), Inspector: inspector, Metrics: m, Now: time.Now,
+	}, nil
+}
+
+// Close releases every connection.
+func (a *App) Close() {
+	_ = a.Client.Close()
+	_ = a.Inspector.Close()
+	a.Pool.Close()
+}
+
+// Run runs the roles until ctx ends or one fails, then stops the rest and waits for
+// them: in-flight HTTP requests finish and workers hand unfinished tasks back.
+func (a *App) Run(ctx context.Context, roles ...Role) error {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	var (
+		wg    sync.WaitGroup
+		mu    sync.Mutex
+		first error
+	)
+	for _, r := range roles {
+		run, err := a.role(r)
+		if err != nil {
+			return err
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if err := run(ctx); err != nil && !errors.Is(err, context.Canceled) {
+				mu.Lock()
+				if first == nil {
+					first = fmt.Errorf("%s: %w", r, err)
+				}
+				mu.Unlock()
+				a.Log.Error("role stopped with an error", slog.String("role", string(r)), slog.String("error", err.Error()))
+				cancel()
+			}
+		}()
+	}
+	a.Log.Info("labelq started", slog.Any("roles", roles), slog.String("version", Version))
+	<-ctx.Done()
+	wg.Wait()
+	a.Log.Info("labelq stopped")
+	return first
+}
+
+func (a *App) role(r Role) (func(context.Context) error, error) {
+	switch r {
+	case RoleAPI:
+		return a.runHTTP, nil
+	case RoleWorker:
+		return a.runWorker, nil
+	case RoleScheduler:
+		return a.runScheduler, nil
+	case RoleRelay:
+		return a.runRelay, nil
+	}
+	return nil, fmt.Errorf("unknown role %q (want api, worker, scheduler or relay)", r)
+}
+
+// registerQueues makes labelq's queues visible in asynqmon before their first task:
+// asynqmon lists the members of asynq's queue set, which asynq's own enqueue adds to.
+func (a *App) registerQueues(ctx context.Context) error {
+	rc, ok := a.Redis.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil
+	}
+	defer rc.Close()
+	members := make([]any, 0, len(queue.Names()))
+	for _, q := range queue.Names() {
+		members = append(members, q)
+	}
+	return rc.SAdd(ctx, "asynq:queues", members...).Err()
+}
