@@ -434,7 +434,7 @@ CREATE TABLE outbox (
     updated_at   timestamptz NOT NULL DEFAULT now()
 );
 CREATE INDEX outbox_unsent_idx ON outbox (available_at, id) WHERE enqueued_at IS NULL;
-CREATE INDEX outbox_task_id_idx ON outbox (task_id);
+CREATE INDEX outbox_task_id_idx ON outbox (task_id text_pattern_ops);
 
 -- +goose StatementBegin
 CREATE FUNCTION labelq_outbox_notify() RETURNS trigger

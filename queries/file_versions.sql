@@ -18,3 +18,20 @@ SELECT * FROM file_versions WHERE id = @id;
 
 -- name: FileVersionGetForUpdate :one
 SELECT * FROM file_versions WHERE id = @id FOR UPDATE;
+
+-- name: FileVersionListByFile :many
+SELECT * FROM file_versions WHERE file_id = @file_id AND org_id = @org_id ORDER BY version_number;
+
+-- name: FileVersionResetForRevalidation :one
+UPDATE file_versions
+SET validation_status = 'pending', validation_error = NULL, validated_at = NULL, validation_attempts = 0
+WHERE id = @id AND org_id = @org_id
+RETURNING *;
+
+-- name: FileVersionListStuckPending :many
+-- Versions pending validation for longer than the threshold: the reconciler checks
+-- each has a live task.
+SELECT id, org_id FROM file_versions
+WHERE validation_status = 'pending' AND updated_at < @older_than
+ORDER BY id
+LIMIT @max_rows;

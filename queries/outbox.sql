@@ -24,4 +24,14 @@ WHERE id = @id;
 SELECT count(*) FROM outbox WHERE enqueued_at IS NULL;
 
 -- name: OutboxDeleteEnqueuedBefore :execrows
-DELETE FROM outbox WHERE enqueued_at IS NOT NULL AND enqueued_at < @before;
+DELETE FROM outbox WHERE enqueued_at IS NOT NULL AND enqueued_at < @before::timestamptz;
+
+-- name: OutboxLatestByTaskPrefix :one
+-- The newest task queued for an entity, by its deterministic task id prefix.
+SELECT * FROM outbox
+WHERE (task_id = @prefix::text OR task_id LIKE (@prefix::text || ':%')) AND task_type = @task_type
+ORDER BY id DESC
+LIMIT 1;
+
+-- name: OutboxGetByTaskID :one
+SELECT * FROM outbox WHERE task_id = @task_id AND org_id = @org_id ORDER BY id DESC LIMIT 1;

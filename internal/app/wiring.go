@@ -1,25 +1,85 @@
 package app
 
 import (
+	"context"
 	"net/http"
+	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/labelq/labelq/internal/api"
+	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/queue"
+	"github.com/labelq/labelq/internal/reconcile"
+	"github.com/labelq/labelq/worker/export"
+	"github.com/labelq/labelq/worker/validate"
 )
 
-// handlers maps each task type to its handler. Worker packages are added here as
-// they are built.
+// handlers maps each task type to its handler.
 func (a *App) handlers() map[string]asynq.Handler {
-	return map[string]asynq.Handler{}
+	return map[string]asynq.Handler{
+		reconcile.TypeName: a.Reconciler(),
+	}
 }
 
-// periodicTasks lists the scheduler's periodic tasks.
+// Reconciler is the maintenance:reconcile handler with every kind of stuck row.
+func (a *App) Reconciler() *reconcile.Reconciler {
+	return &reconcile.Reconciler{
+		Pool: a.Pool, Inspector: a.Inspector, Log: a.Log, After: a.Cfg.ReconcileAfter,
+		OutboxKeep: 24 * time.Hour, Now: a.Now,
+		Finders: []reconcile.Finder{
+			{
+				TaskType: validate.TypeName,
+				Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]reconcile.Item, error) {
+					rows, err := q.FileVersionListStuckPending(ctx, db.FileVersionListStuckPendingParams{OlderThan: olderThan, MaxRows: limit})
+					items := make([]reconcile.Item, len(rows))
+					for i, r := range rows {
+						items[i] = reconcile.Item{OrgID: r.OrgID, EntityID: r.ID}
+					}
+					return items, err
+				},
+				Prefix: validate.TaskIDPrefix,
+				Intent: validate.Intent,
+			},
+			{
+				TaskType: export.TypeName,
+				Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]reconcile.Item, error) {
+					rows, err := q.ExportLogListStuck(ctx, db.ExportLogListStuckParams{OlderThan: olderThan, MaxRows: limit})
+					items := make([]reconcile.Item, len(rows))
+					for i, r := range rows {
+						items[i] = reconcile.Item{OrgID: r.OrgID, EntityID: r.ID}
+					}
+					return items, err
+				},
+				Prefix: export.TaskIDPrefix,
+				Intent: export.Intent,
+			},
+		},
+	}
+}
+
+// periodicTasks lists the scheduler's periodic tasks. Uniqueness makes a second
+// scheduler copy harmless: its tick finds the task already queued.
 func (a *App) periodicTasks() asynq.PeriodicTaskConfigProvider {
-	return periodicFunc(func() ([]*asynq.PeriodicTaskConfig, error) { return nil, nil })
+	return periodicFunc(func() ([]*asynq.PeriodicTaskConfig, error) {
+		every := a.Cfg.ReconcileInterval
+		return []*asynq.PeriodicTaskConfig{{
+			Cronspec: "@every " + every.String(),
+			Task:     asynq.NewTask(reconcile.TypeName, []byte(`{}`)),
+			Opts:     []asynq.Option{asynq.Queue(queue.QueueDefault), asynq.Unique(every), asynq.MaxRetry(0), asynq.Timeout(every)},
+		}}, nil
+	})
 }
 
 type periodicFunc func() ([]*asynq.PeriodicTaskConfig, error)
 
 func (f periodicFunc) GetConfigs() ([]*asynq.PeriodicTaskConfig, error) { return f() }
 
-// mountAPI mounts the /v1 API.
-func (a *App) mountAPI(mux *http.ServeMux) {}
+// mountAPI mounts the /v1 API and its OpenAPI document.
+func (a *App) mountAPI(mux *http.ServeMux) {
+	s := &api.Server{
+		Pool: a.Pool, Store: a.Store, Inspector: a.Inspector, Log: a.Log, Metrics: a.Metrics,
+		MaxBodyBytes: a.Cfg.MaxBodyBytes, UploadURLTTL: time.Hour, ExportURLTTL: a.Cfg.ExportURLTTL, Now: a.Now,
+	}
+	s.Register(mux)
+}

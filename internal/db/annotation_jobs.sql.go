@@ -90,3 +90,114 @@ func (q *Queries) AnnotationJobGet(ctx context.Context, arg AnnotationJobGetPara
 	)
 	return i, err
 }
+
+const annotationJobListByProject = `-- name: AnnotationJobListByProject :many
+SELECT id, org_id, project_id, file_id, file_version_id, language, priority, status, review_status, result_version_id, due_date, completed_at, created_at, updated_at, deleted_at FROM annotation_jobs
+WHERE project_id = $1 AND org_id = $2 AND deleted_at IS NULL AND id > $3
+ORDER BY id
+LIMIT $4
+`
+
+type AnnotationJobListByProjectParams struct {
+	ProjectID int64 `json:"project_id"`
+	OrgID     int64 `json:"org_id"`
+	AfterID   int64 `json:"after_id"`
+	MaxRows   int32 `json:"max_rows"`
+}
+
+func (q *Queries) AnnotationJobListByProject(ctx context.Context, arg AnnotationJobListByProjectParams) ([]AnnotationJob, error) {
+	rows, err := q.db.Query(ctx, annotationJobListByProject,
+		arg.ProjectID,
+		arg.OrgID,
+		arg.AfterID,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []AnnotationJob
+	for rows.Next() {
+		var i AnnotationJob
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrgID,
+			&i.ProjectID,
+			&i.FileID,
+			&i.FileVersionID,
+			&i.Language,
+			&i.Priority,
+			&i.Status,
+			&i.ReviewStatus,
+			&i.ResultVersionID,
+			&i.DueDate,
+			&i.CompletedAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.DeletedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const annotationJobUpdate = `-- name: AnnotationJobUpdate :one
+UPDATE annotation_jobs SET
+    language          = COALESCE($1, language),
+    priority          = COALESCE($2::job_priority, priority),
+    status            = COALESCE($3::job_status, status),
+    review_status     = COALESCE($4::review_status, review_status),
+    result_version_id = COALESCE($5, result_version_id),
+    due_date          = COALESCE($6, due_date),
+    completed_at      = CASE WHEN $3::job_status = 'reviewed' AND completed_at IS NULL THEN now() ELSE completed_at END
+WHERE id = $7 AND org_id = $8 AND deleted_at IS NULL
+RETURNING id, org_id, project_id, file_id, file_version_id, language, priority, status, review_status, result_version_id, due_date, completed_at, created_at, updated_at, deleted_at
+`
+
+type AnnotationJobUpdateParams struct {
+	Language        *string       `json:"language"`
+	Priority        *JobPriority  `json:"priority"`
+	Status          *JobStatus    `json:"status"`
+	ReviewStatus    *ReviewStatus `json:"review_status"`
+	ResultVersionID *int64        `json:"result_version_id"`
+	DueDate         *time.Time    `json:"due_date"`
+	ID              int64         `json:"id"`
+	OrgID           int64         `json:"org_id"`
+}
+
+func (q *Queries) AnnotationJobUpdate(ctx context.Context, arg AnnotationJobUpdateParams) (AnnotationJob, error) {
+	row := q.db.QueryRow(ctx, annotationJobUpdate,
+		arg.Language,
+		arg.Priority,
+		arg.Status,
+		arg.ReviewStatus,
+		arg.ResultVersionID,
+		arg.DueDate,
+		arg.ID,
+		arg.OrgID,
+	)
+	var i AnnotationJob
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.FileID,
+		&i.FileVersionID,
+		&i.Language,
+		&i.Priority,
+		&i.Status,
+		&i.ReviewStatus,
+		&i.ResultVersionID,
+		&i.DueDate,
+		&i.CompletedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DeletedAt,
+	)
+	return i, err
+}

@@ -7,6 +7,7 @@ package db
 
 import (
 	"context"
+	"time"
 )
 
 const fileVersionCreate = `-- name: FileVersionCreate :one
@@ -157,6 +158,143 @@ SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_s
 
 func (q *Queries) FileVersionGetForUpdate(ctx context.Context, id int64) (FileVersion, error) {
 	row := q.db.QueryRow(ctx, fileVersionGetForUpdate, id)
+	var i FileVersion
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.FileID,
+		&i.VersionNumber,
+		&i.StoragePath,
+		&i.ExpectedSha256,
+		&i.ExpectedSize,
+		&i.ExpectedMimeType,
+		&i.Checksum,
+		&i.SizeBytes,
+		&i.MimeType,
+		&i.ValidationStatus,
+		&i.ValidationError,
+		&i.ValidationAttempts,
+		&i.ValidatedAt,
+		&i.DuplicateOf,
+		&i.GenerationMethod,
+		&i.SourceFileVersionID,
+		&i.LlmModel,
+		&i.LlmParams,
+		&i.UploadedBy,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const fileVersionListByFile = `-- name: FileVersionListByFile :many
+SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at FROM file_versions WHERE file_id = $1 AND org_id = $2 ORDER BY version_number
+`
+
+type FileVersionListByFileParams struct {
+	FileID int64 `json:"file_id"`
+	OrgID  int64 `json:"org_id"`
+}
+
+func (q *Queries) FileVersionListByFile(ctx context.Context, arg FileVersionListByFileParams) ([]FileVersion, error) {
+	rows, err := q.db.Query(ctx, fileVersionListByFile, arg.FileID, arg.OrgID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []FileVersion
+	for rows.Next() {
+		var i FileVersion
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrgID,
+			&i.ProjectID,
+			&i.FileID,
+			&i.VersionNumber,
+			&i.StoragePath,
+			&i.ExpectedSha256,
+			&i.ExpectedSize,
+			&i.ExpectedMimeType,
+			&i.Checksum,
+			&i.SizeBytes,
+			&i.MimeType,
+			&i.ValidationStatus,
+			&i.ValidationError,
+			&i.ValidationAttempts,
+			&i.ValidatedAt,
+			&i.DuplicateOf,
+			&i.GenerationMethod,
+			&i.SourceFileVersionID,
+			&i.LlmModel,
+			&i.LlmParams,
+			&i.UploadedBy,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const fileVersionListStuckPending = `-- name: FileVersionListStuckPending :many
+SELECT id, org_id FROM file_versions
+WHERE validation_status = 'pending' AND updated_at < $1
+ORDER BY id
+LIMIT $2
+`
+
+type FileVersionListStuckPendingParams struct {
+	OlderThan time.Time `json:"older_than"`
+	MaxRows   int32     `json:"max_rows"`
+}
+
+type FileVersionListStuckPendingRow struct {
+	ID    int64 `json:"id"`
+	OrgID int64 `json:"org_id"`
+}
+
+// Versions pending validation for longer than the threshold: the reconciler checks
+// each has a live task.
+func (q *Queries) FileVersionListStuckPending(ctx context.Context, arg FileVersionListStuckPendingParams) ([]FileVersionListStuckPendingRow, error) {
+	rows, err := q.db.Query(ctx, fileVersionListStuckPending, arg.OlderThan, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []FileVersionListStuckPendingRow
+	for rows.Next() {
+		var i FileVersionListStuckPendingRow
+		if err := rows.Scan(&i.ID, &i.OrgID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const fileVersionResetForRevalidation = `-- name: FileVersionResetForRevalidation :one
+UPDATE file_versions
+SET validation_status = 'pending', validation_error = NULL, validated_at = NULL, validation_attempts = 0
+WHERE id = $1 AND org_id = $2
+RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at
+`
+
+type FileVersionResetForRevalidationParams struct {
+	ID    int64 `json:"id"`
+	OrgID int64 `json:"org_id"`
+}
+
+func (q *Queries) FileVersionResetForRevalidation(ctx context.Context, arg FileVersionResetForRevalidationParams) (FileVersion, error) {
+	row := q.db.QueryRow(ctx, fileVersionResetForRevalidation, arg.ID, arg.OrgID)
 	var i FileVersion
 	err := row.Scan(
 		&i.ID,

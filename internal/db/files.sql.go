@@ -103,3 +103,84 @@ func (q *Queries) FileGetForUpdate(ctx context.Context, id int64) (File, error) 
 	)
 	return i, err
 }
+
+const fileGetForUpdateInOrg = `-- name: FileGetForUpdateInOrg :one
+SELECT id, org_id, project_id, name, description, file_type, status, active_version_id, uploaded_by, created_at, updated_at, deleted_at FROM files WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL FOR UPDATE
+`
+
+type FileGetForUpdateInOrgParams struct {
+	ID    int64 `json:"id"`
+	OrgID int64 `json:"org_id"`
+}
+
+func (q *Queries) FileGetForUpdateInOrg(ctx context.Context, arg FileGetForUpdateInOrgParams) (File, error) {
+	row := q.db.QueryRow(ctx, fileGetForUpdateInOrg, arg.ID, arg.OrgID)
+	var i File
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.Name,
+		&i.Description,
+		&i.FileType,
+		&i.Status,
+		&i.ActiveVersionID,
+		&i.UploadedBy,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DeletedAt,
+	)
+	return i, err
+}
+
+const fileListByProject = `-- name: FileListByProject :many
+SELECT id, org_id, project_id, name, description, file_type, status, active_version_id, uploaded_by, created_at, updated_at, deleted_at FROM files
+WHERE project_id = $1 AND org_id = $2 AND deleted_at IS NULL AND id > $3
+ORDER BY id
+LIMIT $4
+`
+
+type FileListByProjectParams struct {
+	ProjectID int64 `json:"project_id"`
+	OrgID     int64 `json:"org_id"`
+	AfterID   int64 `json:"after_id"`
+	MaxRows   int32 `json:"max_rows"`
+}
+
+func (q *Queries) FileListByProject(ctx context.Context, arg FileListByProjectParams) ([]File, error) {
+	rows, err := q.db.Query(ctx, fileListByProject,
+		arg.ProjectID,
+		arg.OrgID,
+		arg.AfterID,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []File
+	for rows.Next() {
+		var i File
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrgID,
+			&i.ProjectID,
+			&i.Name,
+			&i.Description,
+			&i.FileType,
+			&i.Status,
+			&i.ActiveVersionID,
+			&i.UploadedBy,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.DeletedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}

@@ -66,15 +66,45 @@ func (q *Queries) OutboxCountUnsent(ctx context.Context) (int64, error) {
 }
 
 const outboxDeleteEnqueuedBefore = `-- name: OutboxDeleteEnqueuedBefore :execrows
-DELETE FROM outbox WHERE enqueued_at IS NOT NULL AND enqueued_at < $1
+DELETE FROM outbox WHERE enqueued_at IS NOT NULL AND enqueued_at < $1::timestamptz
 `
 
-func (q *Queries) OutboxDeleteEnqueuedBefore(ctx context.Context, before *time.Time) (int64, error) {
+func (q *Queries) OutboxDeleteEnqueuedBefore(ctx context.Context, before time.Time) (int64, error) {
 	result, err := q.db.Exec(ctx, outboxDeleteEnqueuedBefore, before)
 	if err != nil {
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const outboxGetByTaskID = `-- name: OutboxGetByTaskID :one
+SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at FROM outbox WHERE task_id = $1 AND org_id = $2 ORDER BY id DESC LIMIT 1
+`
+
+type OutboxGetByTaskIDParams struct {
+	TaskID string `json:"task_id"`
+	OrgID  *int64 `json:"org_id"`
+}
+
+func (q *Queries) OutboxGetByTaskID(ctx context.Context, arg OutboxGetByTaskIDParams) (Outbox, error) {
+	row := q.db.QueryRow(ctx, outboxGetByTaskID, arg.TaskID, arg.OrgID)
+	var i Outbox
+	err := row.Scan(
+		&i.ID,
+		&i.TaskID,
+		&i.TaskType,
+		&i.Queue,
+		&i.Payload,
+		&i.Options,
+		&i.OrgID,
+		&i.Attempts,
+		&i.LastError,
+		&i.AvailableAt,
+		&i.EnqueuedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
 }
 
 const outboxInsert = `-- name: OutboxInsert :one
@@ -106,6 +136,40 @@ func (q *Queries) OutboxInsert(ctx context.Context, arg OutboxInsertParams) (int
 	var id int64
 	err := row.Scan(&id)
 	return id, err
+}
+
+const outboxLatestByTaskPrefix = `-- name: OutboxLatestByTaskPrefix :one
+SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at FROM outbox
+WHERE (task_id = $1::text OR task_id LIKE ($1::text || ':%')) AND task_type = $2
+ORDER BY id DESC
+LIMIT 1
+`
+
+type OutboxLatestByTaskPrefixParams struct {
+	Prefix   string `json:"prefix"`
+	TaskType string `json:"task_type"`
+}
+
+// The newest task queued for an entity, by its deterministic task id prefix.
+func (q *Queries) OutboxLatestByTaskPrefix(ctx context.Context, arg OutboxLatestByTaskPrefixParams) (Outbox, error) {
+	row := q.db.QueryRow(ctx, outboxLatestByTaskPrefix, arg.Prefix, arg.TaskType)
+	var i Outbox
+	err := row.Scan(
+		&i.ID,
+		&i.TaskID,
+		&i.TaskType,
+		&i.Queue,
+		&i.Payload,
+		&i.Options,
+		&i.OrgID,
+		&i.Attempts,
+		&i.LastError,
+		&i.AvailableAt,
+		&i.EnqueuedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
 }
 
 const outboxMarkEnqueued = `-- name: OutboxMarkEnqueued :exec

@@ -164,3 +164,158 @@ func (q *Queries) ProjectGetByID(ctx context.Context, id int64) (Project, error)
 	)
 	return i, err
 }
+
+const projectList = `-- name: ProjectList :many
+SELECT id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at FROM projects
+WHERE org_id = $1 AND deleted_at IS NULL AND id > $2
+ORDER BY id
+LIMIT $3
+`
+
+type ProjectListParams struct {
+	OrgID   int64 `json:"org_id"`
+	AfterID int64 `json:"after_id"`
+	MaxRows int32 `json:"max_rows"`
+}
+
+func (q *Queries) ProjectList(ctx context.Context, arg ProjectListParams) ([]Project, error) {
+	rows, err := q.db.Query(ctx, projectList, arg.OrgID, arg.AfterID, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Project
+	for rows.Next() {
+		var i Project
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrgID,
+			&i.Name,
+			&i.Description,
+			&i.RequirementsText,
+			&i.Status,
+			&i.ClientPmID,
+			&i.OurPmID,
+			&i.LlmEnabled,
+			&i.LlmModel,
+			&i.LlmTemperature,
+			&i.LlmMaxTokens,
+			&i.LlmSystemPrompt,
+			&i.LlmDailyTokenBudget,
+			&i.AnnotationSchema,
+			&i.MinLanguageProficiency,
+			&i.AssignReviewers,
+			&i.AllowedContentTypes,
+			&i.CompletedAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.DeletedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const projectUpdate = `-- name: ProjectUpdate :one
+UPDATE projects SET
+    name                     = COALESCE($1, name),
+    description              = COALESCE($2, description),
+    requirements_text        = COALESCE($3, requirements_text),
+    status                   = COALESCE($4::project_status, status),
+    llm_enabled              = COALESCE($5, llm_enabled),
+    llm_model                = COALESCE($6, llm_model),
+    llm_temperature          = COALESCE($7, llm_temperature),
+    llm_max_tokens           = COALESCE($8, llm_max_tokens),
+    llm_system_prompt        = COALESCE($9, llm_system_prompt),
+    llm_daily_token_budget   = CASE WHEN $10::boolean THEN NULL
+                                    ELSE COALESCE($11, llm_daily_token_budget) END,
+    annotation_schema        = CASE WHEN $12::boolean THEN NULL
+                                    ELSE COALESCE($13, annotation_schema) END,
+    min_language_proficiency = COALESCE($14, min_language_proficiency),
+    assign_reviewers         = COALESCE($15, assign_reviewers),
+    allowed_content_types    = COALESCE($16, allowed_content_types),
+    client_pm_id             = COALESCE($17, client_pm_id),
+    our_pm_id                = COALESCE($18, our_pm_id)
+WHERE id = $19 AND org_id = $20 AND deleted_at IS NULL
+RETURNING id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at
+`
+
+type ProjectUpdateParams struct {
+	Name                   *string         `json:"name"`
+	Description            *string         `json:"description"`
+	RequirementsText       *string         `json:"requirements_text"`
+	Status                 *ProjectStatus  `json:"status"`
+	LlmEnabled             *bool           `json:"llm_enabled"`
+	LlmModel               *string         `json:"llm_model"`
+	LlmTemperature         *float64        `json:"llm_temperature"`
+	LlmMaxTokens           *int32          `json:"llm_max_tokens"`
+	LlmSystemPrompt        *string         `json:"llm_system_prompt"`
+	ClearBudget            bool            `json:"clear_budget"`
+	LlmDailyTokenBudget    *int64          `json:"llm_daily_token_budget"`
+	ClearSchema            bool            `json:"clear_schema"`
+	AnnotationSchema       json.RawMessage `json:"annotation_schema"`
+	MinLanguageProficiency *float64        `json:"min_language_proficiency"`
+	AssignReviewers        *bool           `json:"assign_reviewers"`
+	AllowedContentTypes    json.RawMessage `json:"allowed_content_types"`
+	ClientPmID             *int64          `json:"client_pm_id"`
+	OurPmID                *int64          `json:"our_pm_id"`
+	ID                     int64           `json:"id"`
+	OrgID                  int64           `json:"org_id"`
+}
+
+// NULL arguments keep the current value; clear_* flags empty the nullable settings.
+func (q *Queries) ProjectUpdate(ctx context.Context, arg ProjectUpdateParams) (Project, error) {
+	row := q.db.QueryRow(ctx, projectUpdate,
+		arg.Name,
+		arg.Description,
+		arg.RequirementsText,
+		arg.Status,
+		arg.LlmEnabled,
+		arg.LlmModel,
+		arg.LlmTemperature,
+		arg.LlmMaxTokens,
+		arg.LlmSystemPrompt,
+		arg.ClearBudget,
+		arg.LlmDailyTokenBudget,
+		arg.ClearSchema,
+		arg.AnnotationSchema,
+		arg.MinLanguageProficiency,
+		arg.AssignReviewers,
+		arg.AllowedContentTypes,
+		arg.ClientPmID,
+		arg.OurPmID,
+		arg.ID,
+		arg.OrgID,
+	)
+	var i Project
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.Name,
+		&i.Description,
+		&i.RequirementsText,
+		&i.Status,
+		&i.ClientPmID,
+		&i.OurPmID,
+		&i.LlmEnabled,
+		&i.LlmModel,
+		&i.LlmTemperature,
+		&i.LlmMaxTokens,
+		&i.LlmSystemPrompt,
+		&i.LlmDailyTokenBudget,
+		&i.AnnotationSchema,
+		&i.MinLanguageProficiency,
+		&i.AssignReviewers,
+		&i.AllowedContentTypes,
+		&i.CompletedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DeletedAt,
+	)
+	return i, err
+}

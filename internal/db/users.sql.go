@@ -148,3 +148,64 @@ func (q *Queries) UserListByOrg(ctx context.Context, arg UserListByOrgParams) ([
 	}
 	return items, nil
 }
+
+const userUpdate = `-- name: UserUpdate :one
+UPDATE users SET
+    name               = COALESCE($1, name),
+    role               = COALESCE($2::user_role, role),
+    availability       = COALESCE($3, availability),
+    language_expertise = COALESCE($4, language_expertise),
+    skill_score        = COALESCE($5, skill_score),
+    qa_approval_rate   = COALESCE($6, qa_approval_rate),
+    max_active_jobs    = COALESCE($7, max_active_jobs),
+    is_active          = COALESCE($8, is_active)
+WHERE id = $9 AND org_id = $10 AND deleted_at IS NULL
+RETURNING id, org_id, email, name, role, availability, language_expertise, skill_score, qa_approval_rate, max_active_jobs, completed_task_count, is_active, created_at, updated_at, deleted_at
+`
+
+type UserUpdateParams struct {
+	Name              *string         `json:"name"`
+	Role              *UserRole       `json:"role"`
+	Availability      json.RawMessage `json:"availability"`
+	LanguageExpertise json.RawMessage `json:"language_expertise"`
+	SkillScore        *float64        `json:"skill_score"`
+	QaApprovalRate    *float64        `json:"qa_approval_rate"`
+	MaxActiveJobs     *int32          `json:"max_active_jobs"`
+	IsActive          *bool           `json:"is_active"`
+	ID                int64           `json:"id"`
+	OrgID             int64           `json:"org_id"`
+}
+
+func (q *Queries) UserUpdate(ctx context.Context, arg UserUpdateParams) (User, error) {
+	row := q.db.QueryRow(ctx, userUpdate,
+		arg.Name,
+		arg.Role,
+		arg.Availability,
+		arg.LanguageExpertise,
+		arg.SkillScore,
+		arg.QaApprovalRate,
+		arg.MaxActiveJobs,
+		arg.IsActive,
+		arg.ID,
+		arg.OrgID,
+	)
+	var i User
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.Email,
+		&i.Name,
+		&i.Role,
+		&i.Availability,
+		&i.LanguageExpertise,
+		&i.SkillScore,
+		&i.QaApprovalRate,
+		&i.MaxActiveJobs,
+		&i.CompletedTaskCount,
+		&i.IsActive,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DeletedAt,
+	)
+	return i, err
+}

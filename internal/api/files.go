@@ -1,0 +1,283 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/outbox"
+	"github.com/labelq/labelq/worker/preannotate"
+	"github.com/labelq/labelq/worker/validate"
+)
+
+// FileInput creates a file in a project.
+type FileInput struct {
+	Name        string  `json:"name"`
+	Description *string `json:"description"`
+	FileType    *string `json:"file_type"`
+}
+
+func createFile(c *Call) (int, any, error) {
+	pid, err := pathID(c.R, "project_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	var in FileInput
+	if err := decodeJSON(c.Body, &in); err != nil {
+		return 0, nil, err
+	}
+	var v Validation
+	v.Check(in.Name != "", "name", "is required")
+	v.Check(len(in.Name) <= 1024, "name", "must be at most 1024 bytes")
+	v.Check(in.FileType == nil || db.FileType(*in.FileType).Valid(), "file_type", "must be one of dataset, requirement, annotation_results, llm_output")
+	for _, r := range in.Name {
+		if r < 0x20 || r == 0x7f {
+			v.Add("name", "must not contain control characters")
+			break
+		}
+	}
+	if err := v.Err(); err != nil {
+		return 0, nil, err
+	}
+	if _, err := c.Q.ProjectGet(c.R.Context(), db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
+		return 0, nil, orNotFound(err, "project")
+	}
+	ft := db.FileTypeDataset
+	if in.FileType != nil {
+		ft = db.FileType(*in.FileType)
+	}
+	f, err := c.Q.FileCreate(c.R.Context(), db.FileCreateParams{
+		OrgID: c.OrgID, ProjectID: pid, Name: in.Name, Description: deref(in.Description), FileType: ft,
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, f, nil
+}
+
+func getFile(c *Call) (int, any, error) {
+	id, err := pathID(c.R, "file_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	f, err := c.Q.FileGet(c.R.Context(), db.FileGetParams{ID: id, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, orNotFound(err, "file")
+	}
+	return http.StatusOK, f, nil
+}
+
+func listFiles(c *Call) (int, any, error) {
+	pid, err := pathID(c.R, "project_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	after, limit, err := page(c.R)
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := c.Q.ProjectGet(c.R.Context(), db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
+		return 0, nil, orNotFound(err, "project")
+	}
+	fs, err := c.Q.FileListByProject(c.R.Context(), db.FileListByProjectParams{ProjectID: pid, OrgID: c.OrgID, AfterID: after, MaxRows: limit})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, List[db.File]{Items: nonNil(fs)}, nil
+}
+
+// UploadURL is where a client PUTs the bytes of a new version before registering it.
+type UploadURL struct {
+	StoragePath string    `json:"storage_path"`
+	Method      string    `json:"method"`
+	URL         string    `json:"url"`
+	ExpiresAt   time.Time `json:"expires_at"`
+}
+
+func uploadURL(c *Call) (int, any, error) {
+	id, err := pathID(c.R, "file_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	f, err := c.Q.FileGet(c.R.Context(), db.FileGetParams{ID: id, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, orNotFound(err, "file")
+	}
+	key := fmt.Sprintf("orgs/%d/projects/%d/files/%d/%s", c.OrgID, f.ProjectID, f.ID, newRequestID())
+	ttl := c.S.UploadURLTTL
+	if ttl <= 0 {
+		ttl = time.Hour
+	}
+	u, err := c.S.Store.PresignPut(c.R.Context(), key, ttl)
+	if err != nil {
+		return 0, nil, fmt.Errorf("presign upload: %w", err)
+	}
+	return http.StatusOK, UploadURL{StoragePath: key, Method: http.MethodPut, URL: u.String(), ExpiresAt: c.S.now().Add(ttl)}, nil
+}
+
+// VersionInput registers an object already in the bucket as a file's next version.
+type VersionInput struct {
+	StoragePath string  `json:"storage_path"`
+	SHA256      *string `json:"sha256"`
+	Size        *int64  `json:"size"`
+	MIMEType    *string `json:"mime_type"`
+}
+
+// Enqueued answers every enqueueing call: the ids to poll.
+type Enqueued struct {
+	ID        int64  `json:"id"`
+	Kind      string `json:"kind"`
+	Status    string `json:"status"`
+	TaskID    string `json:"task_id"`
+	StatusURL string `json:"status_url"`
+	TaskURL   string `json:"task_url"`
+}
+
+func enqueued(kind string, id int64, status, taskID, statusURL string) Enqueued {
+	return Enqueued{ID: id, Kind: kind, Status: status, TaskID: taskID, StatusURL: statusURL, TaskURL: "/v1/tasks/" + taskID}
+}
+
+func registerVersion(c *Call) (int, any, error) {
+	id, err := pathID(c.R, "file_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	var in VersionInput
+	if err := decodeJSON(c.Body, &in); err != nil {
+		return 0, nil, err
+	}
+	var v Validation
+	checkStorageKey(&v, "storage_path", in.StoragePath, c.OrgID)
+	sum := normalizeSHA256(&v, "sha256", in.SHA256)
+	mt := normalizeMIME(&v, "mime_type", in.MIMEType)
+	if in.Size != nil {
+		v.Check(*in.Size >= 0, "size", "must not be negative")
+	}
+	if err := v.Err(); err != nil {
+		return 0, nil, err
+	}
+	ctx := c.R.Context()
+	f, err := c.Q.FileGetForUpdateInOrg(ctx, db.FileGetForUpdateInOrgParams{ID: id, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, orNotFound(err, "file")
+	}
+	ver, err := c.Q.FileVersionCreate(ctx, db.FileVersionCreateParams{
+		OrgID: c.OrgID, ProjectID: f.ProjectID, FileID: f.ID, StoragePath: in.StoragePath,
+		ExpectedSha256: sum, ExpectedSize: in.Size, ExpectedMimeType: mt,
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	intent := validate.Intent(c.OrgID, ver.ID, "")
+	if _, err := outbox.Add(ctx, c.Q, intent); err != nil {
+		return 0, nil, err
+	}
+	if err := event(ctx, c, db.EntityTypeFileVersion, ver.ID, "uploaded", map[string]any{
+		"file_id": f.ID, "version_number": ver.VersionNumber, "storage_path": ver.StoragePath,
+	}); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusAccepted, enqueued("file_version", ver.ID, string(ver.ValidationStatus), intent.TaskID,
+		fmt.Sprintf("/v1/versions/%d", ver.ID)), nil
+}
+
+func getVersion(c *Call) (int, any, error) {
+	id, err := pathID(c.R, "version_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	v, err := c.Q.FileVersionGet(c.R.Context(), db.FileVersionGetParams{ID: id, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, orNotFound(err, "version")
+	}
+	return http.StatusOK, v, nil
+}
+
+func listVersions(c *Call) (int, any, error) {
+	id, err := pathID(c.R, "file_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := c.Q.FileGet(c.R.Context(), db.FileGetParams{ID: id, OrgID: c.OrgID}); err != nil {
+		return 0, nil, orNotFound(err, "file")
+	}
+	vs, err := c.Q.FileVersionListByFile(c.R.Context(), db.FileVersionListByFileParams{FileID: id, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, List[db.FileVersion]{Items: nonNil(vs)}, nil
+}
+
+func revalidateVersion(c *Call) (int, any, error) {
+	id, err := pathID(c.R, "version_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	ctx := c.R.Context()
+	v, err := c.Q.FileVersionResetForRevalidation(ctx, db.FileVersionResetForRevalidationParams{ID: id, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, orNotFound(err, "version")
+	}
+	intent := validate.Intent(c.OrgID, v.ID, "re"+newRequestID())
+	if _, err := outbox.Add(ctx, c.Q, intent); err != nil {
+		return 0, nil, err
+	}
+	if err := event(ctx, c, db.EntityTypeFileVersion, v.ID, "revalidation_requested", nil); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusAccepted, enqueued("file_version", v.ID, string(v.ValidationStatus), intent.TaskID,
+		fmt.Sprintf("/v1/versions/%d", v.ID)), nil
+}
+
+func preannotateVersion(c *Call) (int, any, error) {
+	id, err := pathID(c.R, "version_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	ctx := c.R.Context()
+	v, err := c.Q.FileVersionGet(ctx, db.FileVersionGetParams{ID: id, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, orNotFound(err, "version")
+	}
+	if v.ValidationStatus != db.ValidationStatusValid {
+		return 0, nil, conflict(fmt.Sprintf("version %d is %s; only valid versions are pre-annotated", v.ID, v.ValidationStatus))
+	}
+	p, err := c.Q.ProjectGet(ctx, db.ProjectGetParams{ID: v.ProjectID, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, err
+	}
+	if p.LlmModel == "" {
+		return 0, nil, conflict("the project has no llm_model; set one with PATCH /v1/projects/{project_id}")
+	}
+	intent := preannotate.Intent(c.OrgID, v.ID, "now"+newRequestID())
+	if _, err := outbox.Add(ctx, c.Q, intent); err != nil {
+		return 0, nil, err
+	}
+	if err := event(ctx, c, db.EntityTypeFileVersion, v.ID, "preannotation_requested", nil); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusAccepted, enqueued("file_version", v.ID, string(v.ValidationStatus), intent.TaskID,
+		fmt.Sprintf("/v1/versions/%d", v.ID)), nil
+}
+
+func event(ctx context.Context, c *Call, et db.EntityType, id int64, typ string, meta map[string]any) error {
+	if meta == nil {
+		meta = map[string]any{}
+	}
+	meta["token_id"] = c.TokenID
+	b, err := json.Marshal(meta)
+	if err != nil {
+		return err
+	}
+	return c.Q.EventLogInsert(ctx, db.EventLogInsertParams{OrgID: c.OrgID, EntityType: et, EntityID: id, EventType: typ, Metadata: b})
+}
+
+func (s *Server) now() time.Time {
+	if s.Now != nil {
+		return s.Now()
+	}
+	return time.Now()
+}

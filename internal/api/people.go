@@ -1,0 +1,148 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/labelq/labelq/internal/db"
+)
+
+// UserInput is the body of user create and update: the matching inputs of an
+// annotator or reviewer.
+type UserInput struct {
+	Email             *string                    `json:"email"`
+	Name              *string                    `json:"name"`
+	Role              *string                    `json:"role"`
+	LanguageExpertise map[string]float64         `json:"language_expertise"`
+	Availability      map[string]json.RawMessage `json:"availability"`
+	SkillScore        *float64                   `json:"skill_score"`
+	QAApprovalRate    *float64                   `json:"qa_approval_rate"`
+	MaxActiveJobs     *int32                     `json:"max_active_jobs"`
+	IsActive          *bool                      `json:"is_active"`
+}
+
+func (in *UserInput) validate(create bool) error {
+	var v Validation
+	if create {
+		e := strings.TrimSpace(deref(in.Email))
+		v.Check(e != "" && strings.Count(e, "@") == 1 && !strings.ContainsAny(e, " \t\r\n") && len(e) <= 320 &&
+			!strings.HasPrefix(e, "@") && !strings.HasSuffix(e, "@"), "email", "must be an email address")
+		v.Check(in.Role != nil, "role", "is required (annotator, qc, org_admin, org_pm or our_pm)")
+	} else if in.Email != nil {
+		v.Add("email", "cannot be changed; create a new user")
+	}
+	if in.Name != nil {
+		checkName(&v, "name", *in.Name, false)
+	}
+	if in.Role != nil {
+		v.Check(db.UserRole(*in.Role).Valid(), "role", "must be one of annotator, qc, org_admin, org_pm, our_pm")
+	}
+	checkLanguages(&v, "language_expertise", in.LanguageExpertise)
+	checkAvailability(&v, "availability", in.Availability)
+	checkUnit(&v, "skill_score", in.SkillScore)
+	checkUnit(&v, "qa_approval_rate", in.QAApprovalRate)
+	if in.MaxActiveJobs != nil {
+		v.Check(*in.MaxActiveJobs >= 0 && *in.MaxActiveJobs <= 10000, "max_active_jobs", "must be between 0 and 10,000")
+	}
+	return v.Err()
+}
+
+func createUser(c *Call) (int, any, error) {
+	var in UserInput
+	if err := decodeJSON(c.Body, &in); err != nil {
+		return 0, nil, err
+	}
+	if err := in.validate(true); err != nil {
+		return 0, nil, err
+	}
+	arg := db.UserCreateParams{
+		OrgID: c.OrgID, Email: strings.TrimSpace(*in.Email), Name: deref(in.Name), Role: db.UserRole(*in.Role),
+		Availability: rawOrNil(in.Availability, false), LanguageExpertise: rawOrNil(in.LanguageExpertise, false),
+		SkillScore: in.SkillScore, QaApprovalRate: in.QAApprovalRate, MaxActiveJobs: 5, IsActive: true,
+	}
+	if in.Availability == nil {
+		arg.Availability = json.RawMessage(`{}`)
+	}
+	if in.LanguageExpertise == nil {
+		arg.LanguageExpertise = json.RawMessage(`{}`)
+	}
+	if in.MaxActiveJobs != nil {
+		arg.MaxActiveJobs = *in.MaxActiveJobs
+	}
+	if in.IsActive != nil {
+		arg.IsActive = *in.IsActive
+	}
+	u, err := c.Q.UserCreate(c.R.Context(), arg)
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, u, nil
+}
+
+func getUser(c *Call) (int, any, error) {
+	id, err := pathID(c.R, "user_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	u, err := c.Q.UserGet(c.R.Context(), db.UserGetParams{ID: id, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, orNotFound(err, "user")
+	}
+	return http.StatusOK, u, nil
+}
+
+func listUsers(c *Call) (int, any, error) {
+	after, limit, err := page(c.R)
+	if err != nil {
+		return 0, nil, err
+	}
+	us, err := c.Q.UserListByOrg(c.R.Context(), db.UserListByOrgParams{OrgID: c.OrgID, AfterID: after, MaxRows: limit})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, List[db.User]{Items: nonNil(us)}, nil
+}
+
+func updateUser(c *Call) (int, any, error) {
+	id, err := pathID(c.R, "user_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	var in UserInput
+	if err := decodeJSON(c.Body, &in); err != nil {
+		return 0, nil, err
+	}
+	if err := in.validate(false); err != nil {
+		return 0, nil, err
+	}
+	arg := db.UserUpdateParams{
+		ID: id, OrgID: c.OrgID, Name: in.Name, SkillScore: in.SkillScore, QaApprovalRate: in.QAApprovalRate,
+		MaxActiveJobs: in.MaxActiveJobs, IsActive: in.IsActive,
+	}
+	if in.Role != nil {
+		r := db.UserRole(*in.Role)
+		arg.Role = &r
+	}
+	if in.Availability != nil {
+		arg.Availability = rawOrNil(in.Availability, false)
+	}
+	if in.LanguageExpertise != nil {
+		arg.LanguageExpertise = rawOrNil(in.LanguageExpertise, false)
+	}
+	u, err := c.Q.UserUpdate(c.R.Context(), arg)
+	if err != nil {
+		return 0, nil, orNotFound(err, "user")
+	}
+	return http.StatusOK, u, nil
+}
+
+func orNotFound(err error, what string) error {
+	if errors.Is(err, pgx.ErrNoRows) {
+		return notFound("the " + what)
+	}
+	return err
+}

@@ -1,0 +1,312 @@
+// Package api is labelq's thin enqueue API: JSON over HTTP under /v1, bearer tokens
+// scoped to an organization, problem+json errors. It validates, writes rows and
+// outbox entries in one transaction, and reads status; it never does the work itself.
+//
+// Every route is a row of one table (Routes), which builds the mux, the OpenAPI
+// document and the tenant-isolation tests, so none of the three can forget a route.
+package api
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/labelq/labelq/internal/admin"
+	"github.com/labelq/labelq/internal/database"
+	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/logging"
+	"github.com/labelq/labelq/internal/metrics"
+	"github.com/labelq/labelq/internal/storage"
+)
+
+// Server holds the API's dependencies.
+type Server struct {
+	Pool         *pgxpool.Pool
+	Store        *storage.Store
+	Inspector    *asynq.Inspector
+	Log          *slog.Logger
+	Metrics      *metrics.Metrics
+	MaxBodyBytes int64
+	UploadURLTTL time.Duration
+	ExportURLTTL time.Duration
+	Now          func() time.Time
+}
+
+// Call is one request as a handler sees it: inside the caller's tenant transaction.
+type Call struct {
+	R       *http.Request
+	Q       *db.Queries
+	Tx      pgx.Tx
+	OrgID   int64
+	TokenID int64
+	Body    []byte
+	S       *Server
+}
+
+// HandlerFunc answers a call with a status and a JSON body, or an error (a *Problem
+// for the client's mistakes).
+type HandlerFunc func(c *Call) (int, any, error)
+
+// Route is one documented endpoint.
+type Route struct {
+	Method  string
+	Path    string // net/http pattern path, e.g. /v1/projects/{project_id}
+	Summary string
+	Tag     string
+	// Request and Response are example values whose types document the bodies.
+	Request  any
+	Response any
+	// Status is the success status (202 for every enqueueing call).
+	Status  int
+	Handler HandlerFunc
+}
+
+// Register mounts every route on mux.
+func (s *Server) Register(mux *http.ServeMux) {
+	for _, rt := range s.Routes() {
+		mux.Handle(rt.Method+" "+rt.Path, s.wrap(rt))
+	}
+	mux.HandleFunc("GET /openapi.json", func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "application/json")
+		_, _ = w.Write(OpenAPIJSON())
+	})
+	// Anything else under /v1 is a problem+json 404 or 405, never an HTML page.
+	mux.HandleFunc("/v1/", func(w http.ResponseWriter, r *http.Request) {
+		writeProblem(w, problem(http.StatusNotFound, "Not found", "no such route: "+r.Method+" "+r.URL.Path+"; see /openapi.json"))
+	})
+}
+
+type statusRecorder struct {
+	http.ResponseWriter
+	code int
+}
+
+func (s *statusRecorder) WriteHeader(code int) { s.code = code; s.ResponseWriter.WriteHeader(code) }
+
+func newRequestID() string {
+	b := make([]byte, 8)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
+}
+
+func (s *Server) wrap(rt Route) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		rid := r.Header.Get("X-Request-Id")
+		if rid == "" || len(rid) > 64 {
+			rid = newRequestID()
+		}
+		w.Header().Set("X-Request-Id", rid)
+		ctx := logging.WithAttrs(r.Context(), slog.String("request_id", rid), slog.String("route", rt.Method+" "+rt.Path))
+		r = r.WithContext(ctx)
+		rec := &statusRecorder{ResponseWriter: w, code: 200}
+		start := time.Now()
+		defer func() {
+			if v := recover(); v != nil {
+				logging.From(ctx, s.Log).ErrorContext(ctx, "panic in API handler", slog.Any("panic", v), slog.String("stack", string(debug.Stack())))
+				writeProblem(rec, problem(http.StatusInternalServerError, "Internal error", "the request failed on our side; it was logged with request id "+rid))
+			}
+			if s.Metrics != nil {
+				s.Metrics.HTTPRequests.WithLabelValues(rt.Method+" "+rt.Path, fmt.Sprint(rec.code)).Inc()
+			}
+			logging.From(ctx, s.Log).InfoContext(ctx, "request", slog.Int("status", rec.code), slog.Duration("took", time.Since(start)))
+		}()
+		s.serve(rec, r, rt)
+	})
+}
+
+func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt Route) {
+	ctx := r.Context()
+	tok, err := s.authenticate(ctx, r)
+	if err != nil {
+		var p *Problem
+		if errors.As(err, &p) {
+			if p.Status == http.StatusUnauthorized {
+				w.Header().Set("WWW-Authenticate", `Bearer realm="labelq"`)
+			}
+			writeProblem(w, p)
+			return
+		}
+		s.internalError(ctx, w, err)
+		return
+	}
+	var body []byte
+	if rt.Request != nil {
+		body, err = io.ReadAll(io.LimitReader(r.Body, s.maxBody()+1))
+		if err != nil {
+			writeProblem(w, problem(http.StatusBadRequest, "Unreadable body", "the request body could not be read"))
+			return
+		}
+		if int64(len(body)) > s.maxBody() {
+			writeProblem(w, problem(http.StatusRequestEntityTooLarge, "Body too large",
+				fmt.Sprintf("the request body is larger than %d bytes", s.maxBody())))
+			return
+		}
+		if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+			writeProblem(w, problem(http.StatusUnsupportedMediaType, "Unsupported media type",
+				"send the body as JSON with Content-Type: application/json"))
+			return
+		}
+	}
+	idemKey := r.Header.Get("Idempotency-Key")
+	if idemKey != "" && r.Method != http.MethodPost {
+		idemKey = "" // only POST is documented to honour it; other methods are idempotent already
+	}
+	if len(idemKey) > 255 {
+		writeProblem(w, invalid("Idempotency-Key", "must be at most 255 characters"))
+		return
+	}
+	reqHash := sha256.Sum256(append([]byte(r.Method+" "+r.URL.Path+"\n"), body...))
+
+	var (
+		status     int
+		out        []byte
+		replay     bool
+		problemErr *Problem
+	)
+	err = database.TenantTx(ctx, s.Pool, tok.OrgID, func(q *db.Queries, tx pgx.Tx) error {
+		if idemKey != "" {
+			if err := q.IdempotencyKeyLock(ctx, fmt.Sprintf("idempotency:%d:%s", tok.OrgID, idemKey)); err != nil {
+				return err
+			}
+			prev, err := q.IdempotencyKeyGet(ctx, db.IdempotencyKeyGetParams{OrgID: tok.OrgID, Key: idemKey})
+			switch {
+			case err == nil:
+				if string(prev.RequestHash) != string(reqHash[:]) {
+					problemErr = problem(http.StatusUnprocessableEntity, "Idempotency key reused",
+						"this Idempotency-Key was already used with a different request; use a new key for a new request")
+					return nil
+				}
+				status, out, replay = int(prev.StatusCode), prev.ResponseBody, true
+				return nil
+			case !errors.Is(err, pgx.ErrNoRows):
+				return err
+			}
+		}
+		c := &Call{R: r, Q: q, Tx: tx, OrgID: tok.OrgID, TokenID: tok.ID, Body: body, S: s}
+		code, resp, err := rt.Handler(c)
+		if err != nil {
+			return err
+		}
+		if code == 0 {
+			code = rt.Status
+		}
+		b, err := json.Marshal(resp)
+		if err != nil {
+			return fmt.Errorf("encode response: %w", err)
+		}
+		status, out = code, b
+		if idemKey != "" {
+			return q.IdempotencyKeyInsert(ctx, db.IdempotencyKeyInsertParams{
+				OrgID: tok.OrgID, Key: idemKey, Method: r.Method, Path: r.URL.Path,
+				RequestHash: reqHash[:], StatusCode: int32(code), ResponseBody: b,
+			})
+		}
+		return nil
+	})
+	if problemErr != nil {
+		writeProblem(w, problemErr)
+		return
+	}
+	if err != nil {
+		if p, ok := asProblem(err); ok {
+			writeProblem(w, p)
+			return
+		}
+		if p := constraintProblem(err); p != nil {
+			writeProblem(w, p)
+			return
+		}
+		s.internalError(ctx, w, err)
+		return
+	}
+	if replay {
+		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	_, _ = w.Write(out)
+}
+
+func (s *Server) maxBody() int64 {
+	if s.MaxBodyBytes <= 0 {
+		return 1 << 20
+	}
+	return s.MaxBodyBytes
+}
+
+func (s *Server) internalError(ctx context.Context, w http.ResponseWriter, err error) {
+	rid := w.Header().Get("X-Request-Id")
+	if errors.Is(err, context.Canceled) {
+		return
+	}
+	logging.From(ctx, s.Log).ErrorContext(ctx, "API request failed", slog.String("error", err.Error()))
+	writeProblem(w, problem(http.StatusInternalServerError, "Internal error",
+		"the request failed on our side; it was logged with request id "+rid+"; retrying later may help"))
+}
+
+type token struct {
+	ID    int64
+	OrgID int64
+}
+
+// authenticate checks the bearer token. Tokens are looked up by their SHA-256, so
+// comparing hashes of equal length leaks nothing about the secret.
+func (s *Server) authenticate(ctx context.Context, r *http.Request) (token, error) {
+	h := r.Header.Get("Authorization")
+	secret, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok || strings.TrimSpace(secret) == "" {
+		return token{}, problem(http.StatusUnauthorized, "Authentication required",
+			"send an API token as `Authorization: Bearer <token>`; create one with `labelq token create`")
+	}
+	hash := admin.HashToken(strings.TrimSpace(secret))
+	q := db.New(s.Pool)
+	t, err := q.APITokenGetByHash(ctx, hash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return token{}, problem(http.StatusUnauthorized, "Invalid token", "the API token is unknown or revoked")
+	}
+	if err != nil {
+		return token{}, fmt.Errorf("look up token: %w", err)
+	}
+	_ = q.APITokenTouch(ctx, t.ID)
+	return token{ID: t.ID, OrgID: t.OrgID}, nil
+}
+
+// constraintProblem turns a refused row into the client's mistake it reflects.
+func constraintProblem(err error) *Problem {
+	c := database.ConstraintViolation(err)
+	if c == "" {
+		return nil
+	}
+	if msg, ok := constraintMessages[c]; ok {
+		return problem(msg.status, msg.title, msg.detail)
+	}
+	if strings.HasSuffix(c, "_fk") || strings.HasSuffix(c, "_fkey") {
+		return problem(http.StatusUnprocessableEntity, "Invalid reference", "a referenced resource does not exist in your organization ("+c+")")
+	}
+	return problem(http.StatusUnprocessableEntity, "Invalid request", "the request breaks the rule "+c)
+}
+
+var constraintMessages = map[string]struct {
+	status        int
+	title, detail string
+}{
+	"projects_org_name_key":           {http.StatusConflict, "Name taken", "a project with this name already exists in your organization"},
+	"files_project_name_key":          {http.StatusConflict, "Name taken", "a file with this name already exists in the project"},
+	"users_email_key":                 {http.StatusConflict, "Email taken", "a user with this email already exists"},
+	"assignments_live_job_role_key":   {http.StatusConflict, "Already assigned", "the job already has a live assignment for this role"},
+	"projects_llm_model_when_enabled": {http.StatusUnprocessableEntity, "Invalid request", "llm_model: set a model before enabling pre-annotation"},
+}

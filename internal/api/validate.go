@@ -1,0 +1,165 @@
+package api
+
+import (
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"mime"
+	"regexp"
+	"strings"
+	"time"
+
+	"github.com/robfig/cron/v3"
+	"github.com/santhosh-tekuri/jsonschema/v6"
+)
+
+var languageCode = regexp.MustCompile(`^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$`)
+var window = regexp.MustCompile(`^([01][0-9]|2[0-3]):([0-5][0-9])-([01][0-9]|2[0-4]):([0-5][0-9])$`)
+
+var weekdays = map[string]bool{"monday": true, "tuesday": true, "wednesday": true, "thursday": true, "friday": true, "saturday": true, "sunday": true}
+
+func checkLanguages(v *Validation, field string, langs map[string]float64) {
+	for k, p := range langs {
+		v.Check(languageCode.MatchString(k), field+"."+k, "is not a language code such as en, zh or pt-BR")
+		v.Check(p >= 0 && p <= 5, field+"."+k, "proficiency must be between 0 and 5")
+	}
+}
+
+func checkAvailability(v *Validation, field string, av map[string]json.RawMessage) {
+	for k, raw := range av {
+		if k == "timezone" {
+			var tz string
+			if json.Unmarshal(raw, &tz) != nil {
+				v.Add(field+".timezone", "must be a time zone name such as Europe/Paris")
+				continue
+			}
+			if _, err := time.LoadLocation(tz); err != nil || tz == "" {
+				v.Add(field+".timezone", "%q is not a known time zone (use names such as Europe/Paris or UTC)", tz)
+			}
+			continue
+		}
+		if !weekdays[k] {
+			v.Add(field+"."+k, "is not a weekday (monday … sunday) or timezone")
+			continue
+		}
+		var wins []string
+		if json.Unmarshal(raw, &wins) != nil {
+			v.Add(field+"."+k, `must be a list of windows such as ["09:00-12:00"]`)
+			continue
+		}
+		for _, w := range wins {
+			m := window.FindStringSubmatch(w)
+			if m == nil {
+				v.Add(field+"."+k, "%q is not a window such as 09:00-12:00", w)
+				continue
+			}
+			if m[1]+m[2] >= m[3]+m[4] {
+				v.Add(field+"."+k, "%q ends before it starts", w)
+			}
+		}
+	}
+}
+
+func checkUnit(v *Validation, field string, p *float64) {
+	if p != nil {
+		v.Check(*p >= 0 && *p <= 1, field, "must be between 0 and 1")
+	}
+}
+
+func checkName(v *Validation, field, name string, required bool) {
+	if required && strings.TrimSpace(name) == "" {
+		v.Add(field, "is required")
+		return
+	}
+	v.Check(len(name) <= 200, field, "must be at most 200 characters")
+	v.Check(!strings.ContainsFunc(name, func(r rune) bool { return r < 0x20 || r == 0x7f }), field, "must not contain control characters")
+}
+
+func normalizeSHA256(v *Validation, field string, s *string) *string {
+	if s == nil {
+		return nil
+	}
+	l := strings.ToLower(strings.TrimSpace(*s))
+	if b, err := hex.DecodeString(l); err != nil || len(b) != 32 {
+		v.Add(field, "must be 64 hexadecimal characters (a SHA-256)")
+		return nil
+	}
+	return &l
+}
+
+func normalizeMIME(v *Validation, field string, s *string) *string {
+	if s == nil {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(*s)
+	if err != nil || !strings.Contains(mt, "/") {
+		v.Add(field, "%q is not a media type such as image/png", *s)
+		return nil
+	}
+	return &mt
+}
+
+// checkStorageKey keeps a registered key inside the caller's own namespace of the
+// bucket, so one organization can never register (and later export) another's objects.
+func checkStorageKey(v *Validation, field, key string, orgID int64) {
+	prefix := fmt.Sprintf("orgs/%d/", orgID)
+	switch {
+	case key == "":
+		v.Add(field, "is required")
+	case len(key) > 1024:
+		v.Add(field, "must be at most 1024 bytes")
+	case !strings.HasPrefix(key, prefix):
+		v.Add(field, "must start with %q: upload through POST /v1/files/{file_id}/upload-url, which hands out such keys", prefix)
+	case strings.Contains(key, "..") || strings.Contains(key, "//") || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }):
+		v.Add(field, "must not contain '..', '//', backslashes or control characters")
+	}
+}
+
+// checkSchema refuses an annotation schema that is not a usable JSON Schema.
+func checkSchema(v *Validation, field string, raw json.RawMessage) {
+	if len(raw) == 0 || string(raw) == "null" {
+		return
+	}
+	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(string(raw)))
+	if err != nil {
+		v.Add(field, "is not valid JSON")
+		return
+	}
+	if _, ok := doc.(map[string]any); !ok {
+		v.Add(field, "must be a JSON Schema object")
+		return
+	}
+	c := jsonschema.NewCompiler()
+	if err := c.AddResource("schema.json", doc); err != nil {
+		v.Add(field, "is not a JSON Schema: %v", err)
+		return
+	}
+	if _, err := c.Compile("schema.json"); err != nil {
+		v.Add(field, "is not a valid JSON Schema: %s", firstLine(err.Error()))
+	}
+}
+
+func firstLine(s string) string {
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return s[:i]
+	}
+	return s
+}
+
+var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+func checkCron(v *Validation, field, spec string) {
+	if strings.HasPrefix(strings.TrimSpace(spec), "TZ=") || strings.HasPrefix(strings.TrimSpace(spec), "CRON_TZ=") {
+		v.Add(field, "put the time zone in the timezone field, not in the spec")
+		return
+	}
+	if _, err := cronParser.Parse(spec); err != nil {
+		v.Add(field, "%q is not a cron spec such as \"0 2 * * *\" or \"@daily\": %v", spec, err)
+	}
+}
+
+func checkTimezone(v *Validation, field, tz string) {
+	if _, err := time.LoadLocation(tz); err != nil || tz == "" {
+		v.Add(field, "%q is not a known time zone (use names such as Europe/Paris or UTC)", tz)
+	}
+}

@@ -1,0 +1,514 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+
+	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/outbox"
+	"github.com/labelq/labelq/worker/export"
+	"github.com/labelq/labelq/worker/match"
+)
+
+// JobInput updates an annotation job (the platform reports progress and approvals).
+type JobInput struct {
+	Language        *string    `json:"language"`
+	Priority        *string    `json:"priority"`
+	Status          *string    `json:"status"`
+	ReviewStatus    *string    `json:"review_status"`
+	ResultVersionID *int64     `json:"result_version_id"`
+	DueDate         *time.Time `json:"due_date"`
+}
+
+func listJobs(c *Call) (int, any, error) {
+	pid, err := pathID(c.R, "project_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	after, limit, err := page(c.R)
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := c.Q.ProjectGet(c.R.Context(), db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
+		return 0, nil, orNotFound(err, "project")
+	}
+	js, err := c.Q.AnnotationJobListByProject(c.R.Context(), db.AnnotationJobListByProjectParams{ProjectID: pid, OrgID: c.OrgID, AfterID: after, MaxRows: limit})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, List[db.AnnotationJob]{Items: nonNil(js)}, nil
+}
+
+func updateJob(c *Call) (int, any, error) {
+	id, err := pathID(c.R, "job_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	var in JobInput
+	if err := decodeJSON(c.Body, &in); err != nil {
+		return 0, nil, err
+	}
+	var v Validation
+	if in.Language != nil {
+		v.Check(languageCode.MatchString(*in.Language), "language", "is not a language code such as en, zh or pt-BR")
+	}
+	v.Check(in.Priority == nil || db.JobPriority(deref(in.Priority)).Valid(), "priority", "must be low, medium or high")
+	v.Check(in.Status == nil || db.JobStatus(deref(in.Status)).Valid(), "status", "must be not_started, in_progress, submitted or reviewed")
+	v.Check(in.ReviewStatus == nil || db.ReviewStatus(deref(in.ReviewStatus)).Valid(), "review_status", "must be pending, approved or rejected")
+	if err := v.Err(); err != nil {
+		return 0, nil, err
+	}
+	ctx := c.R.Context()
+	if in.ResultVersionID != nil {
+		if _, err := c.Q.FileVersionGet(ctx, db.FileVersionGetParams{ID: *in.ResultVersionID, OrgID: c.OrgID}); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return 0, nil, invalid("result_version_id", "no such version in your organization")
+			}
+			return 0, nil, err
+		}
+	}
+	arg := db.AnnotationJobUpdateParams{ID: id, OrgID: c.OrgID, Language: in.Language, ResultVersionID: in.ResultVersionID, DueDate: in.DueDate}
+	if in.Priority != nil {
+		p := db.JobPriority(*in.Priority)
+		arg.Priority = &p
+	}
+	if in.Status != nil {
+		s := db.JobStatus(*in.Status)
+		arg.Status = &s
+	}
+	if in.ReviewStatus != nil {
+		r := db.ReviewStatus(*in.ReviewStatus)
+		arg.ReviewStatus = &r
+	}
+	j, err := c.Q.AnnotationJobUpdate(ctx, arg)
+	if err != nil {
+		return 0, nil, orNotFound(err, "job")
+	}
+	if err := event(ctx, c, db.EntityTypeAnnotationJob, j.ID, "status_changed", map[string]any{
+		"status": j.Status, "review_status": j.ReviewStatus,
+	}); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, j, nil
+}
+
+func runMatch(c *Call) (int, any, error) {
+	pid, err := pathID(c.R, "project_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	ctx := c.R.Context()
+	if _, err := c.Q.ProjectGet(ctx, db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
+		return 0, nil, orNotFound(err, "project")
+	}
+	intent := match.NowIntent(c.OrgID, pid, newRequestID())
+	if _, err := outbox.Add(ctx, c.Q, intent); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusAccepted, enqueued("project", pid, "queued", intent.TaskID, fmt.Sprintf("/v1/projects/%d/assignments", pid)), nil
+}
+
+func listAssignments(c *Call) (int, any, error) {
+	pid, err := pathID(c.R, "project_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	after, limit, err := page(c.R)
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := c.Q.ProjectGet(c.R.Context(), db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
+		return 0, nil, orNotFound(err, "project")
+	}
+	as, err := c.Q.AssignmentListByProject(c.R.Context(), db.AssignmentListByProjectParams{ProjectID: pid, OrgID: c.OrgID, AfterID: after, MaxRows: limit})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, List[db.Assignment]{Items: nonNil(as)}, nil
+}
+
+func revokeAssignment(c *Call) (int, any, error) {
+	id, err := pathID(c.R, "assignment_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	ctx := c.R.Context()
+	a, err := c.Q.AssignmentGetForUpdate(ctx, db.AssignmentGetForUpdateParams{ID: id, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, orNotFound(err, "assignment")
+	}
+	if a.Status == db.AssignmentStatusRevoked || a.Status == db.AssignmentStatusCompleted {
+		return 0, nil, conflict(fmt.Sprintf("assignment %d is already %s", a.ID, a.Status))
+	}
+	a, err = c.Q.AssignmentRevoke(ctx, db.AssignmentRevokeParams{ID: id, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, err
+	}
+	if a.Role == db.AssignmentRoleAnnotator {
+		if err := c.Q.JobPreviousAnnotatorAdd(ctx, db.JobPreviousAnnotatorAddParams{JobID: a.JobID, UserID: a.UserID, OrgID: c.OrgID}); err != nil {
+			return 0, nil, err
+		}
+	}
+	if err := event(ctx, c, db.EntityTypeAssignment, a.ID, "revoked", map[string]any{"job_id": a.JobID, "user_id": a.UserID}); err != nil {
+		return 0, nil, err
+	}
+	intent := match.NowIntent(c.OrgID, a.ProjectID, "revoke"+newRequestID())
+	if _, err := outbox.Add(ctx, c.Q, intent); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusAccepted, enqueued("assignment", a.ID, string(a.Status), intent.TaskID,
+		fmt.Sprintf("/v1/projects/%d/assignments", a.ProjectID)), nil
+}
+
+// ExportOptions choose what an export packs. The default is approved results with
+// their raw files.
+type ExportOptions struct {
+	IncludeFiles       *bool `json:"include_files,omitempty"`
+	IncludeAnnotations *bool `json:"include_annotations,omitempty"`
+	IncludeLLM         *bool `json:"include_llm,omitempty"`
+}
+
+// Normalized fills the defaults, so stored options say exactly what was packed.
+func (o ExportOptions) Normalized() ExportOptions {
+	t, f := true, false
+	if o.IncludeFiles == nil {
+		o.IncludeFiles = &t
+	}
+	if o.IncludeAnnotations == nil {
+		o.IncludeAnnotations = &t
+	}
+	if o.IncludeLLM == nil {
+		o.IncludeLLM = &f
+	}
+	return o
+}
+
+// ExportInput requests an export.
+type ExportInput struct {
+	Options ExportOptions `json:"options"`
+}
+
+func createExport(c *Call) (int, any, error) {
+	pid, err := pathID(c.R, "project_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	var in ExportInput
+	if len(c.Body) > 0 {
+		if err := decodeJSON(c.Body, &in); err != nil {
+			return 0, nil, err
+		}
+	}
+	o := in.Options.Normalized()
+	if !*o.IncludeFiles && !*o.IncludeAnnotations && !*o.IncludeLLM {
+		return 0, nil, invalid("options", "include at least one of files, annotations or llm")
+	}
+	ctx := c.R.Context()
+	if _, err := c.Q.ProjectGet(ctx, db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
+		return 0, nil, orNotFound(err, "project")
+	}
+	opts, _ := json.Marshal(o)
+	e, err := c.Q.ExportLogCreate(ctx, db.ExportLogCreateParams{OrgID: c.OrgID, ProjectID: pid, Options: opts})
+	if err != nil {
+		return 0, nil, err
+	}
+	intent := export.Intent(c.OrgID, e.ID, "")
+	if _, err := outbox.Add(ctx, c.Q, intent); err != nil {
+		return 0, nil, err
+	}
+	if err := event(ctx, c, db.EntityTypeExport, e.ID, "export_requested", map[string]any{"project_id": pid}); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusAccepted, enqueued("export", e.ID, string(e.Status), intent.TaskID, fmt.Sprintf("/v1/exports/%d", e.ID)), nil
+}
+
+func getExport(c *Call) (int, any, error) {
+	id, err := pathID(c.R, "export_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	e, err := c.Q.ExportLogGet(c.R.Context(), db.ExportLogGetParams{ID: id, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, orNotFound(err, "export")
+	}
+	return http.StatusOK, e, nil
+}
+
+func listExports(c *Call) (int, any, error) {
+	pid, err := pathID(c.R, "project_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	_, limit, err := page(c.R)
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := c.Q.ProjectGet(c.R.Context(), db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
+		return 0, nil, orNotFound(err, "project")
+	}
+	var before *int64
+	if s := c.R.URL.Query().Get("before"); s != "" {
+		var b int64
+		if _, err := fmt.Sscan(s, &b); err != nil || b <= 0 {
+			return 0, nil, invalid("before", "must be a positive id")
+		}
+		before = &b
+	}
+	es, err := c.Q.ExportLogListByProject(c.R.Context(), db.ExportLogListByProjectParams{ProjectID: pid, OrgID: c.OrgID, BeforeID: before, MaxRows: limit})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, List[db.ExportLog]{Items: nonNil(es)}, nil
+}
+
+func cancelExport(c *Call) (int, any, error) {
+	id, err := pathID(c.R, "export_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	ctx := c.R.Context()
+	e, err := c.Q.ExportLogCancel(ctx, db.ExportLogCancelParams{ID: id, OrgID: c.OrgID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		cur, gerr := c.Q.ExportLogGet(ctx, db.ExportLogGetParams{ID: id, OrgID: c.OrgID})
+		if gerr != nil {
+			return 0, nil, orNotFound(gerr, "export")
+		}
+		return 0, nil, conflict(fmt.Sprintf("export %d is already %s", cur.ID, cur.Status))
+	}
+	if err != nil {
+		return 0, nil, err
+	}
+	if err := event(ctx, c, db.EntityTypeExport, e.ID, "cancelled", nil); err != nil {
+		return 0, nil, err
+	}
+	return http.StatusAccepted, e, nil
+}
+
+// Download is a short-lived link to a finished export.
+type Download struct {
+	URL       string    `json:"url"`
+	ExpiresAt time.Time `json:"expires_at"`
+	SHA256    string    `json:"sha256"`
+	SizeBytes int64     `json:"size_bytes"`
+}
+
+func downloadExport(c *Call) (int, any, error) {
+	id, err := pathID(c.R, "export_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	e, err := c.Q.ExportLogGet(c.R.Context(), db.ExportLogGetParams{ID: id, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, orNotFound(err, "export")
+	}
+	if e.Status != db.ExportStatusCompleted || e.StoragePath == nil {
+		return 0, nil, conflict(fmt.Sprintf("export %d is %s; a download link exists once it is completed", e.ID, e.Status))
+	}
+	if e.PurgedAt != nil {
+		return 0, nil, problem(http.StatusGone, "Archive deleted", fmt.Sprintf("export %d's archive was removed by the retention policy; request a new export", e.ID))
+	}
+	ttl := c.S.ExportURLTTL
+	if ttl <= 0 {
+		ttl = 15 * time.Minute
+	}
+	u, err := c.S.Store.PresignGet(c.R.Context(), *e.StoragePath, fmt.Sprintf("export-%d.zip", e.ID), ttl)
+	if err != nil {
+		return 0, nil, fmt.Errorf("presign download: %w", err)
+	}
+	return http.StatusOK, Download{URL: u.String(), ExpiresAt: c.S.now().Add(ttl), SHA256: deref(e.ArchiveSha256), SizeBytes: deref(e.SizeBytes)}, nil
+}
+
+// ScheduleInput creates or updates an export schedule.
+type ScheduleInput struct {
+	CronSpec *string        `json:"cron_spec"`
+	Timezone *string        `json:"timezone"`
+	Options  *ExportOptions `json:"options"`
+	Enabled  *bool          `json:"enabled"`
+}
+
+func (in *ScheduleInput) validate(create bool) error {
+	var v Validation
+	if create && in.CronSpec == nil {
+		v.Add("cron_spec", "is required, such as \"0 2 * * *\" (02:00 every day)")
+	}
+	if in.CronSpec != nil {
+		checkCron(&v, "cron_spec", *in.CronSpec)
+	}
+	if in.Timezone != nil {
+		checkTimezone(&v, "timezone", *in.Timezone)
+	}
+	return v.Err()
+}
+
+func createSchedule(c *Call) (int, any, error) {
+	pid, err := pathID(c.R, "project_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	var in ScheduleInput
+	if err := decodeJSON(c.Body, &in); err != nil {
+		return 0, nil, err
+	}
+	if err := in.validate(true); err != nil {
+		return 0, nil, err
+	}
+	ctx := c.R.Context()
+	if _, err := c.Q.ProjectGet(ctx, db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
+		return 0, nil, orNotFound(err, "project")
+	}
+	opts := ExportOptions{}
+	if in.Options != nil {
+		opts = *in.Options
+	}
+	ob, _ := json.Marshal(opts.Normalized())
+	tz := "UTC"
+	if in.Timezone != nil {
+		tz = *in.Timezone
+	}
+	enabled := true
+	if in.Enabled != nil {
+		enabled = *in.Enabled
+	}
+	s, err := c.Q.ExportScheduleCreate(ctx, db.ExportScheduleCreateParams{
+		OrgID: c.OrgID, ProjectID: pid, CronSpec: *in.CronSpec, Timezone: tz, Options: ob, Enabled: enabled,
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusCreated, s, nil
+}
+
+func listSchedules(c *Call) (int, any, error) {
+	pid, err := pathID(c.R, "project_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	if _, err := c.Q.ProjectGet(c.R.Context(), db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
+		return 0, nil, orNotFound(err, "project")
+	}
+	ss, err := c.Q.ExportScheduleListByProject(c.R.Context(), db.ExportScheduleListByProjectParams{ProjectID: pid, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, List[db.ExportSchedule]{Items: nonNil(ss)}, nil
+}
+
+func updateSchedule(c *Call) (int, any, error) {
+	id, err := pathID(c.R, "schedule_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	var in ScheduleInput
+	if err := decodeJSON(c.Body, &in); err != nil {
+		return 0, nil, err
+	}
+	if err := in.validate(false); err != nil {
+		return 0, nil, err
+	}
+	arg := db.ExportScheduleUpdateParams{ID: id, OrgID: c.OrgID, CronSpec: in.CronSpec, Timezone: in.Timezone, Enabled: in.Enabled}
+	if in.Options != nil {
+		arg.Options, _ = json.Marshal(in.Options.Normalized())
+	}
+	s, err := c.Q.ExportScheduleUpdate(c.R.Context(), arg)
+	if err != nil {
+		return 0, nil, orNotFound(err, "export schedule")
+	}
+	return http.StatusOK, s, nil
+}
+
+func deleteSchedule(c *Call) (int, any, error) {
+	id, err := pathID(c.R, "schedule_id")
+	if err != nil {
+		return 0, nil, err
+	}
+	n, err := c.Q.ExportScheduleDelete(c.R.Context(), db.ExportScheduleDeleteParams{ID: id, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, err
+	}
+	if n == 0 {
+		return 0, nil, notFound("the export schedule")
+	}
+	return http.StatusOK, map[string]any{"id": id, "deleted": true}, nil
+}
+
+// TaskState is a task as the caller may see it: asynq's view when Redis still has it,
+// the outbox's otherwise.
+type TaskState struct {
+	TaskID        string     `json:"task_id"`
+	Type          string     `json:"type"`
+	Queue         string     `json:"queue"`
+	State         string     `json:"state"`
+	Retried       int        `json:"retried"`
+	MaxRetry      int        `json:"max_retry"`
+	LastError     string     `json:"last_error,omitempty"`
+	NextProcessAt *time.Time `json:"next_process_at,omitempty"`
+	CompletedAt   *time.Time `json:"completed_at,omitempty"`
+	EnqueuedAt    *time.Time `json:"enqueued_at,omitempty"`
+}
+
+func getTask(c *Call) (int, any, error) {
+	taskID := c.R.PathValue("task_id")
+	if taskID == "" || len(taskID) > 200 {
+		return 0, nil, notFound("the task")
+	}
+	row, err := c.Q.OutboxGetByTaskID(c.R.Context(), db.OutboxGetByTaskIDParams{TaskID: taskID, OrgID: &c.OrgID})
+	if err != nil {
+		return 0, nil, orNotFound(err, "task")
+	}
+	st := TaskState{TaskID: taskID, Type: row.TaskType, Queue: row.Queue, EnqueuedAt: row.EnqueuedAt}
+	if row.EnqueuedAt == nil {
+		st.State = "waiting_in_outbox"
+		if row.LastError != nil {
+			st.LastError = *row.LastError
+		}
+		return http.StatusOK, st, nil
+	}
+	info, err := c.S.Inspector.GetTaskInfo(row.Queue, taskID)
+	switch {
+	case errors.Is(err, asynq.ErrTaskNotFound), errors.Is(err, asynq.ErrQueueNotFound):
+		st.State = "gone"
+		st.LastError = "no longer in Redis: finished and past retention, or lost with Redis (the reconciler requeues unfinished work)"
+		return http.StatusOK, st, nil
+	case err != nil:
+		return 0, nil, fmt.Errorf("inspect task: %w", err)
+	}
+	st.State, st.Retried, st.MaxRetry, st.LastError = info.State.String(), info.Retried, info.MaxRetry, info.LastErr
+	if !info.NextProcessAt.IsZero() {
+		st.NextProcessAt = &info.NextProcessAt
+	}
+	if !info.CompletedAt.IsZero() {
+		st.CompletedAt = &info.CompletedAt
+	}
+	return http.StatusOK, st, nil
+}
+
+func listEvents(c *Call) (int, any, error) {
+	q := c.R.URL.Query()
+	et := db.EntityType(q.Get("entity_type"))
+	var v Validation
+	v.Check(et.Valid(), "entity_type", "must be one of %v", db.AllEntityTypeValues())
+	var id int64
+	if _, err := fmt.Sscan(q.Get("entity_id"), &id); err != nil || id <= 0 {
+		v.Add("entity_id", "must be a positive id")
+	}
+	if err := v.Err(); err != nil {
+		return 0, nil, err
+	}
+	after, limit, err := page(c.R)
+	if err != nil {
+		return 0, nil, err
+	}
+	es, err := c.Q.EventLogListByEntity(c.R.Context(), db.EventLogListByEntityParams{
+		OrgID: c.OrgID, EntityType: et, EntityID: id, AfterID: after, MaxRows: limit,
+	})
+	if err != nil {
+		return 0, nil, err
+	}
+	return http.StatusOK, List[db.EventLog]{Items: nonNil(es)}, nil
+}

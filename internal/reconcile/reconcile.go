@@ -1,0 +1,150 @@
+// Package reconcile is what makes "nothing is lost when Redis is" true. A periodic
+// task finds rows stuck in a pending state past a threshold, asks asynq whether the
+// newest task queued for each is still alive, and when it is not (Redis flushed or
+// restarted, a task archived by mistake) queues a new one through the outbox.
+package reconcile
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/labelq/labelq/internal/database"
+	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/outbox"
+)
+
+// TypeName is the periodic maintenance task.
+const TypeName = "maintenance:reconcile"
+
+// Item is one stuck row.
+type Item struct {
+	OrgID    int64
+	EntityID int64
+}
+
+// Finder knows one kind of stuck row and how to queue its work again.
+type Finder struct {
+	TaskType string
+	Stuck    func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]Item, error)
+	Prefix   func(entityID int64) string
+	Intent   func(orgID, entityID int64, nonce string) outbox.Intent
+}
+
+// Reconciler is the maintenance:reconcile handler.
+type Reconciler struct {
+	Pool      *pgxpool.Pool
+	Inspector *asynq.Inspector
+	Log       *slog.Logger
+	After     time.Duration
+	Finders   []Finder
+	// OutboxKeep is how long relayed outbox rows are kept (for task look-ups).
+	OutboxKeep time.Duration
+	Now        func() time.Time
+}
+
+// ProcessTask runs one reconciliation pass.
+func (r *Reconciler) ProcessTask(ctx context.Context, _ *asynq.Task) error {
+	_, err := r.Run(ctx)
+	return err
+}
+
+var alive = map[asynq.TaskState]bool{
+	asynq.TaskStatePending: true, asynq.TaskStateActive: true, asynq.TaskStateScheduled: true,
+	asynq.TaskStateRetry: true, asynq.TaskStateAggregating: true,
+}
+
+// Run requeues every stuck row with no live task and returns how many it requeued.
+func (r *Reconciler) Run(ctx context.Context) (int, error) {
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	olderThan := now().Add(-r.After)
+	requeued := 0
+	for _, f := range r.Finders {
+		for {
+			n, more, err := r.pass(ctx, f, olderThan)
+			requeued += n
+			if err != nil {
+				return requeued, fmt.Errorf("reconcile %s: %w", f.TaskType, err)
+			}
+			if !more {
+				break
+			}
+		}
+	}
+	if r.OutboxKeep > 0 {
+		if _, err := db.New(r.Pool).OutboxDeleteEnqueuedBefore(ctx, now().Add(-r.OutboxKeep)); err != nil {
+			return requeued, fmt.Errorf("clean outbox: %w", err)
+		}
+	}
+	if requeued > 0 {
+		r.Log.WarnContext(ctx, "reconciler requeued stuck work", slog.Int("requeued", requeued))
+	}
+	return requeued, nil
+}
+
+const batch = 500
+
+func (r *Reconciler) pass(ctx context.Context, f Finder, olderThan time.Time) (int, bool, error) {
+	q := db.New(r.Pool)
+	items, err := f.Stuck(ctx, q, olderThan, batch)
+	if err != nil {
+		return 0, false, err
+	}
+	var todo []Item
+	for _, it := range items {
+		live, err := r.hasLiveTask(ctx, q, f, it.EntityID)
+		if err != nil {
+			return 0, false, err
+		}
+		if !live {
+			todo = append(todo, it)
+		}
+	}
+	if len(todo) == 0 {
+		return 0, false, nil
+	}
+	nonce := fmt.Sprintf("rc%d", time.Now().UnixNano())
+	err = database.Tx(ctx, r.Pool, func(q *db.Queries, _ pgx.Tx) error {
+		for _, it := range todo {
+			if _, err := outbox.Add(ctx, q, f.Intent(it.OrgID, it.EntityID, nonce)); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	// Requeued rows stay stuck-looking until their task runs, so a full batch is
+	// not a reason to loop: the next pass sees their new tasks alive.
+	return len(todo), false, err
+}
+
+// hasLiveTask reports whether the newest task queued for the entity is still waiting
+// in the outbox or alive in asynq.
+func (r *Reconciler) hasLiveTask(ctx context.Context, q *db.Queries, f Finder, id int64) (bool, error) {
+	row, err := q.OutboxLatestByTaskPrefix(ctx, db.OutboxLatestByTaskPrefixParams{Prefix: f.Prefix(id), TaskType: f.TaskType})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return false, nil
+	}
+	if err != nil {
+		return false, err
+	}
+	if row.EnqueuedAt == nil {
+		return true, nil // the relay has not moved it yet
+	}
+	info, err := r.Inspector.GetTaskInfo(row.Queue, row.TaskID)
+	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("inspect %s: %w", row.TaskID, err)
+	}
+	return alive[info.State], nil
+}

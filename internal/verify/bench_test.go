@@ -1,0 +1,151 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"math"
+	"runtime"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+)
+
+const (
+	benchTotal = 1 << 30  // bytes hashed per run
+	benchBlock = 64 << 20 // random block, repeated to make benchTotal
+)
+
+// heapSampler records the peak HeapAlloc while it runs, sampling with
+// runtime.ReadMemStats (which stops the world briefly, hence 10 ms apart).
+type heapSampler struct {
+	peak atomic.Uint64
+	stop chan struct{}
+	wg   sync.WaitGroup
+}
+
+func startHeapSampler() *heapSampler {
+	s := &heapSampler{stop: make(chan struct{})}
+	s.wg.Add(1)
+	go func() {
+		defer s.wg.Done()
+		t := time.NewTicker(10 * time.Millisecond)
+		defer t.Stop()
+		var ms runtime.MemStats
+		for {
+			runtime.ReadMemStats(&ms)
+			if ms.HeapAlloc > s.peak.Load() {
+				s.peak.Store(ms.HeapAlloc)
+			}
+			select {
+			case <-s.stop:
+				return
+			case <-t.C:
+			}
+		}
+	}()
+	return s
+}
+
+func (s *heapSampler) finish() uint64 {
+	close(s.stop)
+	s.wg.Wait()
+	var ms runtime.MemStats
+	runtime.ReadMemStats(&ms)
+	return max(s.peak.Load(), ms.HeapAlloc)
+}
+
+// BenchmarkMeasure1GiB times, in the same run over the same bytes, plain
+// crypto/sha256 over memory (the baseline) and Measure over a reader
+// producing those bytes, and reports both rates, their ratio (target ≥ 0.8)
+// and the heap Measure used on top of the 64 MiB fixture (target ≤ 64 MiB).
+//
+// Each iteration runs benchRounds interleaved rounds of baseline and Measure
+// and keeps the fastest of each: on a shared machine other processes only
+// ever slow a round down, and interleaving exposes both sides to the same
+// conditions.
+func BenchmarkMeasure1GiB(b *testing.B) {
+	const benchRounds = 3
+	block := randomBytes(benchBlock, 42)
+	ctx := context.Background()
+	shaBest, verifyBest := time.Duration(math.MaxInt64), time.Duration(math.MaxInt64)
+	var peakExtra, peakTotal uint64
+
+	for b.Loop() {
+		for range benchRounds {
+			start := time.Now()
+			h := sha256.New()
+			for range benchTotal / benchBlock {
+				h.Write(block)
+			}
+			var want [sha256.Size]byte
+			h.Sum(want[:0])
+			shaBest = min(shaBest, time.Since(start))
+
+			runtime.GC()
+			var base runtime.MemStats
+			runtime.ReadMemStats(&base)
+			sampler := startHeapSampler()
+			start = time.Now()
+			m, err := Measure(ctx, &loopReader{block: block, remaining: benchTotal}, Options{})
+			verifyBest = min(verifyBest, time.Since(start))
+			peak := sampler.finish()
+			if err != nil {
+				b.Fatal(err)
+			}
+			if m.SHA256 != want || m.Size != benchTotal {
+				b.Fatalf("Measure disagrees with crypto/sha256: %x vs %x", m.SHA256, want)
+			}
+			peakTotal = max(peakTotal, peak)
+			if peak > base.HeapAlloc {
+				peakExtra = max(peakExtra, peak-base.HeapAlloc)
+			}
+		}
+	}
+
+	shaMBps := benchTotal / shaBest.Seconds() / 1e6
+	verifyMBps := benchTotal / verifyBest.Seconds() / 1e6
+	b.ReportMetric(shaMBps, "sha256_MBps")
+	b.ReportMetric(verifyMBps, "verify_MBps")
+	b.ReportMetric(verifyMBps/shaMBps, "ratio")
+	b.ReportMetric(float64(peakExtra)/(1<<20), "peak_heap_MiB")
+	b.ReportMetric(float64(peakTotal)/(1<<20), "heap_incl_fixture_MiB")
+}
+
+// BenchmarkMeasureChecksums shows what each optional digest costs on top of
+// SHA-256 (256 MiB per run).
+func BenchmarkMeasureChecksums(b *testing.B) {
+	const total = 256 << 20
+	block := randomBytes(16<<20, 43)
+	for _, a := range []Algorithm{0, MD5, SHA1, CRC32, CRC32C, CRC64NVME} {
+		b.Run("SHA256+"+a.String(), func(b *testing.B) {
+			b.SetBytes(total)
+			for b.Loop() {
+				if _, err := Measure(context.Background(), &loopReader{block: block, remaining: total}, Options{Checksums: a}); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
+// BenchmarkInspectZip reads a 64 MiB archive of mixed stored and deflated
+// entries, as a dataset upload might be.
+func BenchmarkInspectZip(b *testing.B) {
+	var es []zipEntry
+	for i := range 32 {
+		es = append(es,
+			zipEntry{name: "img/" + string(rune('a'+i%26)) + string(rune('0'+i/26)) + ".bin", data: randomBytes(1<<20, uint64(i)), store: true},
+			zipEntry{name: "txt/" + string(rune('a'+i%26)) + string(rune('0'+i/26)) + ".csv", data: bytes.Repeat([]byte("12345,cat,0.93,2024-01-01\n"), 40_000)},
+		)
+	}
+	data := buildZip(b, es...)
+	b.SetBytes(int64(len(data)))
+	for b.Loop() {
+		rep, err := InspectZip(context.Background(), bytes.NewReader(data), int64(len(data)), Options{})
+		if err != nil || rep.Verdict != Valid {
+			b.Fatal(err, rep.Findings)
+		}
+	}
+}

@@ -1,0 +1,75 @@
+package verify
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+)
+
+// FuzzInspectZip: no input may panic, hang, or be reported as an I/O error
+// (the reader here never fails), and the verdict is always one of three.
+func FuzzInspectZip(f *testing.F) {
+	valid := buildZip(f,
+		zipEntry{name: "a.txt", data: []byte("hello hello hello")},
+		zipEntry{name: "dir/"},
+		zipEntry{name: "b.bin", data: []byte{0, 1, 2, 3}, store: true},
+	)
+	f.Add(valid)
+	f.Add(valid[:len(valid)-10])
+	f.Add(valid[len(valid)/2:])
+	f.Add(rawZip([]byte("kernel"), "a", "b"))
+	f.Add(buildZip(f, zipEntry{name: "../x", data: []byte("x")}))
+	f.Add(buildZip(f, zipEntry{name: "z", data: make([]byte, 3<<20)}))
+	f.Add([]byte("PK\x05\x06" + string(make([]byte, 18))))
+	f.Add([]byte("PK\x03\x04"))
+	f.Add([]byte{})
+
+	opts := Options{MaxZipEntries: 100, MaxZipUncompressed: 8 << 20, ZipBlockSize: 512}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rep, err := InspectZip(context.Background(), bytes.NewReader(data), int64(len(data)), opts)
+		require.NoError(t, err)
+		require.Contains(t, []Verdict{Valid, Corrupt, Rejected}, rep.Verdict)
+		require.Equal(t, rep.Verdict == Valid, len(rep.Findings) == 0)
+		require.LessOrEqual(t, rep.Archive.UncompressedBytes, opts.MaxZipUncompressed+256<<10)
+	})
+}
+
+// FuzzMeasure: Measure agrees with crypto/sha256 on any input, and a file
+// checked against its own measurement is never corrupt, whatever type,
+// ETag or declared MIME type come with it.
+func FuzzMeasure(f *testing.F) {
+	f.Add([]byte("hello\n"), "text/plain", `"5d41402abc4b2a76b9719d911017c592"`)
+	f.Add(elfBytes(), "image/jpeg", "")
+	f.Add(pngBytes(f), "image/png", "abc-2")
+	f.Add([]byte{}, "", "")
+	f.Add(buildZip(f, zipEntry{name: "a", data: []byte("a")}), "application/zip", `"d41d8cd98f00b204e9800998ecf8427e-12"`)
+
+	f.Fuzz(func(t *testing.T, data []byte, declaredMIME, etag string) {
+		m, err := Measure(context.Background(), bytes.NewReader(data), Options{Checksums: MD5 | CRC32C | CRC64NVME, BufferSize: 64})
+		require.NoError(t, err)
+		require.Equal(t, sha256.Sum256(data), m.SHA256)
+		require.Equal(t, int64(len(data)), m.Size)
+
+		refs := References{
+			FileType:       FileTypeDataset,
+			DeclaredSHA256: m.SHA256Hex(),
+			DeclaredSize:   &m.Size,
+			DeclaredMIME:   declaredMIME,
+			ObjectSize:     &m.Size,
+			ETag:           etag, // never compared: a declared SHA-256 exists
+			S3Checksums: []S3Checksum{
+				{Algorithm: CRC32C, Value: m.Base64(CRC32C)},
+				{Algorithm: CRC64NVME, Value: m.Base64(CRC64NVME)},
+			},
+		}
+		rep := Check(m, refs, Options{})
+		require.NotEqual(t, Corrupt, rep.Verdict, "%+v", rep.Findings)
+		if m.IsZip() {
+			_, err := InspectZip(context.Background(), bytes.NewReader(data), int64(len(data)), Options{})
+			require.NoError(t, err)
+		}
+	})
+}

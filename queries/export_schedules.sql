@@ -1,0 +1,29 @@
+-- name: ExportScheduleCreate :one
+INSERT INTO export_schedules (org_id, project_id, cron_spec, timezone, options, enabled, created_by)
+VALUES (@org_id, @project_id, @cron_spec, @timezone, @options, @enabled, @created_by)
+RETURNING *;
+
+-- name: ExportScheduleGet :one
+SELECT * FROM export_schedules WHERE id = @id AND org_id = @org_id AND deleted_at IS NULL;
+
+-- name: ExportScheduleListByProject :many
+SELECT * FROM export_schedules
+WHERE project_id = @project_id AND org_id = @org_id AND deleted_at IS NULL
+ORDER BY id;
+
+-- name: ExportScheduleUpdate :one
+UPDATE export_schedules SET
+    cron_spec = COALESCE(sqlc.narg('cron_spec'), cron_spec),
+    timezone  = COALESCE(sqlc.narg('timezone'), timezone),
+    options   = COALESCE(sqlc.narg('options'), options),
+    enabled   = COALESCE(sqlc.narg('enabled'), enabled)
+WHERE id = @id AND org_id = @org_id AND deleted_at IS NULL
+RETURNING *;
+
+-- name: ExportScheduleDelete :execrows
+UPDATE export_schedules SET deleted_at = now(), enabled = false
+WHERE id = @id AND org_id = @org_id AND deleted_at IS NULL;
+
+-- name: ExportScheduleListEnabled :many
+-- Every enabled schedule, for the scheduler (not tenant-scoped).
+SELECT * FROM export_schedules WHERE enabled AND deleted_at IS NULL ORDER BY id;
