@@ -1,0 +1,633 @@
+package matching
+
+import (
+	"cmp"
+	"context"
+	"fmt"
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Solve assigns open annotation jobs to annotators: candidates with
+// RoleAnnotator, where ReviewsInProject is a conflict and a job's
+// PreviousAnnotators are excluded from it. See the package documentation for
+// the rules, the objective and the tie-breaks.
+//
+// The input slices are not modified and their order does not matter. An
+// error wrapping ErrInvalidInput means the input is malformed; the only other
+// error is ctx's.
+func Solve(ctx context.Context, jobs []Job, candidates []Candidate, opts Options) (Result, error) {
+	return solve(ctx, modeAnnotators, jobs, candidates, opts)
+}
+
+// SolveReviewers assigns reviewers with the same solver: candidates with
+// RoleQC, where AnnotatesInProject is a conflict, and each job's AnnotatorID
+// (and its PreviousAnnotators) are excluded from it. Jobs are the ones that
+// need a reviewer; Remaining and Load count the candidates' review
+// assignments.
+func SolveReviewers(ctx context.Context, jobs []Job, candidates []Candidate, opts Options) (Result, error) {
+	return solve(ctx, modeReviewers, jobs, candidates, opts)
+}
+
+type mode int
+
+const (
+	modeAnnotators mode = iota
+	modeReviewers
+)
+
+// maxMergedRounds bounds the rounds that merge jobs with exclusions into
+// their class; the round after it splits them all, which is exact.
+const maxMergedRounds = 3
+
+// cand is a candidate reduced to what the solver needs.
+type cand struct {
+	id       int64
+	avail    bool // right role, active, with availability
+	conflict bool // works on the other side of the project
+	capacity int32
+	load     int64
+	skillQA  int64            // 30·S + 30·A
+	prof     map[string]int64 // quantised, lower-case keys
+	best     int64            // best quantised proficiency
+}
+
+// inNetwork says whether the candidate can take any job at all in this run.
+func (c *cand) inNetwork() bool { return c.avail && !c.conflict && c.capacity > 0 }
+
+// class is a set of jobs with the same language and priority, which have the
+// same score for every user, so the network needs one node for all of them.
+// A split class also shares its exclusions and has no arcs to the excluded
+// users; a merged one ignores its jobs' exclusions (see solveRound).
+type class struct {
+	lang   int32
+	weight int64
+	split  bool
+	excl   []int32 // split classes: sorted candidate indices excluded from all its jobs
+	jobs   []int32 // job indices, earliest due first
+	node   int32   // network node, -1 when nobody can take these jobs
+	users  []int32 // candidate indices the class has arcs to, in arc order
+	arc0   int32   // first class → user arc
+}
+
+func solve(ctx context.Context, m mode, jobsIn []Job, candsIn []Candidate, opts Options) (Result, error) {
+	minProf := opts.MinProficiency
+	if minProf == 0 {
+		minProf = DefaultMinProficiency
+	}
+	if !(minProf > 0 && minProf <= 5) {
+		return Result{}, fmt.Errorf("%w: minimum proficiency %v is outside (0, 5]", ErrInvalidInput, opts.MinProficiency)
+	}
+	if len(jobsIn) > MaxJobs {
+		return Result{}, fmt.Errorf("%w: %d jobs exceed the limit of %d per run", ErrInvalidInput, len(jobsIn), MaxJobs)
+	}
+	if len(candsIn) > MaxCandidates {
+		return Result{}, fmt.Errorf("%w: %d candidates exceed the limit of %d per run", ErrInvalidInput, len(candsIn), MaxCandidates)
+	}
+
+	// Canonical order first: everything below depends only on the sorted
+	// input, which makes the result independent of the callers' order.
+	jobs := slices.Clone(jobsIn)
+	slices.SortFunc(jobs, func(x, y Job) int { return cmp.Compare(x.ID, y.ID) })
+	for i := range jobs {
+		if i > 0 && jobs[i].ID == jobs[i-1].ID {
+			return Result{}, fmt.Errorf("%w: job %d appears twice", ErrInvalidInput, jobs[i].ID)
+		}
+		if jobs[i].Priority.Weight() == 0 {
+			return Result{}, fmt.Errorf("%w: job %d: unknown priority %q", ErrInvalidInput, jobs[i].ID, jobs[i].Priority)
+		}
+	}
+	sortedCands := slices.Clone(candsIn)
+	slices.SortFunc(sortedCands, func(x, y Candidate) int { return cmp.Compare(x.ID, y.ID) })
+	cands := make([]cand, len(sortedCands))
+	candIndex := make(map[int64]int32, len(cands))
+	for i := range sortedCands {
+		if i > 0 && sortedCands[i].ID == sortedCands[i-1].ID {
+			return Result{}, fmt.Errorf("%w: candidate %d appears twice", ErrInvalidInput, sortedCands[i].ID)
+		}
+		c, err := prepareCandidate(m, &sortedCands[i], len(jobs))
+		if err != nil {
+			return Result{}, err
+		}
+		cands[i] = c
+		candIndex[c.id] = int32(i)
+	}
+
+	p := &problem{mode: m, jobs: jobs, cands: cands, candIndex: candIndex}
+	p.prepare(quantize(minProf))
+
+	// Jobs with exclusions first share their language/priority class; see
+	// solveRound for why that is exact and what happens when it fails.
+	split := make([]bool, len(jobs))
+	var stats Stats
+	for {
+		stats.Rounds++
+		assignedTo, failed, err := p.solveRound(ctx, split, &stats)
+		if err != nil {
+			return Result{}, err
+		}
+		if len(failed) == 0 {
+			return p.result(assignedTo, stats), nil
+		}
+		for _, j := range failed {
+			split[j] = true
+		}
+		if stats.Rounds == maxMergedRounds {
+			// Rounds that keep failing mean exclusions bind everywhere;
+			// solve the exact problem once instead of splitting job by job.
+			for j := range split {
+				split[j] = len(p.jobExcl[j]) > 0
+			}
+		}
+	}
+}
+
+// problem is the validated input in canonical order plus what every round
+// needs.
+type problem struct {
+	mode      mode
+	jobs      []Job  // sorted by id
+	cands     []cand // sorted by id, so an index is also the id rank
+	candIndex map[int64]int32
+	jobLang   []int32
+	order     []int32 // job indices by due rank
+	dueRank   []int64
+	// jobExcl lists, per job, the candidates excluded from it who could
+	// otherwise take it (sorted indices). Excluding anyone else changes
+	// nothing, so it is ignored.
+	jobExcl [][]int32
+	tab     langTable
+}
+
+func (p *problem) prepare(pmin int64) {
+	// Languages: index 0 is "no language" (score on the best language, no
+	// minimum); the others are the jobs' languages.
+	langIndex := map[string]int32{"": 0}
+	langs := []string{""}
+	p.jobLang = make([]int32, len(p.jobs))
+	for i := range p.jobs {
+		l := strings.ToLower(p.jobs[i].Language)
+		li, ok := langIndex[l]
+		if !ok {
+			li = int32(len(langs))
+			langIndex[l] = li
+			langs = append(langs, l)
+		}
+		p.jobLang[i] = li
+	}
+	p.tab = newLangTable(langs, p.cands, pmin)
+
+	// Due ranks: dated jobs before undated ones, earlier first, then lower id.
+	p.order = make([]int32, len(p.jobs))
+	for i := range p.order {
+		p.order[i] = int32(i)
+	}
+	slices.SortStableFunc(p.order, func(x, y int32) int {
+		dx, dy := p.jobs[x].DueDate, p.jobs[y].DueDate
+		switch {
+		case dx != nil && dy != nil:
+			return dx.Compare(*dy) // stable: equal dates keep id order
+		case dx != nil:
+			return -1
+		case dy != nil:
+			return 1
+		}
+		return 0
+	})
+	p.dueRank = make([]int64, len(p.jobs))
+	for r, j := range p.order {
+		p.dueRank[j] = int64(r)
+	}
+
+	p.jobExcl = make([][]int32, len(p.jobs))
+	for j := range p.jobs {
+		job := &p.jobs[j]
+		var excl []int32
+		add := func(id int64) {
+			u, ok := p.candIndex[id]
+			if ok && p.cands[u].inNetwork() && p.tab.ok(p.jobLang[j], int(u)) {
+				excl = append(excl, u)
+			}
+		}
+		for _, id := range job.PreviousAnnotators {
+			add(id)
+		}
+		if p.mode == modeReviewers && job.AnnotatorID != 0 {
+			add(job.AnnotatorID)
+		}
+		slices.Sort(excl)
+		p.jobExcl[j] = slices.Compact(excl)
+	}
+}
+
+// solveRound solves the flow problem once.
+//
+// A job whose exclusions matter is either split (a class of its own, or with
+// jobs that have the same exclusions, whose arcs skip the excluded users) or
+// merged into the class of its language and priority as if it had no
+// exclusions. Merging is a relaxation: it only allows more, and it prices
+// every assignment exactly as the true problem does, so the relaxed optimum
+// is lexicographically at least as good as the true one. If the relaxed flow
+// can be expanded into concrete pairs that respect every exclusion, it is
+// feasible for the true problem with the same objective, hence optimal. Usually it can, because a class sends jobs to many users and an
+// exclusion names one or two. The merged jobs that could not be placed are
+// returned in failed; the caller splits them and solves again, and after
+// maxMergedRounds it splits every job with exclusions, which is exact. So
+// there are at most maxMergedRounds+1 rounds, typically one.
+//
+// Merging is what keeps the network small: a split job costs an arc to
+// nearly every user.
+func (p *problem) solveRound(ctx context.Context, split []bool, stats *Stats) (assignedTo []int32, failed []int32, err error) {
+	classes := p.buildClasses(split)
+
+	// Users reachable from some class, and their useful capacity: never more
+	// capacity units than jobs they could take.
+	cands, tab := p.cands, p.tab
+	reach := make([]int64, len(cands))
+	for ci := range classes {
+		cl := &classes[ci]
+		for u := range cands {
+			if cands[u].inNetwork() && tab.ok(cl.lang, u) && !containsSorted(cl.excl, int32(u)) {
+				cl.users = append(cl.users, int32(u))
+				reach[u] += int64(len(cl.jobs))
+			}
+		}
+	}
+
+	const source, sink = 0, 1
+	nodes := int32(2)
+	for ci := range classes {
+		classes[ci].node = -1
+		if len(classes[ci].users) > 0 {
+			classes[ci].node = nodes
+			nodes++
+		}
+	}
+	userNode := make([]int32, len(cands))
+	userCap := make([]int32, len(cands))
+	for u := range cands {
+		userNode[u] = -1
+		if reach[u] > 0 {
+			userNode[u] = nodes
+			nodes++
+			userCap[u] = int32(min(int64(cands[u].capacity), reach[u]))
+		}
+	}
+
+	arcHint := len(p.jobs) + 1
+	for ci := range classes {
+		arcHint += len(classes[ci].users)
+	}
+	for u := range cands {
+		arcHint += int(userCap[u])
+	}
+	nw := newNetwork(int(nodes), arcHint+int(nodes))
+
+	n := int64(len(p.jobs))
+	bigB := n*n + 1 // see cost.go: one more assigned job outweighs any due-rank sum
+	jobArc := make([]int32, len(p.jobs))
+	for i := range jobArc {
+		jobArc[i] = -1
+	}
+	for ci := range classes {
+		cl := &classes[ci]
+		if cl.node < 0 {
+			continue
+		}
+		for _, j := range cl.jobs {
+			jobArc[j] = nw.addArc(source, cl.node, 1, p.dueRank[j]-bigB)
+		}
+	}
+	nw.jobEnd = int32(len(nw.src))
+	for ci := range classes {
+		cl := &classes[ci]
+		if cl.node < 0 {
+			continue
+		}
+		cl.arc0 = int32(len(nw.src))
+		for _, u := range cl.users {
+			capacity := min(int32(len(cl.jobs)), userCap[u])
+			nw.addArc(cl.node, userNode[u], capacity, -cl.weight*tab.quality(cl.lang, int(u)))
+		}
+	}
+	nw.pairEnd = int32(len(nw.src))
+	for u := range cands {
+		if userNode[u] < 0 {
+			continue
+		}
+		nw.nodeD[userNode[u]] = int64(u) // candidates are sorted by id: index = id rank
+		for k := int64(1); k <= int64(userCap[u]); k++ {
+			nw.addArc(userNode[u], sink, 1, cands[u].load+k)
+		}
+	}
+	nw.slotEnd = int32(len(nw.src))
+	nw.addArc(sink, source, capInf, 0)
+
+	err = nw.run(ctx)
+	stats.Classes = len(classes)
+	stats.Nodes = int(nodes)
+	stats.Arcs = int(nw.searchEnd)
+	stats.Pivots += nw.pivots
+	if err != nil {
+		return nil, nil, fmt.Errorf("matching: %w", err)
+	}
+	assignedTo, failed = p.expand(nw, classes, jobArc)
+	return assignedTo, failed, nil
+}
+
+func (p *problem) result(assignedTo []int32, stats Stats) Result {
+	res := Result{Stats: stats}
+	var total int64
+	for j := range p.jobs {
+		u := assignedTo[j]
+		if u < 0 {
+			res.Unassigned = append(res.Unassigned, Unassigned{JobID: p.jobs[j].ID, Reason: p.reason(j)})
+			continue
+		}
+		units := p.jobs[j].Priority.Weight() * p.tab.quality(p.jobLang[j], int(u))
+		total += units
+		res.Assignments = append(res.Assignments, Assignment{
+			JobID:  p.jobs[j].ID,
+			UserID: p.cands[u].id,
+			Score:  float64(units) / unitsPerScore,
+		})
+	}
+	res.TotalScore = float64(total) / unitsPerScore
+	return res
+}
+
+func prepareCandidate(m mode, c *Candidate, nJobs int) (cand, error) {
+	wantRole, conflict := RoleAnnotator, c.ReviewsInProject
+	if m == modeReviewers {
+		wantRole, conflict = RoleQC, c.AnnotatesInProject
+	}
+	if c.Load < 0 || c.Load > MaxLoad {
+		return cand{}, fmt.Errorf("%w: candidate %d: load %d is outside [0, %d]", ErrInvalidInput, c.ID, c.Load, MaxLoad)
+	}
+	skillQA := int64(0)
+	for _, v := range []struct {
+		name string
+		p    *float64
+	}{{"skill score", c.SkillScore}, {"QA approval rate", c.QAApprovalRate}} {
+		if v.p == nil {
+			continue
+		}
+		if !(*v.p >= 0 && *v.p <= 1) {
+			return cand{}, fmt.Errorf("%w: candidate %d: %s %v is outside [0, 1]", ErrInvalidInput, c.ID, v.name, *v.p)
+		}
+		skillQA += 30 * quantize(*v.p)
+	}
+	prof := make(map[string]int64, len(c.Proficiency))
+	var best int64
+	for lang, p := range c.Proficiency {
+		if !(p >= 0 && p <= 5) {
+			return cand{}, fmt.Errorf("%w: candidate %d: proficiency %v in %q is outside [0, 5]", ErrInvalidInput, c.ID, p, lang)
+		}
+		q := quantize(p)
+		l := strings.ToLower(lang)
+		// Keys that differ only in case are one language; trust the higher.
+		prof[l] = max(prof[l], q)
+		best = max(best, q)
+	}
+	return cand{
+		id:       c.ID,
+		avail:    c.Role == wantRole && c.Active && c.HasAvailability,
+		conflict: conflict,
+		capacity: int32(min(max(c.Remaining, 0), nJobs)),
+		load:     int64(c.Load),
+		skillQA:  skillQA,
+		prof:     prof,
+		best:     best,
+	}, nil
+}
+
+// langTable holds, per job language and candidate, whether the candidate
+// meets the minimum and their quality (score of a weight-1 job) in units.
+type langTable struct {
+	nCands int
+	okv    []bool
+	qual   []int64
+}
+
+func newLangTable(langs []string, cands []cand, pmin int64) langTable {
+	t := langTable{
+		nCands: len(cands),
+		okv:    make([]bool, len(langs)*len(cands)),
+		qual:   make([]int64, len(langs)*len(cands)),
+	}
+	for li, l := range langs {
+		for u := range cands {
+			c := &cands[u]
+			p, ok := c.best, true
+			if l != "" {
+				p = c.prof[l]
+				ok = p >= pmin
+			}
+			t.okv[li*len(cands)+u] = ok
+			t.qual[li*len(cands)+u] = quality(p, c.skillQA)
+		}
+	}
+	return t
+}
+
+func (t langTable) ok(lang int32, u int) bool       { return t.okv[int(lang)*t.nCands+u] }
+func (t langTable) quality(lang int32, u int) int64 { return t.qual[int(lang)*t.nCands+u] }
+
+// buildClasses groups the jobs into classes, visiting them in due order so
+// every class lists its jobs earliest first.
+func (p *problem) buildClasses(split []bool) []class {
+	var classes []class
+	byKey := make(map[string]int32)
+	var key []byte
+	for _, j := range p.order {
+		job := &p.jobs[j]
+		key = strconv.AppendInt(key[:0], int64(p.jobLang[j]), 10)
+		key = append(key, '/')
+		key = append(key, job.Priority...)
+		var excl []int32
+		if split[j] {
+			excl = p.jobExcl[j]
+			key = append(key, '/')
+			for _, u := range excl {
+				key = strconv.AppendInt(key, int64(u), 10)
+				key = append(key, ',')
+			}
+		}
+		ci, ok := byKey[string(key)]
+		if !ok {
+			ci = int32(len(classes))
+			byKey[string(key)] = ci
+			classes = append(classes, class{
+				lang:   p.jobLang[j],
+				weight: job.Priority.Weight(),
+				split:  split[j],
+				excl:   excl,
+			})
+		}
+		classes[ci].jobs = append(classes[ci].jobs, j)
+	}
+	return classes
+}
+
+func containsSorted(s []int32, v int32) bool {
+	_, found := slices.BinarySearch(s, v)
+	return found
+}
+
+// expand turns the optimal flow into concrete pairs. Jobs of one class are
+// interchangeable for every level of the objective, so the flow only says
+// which of them are assigned (the earliest due: their source arcs are the
+// cheapest) and how many go to each user. Merged jobs with exclusions are
+// placed first, by augmenting paths (bipartite matching with the flow as
+// capacities); those that cannot be placed are returned as failed. The rest
+// then go out in due order, the earliest to the best-scoring user, ties to
+// the less loaded, then the lower id.
+func (p *problem) expand(nw *network, classes []class, jobArc []int32) (assignedTo, failed []int32) {
+	assignedTo = make([]int32, len(jobArc))
+	for i := range assignedTo {
+		assignedTo[i] = -1
+	}
+	var takes []take
+	var excluded []int32
+	for ci := range classes {
+		cl := &classes[ci]
+		if cl.node < 0 {
+			continue
+		}
+		takes = takes[:0]
+		for i, u := range cl.users {
+			if f := nw.flow[cl.arc0+int32(i)]; f > 0 {
+				takes = append(takes, take{user: u, left: f})
+			}
+		}
+		slices.SortFunc(takes, func(x, y take) int {
+			if c := cmp.Compare(p.tab.quality(cl.lang, int(y.user)), p.tab.quality(cl.lang, int(x.user))); c != 0 {
+				return c
+			}
+			if c := cmp.Compare(p.cands[x.user].load, p.cands[y.user].load); c != 0 {
+				return c
+			}
+			return cmp.Compare(x.user, y.user)
+		})
+		excluded = excluded[:0]
+		if !cl.split { // the merged jobs' exclusions are not in the arcs
+			for _, j := range cl.jobs {
+				if nw.flow[jobArc[j]] > 0 && len(p.jobExcl[j]) > 0 {
+					excluded = append(excluded, j)
+				}
+			}
+		}
+		if len(excluded) > 0 {
+			failed = append(failed, p.placeExcluded(takes, excluded, assignedTo)...)
+		}
+		t := 0
+		for _, j := range cl.jobs {
+			if nw.flow[jobArc[j]] == 0 || assignedTo[j] >= 0 || (!cl.split && len(p.jobExcl[j]) > 0) {
+				continue
+			}
+			for takes[t].left == 0 {
+				t++
+			}
+			assignedTo[j] = takes[t].user
+			takes[t].left--
+		}
+	}
+	return assignedTo, failed
+}
+
+// take is how many more jobs of the class a user receives.
+type take struct {
+	user int32
+	left int32
+	held []int32 // excluded-from-someone jobs placed here
+}
+
+// placeExcluded matches jobs with exclusions to users the flow sends the
+// class to (Kuhn's augmenting paths, a user holding up to its flow), and
+// returns the jobs it could not place.
+func (p *problem) placeExcluded(takes []take, jobs []int32, assignedTo []int32) (failed []int32) {
+	visited := make([]bool, len(takes))
+	var try func(j int32) bool
+	try = func(j int32) bool {
+		for t := range takes {
+			if visited[t] || containsSorted(p.jobExcl[j], takes[t].user) {
+				continue
+			}
+			visited[t] = true
+			if takes[t].left > 0 {
+				takes[t].left--
+				takes[t].held = append(takes[t].held, j)
+				return true
+			}
+			for i, k := range takes[t].held {
+				if try(k) {
+					takes[t].held[i] = j
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, j := range jobs {
+		clear(visited)
+		if !try(j) {
+			failed = append(failed, j)
+		}
+	}
+	if len(failed) > 0 {
+		return failed
+	}
+	for t := range takes {
+		for _, j := range takes[t].held {
+			assignedTo[j] = takes[t].user
+		}
+		takes[t].held = nil
+	}
+	return nil
+}
+
+// reason explains why job j got nobody. It only runs for unassigned jobs,
+// so it may be linear in the candidates. Exclusions are taken from the job
+// itself, not p.jobExcl: a previous annotator who is also out of capacity is
+// a conflict, not a capacity problem.
+func (p *problem) reason(j int) Reason {
+	job := &p.jobs[j]
+	excluded := make(map[int32]bool, len(job.PreviousAnnotators)+1)
+	for _, id := range job.PreviousAnnotators {
+		if u, ok := p.candIndex[id]; ok {
+			excluded[u] = true
+		}
+	}
+	if p.mode == modeReviewers && job.AnnotatorID != 0 {
+		if u, ok := p.candIndex[job.AnnotatorID]; ok {
+			excluded[u] = true
+		}
+	}
+	anyAvail, anyLang, anyFree := false, false, false
+	for u := range p.cands {
+		c := &p.cands[u]
+		if !c.avail {
+			continue
+		}
+		anyAvail = true
+		if !p.tab.ok(p.jobLang[j], u) {
+			continue
+		}
+		anyLang = true
+		if c.conflict || excluded[int32(u)] {
+			continue
+		}
+		anyFree = true
+		break
+	}
+	switch {
+	case !anyAvail:
+		return ReasonNoAvailableAnnotator
+	case !anyLang:
+		return ReasonNoLanguageMatch
+	case !anyFree:
+		return ReasonAllConflict
+	}
+	return ReasonCapacityExhausted
+}
