@@ -34,6 +34,9 @@ type Relay struct {
 	Metrics      *metrics.Metrics
 	PollInterval time.Duration
 	BatchSize    int
+
+	// afterEnqueue lets tests kill the relay between enqueue and commit.
+	afterEnqueue func(db.Outbox) error
 }
 
 // Run relays until ctx ends: woken by NOTIFY, with polling as the fallback for a
@@ -136,6 +139,11 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 					return err
 				}
 				continue
+			}
+			if r.afterEnqueue != nil {
+				if err := r.afterEnqueue(row); err != nil {
+					return err
+				}
 			}
 			done = append(done, row.ID)
 			if r.Metrics != nil {

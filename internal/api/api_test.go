@@ -1,0 +1,472 @@
+package api_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"regexp"
+	"strings"
+	"sync"
+	"testing"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/labelq/labelq/internal/admin"
+	"github.com/labelq/labelq/internal/api"
+	"github.com/labelq/labelq/internal/app"
+	"github.com/labelq/labelq/internal/database"
+	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/testenv"
+)
+
+type client struct {
+	t     *testing.T
+	base  string
+	token string
+}
+
+type reply struct {
+	Status int
+	Header http.Header
+	Body   []byte
+}
+
+func (r reply) json(t *testing.T) map[string]any {
+	t.Helper()
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(r.Body, &m), string(r.Body))
+	return m
+}
+
+func (c client) do(method, path string, body any, headers ...string) reply {
+	c.t.Helper()
+	var rd io.Reader
+	switch b := body.(type) {
+	case nil:
+	case []byte:
+		rd = bytes.NewReader(b)
+	case string:
+		rd = strings.NewReader(b)
+	default:
+		raw, err := json.Marshal(b)
+		require.NoError(c.t, err)
+		rd = bytes.NewReader(raw)
+	}
+	req, err := http.NewRequest(method, c.base+path, rd)
+	require.NoError(c.t, err)
+	if c.token != "" {
+		req.Header.Set("Authorization", "Bearer "+c.token)
+	}
+	if rd != nil {
+		req.Header.Set("Content-Type", "application/json")
+	}
+	for i := 0; i+1 < len(headers); i += 2 {
+		req.Header.Set(headers[i], headers[i+1])
+	}
+	resp, err := http.DefaultClient.Do(req)
+	require.NoError(c.t, err)
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	require.NoError(c.t, err)
+	return reply{Status: resp.StatusCode, Header: resp.Header, Body: b}
+}
+
+type world struct {
+	env    *testenv.Env
+	a      *app.App
+	server *httptest.Server
+	orgA   client
+	orgB   client
+	anon   client
+	orgAID int64
+}
+
+func newWorld(t *testing.T) *world {
+	t.Helper()
+	env := testenv.New(t)
+	a, err := app.New(context.Background(), env.Config(t, nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	require.NoError(t, err)
+	t.Cleanup(a.Close)
+	srv := httptest.NewServer(a.Handler())
+	t.Cleanup(srv.Close)
+	tokA, err := admin.CreateToken(context.Background(), env.PG.Pool, "org-a", "test")
+	require.NoError(t, err)
+	tokB, err := admin.CreateToken(context.Background(), env.PG.Pool, "org-b", "test")
+	require.NoError(t, err)
+	return &world{
+		env: env, a: a, server: srv, orgAID: tokA.OrgID,
+		orgA: client{t, srv.URL, tokA.Secret}, orgB: client{t, srv.URL, tokB.Secret}, anon: client{t, srv.URL, ""},
+	}
+}
+
+func id(t *testing.T, r reply) int64 {
+	t.Helper()
+	v, ok := r.json(t)["id"].(float64)
+	require.True(t, ok, "no id in %s", r.Body)
+	return int64(v)
+}
+
+// seeded holds one of each resource of org A, for the routes' path parameters.
+type seeded struct {
+	ProjectID, UserID, FileID, VersionID, JobID, AssignmentID, ExportID, ScheduleID int64
+	TaskID                                                                          string
+}
+
+func (w *world) seed(t *testing.T) seeded {
+	t.Helper()
+	var s seeded
+	r := w.orgA.do("POST", "/v1/projects", map[string]any{"name": "secret-project-A", "llm_enabled": true, "llm_model": "gpt-test"})
+	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+	s.ProjectID = id(t, r)
+	r = w.orgA.do("POST", "/v1/users", map[string]any{
+		"email": "ann@a.test", "name": "Ann A", "role": "annotator",
+		"language_expertise": map[string]float64{"en": 4.5}, "availability": map[string]any{"timezone": "Europe/Paris", "monday": []string{"09:00-12:00"}},
+		"skill_score": 0.9, "qa_approval_rate": 0.8, "max_active_jobs": 3,
+	})
+	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+	s.UserID = id(t, r)
+	r = w.orgA.do("POST", fmt.Sprintf("/v1/projects/%d/files", s.ProjectID), map[string]any{"name": "cat.txt"})
+	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+	s.FileID = id(t, r)
+	key := fmt.Sprintf("orgs/%d/projects/%d/files/%d/v1", w.orgAID, s.ProjectID, s.FileID)
+	w.env.S3.Put(t, key, []byte("a cat on a mat"), minioOpts())
+	r = w.orgA.do("POST", fmt.Sprintf("/v1/files/%d/versions", s.FileID), map[string]any{"storage_path": key, "size": 14})
+	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+	s.VersionID = id(t, r)
+	s.TaskID = r.json(t)["task_id"].(string)
+
+	ctx := context.Background()
+	q := w.env.PG.Q
+	sum := testenv.SHA256Hex([]byte("a cat on a mat"))
+	_, err := w.env.PG.Pool.Exec(ctx, `UPDATE file_versions SET validation_status='valid', checksum=$2, size_bytes=14, validated_at=now() WHERE id=$1`, s.VersionID, sum)
+	require.NoError(t, err)
+	lang := "en"
+	job, err := q.AnnotationJobCreate(ctx, db.AnnotationJobCreateParams{OrgID: w.orgAID, ProjectID: s.ProjectID, FileID: s.FileID, FileVersionID: s.VersionID, Language: &lang, Priority: db.JobPriorityHigh})
+	require.NoError(t, err)
+	s.JobID = job.ID
+	require.NoError(t, w.env.PG.Pool.QueryRow(ctx, `INSERT INTO assignments (org_id, project_id, job_id, user_id, role, score) VALUES ($1,$2,$3,$4,'annotator',0.9) RETURNING id`,
+		w.orgAID, s.ProjectID, s.JobID, s.UserID).Scan(&s.AssignmentID))
+	r = w.orgA.do("POST", fmt.Sprintf("/v1/projects/%d/exports", s.ProjectID), map[string]any{})
+	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+	s.ExportID = id(t, r)
+	r = w.orgA.do("POST", fmt.Sprintf("/v1/projects/%d/export-schedules", s.ProjectID), map[string]any{"cron_spec": "0 2 * * *", "timezone": "Europe/Paris"})
+	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+	s.ScheduleID = id(t, r)
+	return s
+}
+
+var param = regexp.MustCompile(`\{([a-z_]+)\}`)
+
+func (s seeded) fill(path string) string {
+	return param.ReplaceAllStringFunc(path, func(m string) string {
+		switch m {
+		case "{project_id}":
+			return fmt.Sprint(s.ProjectID)
+		case "{user_id}":
+			return fmt.Sprint(s.UserID)
+		case "{file_id}":
+			return fmt.Sprint(s.FileID)
+		case "{version_id}":
+			return fmt.Sprint(s.VersionID)
+		case "{job_id}":
+			return fmt.Sprint(s.JobID)
+		case "{assignment_id}":
+			return fmt.Sprint(s.AssignmentID)
+		case "{export_id}":
+			return fmt.Sprint(s.ExportID)
+		case "{schedule_id}":
+			return fmt.Sprint(s.ScheduleID)
+		case "{task_id}":
+			return s.TaskID
+		}
+		panic("unknown path parameter " + m)
+	})
+}
+
+// validBody is a body each route accepts (so a refusal is about tenancy, not shape).
+func validBody(rt api.Route) any {
+	switch rt.Request.(type) {
+	case api.ProjectInput:
+		return map[string]any{"name": "other-name", "description": "d"}
+	case api.UserInput:
+		if rt.Method == "POST" {
+			return map[string]any{"email": "someone@b.test", "role": "annotator"}
+		}
+		return map[string]any{"name": "renamed"}
+	case api.FileInput:
+		return map[string]any{"name": "dog.txt"}
+	case api.VersionInput:
+		return map[string]any{"storage_path": "orgs/1/x"}
+	case api.JobInput:
+		return map[string]any{"review_status": "approved"}
+	case api.ExportInput:
+		return map[string]any{}
+	case api.ScheduleInput:
+		return map[string]any{"cron_spec": "@daily"}
+	}
+	return nil
+}
+
+func TestTenantIsolationOnEveryRoute(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	s := w.seed(t)
+	leaks, wrong := 0, 0
+	for _, rt := range (&api.Server{}).Routes() {
+		path := s.fill(rt.Path)
+		if rt.Path == "/v1/events" {
+			path += fmt.Sprintf("?entity_type=file_version&entity_id=%d", s.VersionID)
+		}
+		t.Run(rt.Method+" "+rt.Path, func(t *testing.T) {
+			r := w.anon.do(rt.Method, path, validBody(rt))
+			if r.Status != http.StatusUnauthorized {
+				wrong++
+			}
+			require.Equal(t, http.StatusUnauthorized, r.Status, "without a token: %s", r.Body)
+			require.Equal(t, "application/problem+json", r.Header.Get("Content-Type"))
+
+			r = w.orgB.do(rt.Method, path, validBody(rt))
+			require.Less(t, r.Status, 500, "%s", r.Body)
+			for _, secret := range []string{"secret-project-A", "ann@a.test", "cat.txt", s.TaskID} {
+				if strings.Contains(string(r.Body), secret) {
+					leaks++
+					t.Errorf("org B's answer contains org A's %q: %s", secret, r.Body)
+				}
+			}
+			if strings.Contains(rt.Path, "{") {
+				if r.Status != http.StatusNotFound && r.Status != http.StatusForbidden && r.Status != http.StatusUnprocessableEntity {
+					wrong++
+				}
+				require.Contains(t, []int{http.StatusNotFound, http.StatusForbidden, http.StatusUnprocessableEntity}, r.Status,
+					"org B reached org A's resource: %s", r.Body)
+			}
+		})
+	}
+	require.Zero(t, leaks, "leaks")
+	require.Zero(t, wrong, "wrong status codes")
+
+	// Org A still sees its own.
+	r := w.orgA.do("GET", fmt.Sprintf("/v1/projects/%d", s.ProjectID), nil)
+	require.Equal(t, http.StatusOK, r.Status)
+}
+
+func TestMalformedBodiesAreProblems(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	s := w.seed(t)
+	bad := map[string]string{
+		"invalid JSON":      `{"name": `,
+		"not an object":     `[1, 2, 3]`,
+		"unknown field":     `{"no_such_field_anywhere": 1}`,
+		"wrong type":        `{"name": 12, "email": false, "cron_spec": 7, "storage_path": [], "review_status": 3}`,
+		"trailing data":     `{} {}`,
+		"oversized":         `{"name": "` + strings.Repeat("x", 2<<20) + `"}`,
+		"null bytes string": "{\"name\": \"\u0000\"}",
+	}
+	for _, rt := range (&api.Server{}).Routes() {
+		if rt.Request == nil {
+			continue
+		}
+		for name, body := range bad {
+			t.Run(rt.Method+" "+rt.Path+"/"+name, func(t *testing.T) {
+				r := w.orgA.do(rt.Method, s.fill(rt.Path), body)
+				require.GreaterOrEqual(t, r.Status, 400, "%s", r.Body)
+				require.Less(t, r.Status, 500, "a client mistake must not be a 5xx: %s", r.Body)
+				require.Equal(t, "application/problem+json", r.Header.Get("Content-Type"))
+				p := r.json(t)
+				require.NotEmpty(t, p["title"])
+				require.NotEmpty(t, p["detail"])
+			})
+		}
+	}
+	r := w.orgA.do("POST", "/v1/projects", `{"name": "x"}`, "Content-Type", "text/plain")
+	require.Equal(t, http.StatusUnsupportedMediaType, r.Status)
+	r = w.orgA.do("GET", "/v1/nope", nil)
+	require.Equal(t, http.StatusNotFound, r.Status)
+	require.Equal(t, "application/problem+json", r.Header.Get("Content-Type"))
+}
+
+func TestFieldValidationNamesTheField(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	s := w.seed(t)
+	cases := []struct {
+		method, path string
+		body         any
+		field        string
+	}{
+		{"POST", "/v1/projects", map[string]any{"name": ""}, "name"},
+		{"POST", "/v1/projects", map[string]any{"name": "p", "llm_temperature": 3}, "llm_temperature"},
+		{"POST", "/v1/projects", map[string]any{"name": "p", "annotation_schema": map[string]any{"type": "no-such-type"}}, "annotation_schema"},
+		{"POST", "/v1/projects", map[string]any{"name": "p", "allowed_content_types": map[string]any{"videos": []string{"video/*"}}}, "allowed_content_types.videos"},
+		{"POST", "/v1/users", map[string]any{"email": "nope", "role": "annotator"}, "email"},
+		{"POST", "/v1/users", map[string]any{"email": "a@b.c", "role": "wizard"}, "role"},
+		{"POST", "/v1/users", map[string]any{"email": "a@b.c", "role": "qc", "language_expertise": map[string]float64{"en": 7}}, "language_expertise.en"},
+		{"POST", "/v1/users", map[string]any{"email": "a@b.c", "role": "qc", "availability": map[string]any{"monday": []string{"17:00-09:00"}}}, "availability.monday"},
+		{"POST", "/v1/users", map[string]any{"email": "a@b.c", "role": "qc", "availability": map[string]any{"timezone": "Mars/Olympus"}}, "availability.timezone"},
+		{"POST", "/v1/users", map[string]any{"email": "a@b.c", "role": "qc", "skill_score": 1.5}, "skill_score"},
+		{"POST", fmt.Sprintf("/v1/files/%d/versions", s.FileID), map[string]any{"storage_path": "orgs/999999/elsewhere"}, "storage_path"},
+		{"POST", fmt.Sprintf("/v1/files/%d/versions", s.FileID), map[string]any{"storage_path": fmt.Sprintf("orgs/%d/../x", w.orgAID)}, "storage_path"},
+		{"POST", fmt.Sprintf("/v1/files/%d/versions", s.FileID), map[string]any{"storage_path": fmt.Sprintf("orgs/%d/x", w.orgAID), "sha256": "abc"}, "sha256"},
+		{"POST", fmt.Sprintf("/v1/files/%d/versions", s.FileID), map[string]any{"storage_path": fmt.Sprintf("orgs/%d/x", w.orgAID), "mime_type": "not a type"}, "mime_type"},
+		{"POST", fmt.Sprintf("/v1/files/%d/versions", s.FileID), map[string]any{"storage_path": fmt.Sprintf("orgs/%d/x", w.orgAID), "size": -1}, "size"},
+		{"POST", fmt.Sprintf("/v1/projects/%d/export-schedules", s.ProjectID), map[string]any{"cron_spec": "every tuesday"}, "cron_spec"},
+		{"POST", fmt.Sprintf("/v1/projects/%d/export-schedules", s.ProjectID), map[string]any{"cron_spec": "@daily", "timezone": "Nowhere/City"}, "timezone"},
+		{"PATCH", fmt.Sprintf("/v1/jobs/%d", s.JobID), map[string]any{"priority": "urgent"}, "priority"},
+		{"GET", "/v1/events?entity_type=planet&entity_id=1", nil, "entity_type"},
+		{"GET", fmt.Sprintf("/v1/projects/%d/files?limit=0", s.ProjectID), nil, "limit"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.method+" "+tc.path+" "+tc.field, func(t *testing.T) {
+			r := w.orgA.do(tc.method, tc.path, tc.body)
+			require.Equal(t, http.StatusUnprocessableEntity, r.Status, "%s", r.Body)
+			p := r.json(t)
+			fields, _ := p["errors"].([]any)
+			require.NotEmpty(t, fields, "%s", r.Body)
+			require.Equal(t, tc.field, fields[0].(map[string]any)["field"], "%s", r.Body)
+		})
+	}
+	r := w.orgA.do("POST", "/v1/projects", map[string]any{"name": "secret-project-A"})
+	require.Equal(t, http.StatusConflict, r.Status, "duplicate names are a conflict: %s", r.Body)
+}
+
+func TestRegistrationIsIdempotent(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	s := w.seed(t)
+	ctx := context.Background()
+	key := fmt.Sprintf("orgs/%d/projects/%d/files/%d/v2", w.orgAID, s.ProjectID, s.FileID)
+	body := map[string]any{"storage_path": key}
+	path := fmt.Sprintf("/v1/files/%d/versions", s.FileID)
+	countOutbox := func() int {
+		var n int
+		require.NoError(t, w.env.PG.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox WHERE task_type='file:validate'").Scan(&n))
+		return n
+	}
+	before := countOutbox()
+	first := w.orgA.do("POST", path, body, "Idempotency-Key", "upload-42")
+	require.Equal(t, http.StatusAccepted, first.Status, string(first.Body))
+	again := w.orgA.do("POST", path, body, "Idempotency-Key", "upload-42")
+	require.Equal(t, http.StatusAccepted, again.Status)
+	require.JSONEq(t, string(first.Body), string(again.Body))
+	require.Equal(t, "true", again.Header.Get("Idempotent-Replayed"))
+	require.Equal(t, before+1, countOutbox(), "a replay must not queue a second task")
+
+	other := w.orgA.do("POST", path, map[string]any{"storage_path": key + "-other"}, "Idempotency-Key", "upload-42")
+	require.Equal(t, http.StatusUnprocessableEntity, other.Status, string(other.Body))
+
+	// Concurrent requests with one key: one version, one task.
+	var wg sync.WaitGroup
+	bodies := make([]string, 8)
+	for i := range bodies {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			r := w.orgA.do("POST", path, map[string]any{"storage_path": key + "-c"}, "Idempotency-Key", "concurrent")
+			bodies[i] = string(r.Body)
+		}()
+	}
+	wg.Wait()
+	for _, b := range bodies[1:] {
+		require.JSONEq(t, bodies[0], b)
+	}
+	require.Equal(t, before+2, countOutbox())
+
+	// The same key in another organization is another key.
+	r := w.orgB.do("POST", "/v1/projects", map[string]any{"name": "b"}, "Idempotency-Key", "upload-42")
+	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+}
+
+func TestWalkthrough(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	c := w.orgA
+	r := c.do("POST", "/v1/projects", map[string]any{"name": "Street signs", "requirements_text": "Label every sign."})
+	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+	pid := id(t, r)
+	r = c.do("POST", fmt.Sprintf("/v1/projects/%d/files", pid), map[string]any{"name": "sign-001.txt"})
+	require.Equal(t, http.StatusCreated, r.Status)
+	fid := id(t, r)
+
+	r = c.do("POST", fmt.Sprintf("/v1/files/%d/upload-url", fid), nil)
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	up := r.json(t)
+	content := []byte("STOP\n")
+	req, err := http.NewRequest(http.MethodPut, up["url"].(string), bytes.NewReader(content))
+	require.NoError(t, err)
+	put, err := http.DefaultClient.Do(req)
+	require.NoError(t, err)
+	put.Body.Close()
+	require.Equal(t, http.StatusOK, put.StatusCode, "the presigned URL accepts the upload")
+
+	r = c.do("POST", fmt.Sprintf("/v1/files/%d/versions", fid), map[string]any{
+		"storage_path": up["storage_path"], "sha256": strings.ToUpper(testenv.SHA256Hex(content)), "size": len(content), "mime_type": "text/plain; charset=utf-8",
+	})
+	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+	reg := r.json(t)
+	require.Equal(t, "pending", reg["status"])
+	taskID := reg["task_id"].(string)
+
+	r = c.do("GET", reg["status_url"].(string), nil)
+	require.Equal(t, http.StatusOK, r.Status)
+	v := r.json(t)
+	require.Equal(t, testenv.SHA256Hex(content), v["expected_sha256"], "declared checksums are normalised to lowercase")
+	require.Equal(t, "text/plain", v["expected_mime_type"])
+
+	r = c.do("GET", "/v1/tasks/"+taskID, nil)
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	require.Equal(t, "waiting_in_outbox", r.json(t)["state"])
+
+	// Relayed: asynq now knows the task by the same id.
+	n, err := w.relayOnce()
+	require.NoError(t, err)
+	require.Positive(t, n)
+	r = c.do("GET", "/v1/tasks/"+taskID, nil)
+	require.Equal(t, "pending", r.json(t)["state"], string(r.Body))
+
+	r = c.do("GET", fmt.Sprintf("/v1/events?entity_type=file_version&entity_id=%d", int64(reg["id"].(float64))), nil)
+	require.Equal(t, http.StatusOK, r.Status)
+	require.Contains(t, string(r.Body), `"event_type":"uploaded"`)
+
+	r = c.do("GET", "/openapi.json", nil)
+	require.Equal(t, http.StatusOK, r.Status)
+	require.Contains(t, string(r.Body), "/v1/files/{file_id}/versions")
+}
+
+func (w *world) relayOnce() (int, error) {
+	return relayFor(w.a).RelayOnce(context.Background())
+}
+
+// TestRowLevelSecurity shows the database refuses cross-organization reads even to a
+// query that forgets its WHERE org_id.
+func TestRowLevelSecurity(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t)
+	w.seed(t)
+	ctx := context.Background()
+	var otherOrg int64
+	require.NoError(t, w.env.PG.Pool.QueryRow(ctx, "SELECT id FROM organizations WHERE name='org-b'").Scan(&otherOrg))
+	count := func(org int64, table string) int {
+		var n int
+		require.NoError(t, database.TenantTx(ctx, w.env.PG.Pool, org, func(_ *db.Queries, tx pgx.Tx) error {
+			return tx.QueryRow(ctx, "SELECT count(*) FROM "+table).Scan(&n)
+		}))
+		return n
+	}
+	for _, table := range []string{"projects", "users", "files", "file_versions", "annotation_jobs", "assignments", "export_logs", "export_schedules", "event_log", "outbox", "api_tokens", "organizations"} {
+		require.Zero(t, count(otherOrg, table) - map[string]int{"api_tokens": 1, "organizations": 1}[table], "org B sees rows of %s it does not own", table)
+		require.Positive(t, count(w.orgAID, table), "org A sees its own %s", table)
+	}
+	// Writing a row for another organization is refused too.
+	err := database.TenantTx(ctx, w.env.PG.Pool, otherOrg, func(_ *db.Queries, tx pgx.Tx) error {
+		_, err := tx.Exec(ctx, "INSERT INTO projects (org_id, name) VALUES ($1, 'smuggled')", w.orgAID)
+		return err
+	})
+	require.ErrorContains(t, err, "row-level security")
+}

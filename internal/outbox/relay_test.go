@@ -1,0 +1,202 @@
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/labelq/labelq/internal/database"
+	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/testenv"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+type fixture struct {
+	pg        *testenv.PG
+	rd        *testenv.Redis
+	client    *asynq.Client
+	inspector *asynq.Inspector
+	orgID     int64
+}
+
+func newFixture(t *testing.T) *fixture {
+	t.Helper()
+	pg := testenv.Postgres(t)
+	rd := testenv.RedisDB(t)
+	f := &fixture{pg: pg, rd: rd, client: asynq.NewClient(rd.Opt()), inspector: asynq.NewInspector(rd.Opt())}
+	t.Cleanup(func() { f.client.Close(); f.inspector.Close() })
+	f.orgID = pg.Org(t).ID
+	return f
+}
+
+func (f *fixture) relay() *Relay {
+	return &Relay{Pool: f.pg.Pool, Client: f.client, Log: quiet, PollInterval: 50 * time.Millisecond, BatchSize: 100}
+}
+
+func (f *fixture) intent(i int) Intent {
+	return Intent{TaskID: fmt.Sprintf("test:task:%d", i), Type: "test:task", Queue: "default",
+		Payload: map[string]int{"n": i}, OrgID: &f.orgID}
+}
+
+func (f *fixture) queueSize(t *testing.T) int {
+	t.Helper()
+	queues, err := f.inspector.Queues()
+	require.NoError(t, err)
+	if !slices.Contains(queues, "default") {
+		return 0
+	}
+	info, err := f.inspector.GetQueueInfo("default")
+	require.NoError(t, err)
+	return info.Size
+}
+
+func TestRolledBackChangeQueuesNothing(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	boom := errors.New("the registration failed after writing its intent")
+	err := database.Tx(ctx, f.pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
+		if _, err := Add(ctx, q, f.intent(1)); err != nil {
+			return err
+		}
+		return boom
+	})
+	require.ErrorIs(t, err, boom)
+	n, err := f.relay().RelayOnce(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.Zero(t, f.queueSize(t))
+}
+
+// TestRelayKilledBetweenEnqueueAndCommit: the first relay puts the task in Redis and
+// dies before marking the row; the next relay finds the row unsent, enqueues it again
+// under the same task id, and there is still exactly one task.
+func TestRelayKilledBetweenEnqueueAndCommit(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	require.NoError(t, database.Tx(ctx, f.pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
+		_, err := Add(ctx, q, f.intent(7))
+		return err
+	}))
+	dying := f.relay()
+	dying.afterEnqueue = func(db.Outbox) error { return errors.New("kill -9") }
+	_, err := dying.RelayOnce(ctx)
+	require.Error(t, err)
+	require.Equal(t, 1, f.queueSize(t), "the task reached Redis before the relay died")
+	unsent, err := f.pg.Q.OutboxCountUnsent(ctx)
+	require.NoError(t, err)
+	require.EqualValues(t, 1, unsent, "the row is still unsent after the crash")
+
+	n, err := f.relay().RelayOnce(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, 1, f.queueSize(t), "a restarted relay must not make a second task")
+	unsent, err = f.pg.Q.OutboxCountUnsent(ctx)
+	require.NoError(t, err)
+	require.Zero(t, unsent)
+}
+
+func TestTwoRelaysNeverDoubleEnqueue(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	const total = 1500
+	require.NoError(t, database.Tx(ctx, f.pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
+		for i := range total {
+			if _, err := Add(ctx, q, f.intent(i)); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+	var mu sync.Mutex
+	seen := map[int64]int{}
+	var wg sync.WaitGroup
+	for range 2 {
+		r := f.relay()
+		r.BatchSize = 50
+		r.afterEnqueue = func(row db.Outbox) error {
+			mu.Lock()
+			seen[row.ID]++
+			mu.Unlock()
+			return nil
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for {
+				n, err := r.RelayOnce(ctx)
+				if err != nil {
+					t.Error(err)
+					return
+				}
+				if n == 0 {
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	require.Len(t, seen, total)
+	for id, c := range seen {
+		require.Equal(t, 1, c, "row %d was enqueued by both relays", id)
+	}
+	require.Equal(t, total, f.queueSize(t))
+	rows, err := f.pg.Pool.Query(ctx, "SELECT attempts FROM outbox")
+	require.NoError(t, err)
+	attempts, err := pgx.CollectRows(rows, pgx.RowTo[int32])
+	require.NoError(t, err)
+	for _, a := range attempts {
+		require.EqualValues(t, 1, a)
+	}
+}
+
+// TestNotifyWakesTheRelay: with a poll interval far longer than the test, only
+// LISTEN/NOTIFY can make the task appear quickly.
+func TestNotifyWakesTheRelay(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	r := f.relay()
+	r.PollInterval = time.Hour
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() { _ = r.Run(ctx); close(done) }()
+	t.Cleanup(func() { cancel(); <-done })
+	time.Sleep(300 * time.Millisecond) // let LISTEN start and the first (empty) pass run
+
+	for i := range 3 {
+		require.NoError(t, database.Tx(context.Background(), f.pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
+			_, err := Add(context.Background(), q, f.intent(100+i))
+			return err
+		}))
+		require.Eventually(t, func() bool { return f.queueSize(t) == i+1 }, 5*time.Second, 10*time.Millisecond)
+	}
+}
+
+func TestDelayedIntentWaitsInTheOutbox(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	in := f.intent(1)
+	in.ProcessAt = time.Now().Add(time.Hour)
+	require.NoError(t, database.Tx(ctx, f.pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
+		_, err := Add(ctx, q, in)
+		return err
+	}))
+	n, err := f.relay().RelayOnce(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n)
+	require.Zero(t, f.queueSize(t))
+}
