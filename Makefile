@@ -96,6 +96,15 @@ bench: tools services-db ## run the benchmarks and print one table of figures be
 	@mkdir -p .tmp
 	go test -run '^$$' -bench . -benchtime 1x -timeout 60m ./... | tee .tmp/bench.out | go run ./internal/benchtable
 
+FUZZTIME ?= 30s
+.PHONY: fuzz
+fuzz: ## run every fuzz target for FUZZTIME each (the normal test run replays their seed corpora)
+	@for pkg in $$(go list ./...); do \
+	  for f in $$(go test -list '^Fuzz' $$pkg 2>/dev/null | grep '^Fuzz'); do \
+	    echo "== $$pkg $$f"; go test -run '^$$' -fuzz "^$$f$$" -fuzztime $(FUZZTIME) $$pkg || exit 1; \
+	  done; \
+	done
+
 .PHONY: lint
 lint: $(SQLC) ## gofmt, go vet and the sqlc freshness check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt would change: $$out"; exit 1; }

@@ -25,3 +25,49 @@ UPDATE annotation_jobs SET
     completed_at      = CASE WHEN sqlc.narg('status')::job_status = 'reviewed' AND completed_at IS NULL THEN now() ELSE completed_at END
 WHERE id = @id AND org_id = @org_id AND deleted_at IS NULL
 RETURNING *;
+
+-- name: AnnotationJobListOpenForMatching :many
+-- project:match's annotator side: the project's open jobs with no live annotator
+-- assignment, each with the people who may never annotate it again.
+SELECT j.id, j.language, j.priority, j.due_date,
+       ARRAY(SELECT p.user_id FROM job_previous_annotators p
+             WHERE p.job_id = j.id ORDER BY p.user_id)::bigint[] AS previous_annotator_ids
+FROM annotation_jobs j
+WHERE j.project_id = @project_id
+  AND j.deleted_at IS NULL
+  AND j.status IN ('not_started', 'in_progress')
+  AND NOT EXISTS (
+      SELECT 1 FROM assignments a
+      WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status IN ('assigned', 'accepted', 'in_progress'))
+ORDER BY j.id;
+
+-- name: AnnotationJobListNeedingReviewer :many
+-- project:match's reviewer side: jobs of the project that have an annotator (live,
+-- or done and waiting for review) but no live reviewer. annotator_id is the live
+-- annotator, else the latest who completed it; excluded_user_ids are everyone else
+-- who may not review it: previous and other annotators of the job and reviewers
+-- revoked from it (so a revoke is not undone by the run it triggers).
+SELECT j.id, j.language, j.priority, j.due_date,
+       (SELECT a.user_id FROM assignments a
+        WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status <> 'revoked'
+        ORDER BY (a.status = 'completed'), a.id DESC
+        LIMIT 1)::bigint AS annotator_id,
+       ARRAY(SELECT p.user_id FROM job_previous_annotators p WHERE p.job_id = j.id
+             UNION
+             SELECT a.user_id FROM assignments a
+             WHERE a.job_id = j.id
+               AND ((a.role = 'annotator' AND a.status <> 'revoked')
+                    OR (a.role IN ('reviewer', 'qc') AND a.status = 'revoked'))
+             ORDER BY 1)::bigint[] AS excluded_user_ids
+FROM annotation_jobs j
+WHERE j.project_id = @project_id
+  AND j.deleted_at IS NULL
+  AND j.status IN ('not_started', 'in_progress', 'submitted')
+  AND EXISTS (
+      SELECT 1 FROM assignments a
+      WHERE a.job_id = j.id AND a.role = 'annotator'
+        AND a.status IN ('assigned', 'accepted', 'in_progress', 'completed'))
+  AND NOT EXISTS (
+      SELECT 1 FROM assignments a
+      WHERE a.job_id = j.id AND a.role IN ('reviewer', 'qc') AND a.status IN ('assigned', 'accepted', 'in_progress'))
+ORDER BY j.id;

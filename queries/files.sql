@@ -17,3 +17,26 @@ SELECT * FROM files
 WHERE project_id = @project_id AND org_id = @org_id AND deleted_at IS NULL AND id > @after_id
 ORDER BY id
 LIMIT @max_rows;
+
+-- name: FileSetActiveVersion :execrows
+-- Makes a validated version the file's active one, unless a newer version already is
+-- (versions can finish validating out of order). mark_ready also moves a pending file
+-- to ready_for_annotation (dataset files). No row: the version did not become active.
+UPDATE files f SET
+    active_version_id = @version_id::bigint,
+    status = CASE WHEN @mark_ready::boolean AND f.status = 'pending'
+                  THEN 'ready_for_annotation'::file_status ELSE f.status END
+WHERE f.id = @file_id AND f.deleted_at IS NULL
+  AND (f.active_version_id IS NULL
+       OR f.active_version_id = @version_id::bigint
+       OR (SELECT a.version_number FROM file_versions a WHERE a.id = f.active_version_id) < @version_number::integer);
+
+-- name: FileCreateLLMOutput :exec
+-- The llm_output file that holds a source file's model outputs; a no-op when a file of
+-- that name exists (the caller then reads it with FileGetByNameForUpdate).
+INSERT INTO files (org_id, project_id, name, description, file_type)
+VALUES (@org_id, @project_id, @name, @description, 'llm_output')
+ON CONFLICT (project_id, name) WHERE deleted_at IS NULL DO NOTHING;
+
+-- name: FileGetByNameForUpdate :one
+SELECT * FROM files WHERE project_id = @project_id AND name = @name AND deleted_at IS NULL FOR UPDATE;

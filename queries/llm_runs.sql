@@ -6,3 +6,67 @@ SELECT count(*)::bigint AS runs,
        COALESCE(sum(completion_tokens), 0)::bigint AS completion_tokens,
        COALESCE(sum(cost_usd), 0)::float8 AS cost_usd
 FROM llm_runs WHERE project_id = @project_id AND org_id = @org_id;
+
+-- name: LLMRunInsert :one
+-- The run of a version under one set of settings (model, prompt, schema). No row when
+-- it exists already: a redelivered task must not touch a finished run (not even its
+-- updated_at), so the caller then reads it with LLMRunGetBySettings.
+INSERT INTO llm_runs (org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256)
+VALUES (@org_id, @project_id, @file_version_id, @model, @prompt_hash, @schema_hash, @input_sha256)
+ON CONFLICT ON CONSTRAINT llm_runs_version_settings_key DO NOTHING
+RETURNING *;
+
+-- name: LLMRunGetBySettings :one
+SELECT * FROM llm_runs
+WHERE file_version_id = @file_version_id AND model = @model AND prompt_hash = @prompt_hash AND schema_hash = @schema_hash;
+
+-- name: LLMRunGetForUpdate :one
+SELECT * FROM llm_runs WHERE id = @id FOR UPDATE;
+
+-- name: LLMRunFindCached :one
+-- The run that paid for this cache key, if any (at most one: llm_runs_paid_cache_key).
+SELECT * FROM llm_runs
+WHERE cache_key = @cache_key::text AND status = 'succeeded' AND cached_from_id IS NULL;
+
+-- name: LLMRunRecord :one
+-- Sets a run's status and adds one step's usage to it. Usage accumulates over
+-- attempts (a retried call was still paid for); error, raw_output, output_version_id
+-- and cached_from_id are set as given. finished_at is set by terminal statuses.
+UPDATE llm_runs SET
+    status            = @status::llm_run_status,
+    attempts          = attempts + @calls::integer,
+    prompt_tokens     = prompt_tokens + @prompt_tokens::integer,
+    completion_tokens = completion_tokens + @completion_tokens::integer,
+    latency_ms        = latency_ms + @latency_ms::integer,
+    cost_usd          = cost_usd + @cost_usd::float8,
+    error             = sqlc.narg('error'),
+    raw_output        = sqlc.narg('raw_output'),
+    output_version_id = sqlc.narg('output_version_id'),
+    cached_from_id    = sqlc.narg('cached_from_id'),
+    started_at        = COALESCE(started_at, now()),
+    finished_at       = CASE WHEN @status::llm_run_status IN ('succeeded', 'failed', 'skipped') THEN now() END
+WHERE id = @id
+RETURNING *;
+
+-- name: LLMRunSkipOthers :execrows
+-- Closes the unfinished runs of a version other than keep_id (0 closes them all): runs
+-- made under settings the project no longer has, or for a version that will not be
+-- pre-annotated. Left open they would look stuck to the reconciler forever.
+UPDATE llm_runs SET status = 'skipped', error = @reason::text, finished_at = now()
+WHERE file_version_id = @file_version_id AND id <> @keep_id::bigint AND status IN ('pending', 'running');
+
+-- name: LLMTokensUsedSince :one
+-- Tokens (prompt + completion) of the project's runs created since the given time:
+-- the daily budget's "used today".
+SELECT COALESCE(sum(prompt_tokens + completion_tokens), 0)::bigint AS tokens
+FROM llm_runs
+WHERE project_id = @project_id AND created_at >= @since;
+
+-- name: LLMRunListStuck :many
+-- Versions with a run pending or running for longer than the threshold: the
+-- reconciler checks each has a live file:preannotate task.
+SELECT file_version_id, org_id FROM llm_runs
+WHERE status IN ('pending', 'running') AND updated_at < @older_than
+GROUP BY file_version_id, org_id
+ORDER BY file_version_id
+LIMIT @max_rows;

@@ -1,4 +1,5 @@
 -- name: OutboxInsert :one
+-- created_at is the transaction's start, so commit→enqueue latency measured from it errs high.
 INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, available_at)
 VALUES (@task_id, @task_type, @queue, @payload, @options, @org_id, @available_at)
 RETURNING id;
@@ -12,7 +13,7 @@ LIMIT @max_rows
 FOR UPDATE SKIP LOCKED;
 
 -- name: OutboxMarkEnqueued :exec
-UPDATE outbox SET enqueued_at = now(), attempts = attempts + 1, last_error = NULL
+UPDATE outbox SET enqueued_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL
 WHERE id = ANY(@ids::bigint[]);
 
 -- name: OutboxMarkFailed :exec

@@ -29,3 +29,33 @@ UPDATE users SET
     is_active          = COALESCE(sqlc.narg('is_active'), is_active)
 WHERE id = @id AND org_id = @org_id AND deleted_at IS NULL
 RETURNING *;
+
+-- name: UserListCandidates :many
+-- project:match's candidates of one role in the project's organization, with their
+-- live assignments across all projects (capacity and load) and which side of this
+-- project they already work on, live or past (role conflicts).
+SELECT u.id, u.role, u.availability, u.language_expertise, u.skill_score, u.qa_approval_rate,
+       u.max_active_jobs,
+       (SELECT count(*) FROM assignments a
+        WHERE a.user_id = u.id AND a.status IN ('assigned', 'accepted', 'in_progress'))::integer AS live_assignments,
+       EXISTS (SELECT 1 FROM assignments a
+               WHERE a.project_id = @project_id AND a.user_id = u.id AND a.role = 'annotator') AS annotates_in_project,
+       EXISTS (SELECT 1 FROM assignments a
+               WHERE a.project_id = @project_id AND a.user_id = u.id AND a.role IN ('reviewer', 'qc')) AS reviews_in_project
+FROM users u
+WHERE u.org_id = @org_id AND u.role = @role AND u.is_active AND u.deleted_at IS NULL
+ORDER BY u.id;
+
+-- name: UserLockForAssignment :exec
+-- Serialises everyone about to give these users work (project:match runs of different
+-- projects share people); ordered by id so two lockers cannot deadlock.
+SELECT u.id FROM users u WHERE u.id = ANY(@ids::bigint[]) ORDER BY u.id FOR NO KEY UPDATE;
+
+-- name: UserCapacityList :many
+-- Fresh capacity of users whose rows the caller has locked (UserLockForAssignment).
+SELECT u.id, u.max_active_jobs,
+       (SELECT count(*) FROM assignments a
+        WHERE a.user_id = u.id AND a.status IN ('assigned', 'accepted', 'in_progress'))::integer AS live_assignments
+FROM users u
+WHERE u.id = ANY(@ids::bigint[])
+ORDER BY u.id;

@@ -26,7 +26,7 @@ import (
 )
 
 type client struct {
-	t     *testing.T
+	t     testing.TB
 	base  string
 	token string
 }
@@ -460,7 +460,7 @@ func TestRowLevelSecurity(t *testing.T) {
 		return n
 	}
 	for _, table := range []string{"projects", "users", "files", "file_versions", "annotation_jobs", "assignments", "export_logs", "export_schedules", "event_log", "outbox", "api_tokens", "organizations"} {
-		require.Zero(t, count(otherOrg, table) - map[string]int{"api_tokens": 1, "organizations": 1}[table], "org B sees rows of %s it does not own", table)
+		require.Zero(t, count(otherOrg, table)-map[string]int{"api_tokens": 1, "organizations": 1}[table], "org B sees rows of %s it does not own", table)
 		require.Positive(t, count(w.orgAID, table), "org A sees its own %s", table)
 	}
 	// Writing a row for another organization is refused too.

@@ -146,6 +146,124 @@ func (q *Queries) AnnotationJobListByProject(ctx context.Context, arg Annotation
 	return items, nil
 }
 
+const annotationJobListNeedingReviewer = `-- name: AnnotationJobListNeedingReviewer :many
+SELECT j.id, j.language, j.priority, j.due_date,
+       (SELECT a.user_id FROM assignments a
+        WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status <> 'revoked'
+        ORDER BY (a.status = 'completed'), a.id DESC
+        LIMIT 1)::bigint AS annotator_id,
+       ARRAY(SELECT p.user_id FROM job_previous_annotators p WHERE p.job_id = j.id
+             UNION
+             SELECT a.user_id FROM assignments a
+             WHERE a.job_id = j.id
+               AND ((a.role = 'annotator' AND a.status <> 'revoked')
+                    OR (a.role IN ('reviewer', 'qc') AND a.status = 'revoked'))
+             ORDER BY 1)::bigint[] AS excluded_user_ids
+FROM annotation_jobs j
+WHERE j.project_id = $1
+  AND j.deleted_at IS NULL
+  AND j.status IN ('not_started', 'in_progress', 'submitted')
+  AND EXISTS (
+      SELECT 1 FROM assignments a
+      WHERE a.job_id = j.id AND a.role = 'annotator'
+        AND a.status IN ('assigned', 'accepted', 'in_progress', 'completed'))
+  AND NOT EXISTS (
+      SELECT 1 FROM assignments a
+      WHERE a.job_id = j.id AND a.role IN ('reviewer', 'qc') AND a.status IN ('assigned', 'accepted', 'in_progress'))
+ORDER BY j.id
+`
+
+type AnnotationJobListNeedingReviewerRow struct {
+	ID              int64       `json:"id"`
+	Language        *string     `json:"language"`
+	Priority        JobPriority `json:"priority"`
+	DueDate         *time.Time  `json:"due_date"`
+	AnnotatorID     int64       `json:"annotator_id"`
+	ExcludedUserIds []int64     `json:"excluded_user_ids"`
+}
+
+// project:match's reviewer side: jobs of the project that have an annotator (live,
+// or done and waiting for review) but no live reviewer. annotator_id is the live
+// annotator, else the latest who completed it; excluded_user_ids are everyone else
+// who may not review it: previous and other annotators of the job and reviewers
+// revoked from it (so a revoke is not undone by the run it triggers).
+func (q *Queries) AnnotationJobListNeedingReviewer(ctx context.Context, projectID int64) ([]AnnotationJobListNeedingReviewerRow, error) {
+	rows, err := q.db.Query(ctx, annotationJobListNeedingReviewer, projectID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []AnnotationJobListNeedingReviewerRow
+	for rows.Next() {
+		var i AnnotationJobListNeedingReviewerRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Language,
+			&i.Priority,
+			&i.DueDate,
+			&i.AnnotatorID,
+			&i.ExcludedUserIds,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const annotationJobListOpenForMatching = `-- name: AnnotationJobListOpenForMatching :many
+SELECT j.id, j.language, j.priority, j.due_date,
+       ARRAY(SELECT p.user_id FROM job_previous_annotators p
+             WHERE p.job_id = j.id ORDER BY p.user_id)::bigint[] AS previous_annotator_ids
+FROM annotation_jobs j
+WHERE j.project_id = $1
+  AND j.deleted_at IS NULL
+  AND j.status IN ('not_started', 'in_progress')
+  AND NOT EXISTS (
+      SELECT 1 FROM assignments a
+      WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status IN ('assigned', 'accepted', 'in_progress'))
+ORDER BY j.id
+`
+
+type AnnotationJobListOpenForMatchingRow struct {
+	ID                   int64       `json:"id"`
+	Language             *string     `json:"language"`
+	Priority             JobPriority `json:"priority"`
+	DueDate              *time.Time  `json:"due_date"`
+	PreviousAnnotatorIds []int64     `json:"previous_annotator_ids"`
+}
+
+// project:match's annotator side: the project's open jobs with no live annotator
+// assignment, each with the people who may never annotate it again.
+func (q *Queries) AnnotationJobListOpenForMatching(ctx context.Context, projectID int64) ([]AnnotationJobListOpenForMatchingRow, error) {
+	rows, err := q.db.Query(ctx, annotationJobListOpenForMatching, projectID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []AnnotationJobListOpenForMatchingRow
+	for rows.Next() {
+		var i AnnotationJobListOpenForMatchingRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Language,
+			&i.Priority,
+			&i.DueDate,
+			&i.PreviousAnnotatorIds,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const annotationJobUpdate = `-- name: AnnotationJobUpdate :one
 UPDATE annotation_jobs SET
     language          = COALESCE($1, language),

@@ -9,6 +9,66 @@ import (
 	"context"
 )
 
+const assignmentCreateBatch = `-- name: AssignmentCreateBatch :many
+INSERT INTO assignments (org_id, project_id, job_id, user_id, role, status, score)
+SELECT $1, $2, unnest($3::bigint[]), unnest($4::bigint[]),
+       $5::assignment_role, 'assigned', unnest($6::double precision[])
+ON CONFLICT (job_id, role) WHERE status IN ('assigned', 'accepted', 'in_progress') DO NOTHING
+RETURNING id, job_id, user_id, score
+`
+
+type AssignmentCreateBatchParams struct {
+	OrgID     int64          `json:"org_id"`
+	ProjectID int64          `json:"project_id"`
+	JobIds    []int64        `json:"job_ids"`
+	UserIds   []int64        `json:"user_ids"`
+	Role      AssignmentRole `json:"role"`
+	Scores    []float64      `json:"scores"`
+}
+
+type AssignmentCreateBatchRow struct {
+	ID     int64   `json:"id"`
+	JobID  int64   `json:"job_id"`
+	UserID int64   `json:"user_id"`
+	Score  float64 `json:"score"`
+}
+
+// The assignments one matching run makes, in one statement (the arrays are zipped:
+// equal lengths, one element per assignment). The live-assignment
+// unique index makes a pair someone else already filled a no-op; RETURNING says which
+// rows were really written.
+func (q *Queries) AssignmentCreateBatch(ctx context.Context, arg AssignmentCreateBatchParams) ([]AssignmentCreateBatchRow, error) {
+	rows, err := q.db.Query(ctx, assignmentCreateBatch,
+		arg.OrgID,
+		arg.ProjectID,
+		arg.JobIds,
+		arg.UserIds,
+		arg.Role,
+		arg.Scores,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []AssignmentCreateBatchRow
+	for rows.Next() {
+		var i AssignmentCreateBatchRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.JobID,
+			&i.UserID,
+			&i.Score,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const assignmentGetForUpdate = `-- name: AssignmentGetForUpdate :one
 SELECT id, org_id, project_id, job_id, user_id, role, status, score, revoked_at, created_at, updated_at FROM assignments WHERE id = $1 AND org_id = $2 FOR UPDATE
 `
@@ -86,6 +146,19 @@ func (q *Queries) AssignmentListByProject(ctx context.Context, arg AssignmentLis
 		return nil, err
 	}
 	return items, nil
+}
+
+const assignmentLockProjectForMatching = `-- name: AssignmentLockProjectForMatching :exec
+SELECT pg_advisory_xact_lock(hashtextextended('labelq:project:match:' || $1::bigint, 0))
+`
+
+// A transaction-scoped advisory lock per project: two project:match runs of one
+// project never overlap. The key is a 64-bit hash of a namespaced name, so meeting
+// another feature's advisory lock is vanishingly unlikely, and a collision between
+// two projects would only make them take turns.
+func (q *Queries) AssignmentLockProjectForMatching(ctx context.Context, projectID int64) error {
+	_, err := q.db.Exec(ctx, assignmentLockProjectForMatching, projectID)
+	return err
 }
 
 const assignmentRevoke = `-- name: AssignmentRevoke :one

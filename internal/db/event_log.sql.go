@@ -40,6 +40,76 @@ func (q *Queries) EventLogInsert(ctx context.Context, arg EventLogInsertParams) 
 	return err
 }
 
+const eventLogInsertBatch = `-- name: EventLogInsertBatch :exec
+INSERT INTO event_log (org_id, entity_type, entity_id, event_type, user_id, dedup_key, metadata)
+SELECT $1, $2, unnest($3::bigint[]), $4,
+       unnest($5::bigint[]), unnest($6::text[]), unnest($7::jsonb[])
+ON CONFLICT (dedup_key) DO NOTHING
+`
+
+type EventLogInsertBatchParams struct {
+	OrgID      int64             `json:"org_id"`
+	EntityType EntityType        `json:"entity_type"`
+	EntityIds  []int64           `json:"entity_ids"`
+	EventType  string            `json:"event_type"`
+	UserIds    []int64           `json:"user_ids"`
+	DedupKeys  []string          `json:"dedup_keys"`
+	Metadata   []json.RawMessage `json:"metadata"`
+}
+
+// Many events of one type in one statement (the arrays are zipped: equal lengths,
+// one element per event); dedup keys make a repeat a no-op.
+func (q *Queries) EventLogInsertBatch(ctx context.Context, arg EventLogInsertBatchParams) error {
+	_, err := q.db.Exec(ctx, eventLogInsertBatch,
+		arg.OrgID,
+		arg.EntityType,
+		arg.EntityIds,
+		arg.EventType,
+		arg.UserIds,
+		arg.DedupKeys,
+		arg.Metadata,
+	)
+	return err
+}
+
+const eventLogLatestOfType = `-- name: EventLogLatestOfType :one
+SELECT id, org_id, entity_type, entity_id, event_type, user_id, dedup_key, metadata, occurred_at, created_at, updated_at FROM event_log
+WHERE org_id = $1 AND entity_type = $2 AND entity_id = $3 AND event_type = $4
+ORDER BY id DESC
+LIMIT 1
+`
+
+type EventLogLatestOfTypeParams struct {
+	OrgID      int64      `json:"org_id"`
+	EntityType EntityType `json:"entity_type"`
+	EntityID   int64      `json:"entity_id"`
+	EventType  string     `json:"event_type"`
+}
+
+func (q *Queries) EventLogLatestOfType(ctx context.Context, arg EventLogLatestOfTypeParams) (EventLog, error) {
+	row := q.db.QueryRow(ctx, eventLogLatestOfType,
+		arg.OrgID,
+		arg.EntityType,
+		arg.EntityID,
+		arg.EventType,
+	)
+	var i EventLog
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.EntityType,
+		&i.EntityID,
+		&i.EventType,
+		&i.UserID,
+		&i.DedupKey,
+		&i.Metadata,
+		&i.OccurredAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const eventLogListByEntity = `-- name: EventLogListByEntity :many
 SELECT id, org_id, entity_type, entity_id, event_type, user_id, dedup_key, metadata, occurred_at, created_at, updated_at FROM event_log
 WHERE org_id = $1 AND entity_type = $2 AND entity_id = $3 AND id > $4

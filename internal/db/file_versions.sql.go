@@ -7,6 +7,7 @@ package db
 
 import (
 	"context"
+	"encoding/json"
 	"time"
 )
 
@@ -73,6 +74,102 @@ func (q *Queries) FileVersionCreate(ctx context.Context, arg FileVersionCreatePa
 		&i.UpdatedAt,
 	)
 	return i, err
+}
+
+const fileVersionCreateLLMOutput = `-- name: FileVersionCreateLLMOutput :one
+INSERT INTO file_versions (
+    org_id, project_id, file_id, version_number, storage_path,
+    checksum, size_bytes, mime_type, validation_status, validated_at,
+    generation_method, source_file_version_id, llm_model, llm_params
+) VALUES (
+    $1, $2, $3,
+    (SELECT COALESCE(MAX(v.version_number), 0) + 1 FROM file_versions v WHERE v.file_id = $3),
+    $4, $5, $6, $7, 'valid', now(),
+    'llm', $8, $9, $10
+)
+RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at
+`
+
+type FileVersionCreateLLMOutputParams struct {
+	OrgID               int64           `json:"org_id"`
+	ProjectID           int64           `json:"project_id"`
+	FileID              int64           `json:"file_id"`
+	StoragePath         string          `json:"storage_path"`
+	Checksum            *string         `json:"checksum"`
+	SizeBytes           *int64          `json:"size_bytes"`
+	MimeType            *string         `json:"mime_type"`
+	SourceFileVersionID *int64          `json:"source_file_version_id"`
+	LlmModel            *string         `json:"llm_model"`
+	LlmParams           json.RawMessage `json:"llm_params"`
+}
+
+// A model's output as the next version of an llm_output file; the caller holds the
+// file's row lock. It is valid at birth: labelq wrote and measured the bytes itself,
+// so no file:validate task follows.
+func (q *Queries) FileVersionCreateLLMOutput(ctx context.Context, arg FileVersionCreateLLMOutputParams) (FileVersion, error) {
+	row := q.db.QueryRow(ctx, fileVersionCreateLLMOutput,
+		arg.OrgID,
+		arg.ProjectID,
+		arg.FileID,
+		arg.StoragePath,
+		arg.Checksum,
+		arg.SizeBytes,
+		arg.MimeType,
+		arg.SourceFileVersionID,
+		arg.LlmModel,
+		arg.LlmParams,
+	)
+	var i FileVersion
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.FileID,
+		&i.VersionNumber,
+		&i.StoragePath,
+		&i.ExpectedSha256,
+		&i.ExpectedSize,
+		&i.ExpectedMimeType,
+		&i.Checksum,
+		&i.SizeBytes,
+		&i.MimeType,
+		&i.ValidationStatus,
+		&i.ValidationError,
+		&i.ValidationAttempts,
+		&i.ValidatedAt,
+		&i.DuplicateOf,
+		&i.GenerationMethod,
+		&i.SourceFileVersionID,
+		&i.LlmModel,
+		&i.LlmParams,
+		&i.UploadedBy,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const fileVersionFindDuplicate = `-- name: FileVersionFindDuplicate :one
+SELECT id FROM file_versions
+WHERE project_id = $1 AND checksum = $2 AND validation_status = 'valid' AND id <> $3
+ORDER BY (duplicate_of IS NULL) DESC, id
+LIMIT 1
+`
+
+type FileVersionFindDuplicateParams struct {
+	ProjectID int64   `json:"project_id"`
+	Checksum  *string `json:"checksum"`
+	ID        int64   `json:"id"`
+}
+
+// The version a newly valid one duplicates: a valid version of the same project with
+// the same bytes, preferring one that is not itself a duplicate (so links point at the
+// original, never along a chain), then the earliest.
+func (q *Queries) FileVersionFindDuplicate(ctx context.Context, arg FileVersionFindDuplicateParams) (int64, error) {
+	row := q.db.QueryRow(ctx, fileVersionFindDuplicate, arg.ProjectID, arg.Checksum, arg.ID)
+	var id int64
+	err := row.Scan(&id)
+	return id, err
 }
 
 const fileVersionGet = `-- name: FileVersionGet :one
@@ -188,6 +285,77 @@ func (q *Queries) FileVersionGetForUpdate(ctx context.Context, id int64) (FileVe
 	return i, err
 }
 
+const fileVersionGetForValidation = `-- name: FileVersionGetForValidation :one
+SELECT v.id, v.org_id, v.project_id, v.file_id, v.version_number, v.storage_path, v.expected_sha256, v.expected_size, v.expected_mime_type, v.checksum, v.size_bytes, v.mime_type, v.validation_status, v.validation_error, v.validation_attempts, v.validated_at, v.duplicate_of, v.generation_method, v.source_file_version_id, v.llm_model, v.llm_params, v.uploaded_by, v.created_at, v.updated_at, f.file_type, (f.deleted_at IS NOT NULL OR p.deleted_at IS NOT NULL)::boolean AS retired,
+       p.llm_enabled, p.allowed_content_types
+FROM file_versions v
+JOIN files f ON f.id = v.file_id
+JOIN projects p ON p.id = v.project_id
+WHERE v.id = $1
+`
+
+type FileVersionGetForValidationRow struct {
+	FileVersion         FileVersion     `json:"file_version"`
+	FileType            FileType        `json:"file_type"`
+	Retired             bool            `json:"retired"`
+	LlmEnabled          bool            `json:"llm_enabled"`
+	AllowedContentTypes json.RawMessage `json:"allowed_content_types"`
+}
+
+// Everything file:validate needs to know about a version before reading its bytes, in
+// one round trip. retired is true when the file or the project has been deleted: the
+// version is still judged, but nothing downstream follows.
+func (q *Queries) FileVersionGetForValidation(ctx context.Context, id int64) (FileVersionGetForValidationRow, error) {
+	row := q.db.QueryRow(ctx, fileVersionGetForValidation, id)
+	var i FileVersionGetForValidationRow
+	err := row.Scan(
+		&i.FileVersion.ID,
+		&i.FileVersion.OrgID,
+		&i.FileVersion.ProjectID,
+		&i.FileVersion.FileID,
+		&i.FileVersion.VersionNumber,
+		&i.FileVersion.StoragePath,
+		&i.FileVersion.ExpectedSha256,
+		&i.FileVersion.ExpectedSize,
+		&i.FileVersion.ExpectedMimeType,
+		&i.FileVersion.Checksum,
+		&i.FileVersion.SizeBytes,
+		&i.FileVersion.MimeType,
+		&i.FileVersion.ValidationStatus,
+		&i.FileVersion.ValidationError,
+		&i.FileVersion.ValidationAttempts,
+		&i.FileVersion.ValidatedAt,
+		&i.FileVersion.DuplicateOf,
+		&i.FileVersion.GenerationMethod,
+		&i.FileVersion.SourceFileVersionID,
+		&i.FileVersion.LlmModel,
+		&i.FileVersion.LlmParams,
+		&i.FileVersion.UploadedBy,
+		&i.FileVersion.CreatedAt,
+		&i.FileVersion.UpdatedAt,
+		&i.FileType,
+		&i.Retired,
+		&i.LlmEnabled,
+		&i.AllowedContentTypes,
+	)
+	return i, err
+}
+
+const fileVersionIncrementAttempts = `-- name: FileVersionIncrementAttempts :one
+UPDATE file_versions SET validation_attempts = validation_attempts + 1
+WHERE id = $1 AND validation_status = 'pending'
+RETURNING validation_attempts
+`
+
+// Counts a validation attempt that found no object, only while the version is pending;
+// no row means another run already decided it.
+func (q *Queries) FileVersionIncrementAttempts(ctx context.Context, id int64) (int32, error) {
+	row := q.db.QueryRow(ctx, fileVersionIncrementAttempts, id)
+	var validation_attempts int32
+	err := row.Scan(&validation_attempts)
+	return validation_attempts, err
+}
+
 const fileVersionListByFile = `-- name: FileVersionListByFile :many
 SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at FROM file_versions WHERE file_id = $1 AND org_id = $2 ORDER BY version_number
 `
@@ -279,6 +447,140 @@ func (q *Queries) FileVersionListStuckPending(ctx context.Context, arg FileVersi
 		return nil, err
 	}
 	return items, nil
+}
+
+const fileVersionLockChecksum = `-- name: FileVersionLockChecksum :exec
+SELECT pg_advisory_xact_lock(hashtextextended($1::text, $2::bigint))
+`
+
+type FileVersionLockChecksumParams struct {
+	Checksum  string `json:"checksum"`
+	ProjectID int64  `json:"project_id"`
+}
+
+// Serialises, until commit, the validations of the same bytes in one project, so two
+// copies validated at the same moment still see each other and get linked.
+func (q *Queries) FileVersionLockChecksum(ctx context.Context, arg FileVersionLockChecksumParams) error {
+	_, err := q.db.Exec(ctx, fileVersionLockChecksum, arg.Checksum, arg.ProjectID)
+	return err
+}
+
+const fileVersionMarkFailed = `-- name: FileVersionMarkFailed :one
+UPDATE file_versions SET
+    validation_status = $1, validation_error = $2,
+    checksum = $3, size_bytes = $4, mime_type = $5,
+    validated_at = $6, duplicate_of = NULL
+WHERE id = $7 AND validation_status = 'pending'
+RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at
+`
+
+type FileVersionMarkFailedParams struct {
+	ValidationStatus ValidationStatus `json:"validation_status"`
+	ValidationError  *string          `json:"validation_error"`
+	Checksum         *string          `json:"checksum"`
+	SizeBytes        *int64           `json:"size_bytes"`
+	MimeType         *string          `json:"mime_type"`
+	ValidatedAt      *time.Time       `json:"validated_at"`
+	ID               int64            `json:"id"`
+}
+
+// corrupt, rejected or missing, with the reason; whatever was measured is kept (NULL
+// when nothing was).
+func (q *Queries) FileVersionMarkFailed(ctx context.Context, arg FileVersionMarkFailedParams) (FileVersion, error) {
+	row := q.db.QueryRow(ctx, fileVersionMarkFailed,
+		arg.ValidationStatus,
+		arg.ValidationError,
+		arg.Checksum,
+		arg.SizeBytes,
+		arg.MimeType,
+		arg.ValidatedAt,
+		arg.ID,
+	)
+	var i FileVersion
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.FileID,
+		&i.VersionNumber,
+		&i.StoragePath,
+		&i.ExpectedSha256,
+		&i.ExpectedSize,
+		&i.ExpectedMimeType,
+		&i.Checksum,
+		&i.SizeBytes,
+		&i.MimeType,
+		&i.ValidationStatus,
+		&i.ValidationError,
+		&i.ValidationAttempts,
+		&i.ValidatedAt,
+		&i.DuplicateOf,
+		&i.GenerationMethod,
+		&i.SourceFileVersionID,
+		&i.LlmModel,
+		&i.LlmParams,
+		&i.UploadedBy,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const fileVersionMarkValid = `-- name: FileVersionMarkValid :one
+UPDATE file_versions SET
+    validation_status = 'valid', validation_error = NULL,
+    checksum = $1, size_bytes = $2, mime_type = $3,
+    validated_at = $4, duplicate_of = $5
+WHERE id = $6 AND validation_status = 'pending'
+RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at
+`
+
+type FileVersionMarkValidParams struct {
+	Checksum    *string    `json:"checksum"`
+	SizeBytes   *int64     `json:"size_bytes"`
+	MimeType    *string    `json:"mime_type"`
+	ValidatedAt *time.Time `json:"validated_at"`
+	DuplicateOf *int64     `json:"duplicate_of"`
+	ID          int64      `json:"id"`
+}
+
+func (q *Queries) FileVersionMarkValid(ctx context.Context, arg FileVersionMarkValidParams) (FileVersion, error) {
+	row := q.db.QueryRow(ctx, fileVersionMarkValid,
+		arg.Checksum,
+		arg.SizeBytes,
+		arg.MimeType,
+		arg.ValidatedAt,
+		arg.DuplicateOf,
+		arg.ID,
+	)
+	var i FileVersion
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.FileID,
+		&i.VersionNumber,
+		&i.StoragePath,
+		&i.ExpectedSha256,
+		&i.ExpectedSize,
+		&i.ExpectedMimeType,
+		&i.Checksum,
+		&i.SizeBytes,
+		&i.MimeType,
+		&i.ValidationStatus,
+		&i.ValidationError,
+		&i.ValidationAttempts,
+		&i.ValidatedAt,
+		&i.DuplicateOf,
+		&i.GenerationMethod,
+		&i.SourceFileVersionID,
+		&i.LlmModel,
+		&i.LlmParams,
+		&i.UploadedBy,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
 }
 
 const fileVersionResetForRevalidation = `-- name: FileVersionResetForRevalidation :one

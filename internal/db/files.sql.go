@@ -51,6 +51,31 @@ func (q *Queries) FileCreate(ctx context.Context, arg FileCreateParams) (File, e
 	return i, err
 }
 
+const fileCreateLLMOutput = `-- name: FileCreateLLMOutput :exec
+INSERT INTO files (org_id, project_id, name, description, file_type)
+VALUES ($1, $2, $3, $4, 'llm_output')
+ON CONFLICT (project_id, name) WHERE deleted_at IS NULL DO NOTHING
+`
+
+type FileCreateLLMOutputParams struct {
+	OrgID       int64  `json:"org_id"`
+	ProjectID   int64  `json:"project_id"`
+	Name        string `json:"name"`
+	Description string `json:"description"`
+}
+
+// The llm_output file that holds a source file's model outputs; a no-op when a file of
+// that name exists (the caller then reads it with FileGetByNameForUpdate).
+func (q *Queries) FileCreateLLMOutput(ctx context.Context, arg FileCreateLLMOutputParams) error {
+	_, err := q.db.Exec(ctx, fileCreateLLMOutput,
+		arg.OrgID,
+		arg.ProjectID,
+		arg.Name,
+		arg.Description,
+	)
+	return err
+}
+
 const fileGet = `-- name: FileGet :one
 SELECT id, org_id, project_id, name, description, file_type, status, active_version_id, uploaded_by, created_at, updated_at, deleted_at FROM files WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL
 `
@@ -62,6 +87,35 @@ type FileGetParams struct {
 
 func (q *Queries) FileGet(ctx context.Context, arg FileGetParams) (File, error) {
 	row := q.db.QueryRow(ctx, fileGet, arg.ID, arg.OrgID)
+	var i File
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.Name,
+		&i.Description,
+		&i.FileType,
+		&i.Status,
+		&i.ActiveVersionID,
+		&i.UploadedBy,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DeletedAt,
+	)
+	return i, err
+}
+
+const fileGetByNameForUpdate = `-- name: FileGetByNameForUpdate :one
+SELECT id, org_id, project_id, name, description, file_type, status, active_version_id, uploaded_by, created_at, updated_at, deleted_at FROM files WHERE project_id = $1 AND name = $2 AND deleted_at IS NULL FOR UPDATE
+`
+
+type FileGetByNameForUpdateParams struct {
+	ProjectID int64  `json:"project_id"`
+	Name      string `json:"name"`
+}
+
+func (q *Queries) FileGetByNameForUpdate(ctx context.Context, arg FileGetByNameForUpdateParams) (File, error) {
+	row := q.db.QueryRow(ctx, fileGetByNameForUpdate, arg.ProjectID, arg.Name)
 	var i File
 	err := row.Scan(
 		&i.ID,
@@ -183,4 +237,38 @@ func (q *Queries) FileListByProject(ctx context.Context, arg FileListByProjectPa
 		return nil, err
 	}
 	return items, nil
+}
+
+const fileSetActiveVersion = `-- name: FileSetActiveVersion :execrows
+UPDATE files f SET
+    active_version_id = $1::bigint,
+    status = CASE WHEN $2::boolean AND f.status = 'pending'
+                  THEN 'ready_for_annotation'::file_status ELSE f.status END
+WHERE f.id = $3 AND f.deleted_at IS NULL
+  AND (f.active_version_id IS NULL
+       OR f.active_version_id = $1::bigint
+       OR (SELECT a.version_number FROM file_versions a WHERE a.id = f.active_version_id) < $4::integer)
+`
+
+type FileSetActiveVersionParams struct {
+	VersionID     int64 `json:"version_id"`
+	MarkReady     bool  `json:"mark_ready"`
+	FileID        int64 `json:"file_id"`
+	VersionNumber int32 `json:"version_number"`
+}
+
+// Makes a validated version the file's active one, unless a newer version already is
+// (versions can finish validating out of order). mark_ready also moves a pending file
+// to ready_for_annotation (dataset files). No row: the version did not become active.
+func (q *Queries) FileSetActiveVersion(ctx context.Context, arg FileSetActiveVersionParams) (int64, error) {
+	result, err := q.db.Exec(ctx, fileSetActiveVersion,
+		arg.VersionID,
+		arg.MarkReady,
+		arg.FileID,
+		arg.VersionNumber,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }

@@ -7,7 +7,347 @@ package db
 
 import (
 	"context"
+	"time"
 )
+
+const lLMRunFindCached = `-- name: LLMRunFindCached :one
+SELECT id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at FROM llm_runs
+WHERE cache_key = $1::text AND status = 'succeeded' AND cached_from_id IS NULL
+`
+
+// The run that paid for this cache key, if any (at most one: llm_runs_paid_cache_key).
+func (q *Queries) LLMRunFindCached(ctx context.Context, cacheKey string) (LlmRun, error) {
+	row := q.db.QueryRow(ctx, lLMRunFindCached, cacheKey)
+	var i LlmRun
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.FileVersionID,
+		&i.Model,
+		&i.PromptHash,
+		&i.SchemaHash,
+		&i.InputSha256,
+		&i.CacheKey,
+		&i.Status,
+		&i.Error,
+		&i.Attempts,
+		&i.PromptTokens,
+		&i.CompletionTokens,
+		&i.LatencyMs,
+		&i.CostUsd,
+		&i.CachedFromID,
+		&i.OutputVersionID,
+		&i.RawOutput,
+		&i.StartedAt,
+		&i.FinishedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const lLMRunGetBySettings = `-- name: LLMRunGetBySettings :one
+SELECT id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at FROM llm_runs
+WHERE file_version_id = $1 AND model = $2 AND prompt_hash = $3 AND schema_hash = $4
+`
+
+type LLMRunGetBySettingsParams struct {
+	FileVersionID int64  `json:"file_version_id"`
+	Model         string `json:"model"`
+	PromptHash    string `json:"prompt_hash"`
+	SchemaHash    string `json:"schema_hash"`
+}
+
+func (q *Queries) LLMRunGetBySettings(ctx context.Context, arg LLMRunGetBySettingsParams) (LlmRun, error) {
+	row := q.db.QueryRow(ctx, lLMRunGetBySettings,
+		arg.FileVersionID,
+		arg.Model,
+		arg.PromptHash,
+		arg.SchemaHash,
+	)
+	var i LlmRun
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.FileVersionID,
+		&i.Model,
+		&i.PromptHash,
+		&i.SchemaHash,
+		&i.InputSha256,
+		&i.CacheKey,
+		&i.Status,
+		&i.Error,
+		&i.Attempts,
+		&i.PromptTokens,
+		&i.CompletionTokens,
+		&i.LatencyMs,
+		&i.CostUsd,
+		&i.CachedFromID,
+		&i.OutputVersionID,
+		&i.RawOutput,
+		&i.StartedAt,
+		&i.FinishedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const lLMRunGetForUpdate = `-- name: LLMRunGetForUpdate :one
+SELECT id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at FROM llm_runs WHERE id = $1 FOR UPDATE
+`
+
+func (q *Queries) LLMRunGetForUpdate(ctx context.Context, id int64) (LlmRun, error) {
+	row := q.db.QueryRow(ctx, lLMRunGetForUpdate, id)
+	var i LlmRun
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.FileVersionID,
+		&i.Model,
+		&i.PromptHash,
+		&i.SchemaHash,
+		&i.InputSha256,
+		&i.CacheKey,
+		&i.Status,
+		&i.Error,
+		&i.Attempts,
+		&i.PromptTokens,
+		&i.CompletionTokens,
+		&i.LatencyMs,
+		&i.CostUsd,
+		&i.CachedFromID,
+		&i.OutputVersionID,
+		&i.RawOutput,
+		&i.StartedAt,
+		&i.FinishedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const lLMRunInsert = `-- name: LLMRunInsert :one
+INSERT INTO llm_runs (org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
+ON CONFLICT ON CONSTRAINT llm_runs_version_settings_key DO NOTHING
+RETURNING id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at
+`
+
+type LLMRunInsertParams struct {
+	OrgID         int64  `json:"org_id"`
+	ProjectID     int64  `json:"project_id"`
+	FileVersionID int64  `json:"file_version_id"`
+	Model         string `json:"model"`
+	PromptHash    string `json:"prompt_hash"`
+	SchemaHash    string `json:"schema_hash"`
+	InputSha256   string `json:"input_sha256"`
+}
+
+// The run of a version under one set of settings (model, prompt, schema). No row when
+// it exists already: a redelivered task must not touch a finished run (not even its
+// updated_at), so the caller then reads it with LLMRunGetBySettings.
+func (q *Queries) LLMRunInsert(ctx context.Context, arg LLMRunInsertParams) (LlmRun, error) {
+	row := q.db.QueryRow(ctx, lLMRunInsert,
+		arg.OrgID,
+		arg.ProjectID,
+		arg.FileVersionID,
+		arg.Model,
+		arg.PromptHash,
+		arg.SchemaHash,
+		arg.InputSha256,
+	)
+	var i LlmRun
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.FileVersionID,
+		&i.Model,
+		&i.PromptHash,
+		&i.SchemaHash,
+		&i.InputSha256,
+		&i.CacheKey,
+		&i.Status,
+		&i.Error,
+		&i.Attempts,
+		&i.PromptTokens,
+		&i.CompletionTokens,
+		&i.LatencyMs,
+		&i.CostUsd,
+		&i.CachedFromID,
+		&i.OutputVersionID,
+		&i.RawOutput,
+		&i.StartedAt,
+		&i.FinishedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const lLMRunListStuck = `-- name: LLMRunListStuck :many
+SELECT file_version_id, org_id FROM llm_runs
+WHERE status IN ('pending', 'running') AND updated_at < $1
+GROUP BY file_version_id, org_id
+ORDER BY file_version_id
+LIMIT $2
+`
+
+type LLMRunListStuckParams struct {
+	OlderThan time.Time `json:"older_than"`
+	MaxRows   int32     `json:"max_rows"`
+}
+
+type LLMRunListStuckRow struct {
+	FileVersionID int64 `json:"file_version_id"`
+	OrgID         int64 `json:"org_id"`
+}
+
+// Versions with a run pending or running for longer than the threshold: the
+// reconciler checks each has a live file:preannotate task.
+func (q *Queries) LLMRunListStuck(ctx context.Context, arg LLMRunListStuckParams) ([]LLMRunListStuckRow, error) {
+	rows, err := q.db.Query(ctx, lLMRunListStuck, arg.OlderThan, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []LLMRunListStuckRow
+	for rows.Next() {
+		var i LLMRunListStuckRow
+		if err := rows.Scan(&i.FileVersionID, &i.OrgID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const lLMRunRecord = `-- name: LLMRunRecord :one
+UPDATE llm_runs SET
+    status            = $1::llm_run_status,
+    attempts          = attempts + $2::integer,
+    prompt_tokens     = prompt_tokens + $3::integer,
+    completion_tokens = completion_tokens + $4::integer,
+    latency_ms        = latency_ms + $5::integer,
+    cost_usd          = cost_usd + $6::float8,
+    error             = $7,
+    raw_output        = $8,
+    output_version_id = $9,
+    cached_from_id    = $10,
+    started_at        = COALESCE(started_at, now()),
+    finished_at       = CASE WHEN $1::llm_run_status IN ('succeeded', 'failed', 'skipped') THEN now() END
+WHERE id = $11
+RETURNING id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at
+`
+
+type LLMRunRecordParams struct {
+	Status           LlmRunStatus `json:"status"`
+	Calls            int32        `json:"calls"`
+	PromptTokens     int32        `json:"prompt_tokens"`
+	CompletionTokens int32        `json:"completion_tokens"`
+	LatencyMs        int32        `json:"latency_ms"`
+	CostUsd          float64      `json:"cost_usd"`
+	Error            *string      `json:"error"`
+	RawOutput        *string      `json:"raw_output"`
+	OutputVersionID  *int64       `json:"output_version_id"`
+	CachedFromID     *int64       `json:"cached_from_id"`
+	ID               int64        `json:"id"`
+}
+
+// Sets a run's status and adds one step's usage to it. Usage accumulates over
+// attempts (a retried call was still paid for); error, raw_output, output_version_id
+// and cached_from_id are set as given. finished_at is set by terminal statuses.
+func (q *Queries) LLMRunRecord(ctx context.Context, arg LLMRunRecordParams) (LlmRun, error) {
+	row := q.db.QueryRow(ctx, lLMRunRecord,
+		arg.Status,
+		arg.Calls,
+		arg.PromptTokens,
+		arg.CompletionTokens,
+		arg.LatencyMs,
+		arg.CostUsd,
+		arg.Error,
+		arg.RawOutput,
+		arg.OutputVersionID,
+		arg.CachedFromID,
+		arg.ID,
+	)
+	var i LlmRun
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.FileVersionID,
+		&i.Model,
+		&i.PromptHash,
+		&i.SchemaHash,
+		&i.InputSha256,
+		&i.CacheKey,
+		&i.Status,
+		&i.Error,
+		&i.Attempts,
+		&i.PromptTokens,
+		&i.CompletionTokens,
+		&i.LatencyMs,
+		&i.CostUsd,
+		&i.CachedFromID,
+		&i.OutputVersionID,
+		&i.RawOutput,
+		&i.StartedAt,
+		&i.FinishedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const lLMRunSkipOthers = `-- name: LLMRunSkipOthers :execrows
+UPDATE llm_runs SET status = 'skipped', error = $1::text, finished_at = now()
+WHERE file_version_id = $2 AND id <> $3::bigint AND status IN ('pending', 'running')
+`
+
+type LLMRunSkipOthersParams struct {
+	Reason        string `json:"reason"`
+	FileVersionID int64  `json:"file_version_id"`
+	KeepID        int64  `json:"keep_id"`
+}
+
+// Closes the unfinished runs of a version other than keep_id (0 closes them all): runs
+// made under settings the project no longer has, or for a version that will not be
+// pre-annotated. Left open they would look stuck to the reconciler forever.
+func (q *Queries) LLMRunSkipOthers(ctx context.Context, arg LLMRunSkipOthersParams) (int64, error) {
+	result, err := q.db.Exec(ctx, lLMRunSkipOthers, arg.Reason, arg.FileVersionID, arg.KeepID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const lLMTokensUsedSince = `-- name: LLMTokensUsedSince :one
+SELECT COALESCE(sum(prompt_tokens + completion_tokens), 0)::bigint AS tokens
+FROM llm_runs
+WHERE project_id = $1 AND created_at >= $2
+`
+
+type LLMTokensUsedSinceParams struct {
+	ProjectID int64     `json:"project_id"`
+	Since     time.Time `json:"since"`
+}
+
+// Tokens (prompt + completion) of the project's runs created since the given time:
+// the daily budget's "used today".
+func (q *Queries) LLMTokensUsedSince(ctx context.Context, arg LLMTokensUsedSinceParams) (int64, error) {
+	row := q.db.QueryRow(ctx, lLMTokensUsedSince, arg.ProjectID, arg.Since)
+	var tokens int64
+	err := row.Scan(&tokens)
+	return tokens, err
+}
 
 const lLMUsageByProject = `-- name: LLMUsageByProject :one
 SELECT count(*)::bigint AS runs,

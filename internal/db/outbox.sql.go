@@ -123,6 +123,7 @@ type OutboxInsertParams struct {
 	AvailableAt time.Time       `json:"available_at"`
 }
 
+// created_at is the transaction's start, so commit→enqueue latency measured from it errs high.
 func (q *Queries) OutboxInsert(ctx context.Context, arg OutboxInsertParams) (int64, error) {
 	row := q.db.QueryRow(ctx, outboxInsert,
 		arg.TaskID,
@@ -173,7 +174,7 @@ func (q *Queries) OutboxLatestByTaskPrefix(ctx context.Context, arg OutboxLatest
 }
 
 const outboxMarkEnqueued = `-- name: OutboxMarkEnqueued :exec
-UPDATE outbox SET enqueued_at = now(), attempts = attempts + 1, last_error = NULL
+UPDATE outbox SET enqueued_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL
 WHERE id = ANY($1::bigint[])
 `
 

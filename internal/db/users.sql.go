@@ -10,6 +10,42 @@ import (
 	"encoding/json"
 )
 
+const userCapacityList = `-- name: UserCapacityList :many
+SELECT u.id, u.max_active_jobs,
+       (SELECT count(*) FROM assignments a
+        WHERE a.user_id = u.id AND a.status IN ('assigned', 'accepted', 'in_progress'))::integer AS live_assignments
+FROM users u
+WHERE u.id = ANY($1::bigint[])
+ORDER BY u.id
+`
+
+type UserCapacityListRow struct {
+	ID              int64 `json:"id"`
+	MaxActiveJobs   int32 `json:"max_active_jobs"`
+	LiveAssignments int32 `json:"live_assignments"`
+}
+
+// Fresh capacity of users whose rows the caller has locked (UserLockForAssignment).
+func (q *Queries) UserCapacityList(ctx context.Context, ids []int64) ([]UserCapacityListRow, error) {
+	rows, err := q.db.Query(ctx, userCapacityList, ids)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []UserCapacityListRow
+	for rows.Next() {
+		var i UserCapacityListRow
+		if err := rows.Scan(&i.ID, &i.MaxActiveJobs, &i.LiveAssignments); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const userCreate = `-- name: UserCreate :one
 INSERT INTO users (
     org_id, email, name, role, availability, language_expertise,
@@ -147,6 +183,84 @@ func (q *Queries) UserListByOrg(ctx context.Context, arg UserListByOrgParams) ([
 		return nil, err
 	}
 	return items, nil
+}
+
+const userListCandidates = `-- name: UserListCandidates :many
+SELECT u.id, u.role, u.availability, u.language_expertise, u.skill_score, u.qa_approval_rate,
+       u.max_active_jobs,
+       (SELECT count(*) FROM assignments a
+        WHERE a.user_id = u.id AND a.status IN ('assigned', 'accepted', 'in_progress'))::integer AS live_assignments,
+       EXISTS (SELECT 1 FROM assignments a
+               WHERE a.project_id = $1 AND a.user_id = u.id AND a.role = 'annotator') AS annotates_in_project,
+       EXISTS (SELECT 1 FROM assignments a
+               WHERE a.project_id = $1 AND a.user_id = u.id AND a.role IN ('reviewer', 'qc')) AS reviews_in_project
+FROM users u
+WHERE u.org_id = $2 AND u.role = $3 AND u.is_active AND u.deleted_at IS NULL
+ORDER BY u.id
+`
+
+type UserListCandidatesParams struct {
+	ProjectID int64    `json:"project_id"`
+	OrgID     int64    `json:"org_id"`
+	Role      UserRole `json:"role"`
+}
+
+type UserListCandidatesRow struct {
+	ID                 int64           `json:"id"`
+	Role               UserRole        `json:"role"`
+	Availability       json.RawMessage `json:"availability"`
+	LanguageExpertise  json.RawMessage `json:"language_expertise"`
+	SkillScore         *float64        `json:"skill_score"`
+	QaApprovalRate     *float64        `json:"qa_approval_rate"`
+	MaxActiveJobs      int32           `json:"max_active_jobs"`
+	LiveAssignments    int32           `json:"live_assignments"`
+	AnnotatesInProject bool            `json:"annotates_in_project"`
+	ReviewsInProject   bool            `json:"reviews_in_project"`
+}
+
+// project:match's candidates of one role in the project's organization, with their
+// live assignments across all projects (capacity and load) and which side of this
+// project they already work on, live or past (role conflicts).
+func (q *Queries) UserListCandidates(ctx context.Context, arg UserListCandidatesParams) ([]UserListCandidatesRow, error) {
+	rows, err := q.db.Query(ctx, userListCandidates, arg.ProjectID, arg.OrgID, arg.Role)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []UserListCandidatesRow
+	for rows.Next() {
+		var i UserListCandidatesRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Role,
+			&i.Availability,
+			&i.LanguageExpertise,
+			&i.SkillScore,
+			&i.QaApprovalRate,
+			&i.MaxActiveJobs,
+			&i.LiveAssignments,
+			&i.AnnotatesInProject,
+			&i.ReviewsInProject,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const userLockForAssignment = `-- name: UserLockForAssignment :exec
+SELECT u.id FROM users u WHERE u.id = ANY($1::bigint[]) ORDER BY u.id FOR NO KEY UPDATE
+`
+
+// Serialises everyone about to give these users work (project:match runs of different
+// projects share people); ordered by id so two lockers cannot deadlock.
+func (q *Queries) UserLockForAssignment(ctx context.Context, ids []int64) error {
+	_, err := q.db.Exec(ctx, userLockForAssignment, ids)
+	return err
 }
 
 const userUpdate = `-- name: UserUpdate :one
