@@ -14,12 +14,10 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/labelq/labelq/internal/config"
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/metrics"
-	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/storage"
 )
 
@@ -146,19 +144,4 @@ func (a *App) role(r Role) (func(context.Context) error, error) {
 		return a.runRelay, nil
 	}
 	return nil, fmt.Errorf("unknown role %q (want api, worker, scheduler or relay)", r)
-}
-
-// registerQueues makes labelq's queues visible in asynqmon before their first task:
-// asynqmon lists the members of asynq's queue set, which asynq's own enqueue adds to.
-func (a *App) registerQueues(ctx context.Context) error {
-	rc, ok := a.Redis.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil
-	}
-	defer rc.Close()
-	members := make([]any, 0, len(queue.Names()))
-	for _, q := range queue.Names() {
-		members = append(members, q)
-	}
-	return rc.SAdd(ctx, "asynq:queues", members...).Err()
 }

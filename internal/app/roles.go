@@ -22,7 +22,7 @@ import (
 // runWorker runs the asynq server with every task handler until ctx ends, then hands
 // unfinished tasks back to Redis (asynq's Shutdown re-queues active tasks).
 func (a *App) runWorker(ctx context.Context) error {
-	if err := a.registerQueues(ctx); err != nil {
+	if err := queue.Register(ctx, a.Redis); err != nil {
 		return err
 	}
 	srv := asynq.NewServer(a.Redis, queue.ServerConfig(a.Cfg.WorkerConcurrency, a.Cfg.ShutdownTimeout, a.Log,

@@ -25,7 +25,7 @@ func (a *App) handlers() map[string]asynq.Handler {
 // Reconciler is the maintenance:reconcile handler with every kind of stuck row.
 func (a *App) Reconciler() *reconcile.Reconciler {
 	return &reconcile.Reconciler{
-		Pool: a.Pool, Inspector: a.Inspector, Log: a.Log, After: a.Cfg.ReconcileAfter,
+		Pool: a.Pool, Inspector: a.Inspector, Redis: a.Redis, Log: a.Log, After: a.Cfg.ReconcileAfter,
 		OutboxKeep: 24 * time.Hour, Now: a.Now,
 		Finders: []reconcile.Finder{
 			{

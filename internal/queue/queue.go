@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/labelq/labelq/internal/logging"
 )
@@ -112,4 +113,22 @@ func ServerConfig(concurrency int, shutdown time.Duration, log *slog.Logger, bas
 // only a project id (the group key), and a run looks at the project's whole state.
 func aggregateGroup(group string, tasks []*asynq.Task) *asynq.Task {
 	return asynq.NewTask(tasks[0].Type(), tasks[0].Payload())
+}
+
+// Register records labelq's queue names in asynq's queue set. asynq adds a queue to
+// that set only on a client's first enqueue into it, so after Redis loses its data
+// (FLUSHALL, a restart without persistence) the inspector and asynqmon would stop
+// seeing queues whose tasks still flow; the worker calls this at start and the
+// reconciler on every pass.
+func Register(ctx context.Context, opt asynq.RedisConnOpt) error {
+	rc, ok := opt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil
+	}
+	defer rc.Close()
+	members := make([]any, 0, len(Names()))
+	for _, q := range Names() {
+		members = append(members, q)
+	}
+	return rc.SAdd(ctx, "asynq:queues", members...).Err()
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/outbox"
+	"github.com/labelq/labelq/internal/queue"
 )
 
 // TypeName is the periodic maintenance task.
@@ -41,9 +42,11 @@ type Finder struct {
 type Reconciler struct {
 	Pool      *pgxpool.Pool
 	Inspector *asynq.Inspector
-	Log       *slog.Logger
-	After     time.Duration
-	Finders   []Finder
+	// Redis, when set, re-registers the queue names each pass (see queue.Register).
+	Redis   asynq.RedisConnOpt
+	Log     *slog.Logger
+	After   time.Duration
+	Finders []Finder
 	// OutboxKeep is how long relayed outbox rows are kept (for task look-ups).
 	OutboxKeep time.Duration
 	Now        func() time.Time
@@ -67,6 +70,11 @@ func (r *Reconciler) Run(ctx context.Context) (int, error) {
 		now = r.Now
 	}
 	olderThan := now().Add(-r.After)
+	if r.Redis != nil {
+		if err := queue.Register(ctx, r.Redis); err != nil {
+			return 0, fmt.Errorf("register queues: %w", err)
+		}
+	}
 	requeued := 0
 	for _, f := range r.Finders {
 		for {

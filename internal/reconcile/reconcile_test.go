@@ -1,0 +1,93 @@
+package reconcile_test
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+	"github.com/stretchr/testify/require"
+
+	"github.com/labelq/labelq/internal/database"
+	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/outbox"
+	"github.com/labelq/labelq/internal/reconcile"
+	"github.com/labelq/labelq/internal/testenv"
+	"github.com/labelq/labelq/worker/validate"
+)
+
+func TestRequeuesOnlyWorkWhoseTaskIsGone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pg := testenv.Postgres(t)
+	rd := testenv.RedisDB(t)
+	client := asynq.NewClient(rd.Opt())
+	defer client.Close()
+	insp := asynq.NewInspector(rd.Opt())
+	defer insp.Close()
+	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	relay := &outbox.Relay{Pool: pg.Pool, Client: client, Log: quiet, BatchSize: 500}
+
+	org := pg.Org(t)
+	pr := pg.Project(t, org.ID)
+	f := pg.File(t, pr, "")
+	var versions []db.FileVersion
+	for range 10 {
+		v := pg.RegisterVersion(t, f, "k", testenv.Declared{})
+		versions = append(versions, v)
+		require.NoError(t, database.Tx(ctx, pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
+			_, err := outbox.Add(ctx, q, validate.Intent(org.ID, v.ID, ""))
+			return err
+		}))
+	}
+	_, err := relay.RelayOnce(ctx)
+	require.NoError(t, err)
+
+	r := &reconcile.Reconciler{
+		Pool: pg.Pool, Inspector: insp, Redis: rd.Opt(), Log: quiet, After: time.Minute,
+		Now: func() time.Time { return time.Now().Add(2 * time.Minute) }, // every row is past the threshold
+		Finders: []reconcile.Finder{{
+			TaskType: validate.TypeName,
+			Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]reconcile.Item, error) {
+				rows, err := q.FileVersionListStuckPending(ctx, db.FileVersionListStuckPendingParams{OlderThan: olderThan, MaxRows: limit})
+				items := make([]reconcile.Item, len(rows))
+				for i, row := range rows {
+					items[i] = reconcile.Item{OrgID: row.OrgID, EntityID: row.ID}
+				}
+				return items, err
+			},
+			Prefix: validate.TaskIDPrefix,
+			Intent: validate.Intent,
+		}},
+	}
+	n, err := r.Run(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "every version still has a live task: nothing to requeue")
+
+	// Redis loses everything.
+	require.NoError(t, rd.Client.FlushDB(ctx).Err())
+	n, err = r.Run(ctx)
+	require.NoError(t, err)
+	require.Equal(t, len(versions), n)
+	n, err = r.Run(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "requeued work waiting in the outbox counts as live")
+
+	relayed, err := relay.RelayOnce(ctx)
+	require.NoError(t, err)
+	require.Equal(t, len(versions), relayed)
+	info, err := insp.GetQueueInfo("validate")
+	require.NoError(t, err)
+	require.Equal(t, len(versions), info.Size, "every version has exactly one task again")
+
+	// A version that is no longer pending is never requeued.
+	_, err = pg.Pool.Exec(ctx, "UPDATE file_versions SET validation_status='missing', validation_error='gone', validated_at=now() WHERE id=$1", versions[0].ID)
+	require.NoError(t, err)
+	require.NoError(t, rd.Client.FlushDB(ctx).Err())
+	n, err = r.Run(ctx)
+	require.NoError(t, err)
+	require.Equal(t, len(versions)-1, n)
+}
