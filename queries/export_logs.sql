@@ -23,3 +23,10 @@ SELECT id, org_id FROM export_logs
 WHERE status IN ('pending', 'running') AND updated_at < @older_than
 ORDER BY id
 LIMIT @max_rows;
+
+-- name: ExportLogCreateForTick :one
+-- One export per schedule tick, however many schedulers fire it.
+INSERT INTO export_logs (org_id, project_id, schedule_id, scheduled_for, options)
+VALUES (@org_id, @project_id, @schedule_id, @scheduled_for, @options)
+ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
+RETURNING *;

@@ -27,3 +27,11 @@ WHERE id = @id AND org_id = @org_id AND deleted_at IS NULL;
 -- name: ExportScheduleListEnabled :many
 -- Every enabled schedule, for the scheduler (not tenant-scoped).
 SELECT * FROM export_schedules WHERE enabled AND deleted_at IS NULL ORDER BY id;
+
+-- name: ExportScheduleGetByID :one
+-- For the scheduler, which is not tenant-scoped.
+SELECT * FROM export_schedules WHERE id = @id AND deleted_at IS NULL;
+
+-- name: ExportScheduleSetLastFired :exec
+UPDATE export_schedules SET last_fired_at = @fired_at
+WHERE id = @id AND (last_fired_at IS NULL OR last_fired_at < @fired_at);

@@ -11,7 +11,9 @@ import (
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/reconcile"
+	"github.com/labelq/labelq/internal/schedule"
 	"github.com/labelq/labelq/worker/export"
+	"github.com/labelq/labelq/worker/match"
 	"github.com/labelq/labelq/worker/validate"
 )
 
@@ -19,6 +21,8 @@ import (
 func (a *App) handlers() map[string]asynq.Handler {
 	return map[string]asynq.Handler{
 		reconcile.TypeName: a.Reconciler(),
+		schedule.TypeName:  &schedule.Handler{Pool: a.Pool, Log: a.Log, Now: a.Now},
+		match.TypeName:     match.NewHandler(match.Deps{Pool: a.Pool, Log: a.Log, Metrics: a.Metrics, Now: a.Now}),
 	}
 }
 
@@ -58,22 +62,19 @@ func (a *App) Reconciler() *reconcile.Reconciler {
 	}
 }
 
-// periodicTasks lists the scheduler's periodic tasks. Uniqueness makes a second
-// scheduler copy harmless: its tick finds the task already queued.
+// periodicTasks lists the scheduler's periodic tasks: maintenance plus one per
+// enabled export schedule. Uniqueness makes a second scheduler copy harmless for
+// maintenance; export ticks are made unique by the database (see internal/schedule).
 func (a *App) periodicTasks() asynq.PeriodicTaskConfigProvider {
-	return periodicFunc(func() ([]*asynq.PeriodicTaskConfig, error) {
+	return &schedule.Provider{Pool: a.Pool, Log: a.Log, Static: func() []*asynq.PeriodicTaskConfig {
 		every := a.Cfg.ReconcileInterval
 		return []*asynq.PeriodicTaskConfig{{
 			Cronspec: "@every " + every.String(),
 			Task:     asynq.NewTask(reconcile.TypeName, []byte(`{}`)),
 			Opts:     []asynq.Option{asynq.Queue(queue.QueueDefault), asynq.Unique(every), asynq.MaxRetry(0), asynq.Timeout(every)},
-		}}, nil
-	})
+		}}
+	}}
 }
-
-type periodicFunc func() ([]*asynq.PeriodicTaskConfig, error)
-
-func (f periodicFunc) GetConfigs() ([]*asynq.PeriodicTaskConfig, error) { return f() }
 
 // mountAPI mounts the /v1 API and its OpenAPI document.
 func (a *App) mountAPI(mux *http.ServeMux) {

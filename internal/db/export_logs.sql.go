@@ -108,6 +108,60 @@ func (q *Queries) ExportLogCreate(ctx context.Context, arg ExportLogCreateParams
 	return i, err
 }
 
+const exportLogCreateForTick = `-- name: ExportLogCreateForTick :one
+INSERT INTO export_logs (org_id, project_id, schedule_id, scheduled_for, options)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at
+`
+
+type ExportLogCreateForTickParams struct {
+	OrgID        int64           `json:"org_id"`
+	ProjectID    int64           `json:"project_id"`
+	ScheduleID   *int64          `json:"schedule_id"`
+	ScheduledFor *time.Time      `json:"scheduled_for"`
+	Options      json.RawMessage `json:"options"`
+}
+
+// One export per schedule tick, however many schedulers fire it.
+func (q *Queries) ExportLogCreateForTick(ctx context.Context, arg ExportLogCreateForTickParams) (ExportLog, error) {
+	row := q.db.QueryRow(ctx, exportLogCreateForTick,
+		arg.OrgID,
+		arg.ProjectID,
+		arg.ScheduleID,
+		arg.ScheduledFor,
+		arg.Options,
+	)
+	var i ExportLog
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.RequestedBy,
+		&i.ScheduleID,
+		&i.ScheduledFor,
+		&i.Options,
+		&i.Status,
+		&i.StoragePath,
+		&i.ArchiveSha256,
+		&i.SizeBytes,
+		&i.FileCount,
+		&i.FilesDone,
+		&i.FilesTotal,
+		&i.BytesDone,
+		&i.BytesTotal,
+		&i.Attempts,
+		&i.Error,
+		&i.RequestedAt,
+		&i.StartedAt,
+		&i.CompletedAt,
+		&i.PurgedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const exportLogGet = `-- name: ExportLogGet :one
 SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at FROM export_logs WHERE id = $1 AND org_id = $2
 `

@@ -8,6 +8,7 @@ package db
 import (
 	"context"
 	"encoding/json"
+	"time"
 )
 
 const exportScheduleCreate = `-- name: ExportScheduleCreate :one
@@ -83,6 +84,31 @@ type ExportScheduleGetParams struct {
 
 func (q *Queries) ExportScheduleGet(ctx context.Context, arg ExportScheduleGetParams) (ExportSchedule, error) {
 	row := q.db.QueryRow(ctx, exportScheduleGet, arg.ID, arg.OrgID)
+	var i ExportSchedule
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.CronSpec,
+		&i.Timezone,
+		&i.Options,
+		&i.Enabled,
+		&i.LastFiredAt,
+		&i.CreatedBy,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DeletedAt,
+	)
+	return i, err
+}
+
+const exportScheduleGetByID = `-- name: ExportScheduleGetByID :one
+SELECT id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at FROM export_schedules WHERE id = $1 AND deleted_at IS NULL
+`
+
+// For the scheduler, which is not tenant-scoped.
+func (q *Queries) ExportScheduleGetByID(ctx context.Context, id int64) (ExportSchedule, error) {
+	row := q.db.QueryRow(ctx, exportScheduleGetByID, id)
 	var i ExportSchedule
 	err := row.Scan(
 		&i.ID,
@@ -181,6 +207,21 @@ func (q *Queries) ExportScheduleListEnabled(ctx context.Context) ([]ExportSchedu
 		return nil, err
 	}
 	return items, nil
+}
+
+const exportScheduleSetLastFired = `-- name: ExportScheduleSetLastFired :exec
+UPDATE export_schedules SET last_fired_at = $1
+WHERE id = $2 AND (last_fired_at IS NULL OR last_fired_at < $1)
+`
+
+type ExportScheduleSetLastFiredParams struct {
+	FiredAt *time.Time `json:"fired_at"`
+	ID      int64      `json:"id"`
+}
+
+func (q *Queries) ExportScheduleSetLastFired(ctx context.Context, arg ExportScheduleSetLastFiredParams) error {
+	_, err := q.db.Exec(ctx, exportScheduleSetLastFired, arg.FiredAt, arg.ID)
+	return err
 }
 
 const exportScheduleUpdate = `-- name: ExportScheduleUpdate :one

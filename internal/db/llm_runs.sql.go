@@ -243,7 +243,7 @@ UPDATE llm_runs SET
     cached_from_id    = $10,
     started_at        = COALESCE(started_at, now()),
     finished_at       = CASE WHEN $1::llm_run_status IN ('succeeded', 'failed', 'skipped') THEN now() END
-WHERE id = $11
+WHERE id = $11 AND status <> 'succeeded'
 RETURNING id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at
 `
 
@@ -263,7 +263,8 @@ type LLMRunRecordParams struct {
 
 // Sets a run's status and adds one step's usage to it. Usage accumulates over
 // attempts (a retried call was still paid for); error, raw_output, output_version_id
-// and cached_from_id are set as given. finished_at is set by terminal statuses.
+// and cached_from_id are set as given. finished_at is set by terminal statuses. A
+// succeeded run is final: no row comes back, and the caller leaves it be.
 func (q *Queries) LLMRunRecord(ctx context.Context, arg LLMRunRecordParams) (LlmRun, error) {
 	row := q.db.QueryRow(ctx, lLMRunRecord,
 		arg.Status,

@@ -1,0 +1,187 @@
+// Package schedule turns export_schedules into exports. The scheduler process runs
+// asynq's periodic task manager with a config provider that reads the table (re-synced
+// every LABELQ_SCHEDULE_SYNC); each firing is a schedule:export task whose handler
+// works out which cron tick it stands for and creates that tick's export under the
+// unique key (schedule_id, scheduled_for). asynq's scheduler has no leader election,
+// so two scheduler copies both fire: the key makes the second firing a no-op.
+package schedule
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/robfig/cron/v3"
+
+	"github.com/labelq/labelq/internal/database"
+	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/logging"
+	"github.com/labelq/labelq/internal/outbox"
+	"github.com/labelq/labelq/internal/queue"
+	"github.com/labelq/labelq/worker/export"
+)
+
+// TypeName is the task a schedule fires; never renamed once shipped.
+const TypeName = "schedule:export"
+
+// Payload names the schedule that fired.
+type Payload struct {
+	ScheduleID int64 `json:"schedule_id"`
+}
+
+// Parser accepts what the API accepts: five fields or a descriptor (@daily, @every 1h).
+var Parser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
+
+// Spec is the cron spec with its time zone, as asynq's scheduler (robfig/cron) reads it.
+func Spec(cronSpec, timezone string) string {
+	if timezone == "" {
+		timezone = "UTC"
+	}
+	return "CRON_TZ=" + timezone + " " + cronSpec
+}
+
+// Provider is asynq's PeriodicTaskConfigProvider over export_schedules plus any
+// static tasks (maintenance).
+type Provider struct {
+	Pool   *pgxpool.Pool
+	Log    *slog.Logger
+	Static func() []*asynq.PeriodicTaskConfig
+}
+
+// GetConfigs lists one periodic task per enabled schedule.
+func (p *Provider) GetConfigs() ([]*asynq.PeriodicTaskConfig, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	var out []*asynq.PeriodicTaskConfig
+	if p.Static != nil {
+		out = append(out, p.Static()...)
+	}
+	rows, err := db.New(p.Pool).ExportScheduleListEnabled(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read export schedules: %w", err)
+	}
+	for _, s := range rows {
+		spec := Spec(s.CronSpec, s.Timezone)
+		sched, err := Parser.Parse(spec)
+		if err != nil {
+			// The API validates specs; a row edited by hand must not stop the others.
+			p.Log.Error("export schedule has an invalid cron spec; skipped",
+				slog.Int64("schedule_id", s.ID), slog.String("cron_spec", s.CronSpec), slog.String("error", err.Error()))
+			continue
+		}
+		payload, _ := json.Marshal(Payload{ScheduleID: s.ID})
+		// The options must be the same on every sync: asynq re-registers (and so
+		// restarts the timer of) any periodic task whose config changed.
+		ref := sched.Next(time.Unix(0, 0))
+		period := sched.Next(ref).Sub(ref)
+		if period < time.Second {
+			period = time.Second
+		}
+		out = append(out, &asynq.PeriodicTaskConfig{
+			Cronspec: spec,
+			Task:     asynq.NewTask(TypeName, payload),
+			Opts: []asynq.Option{asynq.Queue(queue.QueueExport), asynq.MaxRetry(10),
+				// Fewer duplicate firings to process; the database key is what guarantees one export.
+				asynq.Unique(min(period, time.Minute))},
+		})
+	}
+	return out, nil
+}
+
+// Handler creates the export of the tick a firing stands for.
+type Handler struct {
+	Pool *pgxpool.Pool
+	Log  *slog.Logger
+	Now  func() time.Time
+}
+
+// LatestTick is the newest tick of spec at or before now, looking back from `from`
+// (the last firing) or a day, whichever is later.
+func LatestTick(spec string, from, now time.Time) (time.Time, error) {
+	s, err := Parser.Parse(spec)
+	if err != nil {
+		return time.Time{}, err
+	}
+	// "@every d" counts from whenever a scheduler started, so two schedulers would
+	// disagree on its ticks; aligned to the epoch, every copy names the same tick.
+	if cd, ok := s.(cron.ConstantDelaySchedule); ok {
+		return now.Truncate(cd.Delay), nil
+	}
+	start := now.Add(-24 * time.Hour)
+	if from.After(start) && from.Before(now) {
+		start = from.Add(-time.Second)
+	}
+	var tick time.Time
+	for t := s.Next(start); !t.After(now); t = s.Next(t) {
+		tick = t
+	}
+	return tick, nil
+}
+
+// ProcessTask implements asynq.Handler.
+func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	log := logging.From(ctx, h.Log)
+	var p Payload
+	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.ScheduleID <= 0 {
+		log.ErrorContext(ctx, "schedule:export payload is not valid; dropped", slog.String("payload", string(t.Payload())))
+		return queue.Permanent(fmt.Errorf("payload %q: want {\"schedule_id\": <positive id>}", t.Payload()))
+	}
+	now := time.Now()
+	if h.Now != nil {
+		now = h.Now()
+	}
+	// A firing is processed shortly after its tick; allow for the clock skew between
+	// the scheduler's machine and this one.
+	now = now.Add(2 * time.Second)
+	return database.Tx(ctx, h.Pool, func(q *db.Queries, _ pgx.Tx) error {
+		s, err := q.ExportScheduleGetByID(ctx, p.ScheduleID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			log.InfoContext(ctx, "schedule was deleted; firing ignored", slog.Int64("schedule_id", p.ScheduleID))
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if !s.Enabled {
+			return nil
+		}
+		from := time.Time{}
+		if s.LastFiredAt != nil {
+			from = *s.LastFiredAt
+		}
+		tick, err := LatestTick(Spec(s.CronSpec, s.Timezone), from, now)
+		if err != nil {
+			return queue.Permanent(fmt.Errorf("schedule %d: cron spec %q: %w", s.ID, s.CronSpec, err))
+		}
+		if tick.IsZero() {
+			return nil
+		}
+		e, err := q.ExportLogCreateForTick(ctx, db.ExportLogCreateForTickParams{
+			OrgID: s.OrgID, ProjectID: s.ProjectID, ScheduleID: &s.ID, ScheduledFor: &tick, Options: s.Options,
+		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // this tick's export exists: another scheduler fired it too
+		}
+		if err != nil {
+			return err
+		}
+		if err := q.ExportScheduleSetLastFired(ctx, db.ExportScheduleSetLastFiredParams{ID: s.ID, FiredAt: &tick}); err != nil {
+			return err
+		}
+		if _, err := outbox.Add(ctx, q, export.Intent(s.OrgID, e.ID, "")); err != nil {
+			return err
+		}
+		meta, _ := json.Marshal(map[string]any{"schedule_id": s.ID, "scheduled_for": tick})
+		key := fmt.Sprintf("export:%d:requested", e.ID)
+		return q.EventLogInsert(ctx, db.EventLogInsertParams{
+			OrgID: s.OrgID, EntityType: db.EntityTypeExport, EntityID: e.ID, EventType: "export_requested",
+			DedupKey: &key, Metadata: meta,
+		})
+	})
+}

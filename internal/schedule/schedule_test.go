@@ -1,0 +1,142 @@
+package schedule_test
+
+import (
+	"context"
+	"encoding/json"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/stretchr/testify/require"
+
+	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/queue"
+	"github.com/labelq/labelq/internal/schedule"
+	"github.com/labelq/labelq/internal/testenv"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+func mkSchedule(t *testing.T, pg *testenv.PG, spec, tz string) db.ExportSchedule {
+	t.Helper()
+	org := pg.Org(t)
+	pr := pg.Project(t, org.ID)
+	s, err := pg.Q.ExportScheduleCreate(context.Background(), db.ExportScheduleCreateParams{
+		OrgID: org.ID, ProjectID: pr.ID, CronSpec: spec, Timezone: tz, Options: json.RawMessage(`{"include_files":true}`), Enabled: true,
+	})
+	require.NoError(t, err)
+	return s
+}
+
+func task(id int64) *asynq.Task {
+	b, _ := json.Marshal(schedule.Payload{ScheduleID: id})
+	return asynq.NewTask(schedule.TypeName, b)
+}
+
+func TestLatestTick(t *testing.T) {
+	paris, err := time.LoadLocation("Europe/Paris")
+	require.NoError(t, err)
+	now := time.Date(2026, 3, 10, 1, 30, 0, 0, time.UTC) // 02:30 in Paris
+	tick, err := schedule.LatestTick(schedule.Spec("0 2 * * *", "Europe/Paris"), time.Time{}, now)
+	require.NoError(t, err)
+	require.True(t, tick.Equal(time.Date(2026, 3, 10, 2, 0, 0, 0, paris)), "got %s", tick)
+
+	tick, err = schedule.LatestTick(schedule.Spec("@every 10m", "UTC"), time.Time{}, now.Add(7*time.Minute))
+	require.NoError(t, err)
+	require.True(t, tick.Equal(now.Add(0)), "every-ticks align to the epoch: %s", tick)
+}
+
+// TestTwoSchedulersOneExportPerTick fires the same tick twice at once, as two
+// scheduler copies do, and expects one export.
+func TestTwoSchedulersOneExportPerTick(t *testing.T) {
+	t.Parallel()
+	pg := testenv.Postgres(t)
+	ctx := context.Background()
+	s := mkSchedule(t, pg, "0 * * * *", "UTC")
+	at := time.Date(2026, 11, 22, 10, 0, 3, 0, time.UTC)
+	h := &schedule.Handler{Pool: pg.Pool, Log: quiet, Now: func() time.Time { return at }}
+	var wg sync.WaitGroup
+	for range 4 {
+		wg.Add(1)
+		go func() { defer wg.Done(); require.NoError(t, h.ProcessTask(ctx, task(s.ID))) }()
+	}
+	wg.Wait()
+	var exports, intents int
+	require.NoError(t, pg.Pool.QueryRow(ctx, "SELECT count(*) FROM export_logs WHERE schedule_id=$1", s.ID).Scan(&exports))
+	require.NoError(t, pg.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox WHERE task_type='project:export'").Scan(&intents))
+	require.Equal(t, 1, exports)
+	require.Equal(t, 1, intents)
+
+	// The next hour's firing makes the next export.
+	h.Now = func() time.Time { return at.Add(time.Hour) }
+	require.NoError(t, h.ProcessTask(ctx, task(s.ID)))
+	require.NoError(t, pg.Pool.QueryRow(ctx, "SELECT count(*) FROM export_logs WHERE schedule_id=$1", s.ID).Scan(&exports))
+	require.Equal(t, 2, exports)
+	got, err := pg.Q.ExportScheduleGetByID(ctx, s.ID)
+	require.NoError(t, err)
+	require.True(t, got.LastFiredAt.Equal(time.Date(2026, 11, 22, 11, 0, 0, 0, time.UTC)))
+}
+
+func TestDisabledDeletedAndBadPayload(t *testing.T) {
+	t.Parallel()
+	pg := testenv.Postgres(t)
+	ctx := context.Background()
+	s := mkSchedule(t, pg, "@hourly", "UTC")
+	off := false
+	_, err := pg.Q.ExportScheduleUpdate(ctx, db.ExportScheduleUpdateParams{ID: s.ID, OrgID: s.OrgID, Enabled: &off})
+	require.NoError(t, err)
+	h := &schedule.Handler{Pool: pg.Pool, Log: quiet}
+	require.NoError(t, h.ProcessTask(ctx, task(s.ID)))
+	require.NoError(t, h.ProcessTask(ctx, task(987654)), "a deleted schedule's firing is ignored")
+	var n int
+	require.NoError(t, pg.Pool.QueryRow(ctx, "SELECT count(*) FROM export_logs").Scan(&n))
+	require.Zero(t, n)
+	err = h.ProcessTask(ctx, asynq.NewTask(schedule.TypeName, []byte(`{"schedule_id": "x"}`)))
+	require.ErrorIs(t, err, asynq.SkipRetry)
+}
+
+// TestRealSchedulers runs two asynq periodic task managers over the same schedule
+// and a worker, and checks each tick produced exactly one export.
+func TestRealSchedulers(t *testing.T) {
+	t.Parallel()
+	pg := testenv.Postgres(t)
+	rd := testenv.RedisDB(t)
+	s := mkSchedule(t, pg, "@every 2s", "UTC")
+	var mgrs []*asynq.PeriodicTaskManager
+	for range 2 {
+		m, err := asynq.NewPeriodicTaskManager(asynq.PeriodicTaskManagerOpts{
+			RedisConnOpt: rd.Opt(), PeriodicTaskConfigProvider: &schedule.Provider{Pool: pg.Pool, Log: quiet},
+			SyncInterval: time.Second, SchedulerOpts: &asynq.SchedulerOpts{LogLevel: asynq.FatalLevel},
+		})
+		require.NoError(t, err)
+		require.NoError(t, m.Start())
+		mgrs = append(mgrs, m)
+	}
+	srv := asynq.NewServer(rd.Opt(), asynq.Config{Concurrency: 4, Queues: map[string]int{queue.QueueExport: 1}, LogLevel: asynq.FatalLevel})
+	mux := asynq.NewServeMux()
+	mux.Handle(schedule.TypeName, &schedule.Handler{Pool: pg.Pool, Log: quiet})
+	require.NoError(t, srv.Start(mux))
+	time.Sleep(9 * time.Second)
+	for _, m := range mgrs {
+		m.Shutdown()
+	}
+	srv.Shutdown()
+
+	ctx := context.Background()
+	rows, err := pg.Pool.Query(ctx, "SELECT scheduled_for, count(*) FROM export_logs WHERE schedule_id=$1 GROUP BY 1 ORDER BY 1", s.ID)
+	require.NoError(t, err)
+	ticks := 0
+	for rows.Next() {
+		var at time.Time
+		var n int
+		require.NoError(t, rows.Scan(&at, &n))
+		require.Equal(t, 1, n, "tick %s has %d exports", at, n)
+		require.Zero(t, at.Unix()%2, "ticks are aligned")
+		ticks++
+	}
+	require.NoError(t, rows.Err())
+	require.GreaterOrEqual(t, ticks, 2, "the schedule fired")
+}
