@@ -71,3 +71,18 @@ WHERE j.project_id = @project_id
       SELECT 1 FROM assignments a
       WHERE a.job_id = j.id AND a.role IN ('reviewer', 'qc') AND a.status IN ('assigned', 'accepted', 'in_progress'))
 ORDER BY j.id;
+
+-- name: ProjectListWithUnmatchedJobs :many
+-- Projects holding open jobs with no live annotator and no matching run since the
+-- job appeared: their trigger was lost (Redis flushed) and the reconciler reruns them.
+SELECT j.project_id AS id, j.org_id
+FROM annotation_jobs j
+WHERE j.deleted_at IS NULL AND j.status IN ('not_started', 'in_progress') AND j.created_at < @older_than
+  AND NOT EXISTS (SELECT 1 FROM assignments a
+                  WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status IN ('assigned', 'accepted', 'in_progress'))
+  AND NOT EXISTS (SELECT 1 FROM event_log e
+                  WHERE e.entity_type = 'project' AND e.entity_id = j.project_id
+                    AND e.event_type = 'match_completed' AND e.occurred_at >= j.created_at)
+GROUP BY j.project_id, j.org_id
+ORDER BY j.project_id
+LIMIT @max_rows;

@@ -2,6 +2,7 @@ package app
 
 import (
 	"context"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -57,6 +58,19 @@ func (a *App) Reconciler() *reconcile.Reconciler {
 				},
 				Prefix: export.TaskIDPrefix,
 				Intent: export.Intent,
+			},
+			{
+				TaskType: match.TypeName,
+				Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]reconcile.Item, error) {
+					rows, err := q.ProjectListWithUnmatchedJobs(ctx, db.ProjectListWithUnmatchedJobsParams{OlderThan: olderThan, MaxRows: limit})
+					items := make([]reconcile.Item, len(rows))
+					for i, r := range rows {
+						items[i] = reconcile.Item{OrgID: r.OrgID, EntityID: r.ID}
+					}
+					return items, err
+				},
+				Prefix: func(projectID int64) string { return fmt.Sprintf("%s:%d", match.TypeName, projectID) },
+				Intent: match.NowIntent,
 			},
 		},
 	}

@@ -319,3 +319,49 @@ func (q *Queries) AnnotationJobUpdate(ctx context.Context, arg AnnotationJobUpda
 	)
 	return i, err
 }
+
+const projectListWithUnmatchedJobs = `-- name: ProjectListWithUnmatchedJobs :many
+SELECT j.project_id AS id, j.org_id
+FROM annotation_jobs j
+WHERE j.deleted_at IS NULL AND j.status IN ('not_started', 'in_progress') AND j.created_at < $1
+  AND NOT EXISTS (SELECT 1 FROM assignments a
+                  WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status IN ('assigned', 'accepted', 'in_progress'))
+  AND NOT EXISTS (SELECT 1 FROM event_log e
+                  WHERE e.entity_type = 'project' AND e.entity_id = j.project_id
+                    AND e.event_type = 'match_completed' AND e.occurred_at >= j.created_at)
+GROUP BY j.project_id, j.org_id
+ORDER BY j.project_id
+LIMIT $2
+`
+
+type ProjectListWithUnmatchedJobsParams struct {
+	OlderThan time.Time `json:"older_than"`
+	MaxRows   int32     `json:"max_rows"`
+}
+
+type ProjectListWithUnmatchedJobsRow struct {
+	ID    int64 `json:"id"`
+	OrgID int64 `json:"org_id"`
+}
+
+// Projects holding open jobs with no live annotator and no matching run since the
+// job appeared: their trigger was lost (Redis flushed) and the reconciler reruns them.
+func (q *Queries) ProjectListWithUnmatchedJobs(ctx context.Context, arg ProjectListWithUnmatchedJobsParams) ([]ProjectListWithUnmatchedJobsRow, error) {
+	rows, err := q.db.Query(ctx, projectListWithUnmatchedJobs, arg.OlderThan, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ProjectListWithUnmatchedJobsRow
+	for rows.Next() {
+		var i ProjectListWithUnmatchedJobsRow
+		if err := rows.Scan(&i.ID, &i.OrgID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
