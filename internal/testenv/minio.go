@@ -29,7 +29,8 @@ type MinIOServer struct {
 	SecretKey string
 	Dir       string
 	cmd       *exec.Cmd
-	log       *bytes.Buffer
+	exited    chan struct{}
+	log       *lockedBuffer
 }
 
 // S3 is one test's bucket on the shared MinIO server.
@@ -80,31 +81,45 @@ func FreePort() (int, error) {
 // answers. The process dies with the test binary (Pdeathsig), and data directories of
 // dead test binaries are removed the next time one starts.
 func StartMinIO(ctx context.Context) (*MinIOServer, error) {
-	bin, err := MinIOBinary()
-	if err != nil {
-		return nil, err
-	}
 	removeStaleMinIODirs()
 	dir, err := os.MkdirTemp("", fmt.Sprintf("labelq-minio-%d-", os.Getpid()))
 	if err != nil {
 		return nil, err
 	}
+	return StartMinIOAt(ctx, dir, "labelq-test", "labelq-test-"+randHex(8), "")
+}
+
+// StartMinIOAt starts MinIO on dir with the given credentials at endpoint
+// (host:port; "" picks a free port). Starting it again on the same dir and endpoint
+// after Stop is how a test takes MinIO down for a while.
+func StartMinIOAt(ctx context.Context, dir, accessKey, secretKey, endpoint string) (*MinIOServer, error) {
+	bin, err := MinIOBinary()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, err
+	}
 	var lastErr error
 	for attempt := 0; attempt < 3; attempt++ {
-		port, err := FreePort()
-		if err != nil {
-			return nil, err
+		ep := endpoint
+		if ep == "" {
+			port, err := FreePort()
+			if err != nil {
+				return nil, err
+			}
+			ep = fmt.Sprintf("127.0.0.1:%d", port)
 		}
 		console, err := FreePort()
 		if err != nil {
 			return nil, err
 		}
 		s := &MinIOServer{
-			Endpoint:  fmt.Sprintf("127.0.0.1:%d", port),
-			AccessKey: "labelq-test",
-			SecretKey: "labelq-test-" + randHex(8),
+			Endpoint:  ep,
+			AccessKey: accessKey,
+			SecretKey: secretKey,
 			Dir:       dir,
-			log:       &bytes.Buffer{},
+			log:       &lockedBuffer{},
 		}
 		cmd := exec.Command(bin, "server", dir, "--address", s.Endpoint,
 			"--console-address", fmt.Sprintf("127.0.0.1:%d", console), "--quiet")
@@ -117,9 +132,10 @@ func StartMinIO(ctx context.Context) (*MinIOServer, error) {
 			return nil, fmt.Errorf("start minio: %w", err)
 		}
 		s.cmd = cmd
-		if err := waitReady(ctx, s, cmd); err != nil {
-			_ = cmd.Process.Kill()
-			_, _ = cmd.Process.Wait()
+		s.exited = make(chan struct{})
+		go func() { _ = cmd.Wait(); close(s.exited) }()
+		if err := waitReady(ctx, s); err != nil {
+			s.Kill()
 			lastErr = err
 			continue
 		}
@@ -128,14 +144,12 @@ func StartMinIO(ctx context.Context) (*MinIOServer, error) {
 	return nil, lastErr
 }
 
-func waitReady(ctx context.Context, s *MinIOServer, cmd *exec.Cmd) error {
-	exited := make(chan struct{})
-	go func() { _, _ = cmd.Process.Wait(); close(exited) }()
+func waitReady(ctx context.Context, s *MinIOServer) error {
 	deadline := time.Now().Add(60 * time.Second)
 	url := "http://" + s.Endpoint + "/minio/health/live"
 	for time.Now().Before(deadline) {
 		select {
-		case <-exited:
+		case <-s.exited:
 			return fmt.Errorf("minio exited at start: %s", s.log.String())
 		case <-ctx.Done():
 			return ctx.Err()
@@ -154,11 +168,20 @@ func waitReady(ctx context.Context, s *MinIOServer, cmd *exec.Cmd) error {
 	return fmt.Errorf("minio did not become ready in 60s: %s", s.log.String())
 }
 
-// Stop kills the server and removes its data.
-func (s *MinIOServer) Stop() {
+// Kill stops the server and keeps its data, so it can be started again.
+func (s *MinIOServer) Kill() {
 	if s.cmd != nil && s.cmd.Process != nil {
 		_ = syscall.Kill(-s.cmd.Process.Pid, syscall.SIGKILL)
+		select {
+		case <-s.exited:
+		case <-time.After(10 * time.Second):
+		}
 	}
+}
+
+// Stop kills the server and removes its data.
+func (s *MinIOServer) Stop() {
+	s.Kill()
 	_ = os.RemoveAll(s.Dir)
 }
 
@@ -218,4 +241,22 @@ func (s *S3) Put(t testing.TB, key string, content []byte, opts minio.PutObjectO
 		t.Fatalf("testenv: put %s: %v", key, err)
 	}
 	return info
+}
+
+// lockedBuffer collects a child's output while the parent may read it.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
