@@ -1,0 +1,576 @@
+package chaos
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"net/http"
+	"os"
+	"slices"
+	"strings"
+	"sync"
+	"text/tabwriter"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/labelq/labelq/internal/llm/llmtest"
+	"github.com/labelq/labelq/internal/queue"
+	"github.com/labelq/labelq/internal/testenv"
+)
+
+// Config sizes a run.
+type Config struct {
+	Dir        string        // where logs and data go (a temp dir when empty)
+	Versions   int           // uploads through the API
+	Workers    int           // worker processes
+	Exports    int           // on-demand exports
+	Kills      int           // kill -9 of a worker, spread over the run
+	Duration   time.Duration // how long uploads and faults are spread over
+	MinIODown  time.Duration // how long MinIO stays down
+	LLMLatency time.Duration
+	Settle     time.Duration // how long to wait for everything to finish
+	Faults     bool          // inject faults (false: a pure load run)
+	Log        io.Writer
+}
+
+// Short is the variant that runs inside `make test`.
+func Short() Config {
+	return Config{Versions: 60, Workers: 2, Exports: 3, Kills: 6, Duration: 25 * time.Second,
+		MinIODown: 4 * time.Second, LLMLatency: 50 * time.Millisecond, Settle: 3 * time.Minute, Faults: true}
+}
+
+// Full is `make chaos`.
+func Full() Config {
+	return Config{Versions: 600, Workers: 3, Exports: 8, Kills: 24, Duration: 4 * time.Minute,
+		MinIODown: 30 * time.Second, LLMLatency: 200 * time.Millisecond, Settle: 6 * time.Minute, Faults: true}
+}
+
+type run struct {
+	cfg       Config
+	env       *Env
+	api       *client
+	pool      *pgxpool.Pool
+	orgID     int64
+	projectID int64
+	log       func(format string, args ...any)
+
+	mu         sync.Mutex
+	uploads    []Upload
+	exportIDs  []int64
+	scheduleID int64
+	workers    []*Proc
+	kills      int
+	killTypes  map[string]int
+	faults     []string
+}
+
+// Run executes the scenario and returns its figures.
+func Run(ctx context.Context, cfg Config) (*Report, error) {
+	if cfg.Log == nil {
+		cfg.Log = io.Discard
+	}
+	dir := cfg.Dir
+	if dir == "" {
+		var err error
+		if dir, err = os.MkdirTemp("", "labelq-chaos-"); err != nil {
+			return nil, err
+		}
+		defer os.RemoveAll(dir)
+	}
+	start := time.Now()
+	logf := func(format string, args ...any) {
+		fmt.Fprintf(cfg.Log, "[%6.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
+	}
+	logf("starting private Postgres, Redis, MinIO and the LLM test server; building labelq")
+	env, err := Start(ctx, dir, cfg.LLMLatency)
+	if err != nil {
+		return nil, err
+	}
+	defer env.Close()
+	r := &run{cfg: cfg, env: env, log: logf, killTypes: map[string]int{}}
+	if r.pool, err = pgxpool.New(ctx, env.DatabaseURL()); err != nil {
+		return nil, err
+	}
+	defer r.pool.Close()
+	if err := r.setup(ctx); err != nil {
+		return nil, fmt.Errorf("setup: %w", err)
+	}
+
+	// Uploads, approvals and exports run while faults are injected.
+	wctx, stopWork := context.WithCancel(ctx)
+	defer stopWork()
+	var main, side sync.WaitGroup
+	errc := make(chan error, 4)
+	main.Add(1)
+	go func() { defer main.Done(); errc <- r.uploadAll(wctx) }()
+	if cfg.Faults {
+		main.Add(1)
+		go func() { defer main.Done(); errc <- r.injectFaults(wctx) }()
+	}
+	side.Add(1)
+	go func() { defer side.Done(); errc <- r.approveAndExport(wctx) }()
+	main.Wait()
+	stopWork() // approvals stop once every export is requested
+	side.Wait()
+	close(errc)
+	for err := range errc {
+		if err != nil && !errors.Is(err, context.Canceled) {
+			return nil, err
+		}
+	}
+	if ctx.Err() != nil {
+		return nil, ctx.Err()
+	}
+	logf("workload done: %d uploads, %d exports, %d kills; waiting for the system to settle", len(r.uploads), len(r.exportIDs), r.kills)
+	if err := r.api.call(ctx, "PATCH", fmt.Sprintf("/v1/export-schedules/%d", r.scheduleID), map[string]any{"enabled": false}, "", nil); err != nil {
+		return nil, err
+	}
+	settleStart := time.Now()
+	settled := r.waitSettled(ctx)
+	settleSecs := time.Since(settleStart).Seconds()
+	logf("settled=%v after %.1fs; checking invariants", settled, settleSecs)
+	rep, err := r.check(ctx)
+	if err != nil {
+		return nil, err
+	}
+	rep.add("settle_seconds", fmt.Sprintf("%.1f", settleSecs), "", true)
+	rep.add("run_seconds", fmt.Sprintf("%.1f", time.Since(start).Seconds()), "", true)
+	monitoring, err := r.scanMonitoring(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read asynqmon: %w", err)
+	}
+	for _, p := range append(r.workers, r.procs()...) {
+		p.Term(10 * time.Second)
+	}
+	secrets, err := r.scanSecrets(ctx)
+	if err != nil {
+		return nil, err
+	}
+	for _, s := range []string{r.env.Secrets.S3Secret, r.env.Secrets.LLMKey, r.env.Secrets.OperatorPassword, r.env.Secrets.APIToken} {
+		if strings.Contains(monitoring, s) {
+			secrets++
+		}
+	}
+	rep.add("asynqmon_bytes_scanned", fmt.Sprint(len(monitoring)), "> 0", len(monitoring) > 0)
+	rep.add("secret_hits (logs, rows, tasks, asynqmon)", fmt.Sprint(secrets), "0", secrets == 0)
+	return rep, nil
+}
+
+func (r *run) procs() []*Proc {
+	r.env.mu.Lock()
+	defer r.env.mu.Unlock()
+	var out []*Proc
+	for _, p := range r.env.procs {
+		if p.Role != "worker" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+func (r *run) setup(ctx context.Context) error {
+	out, err := r.env.command(ctx, "token", "create", "--org", "chaos-org", "--name", "chaos").Output()
+	if err != nil {
+		return fmt.Errorf("token create: %w", err)
+	}
+	for _, line := range strings.Split(string(out), "\n") {
+		if v, ok := strings.CutPrefix(line, "token="); ok {
+			r.env.Secrets.APIToken = v
+		}
+		if v, ok := strings.CutPrefix(line, "organization_id="); ok {
+			fmt.Sscan(v, &r.orgID)
+		}
+	}
+	if r.env.Secrets.APIToken == "" {
+		return errors.New("token create printed no token")
+	}
+	for _, p := range []struct{ name, role string }{{"api", "api"}, {"relay", "relay"}, {"scheduler", "scheduler"}} {
+		if _, err := r.env.StartProc(p.name, p.role); err != nil {
+			return err
+		}
+	}
+	for i := range r.cfg.Workers {
+		p, err := r.env.StartProc(fmt.Sprintf("worker-%d", i), "worker")
+		if err != nil {
+			return err
+		}
+		r.workers = append(r.workers, p)
+	}
+	r.api = &client{base: "http://" + r.env.HTTPAddr, token: r.env.Secrets.APIToken, http: &http.Client{Timeout: 20 * time.Second}}
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		resp, err := http.Get(r.api.base + "/healthz")
+		if err == nil {
+			resp.Body.Close()
+			break
+		}
+		if time.Now().After(deadline) {
+			return errors.New("the API did not come up in 60s")
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	var p struct {
+		ID int64 `json:"id"`
+	}
+	schema := map[string]any{"type": "object", "additionalProperties": false, "required": []string{"label", "confidence"},
+		"properties": map[string]any{"label": map[string]any{"type": "string"}, "confidence": map[string]any{"type": "number"}}}
+	if err := r.api.call(ctx, "POST", "/v1/projects", map[string]any{
+		"name": "chaos", "requirements_text": "Label the sentence's topic.", "llm_enabled": true, "llm_model": "chaos-model",
+		"annotation_schema": schema, "assign_reviewers": true, "min_language_proficiency": 3,
+	}, "project", &p); err != nil {
+		return err
+	}
+	r.projectID = p.ID
+	langs := []map[string]float64{{"en": 4.5}, {"en": 3.5, "zh": 5}, {"de": 4, "en": 3}, {"en": 5}, {"zh": 4}, {"en": 4}}
+	for i, l := range langs {
+		if err := r.api.call(ctx, "POST", "/v1/users", map[string]any{
+			"email": fmt.Sprintf("annotator%d@chaos.test", i), "role": "annotator", "language_expertise": l,
+			"availability": map[string]any{"timezone": "UTC", "monday": []string{"09:00-17:00"}},
+			"skill_score":  0.5 + float64(i)/20, "qa_approval_rate": 0.9, "max_active_jobs": 10000,
+		}, fmt.Sprintf("user-%d", i), nil); err != nil {
+			return err
+		}
+	}
+	for i := range 2 {
+		if err := r.api.call(ctx, "POST", "/v1/users", map[string]any{
+			"email": fmt.Sprintf("qc%d@chaos.test", i), "role": "qc", "language_expertise": map[string]float64{"en": 5},
+			"availability": map[string]any{"tuesday": []string{"10:00-18:00"}}, "skill_score": 0.9, "qa_approval_rate": 0.95, "max_active_jobs": 10000,
+		}, fmt.Sprintf("qc-%d", i), nil); err != nil {
+			return err
+		}
+	}
+	var s struct {
+		ID int64 `json:"id"`
+	}
+	if err := r.api.call(ctx, "POST", fmt.Sprintf("/v1/projects/%d/export-schedules", r.projectID),
+		map[string]any{"cron_spec": "@every 8s", "timezone": "UTC"}, "schedule", &s); err != nil {
+		return err
+	}
+	r.scheduleID = s.ID
+	return nil
+}
+
+func (r *run) uploadAll(ctx context.Context) error {
+	gap := r.cfg.Duration / time.Duration(max(r.cfg.Versions, 1))
+	sem := make(chan struct{}, 4)
+	var wg sync.WaitGroup
+	var firstErr error
+	var mu sync.Mutex
+	for i := range r.cfg.Versions {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case sem <- struct{}{}:
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer func() { <-sem }()
+			u, err := r.upload(ctx, i)
+			if err != nil {
+				mu.Lock()
+				if firstErr == nil {
+					firstErr = fmt.Errorf("upload %d: %w", i, err)
+				}
+				mu.Unlock()
+				return
+			}
+			r.mu.Lock()
+			r.uploads = append(r.uploads, u)
+			r.mu.Unlock()
+		}()
+		time.Sleep(gap)
+	}
+	wg.Wait()
+	return firstErr
+}
+
+// approveAndExport approves jobs as they appear (so exports have content) and
+// requests exports spread over the run.
+func (r *run) approveAndExport(ctx context.Context) error {
+	approved := map[int64]bool{}
+	exportEvery := r.cfg.Duration / time.Duration(max(r.cfg.Exports, 1))
+	nextExport := time.Now().Add(exportEvery / 2)
+	after := int64(0)
+	for {
+		if ctx.Err() != nil && len(r.exportIDs) >= r.cfg.Exports {
+			return nil
+		}
+		var jobs struct {
+			Items []struct {
+				ID            int64 `json:"id"`
+				FileVersionID int64 `json:"file_version_id"`
+			} `json:"items"`
+		}
+		if err := r.api.call(context.WithoutCancel(ctx), "GET", fmt.Sprintf("/v1/projects/%d/jobs?after=%d&limit=200", r.projectID, after), nil, "", &jobs); err != nil {
+			return err
+		}
+		for _, j := range jobs.Items {
+			after = max(after, j.ID)
+			if approved[j.ID] || j.ID%3 == 0 { // a third stays unapproved
+				continue
+			}
+			if err := r.api.call(context.WithoutCancel(ctx), "PATCH", fmt.Sprintf("/v1/jobs/%d", j.ID),
+				map[string]any{"status": "reviewed", "review_status": "approved", "result_version_id": j.FileVersionID}, "", nil); err != nil {
+				return err
+			}
+			approved[j.ID] = true
+		}
+		if len(r.exportIDs) < r.cfg.Exports && (time.Now().After(nextExport) || ctx.Err() != nil) {
+			var e struct {
+				ID int64 `json:"id"`
+			}
+			n := len(r.exportIDs)
+			if err := r.api.call(context.WithoutCancel(ctx), "POST", fmt.Sprintf("/v1/projects/%d/exports", r.projectID),
+				map[string]any{"options": map[string]any{"include_llm": n%2 == 0}}, fmt.Sprintf("export-%d", n), &e); err != nil {
+				return err
+			}
+			r.mu.Lock()
+			r.exportIDs = append(r.exportIDs, e.ID)
+			r.mu.Unlock()
+			nextExport = time.Now().Add(exportEvery)
+		}
+		select {
+		case <-time.After(500 * time.Millisecond):
+		case <-ctx.Done():
+			if len(r.exportIDs) >= r.cfg.Exports {
+				return nil
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+	}
+}
+
+func (r *run) fault(format string, args ...any) {
+	msg := fmt.Sprintf(format, args...)
+	r.mu.Lock()
+	r.faults = append(r.faults, msg)
+	r.mu.Unlock()
+	r.log("FAULT %s", msg)
+}
+
+// injectFaults spreads the kills over the run and places each outage at its own point.
+func (r *run) injectFaults(ctx context.Context) error {
+	d := r.cfg.Duration
+	type step struct {
+		at time.Duration
+		do func() error
+	}
+	steps := []step{
+		{d * 20 / 100, func() error {
+			faults := make([]llmtest.Fault, 0, 40)
+			for range 30 {
+				faults = append(faults, llmtest.Fault{Status: 429, RetryAfter: time.Second})
+			}
+			for range 10 {
+				faults = append(faults, llmtest.Fault{Delay: 2 * time.Second})
+			}
+			r.env.LLM.Next(faults...)
+			r.fault("LLM 429 storm (30 × 429 with Retry-After: 1) and 10 slow replies (2 s)")
+			return nil
+		}},
+		{d * 35 / 100, func() error {
+			c := redisClient(r.env.Redis.Addr)
+			defer c.Close()
+			r.fault("Redis FLUSHALL")
+			return c.FlushAll(ctx).Err()
+		}},
+		{d * 50 / 100, func() error {
+			r.fault("Postgres restart")
+			if err := r.env.PG.Stop(); err != nil {
+				return err
+			}
+			time.Sleep(2 * time.Second)
+			return r.env.PG.Start(context.WithoutCancel(ctx))
+		}},
+		{d * 62 / 100, func() error {
+			r.fault("MinIO stopped for %s", r.cfg.MinIODown)
+			r.env.MinIO.Kill()
+			time.Sleep(r.cfg.MinIODown)
+			m, err := startMinIO(context.WithoutCancel(ctx), r.env.MinIO.Dir, r.env.Secrets.S3Secret, r.env.MinIO.Endpoint)
+			if err != nil {
+				return fmt.Errorf("restart MinIO: %w", err)
+			}
+			r.env.MinIO = m
+			return nil
+		}},
+		{d * 80 / 100, func() error {
+			r.fault("Redis restart (nothing kept)")
+			r.env.Redis.Stop()
+			time.Sleep(time.Second)
+			return r.env.Redis.Start(context.WithoutCancel(ctx))
+		}},
+	}
+	start := time.Now()
+	killGap := d / time.Duration(max(r.cfg.Kills, 1))
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: r.env.Redis.Addr})
+	defer insp.Close()
+	// Outages run on their own, so kills go on while MinIO is down.
+	var wg sync.WaitGroup
+	errc := make(chan error, len(steps))
+	for _, st := range steps {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			select {
+			case <-time.After(time.Until(start.Add(st.at))):
+			case <-ctx.Done():
+				return
+			}
+			if err := st.do(); err != nil {
+				errc <- err
+			}
+		}()
+	}
+	for i := range r.cfg.Kills {
+		select {
+		case <-time.After(time.Until(start.Add(killGap/2 + time.Duration(i)*killGap))):
+		case <-ctx.Done():
+			wg.Wait()
+			return ctx.Err()
+		}
+		r.killWorker(insp)
+	}
+	wg.Wait()
+	close(errc)
+	return <-errc
+}
+
+// killWorker kill -9s a worker, preferring one in the middle of a task, and starts
+// it again.
+func (r *run) killWorker(insp *asynq.Inspector) {
+	active := map[string]bool{}
+	for _, q := range queue.Names() {
+		tasks, err := insp.ListActiveTasks(q, asynq.PageSize(100))
+		if err != nil {
+			continue
+		}
+		for _, t := range tasks {
+			active[t.Type] = true
+		}
+	}
+	i := rand.IntN(len(r.workers))
+	w := r.workers[i]
+	w.Kill()
+	r.kills++
+	types := make([]string, 0, len(active))
+	for t := range active {
+		types = append(types, t)
+		r.killTypes[t]++
+	}
+	slices.Sort(types)
+	r.log("kill -9 %s (tasks in flight: %v)", w.Name, types)
+	time.Sleep(300 * time.Millisecond)
+	p, err := r.env.StartProc(w.Name, "worker")
+	if err != nil {
+		r.log("restart %s: %v", w.Name, err)
+		return
+	}
+	r.workers[i] = p
+}
+
+// waitSettled waits until nothing is pending anywhere: every version terminal, every
+// export finished, the outbox empty, no pre-annotation pending, no task left in asynq.
+func (r *run) waitSettled(ctx context.Context) bool {
+	deadline := time.Now().Add(r.cfg.Settle)
+	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: r.env.Redis.Addr})
+	defer insp.Close()
+	for time.Now().Before(deadline) && ctx.Err() == nil {
+		var pending int
+		err := r.pool.QueryRow(ctx, `SELECT
+			(SELECT count(*) FROM file_versions WHERE validation_status = 'pending')
+		  + (SELECT count(*) FROM export_logs WHERE status IN ('pending', 'running'))
+		  + (SELECT count(*) FROM outbox WHERE enqueued_at IS NULL)
+		  + (SELECT count(*) FROM llm_runs WHERE status IN ('pending', 'running'))`).Scan(&pending)
+		if err == nil && pending == 0 && queuesIdle(insp) {
+			return true
+		}
+		time.Sleep(time.Second)
+	}
+	return false
+}
+
+func queuesIdle(insp *asynq.Inspector) bool {
+	for _, q := range queue.Names() {
+		info, err := insp.GetQueueInfo(q)
+		if err != nil {
+			continue // a queue that does not exist holds nothing
+		}
+		if info.Active+info.Pending+info.Scheduled+info.Retry+info.Aggregating > 0 {
+			return false
+		}
+	}
+	return true
+}
+
+// Figure is one line of the report.
+type Figure struct {
+	Name, Value, Want string
+	OK                bool
+}
+
+// Report is what a run proved.
+type Report struct {
+	Figures []Figure
+	Faults  []string
+}
+
+func (rep *Report) add(name, value, want string, ok bool) {
+	rep.Figures = append(rep.Figures, Figure{name, value, want, ok})
+}
+
+// OK is true when every invariant held.
+func (rep *Report) OK() bool {
+	for _, f := range rep.Figures {
+		if !f.OK {
+			return false
+		}
+	}
+	return true
+}
+
+// Failed lists the figures that broke their invariant.
+func (rep *Report) Failed() []Figure {
+	var out []Figure
+	for _, f := range rep.Figures {
+		if !f.OK {
+			out = append(out, f)
+		}
+	}
+	return out
+}
+
+// Print writes the report as a table, closing with "N passed, M failed".
+func (rep *Report) Print(w io.Writer) {
+	fmt.Fprintln(w, "\nFaults injected:")
+	for _, f := range rep.Faults {
+		fmt.Fprintln(w, "  - "+f)
+	}
+	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
+	fmt.Fprintln(tw, "\nFIGURE\tVALUE\tMUST BE\tOK")
+	passed, failed := 0, 0
+	for _, f := range rep.Figures {
+		mark := "ok"
+		if !f.OK {
+			mark, failed = "FAIL", failed+1
+		} else if f.Want != "" {
+			passed++
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, f.Value, f.Want, mark)
+	}
+	_ = tw.Flush()
+	fmt.Fprintf(w, "\nchaos: %d passed, %d failed\n", passed, failed)
+}
+
+var _ = testenv.FreePort
+
+// Load is a run without faults: n versions through the whole pipeline with three
+// workers, for throughput.
+func Load(n int) Config {
+	return Config{Versions: n, Workers: 3, Exports: 2, Kills: 0, Duration: 0,
+		LLMLatency: 20 * time.Millisecond, Settle: 10 * time.Minute, Faults: false}
+}

@@ -1,0 +1,283 @@
+// Package chaos is labelq's fault-injection suite. It runs the real processes (api,
+// relay, scheduler and several workers, as separate OS processes of the labelq
+// binary) against private PostgreSQL, Redis and MinIO servers and the OpenAI-compatible
+// test server, drives a realistic workload through the API, injects faults while it
+// runs (kill -9 of workers, Redis FLUSHALL and restart, a Postgres restart, MinIO down
+// for a while, an LLM 429 storm and slow replies), and finally checks the invariants a
+// job system owes its users and prints them as figures.
+package chaos
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"time"
+
+	"github.com/labelq/labelq/internal/database"
+	"github.com/labelq/labelq/internal/llm/llmtest"
+	"github.com/labelq/labelq/internal/storage"
+	"github.com/labelq/labelq/internal/testenv"
+)
+
+// Secrets are recognisable values the run uses for every credential, so the secret
+// scan can look for them in every log line, error, payload and asynqmon answer.
+type Secrets struct {
+	S3Secret         string
+	LLMKey           string
+	OperatorPassword string
+	APIToken         string // filled in once the token is created
+}
+
+// Env is the running system under test.
+type Env struct {
+	Dir      string
+	Bin      string
+	PG       *testenv.PrivatePostgres
+	Redis    *testenv.PrivateRedis
+	MinIO    *testenv.MinIOServer
+	LLM      *llmtest.Server
+	LLMAddr  string
+	HTTPAddr string
+	Secrets  Secrets
+	Bucket   string
+	Store    *storage.Store
+
+	mu    sync.Mutex
+	procs map[string]*Proc
+}
+
+// DatabaseURL is the labelq database on the private server.
+func (e *Env) DatabaseURL() string { return e.PG.URL("labelq") }
+
+// RedisURL is the private Redis.
+func (e *Env) RedisURL() string { return "redis://" + e.Redis.Addr + "/0" }
+
+// Vars is the environment every labelq process gets.
+func (e *Env) Vars(extra ...string) []string {
+	v := []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
+		"LABELQ_DATABASE_URL=" + e.DatabaseURL(),
+		"LABELQ_REDIS_URL=" + e.RedisURL(),
+		"LABELQ_S3_ENDPOINT=" + e.MinIO.Endpoint,
+		"LABELQ_S3_ACCESS_KEY=" + e.MinIO.AccessKey,
+		"LABELQ_S3_SECRET_KEY=" + e.Secrets.S3Secret,
+		"LABELQ_S3_BUCKET=" + e.Bucket,
+		"LABELQ_HTTP_ADDR=" + e.HTTPAddr,
+		"LABELQ_OPERATOR_PASSWORD=" + e.Secrets.OperatorPassword,
+		"LABELQ_LLM_BASE_URL=http://" + e.LLMAddr + "/v1",
+		"LABELQ_LLM_API_KEY=" + e.Secrets.LLMKey,
+		"LABELQ_LLM_RPM=600",
+		"LABELQ_LLM_MAX_CONCURRENT=4",
+		"LABELQ_RECONCILE_INTERVAL=3s",
+		"LABELQ_RECONCILE_AFTER=6s",
+		"LABELQ_SCHEDULE_SYNC=2s",
+		"LABELQ_RELAY_POLL_INTERVAL=300ms",
+		"LABELQ_SHUTDOWN_TIMEOUT=5s",
+		"LABELQ_WORKER_CONCURRENCY=6",
+		"LABELQ_DATABASE_MAX_CONNS=8",
+		"LABELQ_LOG_LEVEL=info",
+	}
+	return append(v, extra...)
+}
+
+// Start brings up the private services, builds the binary and migrates.
+func Start(ctx context.Context, dir string, llmLatency time.Duration) (*Env, error) {
+	e := &Env{Dir: dir, procs: map[string]*Proc{}, Bucket: "labelq-chaos"}
+	e.Secrets = Secrets{
+		S3Secret:         "CHAOS-S3-SECRET-" + rnd(),
+		LLMKey:           "sk-CHAOS-LLM-KEY-" + rnd(),
+		OperatorPassword: "CHAOS-OPERATOR-" + rnd(),
+	}
+	var err error
+	if e.PG, err = testenv.StartPrivatePostgres(ctx); err != nil {
+		return nil, err
+	}
+	if e.Redis, err = testenv.StartPrivateRedis(ctx); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if e.MinIO, err = startMinIO(ctx, filepath.Join(dir, "minio"), e.Secrets.S3Secret, ""); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if e.Store, err = storage.New(storage.Config{Endpoint: e.MinIO.Endpoint, AccessKey: e.MinIO.AccessKey,
+		SecretKey: e.Secrets.S3Secret, Bucket: e.Bucket, Region: "us-east-1"}); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if err := e.Store.EnsureBucket(ctx); err != nil {
+		e.Close()
+		return nil, err
+	}
+	port, err := testenv.FreePort()
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.LLMAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	e.LLM = llmtest.NewServer(llmtest.Config{APIKey: e.Secrets.LLMKey, Latency: llmLatency, RecordLimit: 100000})
+	if err := e.LLM.Start(e.LLMAddr); err != nil {
+		e.Close()
+		return nil, err
+	}
+	hp, err := testenv.FreePort()
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	e.HTTPAddr = fmt.Sprintf("127.0.0.1:%d", hp)
+	if e.Bin, err = Build(ctx, dir); err != nil {
+		e.Close()
+		return nil, err
+	}
+	if err := database.EnsureDatabase(ctx, e.DatabaseURL()); err != nil {
+		e.Close()
+		return nil, err
+	}
+	out, err := e.command(ctx, "migrate", "up").CombinedOutput()
+	if err != nil {
+		e.Close()
+		return nil, fmt.Errorf("migrate: %v: %s", err, out)
+	}
+	return e, nil
+}
+
+// startMinIO starts MinIO on a data directory of the run's own; port "" picks one.
+func startMinIO(ctx context.Context, dir, secret, endpoint string) (*testenv.MinIOServer, error) {
+	return testenv.StartMinIOAt(ctx, dir, "labelq-chaos", secret, endpoint)
+}
+
+// Build compiles the labelq binary from this module into dir.
+func Build(ctx context.Context, dir string) (string, error) {
+	bin := filepath.Join(dir, "labelq")
+	root, err := moduleRoot()
+	if err != nil {
+		return "", err
+	}
+	args := []string{"build", "-o", bin}
+	if ov := os.Getenv("LABELQ_BUILD_OVERLAY"); ov != "" {
+		args = append(args, "-overlay", ov)
+	}
+	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/labelq")...)
+	cmd.Dir = root
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("build labelq: %v: %s", err, out)
+	}
+	return bin, nil
+}
+
+func moduleRoot() (string, error) {
+	out, err := exec.Command("go", "env", "GOMOD").Output()
+	if err != nil {
+		return "", err
+	}
+	mod := strings.TrimSpace(string(out))
+	if mod == "" || mod == os.DevNull {
+		return "", fmt.Errorf("not inside the labelq module")
+	}
+	return filepath.Dir(mod), nil
+}
+
+func (e *Env) command(ctx context.Context, args ...string) *exec.Cmd {
+	cmd := exec.CommandContext(ctx, e.Bin, args...)
+	cmd.Env = e.Vars()
+	return cmd
+}
+
+// Close stops every process and service.
+func (e *Env) Close() {
+	e.mu.Lock()
+	procs := make([]*Proc, 0, len(e.procs))
+	for _, p := range e.procs {
+		procs = append(procs, p)
+	}
+	e.mu.Unlock()
+	for _, p := range procs {
+		p.Kill()
+	}
+	if e.LLM != nil {
+		_ = e.LLM.Close()
+	}
+	if e.MinIO != nil {
+		e.MinIO.Stop()
+	}
+	if e.Redis != nil {
+		e.Redis.Stop()
+	}
+	if e.PG != nil {
+		e.PG.Close()
+	}
+}
+
+// Proc is one labelq process.
+type Proc struct {
+	Name string
+	Role string
+	Log  string
+	cmd  *exec.Cmd
+	done chan struct{}
+}
+
+// StartProc starts `labelq <role>` named name, appending its output to its log file.
+func (e *Env) StartProc(name, role string) (*Proc, error) {
+	logPath := filepath.Join(e.Dir, name+".log")
+	f, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, err
+	}
+	cmd := exec.Command(e.Bin, role)
+	cmd.Env = e.Vars()
+	cmd.Stdout, cmd.Stderr = f, f
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	p := &Proc{Name: name, Role: role, Log: logPath, cmd: cmd, done: make(chan struct{})}
+	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	e.mu.Lock()
+	e.procs[name] = p
+	e.mu.Unlock()
+	return p, nil
+}
+
+// Kill is kill -9.
+func (p *Proc) Kill() {
+	_ = p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+// Term is a graceful stop (SIGTERM), waiting up to d.
+func (p *Proc) Term(d time.Duration) bool {
+	_ = p.cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-p.done:
+		return true
+	case <-time.After(d):
+		p.Kill()
+		return false
+	}
+}
+
+// Logs returns every process log file.
+func (e *Env) Logs() []string {
+	m, _ := filepath.Glob(filepath.Join(e.Dir, "*.log"))
+	return m
+}
+
+func rnd() string {
+	f, err := os.Open("/dev/urandom")
+	if err != nil {
+		return fmt.Sprint(time.Now().UnixNano())
+	}
+	defer f.Close()
+	b := make([]byte, 6)
+	_, _ = io.ReadFull(f, b)
+	return fmt.Sprintf("%x", b)
+}
