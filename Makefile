@@ -96,6 +96,14 @@ bench: tools services-db ## run the benchmarks and print one table of figures be
 	@mkdir -p .tmp
 	go test -run '^$$' -bench . -benchtime 1x -timeout 60m ./... | tee .tmp/bench.out | go run ./internal/benchtable
 
+.PHONY: chaos
+chaos: tools services-db ## fault-injection run: real processes, kill -9, Redis/Postgres/MinIO outages, LLM 429s; prints the invariants
+	go run ./cmd/labelq-chaos
+
+.PHONY: load
+load: tools services-db ## load run: 50,000 versions through the whole pipeline with three workers
+	go run ./cmd/labelq-chaos -load 50000
+
 FUZZTIME ?= 30s
 .PHONY: fuzz
 fuzz: ## run every fuzz target for FUZZTIME each (the normal test run replays their seed corpora)
