@@ -24,7 +24,8 @@ SELECT * FROM file_versions WHERE file_id = @file_id AND org_id = @org_id ORDER 
 
 -- name: FileVersionResetForRevalidation :one
 UPDATE file_versions
-SET validation_status = 'pending', validation_error = NULL, validated_at = NULL, validation_attempts = 0
+SET validation_status = 'pending', validation_error = NULL, validated_at = NULL, validation_attempts = 0,
+    checksum = NULL, size_bytes = NULL, mime_type = NULL, duplicate_of = NULL
 WHERE id = @id AND org_id = @org_id
 RETURNING *;
 
@@ -101,3 +102,47 @@ INSERT INTO file_versions (
     'llm', @source_file_version_id, @llm_model, @llm_params
 )
 RETURNING *;
+
+-- name: FileVersionListForExport :many
+-- What an export may pack, by kind: 'annotations' are the approved jobs' result
+-- versions; 'files' are raw dataset versions: the approved jobs' own versions when
+-- annotations are included (results travel with the bytes they describe), else the
+-- active version of every dataset file; 'llm' are the model outputs made from those
+-- raw versions, the latest valid one per llm_output file. Rows come back whatever
+-- their validation status: the caller packs the valid ones and counts the rest.
+WITH approved AS (
+    SELECT j.file_version_id, j.result_version_id
+    FROM annotation_jobs j
+    WHERE j.project_id = @project_id AND j.org_id = @org_id AND j.deleted_at IS NULL
+      AND j.review_status = 'approved' AND j.result_version_id IS NOT NULL
+), raw AS (
+    SELECT a.file_version_id AS id FROM approved a WHERE @include_annotations::boolean
+    UNION
+    SELECT f.active_version_id AS id FROM files f
+    WHERE NOT @include_annotations::boolean
+      AND f.project_id = @project_id AND f.org_id = @org_id AND f.deleted_at IS NULL
+      AND f.file_type = 'dataset' AND f.active_version_id IS NOT NULL
+), llm AS (
+    SELECT DISTINCT ON (v.file_id) v.id
+    FROM file_versions v
+    JOIN files f ON f.id = v.file_id
+    WHERE @include_llm::boolean
+      AND v.project_id = @project_id AND v.org_id = @org_id
+      AND f.file_type = 'llm_output' AND f.deleted_at IS NULL
+      AND v.validation_status = 'valid'
+      AND v.source_file_version_id IN (SELECT r.id FROM raw r)
+    ORDER BY v.file_id, v.version_number DESC
+), picked AS (
+    SELECT 'annotations'::text AS kind, a.result_version_id AS id FROM approved a WHERE @include_annotations::boolean
+    UNION
+    SELECT 'files'::text AS kind, r.id FROM raw r WHERE @include_files::boolean
+    UNION
+    SELECT 'llm'::text AS kind, l.id FROM llm l
+)
+SELECT p.kind::text AS kind, v.id, v.file_id, v.version_number, v.storage_path, v.checksum, v.size_bytes,
+       v.mime_type, v.validation_status, f.name AS file_name
+FROM picked p
+JOIN file_versions v ON v.id = p.id
+JOIN files f ON f.id = v.file_id
+WHERE v.project_id = @project_id AND v.org_id = @org_id AND f.deleted_at IS NULL
+ORDER BY p.kind, v.id;

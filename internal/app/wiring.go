@@ -24,6 +24,7 @@ func (a *App) handlers() map[string]asynq.Handler {
 		reconcile.TypeName: a.Reconciler(),
 		schedule.TypeName:  &schedule.Handler{Pool: a.Pool, Log: a.Log, Now: a.Now},
 		match.TypeName:     match.NewHandler(match.Deps{Pool: a.Pool, Log: a.Log, Metrics: a.Metrics, Now: a.Now}),
+		validate.TypeName:  validate.NewHandler(validate.Deps{Pool: a.Pool, Store: a.Store, Log: a.Log, Metrics: a.Metrics, Now: a.Now}),
 	}
 }
 

@@ -54,6 +54,72 @@ func (q *Queries) ExportLogCancel(ctx context.Context, arg ExportLogCancelParams
 	return i, err
 }
 
+const exportLogComplete = `-- name: ExportLogComplete :one
+UPDATE export_logs SET
+    status         = 'completed',
+    storage_path   = $1,
+    archive_sha256 = $2,
+    size_bytes     = $3,
+    file_count     = $4,
+    files_done     = files_total,
+    bytes_done     = bytes_total,
+    error          = NULL,
+    completed_at   = $5
+WHERE id = $6 AND attempts = $7 AND status = 'running'
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at
+`
+
+type ExportLogCompleteParams struct {
+	StoragePath   *string    `json:"storage_path"`
+	ArchiveSha256 *string    `json:"archive_sha256"`
+	SizeBytes     *int64     `json:"size_bytes"`
+	FileCount     *int32     `json:"file_count"`
+	CompletedAt   *time.Time `json:"completed_at"`
+	ID            int64      `json:"id"`
+	Attempt       int32      `json:"attempt"`
+}
+
+// The archive is in the bucket: the run holding @attempt records it.
+func (q *Queries) ExportLogComplete(ctx context.Context, arg ExportLogCompleteParams) (ExportLog, error) {
+	row := q.db.QueryRow(ctx, exportLogComplete,
+		arg.StoragePath,
+		arg.ArchiveSha256,
+		arg.SizeBytes,
+		arg.FileCount,
+		arg.CompletedAt,
+		arg.ID,
+		arg.Attempt,
+	)
+	var i ExportLog
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.RequestedBy,
+		&i.ScheduleID,
+		&i.ScheduledFor,
+		&i.Options,
+		&i.Status,
+		&i.StoragePath,
+		&i.ArchiveSha256,
+		&i.SizeBytes,
+		&i.FileCount,
+		&i.FilesDone,
+		&i.FilesTotal,
+		&i.BytesDone,
+		&i.BytesTotal,
+		&i.Attempts,
+		&i.Error,
+		&i.RequestedAt,
+		&i.StartedAt,
+		&i.CompletedAt,
+		&i.PurgedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const exportLogCreate = `-- name: ExportLogCreate :one
 INSERT INTO export_logs (org_id, project_id, requested_by, schedule_id, scheduled_for, options)
 VALUES ($1, $2, $3, $4, $5, $6)
@@ -162,6 +228,32 @@ func (q *Queries) ExportLogCreateForTick(ctx context.Context, arg ExportLogCreat
 	return i, err
 }
 
+const exportLogFail = `-- name: ExportLogFail :execrows
+UPDATE export_logs SET status = 'failed', error = $1, completed_at = $2
+WHERE id = $3 AND attempts = $4 AND status IN ('pending', 'running')
+`
+
+type ExportLogFailParams struct {
+	Error       *string    `json:"error"`
+	CompletedAt *time.Time `json:"completed_at"`
+	ID          int64      `json:"id"`
+	Attempt     int32      `json:"attempt"`
+}
+
+// A failure that retrying cannot fix (corrupt stored bytes, deleted project).
+func (q *Queries) ExportLogFail(ctx context.Context, arg ExportLogFailParams) (int64, error) {
+	result, err := q.db.Exec(ctx, exportLogFail,
+		arg.Error,
+		arg.CompletedAt,
+		arg.ID,
+		arg.Attempt,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
 const exportLogGet = `-- name: ExportLogGet :one
 SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at FROM export_logs WHERE id = $1 AND org_id = $2
 `
@@ -173,6 +265,44 @@ type ExportLogGetParams struct {
 
 func (q *Queries) ExportLogGet(ctx context.Context, arg ExportLogGetParams) (ExportLog, error) {
 	row := q.db.QueryRow(ctx, exportLogGet, arg.ID, arg.OrgID)
+	var i ExportLog
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.RequestedBy,
+		&i.ScheduleID,
+		&i.ScheduledFor,
+		&i.Options,
+		&i.Status,
+		&i.StoragePath,
+		&i.ArchiveSha256,
+		&i.SizeBytes,
+		&i.FileCount,
+		&i.FilesDone,
+		&i.FilesTotal,
+		&i.BytesDone,
+		&i.BytesTotal,
+		&i.Attempts,
+		&i.Error,
+		&i.RequestedAt,
+		&i.StartedAt,
+		&i.CompletedAt,
+		&i.PurgedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const exportLogGetForUpdate = `-- name: ExportLogGetForUpdate :one
+SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at FROM export_logs WHERE id = $1 FOR UPDATE
+`
+
+// project:export holds this lock while it starts, fails or completes a run, so a
+// cancel or a second delivery of the same export waits and then sees the outcome.
+func (q *Queries) ExportLogGetForUpdate(ctx context.Context, id int64) (ExportLog, error) {
+	row := q.db.QueryRow(ctx, exportLogGetForUpdate, id)
 	var i ExportLog
 	err := row.Scan(
 		&i.ID,
@@ -267,6 +397,53 @@ func (q *Queries) ExportLogListByProject(ctx context.Context, arg ExportLogListB
 	return items, nil
 }
 
+const exportLogListExpired = `-- name: ExportLogListExpired :many
+SELECT id, org_id, project_id, storage_path, completed_at FROM export_logs
+WHERE status = 'completed' AND purged_at IS NULL AND completed_at < $1
+ORDER BY completed_at, id
+LIMIT $2
+`
+
+type ExportLogListExpiredParams struct {
+	CompletedBefore *time.Time `json:"completed_before"`
+	MaxRows         int32      `json:"max_rows"`
+}
+
+type ExportLogListExpiredRow struct {
+	ID          int64      `json:"id"`
+	OrgID       int64      `json:"org_id"`
+	ProjectID   int64      `json:"project_id"`
+	StoragePath *string    `json:"storage_path"`
+	CompletedAt *time.Time `json:"completed_at"`
+}
+
+// Completed exports whose archive is older than the retention and still stored.
+func (q *Queries) ExportLogListExpired(ctx context.Context, arg ExportLogListExpiredParams) ([]ExportLogListExpiredRow, error) {
+	rows, err := q.db.Query(ctx, exportLogListExpired, arg.CompletedBefore, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []ExportLogListExpiredRow
+	for rows.Next() {
+		var i ExportLogListExpiredRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrgID,
+			&i.ProjectID,
+			&i.StoragePath,
+			&i.CompletedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const exportLogListStuck = `-- name: ExportLogListStuck :many
 SELECT id, org_id FROM export_logs
 WHERE status IN ('pending', 'running') AND updated_at < $1
@@ -303,4 +480,133 @@ func (q *Queries) ExportLogListStuck(ctx context.Context, arg ExportLogListStuck
 		return nil, err
 	}
 	return items, nil
+}
+
+const exportLogMarkPurged = `-- name: ExportLogMarkPurged :execrows
+UPDATE export_logs SET purged_at = $1
+WHERE id = $2 AND status = 'completed' AND purged_at IS NULL
+`
+
+type ExportLogMarkPurgedParams struct {
+	PurgedAt *time.Time `json:"purged_at"`
+	ID       int64      `json:"id"`
+}
+
+// Retention removed the archive; the row stays as the record of the export.
+func (q *Queries) ExportLogMarkPurged(ctx context.Context, arg ExportLogMarkPurgedParams) (int64, error) {
+	result, err := q.db.Exec(ctx, exportLogMarkPurged, arg.PurgedAt, arg.ID)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const exportLogNoteError = `-- name: ExportLogNoteError :execrows
+UPDATE export_logs SET error = $1
+WHERE id = $2 AND attempts = $3 AND status = 'running'
+`
+
+type ExportLogNoteErrorParams struct {
+	Error   *string `json:"error"`
+	ID      int64   `json:"id"`
+	Attempt int32   `json:"attempt"`
+}
+
+// Why the run holding @attempt did not finish this time (it will be retried).
+func (q *Queries) ExportLogNoteError(ctx context.Context, arg ExportLogNoteErrorParams) (int64, error) {
+	result, err := q.db.Exec(ctx, exportLogNoteError, arg.Error, arg.ID, arg.Attempt)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const exportLogSetProgress = `-- name: ExportLogSetProgress :execrows
+UPDATE export_logs SET
+    files_done = LEAST($1::integer, files_total),
+    bytes_done = LEAST($2::bigint, bytes_total)
+WHERE id = $3 AND attempts = $4 AND status = 'running'
+`
+
+type ExportLogSetProgressParams struct {
+	FilesDone int32 `json:"files_done"`
+	BytesDone int64 `json:"bytes_done"`
+	ID        int64 `json:"id"`
+	Attempt   int32 `json:"attempt"`
+}
+
+// Progress of the run holding @attempt, and its heartbeat (updated_at). No row:
+// the export was cancelled or a newer run took it over, and this run stops.
+func (q *Queries) ExportLogSetProgress(ctx context.Context, arg ExportLogSetProgressParams) (int64, error) {
+	result, err := q.db.Exec(ctx, exportLogSetProgress,
+		arg.FilesDone,
+		arg.BytesDone,
+		arg.ID,
+		arg.Attempt,
+	)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
+}
+
+const exportLogStart = `-- name: ExportLogStart :one
+UPDATE export_logs SET
+    status      = 'running',
+    started_at  = $1,
+    attempts    = attempts + 1,
+    files_done  = 0,
+    bytes_done  = 0,
+    files_total = $2,
+    bytes_total = $3
+WHERE id = $4 AND status IN ('pending', 'running')
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at
+`
+
+type ExportLogStartParams struct {
+	StartedAt  *time.Time `json:"started_at"`
+	FilesTotal int32      `json:"files_total"`
+	BytesTotal int64      `json:"bytes_total"`
+	ID         int64      `json:"id"`
+}
+
+// A run takes the export over: running from zero with the totals it is about to
+// pack. The incremented attempts is the run's identity; the updates below match
+// only the newest run, so a superseded one (a redelivery overtook it) stops.
+// error is kept: it says why the previous attempt did not finish.
+func (q *Queries) ExportLogStart(ctx context.Context, arg ExportLogStartParams) (ExportLog, error) {
+	row := q.db.QueryRow(ctx, exportLogStart,
+		arg.StartedAt,
+		arg.FilesTotal,
+		arg.BytesTotal,
+		arg.ID,
+	)
+	var i ExportLog
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.RequestedBy,
+		&i.ScheduleID,
+		&i.ScheduledFor,
+		&i.Options,
+		&i.Status,
+		&i.StoragePath,
+		&i.ArchiveSha256,
+		&i.SizeBytes,
+		&i.FileCount,
+		&i.FilesDone,
+		&i.FilesTotal,
+		&i.BytesDone,
+		&i.BytesTotal,
+		&i.Attempts,
+		&i.Error,
+		&i.RequestedAt,
+		&i.StartedAt,
+		&i.CompletedAt,
+		&i.PurgedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
 }

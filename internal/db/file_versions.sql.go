@@ -410,6 +410,109 @@ func (q *Queries) FileVersionListByFile(ctx context.Context, arg FileVersionList
 	return items, nil
 }
 
+const fileVersionListForExport = `-- name: FileVersionListForExport :many
+WITH approved AS (
+    SELECT j.file_version_id, j.result_version_id
+    FROM annotation_jobs j
+    WHERE j.project_id = $1 AND j.org_id = $2 AND j.deleted_at IS NULL
+      AND j.review_status = 'approved' AND j.result_version_id IS NOT NULL
+), raw AS (
+    SELECT a.file_version_id AS id FROM approved a WHERE $3::boolean
+    UNION
+    SELECT f.active_version_id AS id FROM files f
+    WHERE NOT $3::boolean
+      AND f.project_id = $1 AND f.org_id = $2 AND f.deleted_at IS NULL
+      AND f.file_type = 'dataset' AND f.active_version_id IS NOT NULL
+), llm AS (
+    SELECT DISTINCT ON (v.file_id) v.id
+    FROM file_versions v
+    JOIN files f ON f.id = v.file_id
+    WHERE $4::boolean
+      AND v.project_id = $1 AND v.org_id = $2
+      AND f.file_type = 'llm_output' AND f.deleted_at IS NULL
+      AND v.validation_status = 'valid'
+      AND v.source_file_version_id IN (SELECT r.id FROM raw r)
+    ORDER BY v.file_id, v.version_number DESC
+), picked AS (
+    SELECT 'annotations'::text AS kind, a.result_version_id AS id FROM approved a WHERE $3::boolean
+    UNION
+    SELECT 'files'::text AS kind, r.id FROM raw r WHERE $5::boolean
+    UNION
+    SELECT 'llm'::text AS kind, l.id FROM llm l
+)
+SELECT p.kind::text AS kind, v.id, v.file_id, v.version_number, v.storage_path, v.checksum, v.size_bytes,
+       v.mime_type, v.validation_status, f.name AS file_name
+FROM picked p
+JOIN file_versions v ON v.id = p.id
+JOIN files f ON f.id = v.file_id
+WHERE v.project_id = $1 AND v.org_id = $2 AND f.deleted_at IS NULL
+ORDER BY p.kind, v.id
+`
+
+type FileVersionListForExportParams struct {
+	ProjectID          int64 `json:"project_id"`
+	OrgID              int64 `json:"org_id"`
+	IncludeAnnotations bool  `json:"include_annotations"`
+	IncludeLlm         bool  `json:"include_llm"`
+	IncludeFiles       bool  `json:"include_files"`
+}
+
+type FileVersionListForExportRow struct {
+	Kind             string           `json:"kind"`
+	ID               int64            `json:"id"`
+	FileID           int64            `json:"file_id"`
+	VersionNumber    int32            `json:"version_number"`
+	StoragePath      string           `json:"storage_path"`
+	Checksum         *string          `json:"checksum"`
+	SizeBytes        *int64           `json:"size_bytes"`
+	MimeType         *string          `json:"mime_type"`
+	ValidationStatus ValidationStatus `json:"validation_status"`
+	FileName         string           `json:"file_name"`
+}
+
+// What an export may pack, by kind: 'annotations' are the approved jobs' result
+// versions; 'files' are raw dataset versions: the approved jobs' own versions when
+// annotations are included (results travel with the bytes they describe), else the
+// active version of every dataset file; 'llm' are the model outputs made from those
+// raw versions, the latest valid one per llm_output file. Rows come back whatever
+// their validation status: the caller packs the valid ones and counts the rest.
+func (q *Queries) FileVersionListForExport(ctx context.Context, arg FileVersionListForExportParams) ([]FileVersionListForExportRow, error) {
+	rows, err := q.db.Query(ctx, fileVersionListForExport,
+		arg.ProjectID,
+		arg.OrgID,
+		arg.IncludeAnnotations,
+		arg.IncludeLlm,
+		arg.IncludeFiles,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []FileVersionListForExportRow
+	for rows.Next() {
+		var i FileVersionListForExportRow
+		if err := rows.Scan(
+			&i.Kind,
+			&i.ID,
+			&i.FileID,
+			&i.VersionNumber,
+			&i.StoragePath,
+			&i.Checksum,
+			&i.SizeBytes,
+			&i.MimeType,
+			&i.ValidationStatus,
+			&i.FileName,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const fileVersionListStuckPending = `-- name: FileVersionListStuckPending :many
 SELECT id, org_id FROM file_versions
 WHERE validation_status = 'pending' AND updated_at < $1
@@ -585,7 +688,8 @@ func (q *Queries) FileVersionMarkValid(ctx context.Context, arg FileVersionMarkV
 
 const fileVersionResetForRevalidation = `-- name: FileVersionResetForRevalidation :one
 UPDATE file_versions
-SET validation_status = 'pending', validation_error = NULL, validated_at = NULL, validation_attempts = 0
+SET validation_status = 'pending', validation_error = NULL, validated_at = NULL, validation_attempts = 0,
+    checksum = NULL, size_bytes = NULL, mime_type = NULL, duplicate_of = NULL
 WHERE id = $1 AND org_id = $2
 RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at
 `

@@ -47,6 +47,41 @@ func (q *Queries) LLMRunFindCached(ctx context.Context, cacheKey string) (LlmRun
 	return i, err
 }
 
+const lLMRunGet = `-- name: LLMRunGet :one
+SELECT id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at FROM llm_runs WHERE id = $1
+`
+
+func (q *Queries) LLMRunGet(ctx context.Context, id int64) (LlmRun, error) {
+	row := q.db.QueryRow(ctx, lLMRunGet, id)
+	var i LlmRun
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.FileVersionID,
+		&i.Model,
+		&i.PromptHash,
+		&i.SchemaHash,
+		&i.InputSha256,
+		&i.CacheKey,
+		&i.Status,
+		&i.Error,
+		&i.Attempts,
+		&i.PromptTokens,
+		&i.CompletionTokens,
+		&i.LatencyMs,
+		&i.CostUsd,
+		&i.CachedFromID,
+		&i.OutputVersionID,
+		&i.RawOutput,
+		&i.StartedAt,
+		&i.FinishedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
 const lLMRunGetBySettings = `-- name: LLMRunGetBySettings :one
 SELECT id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at FROM llm_runs
 WHERE file_version_id = $1 AND model = $2 AND prompt_hash = $3 AND schema_hash = $4

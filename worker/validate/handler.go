@@ -1,0 +1,667 @@
+package validate
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/minio/minio-go/v7"
+
+	"github.com/labelq/labelq/internal/database"
+	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/logging"
+	"github.com/labelq/labelq/internal/metrics"
+	"github.com/labelq/labelq/internal/outbox"
+	"github.com/labelq/labelq/internal/queue"
+	"github.com/labelq/labelq/internal/storage"
+	"github.com/labelq/labelq/internal/verify"
+	"github.com/labelq/labelq/worker/match"
+	"github.com/labelq/labelq/worker/preannotate"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultMissingAttempts = 5
+	DefaultMissingDelay    = 2 * time.Second
+	DefaultMissingMaxDelay = time.Minute
+	DefaultBaseTimeout     = time.Minute
+	DefaultMinThroughput   = 20_000_000 // bytes per second
+	DefaultReadAhead       = 3
+)
+
+// Errors a task ends with that no retry can fix (each is wrapped with
+// asynq.SkipRetry by ProcessTask).
+var (
+	ErrBadPayload      = errors.New("bad file:validate payload")
+	ErrVersionNotFound = errors.New("file version not found")
+)
+
+// Options tune the handler. The zero value is ready to use: every zero field means
+// its default.
+type Options struct {
+	// MissingAttempts is how many times a version whose object is not in the bucket
+	// is looked at before it is marked missing. Default 5: a version can be
+	// registered while its bytes are still on their way (a presigned PUT or a
+	// multipart upload still completing), so "not there" is only final after a few
+	// looks.
+	MissingAttempts int
+	// MissingDelay is the wait before the second look; it doubles (with jitter, see
+	// queue.Backoff) after each further miss, up to MissingMaxDelay. Defaults 2 s and
+	// 1 min.
+	MissingDelay    time.Duration
+	MissingMaxDelay time.Duration
+
+	// BaseTimeout and MinThroughput bound each pass over an object: a pass that takes
+	// longer than BaseTimeout + size/MinThroughput is cut off and the task retried.
+	// A fixed timeout would either kill a healthy 50 GiB upload or let a stalled 1 KiB
+	// read hang for hours. Defaults 1 min and 20 MB/s.
+	BaseTimeout   time.Duration
+	MinThroughput int64
+
+	// ReadAhead is how many Verify.BufferSize buffers are fetched ahead of the hash,
+	// on a goroutine of their own, for objects larger than two buffers. Receiving
+	// from a socket costs about as much CPU as SHA-256 itself (0.5 s per GiB here),
+	// so with a spare core the two overlap; on a machine with no spare core it
+	// neither helps nor hurts measurably. Default 3; negative turns it off.
+	ReadAhead int
+
+	// Verify is the base of the options handed to internal/verify; a project's
+	// allowed_content_types overrides AllowList per file type.
+	Verify verify.Options
+}
+
+func (o Options) withDefaults() Options {
+	if o.MissingAttempts <= 0 {
+		o.MissingAttempts = DefaultMissingAttempts
+	}
+	if o.MissingDelay <= 0 {
+		o.MissingDelay = DefaultMissingDelay
+	}
+	if o.MissingMaxDelay <= 0 {
+		o.MissingMaxDelay = DefaultMissingMaxDelay
+	}
+	o.MissingMaxDelay = max(o.MissingMaxDelay, o.MissingDelay)
+	if o.BaseTimeout <= 0 {
+		o.BaseTimeout = DefaultBaseTimeout
+	}
+	if o.MinThroughput <= 0 {
+		o.MinThroughput = DefaultMinThroughput
+	}
+	if o.ReadAhead == 0 {
+		o.ReadAhead = DefaultReadAhead
+	}
+	return o
+}
+
+// Deps are what the handler needs; Log, Metrics and Now may be nil.
+type Deps struct {
+	Pool    *pgxpool.Pool
+	Store   *storage.Store
+	Log     *slog.Logger
+	Metrics *metrics.Metrics
+	Now     func() time.Time
+	Options Options
+}
+
+// Handler processes file:validate tasks.
+type Handler struct {
+	pool    *pgxpool.Pool
+	store   *storage.Store
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	now     func() time.Time
+	opts    Options
+}
+
+// NewHandler builds the handler.
+func NewHandler(d Deps) *Handler {
+	h := &Handler{pool: d.Pool, store: d.Store, log: d.Log, metrics: d.Metrics, now: d.Now, opts: d.Options.withDefaults()}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	return h
+}
+
+// ProcessTask validates one version. It returns nil when the version was decided
+// valid (or had already been decided), a queue.Permanent error when it was decided
+// corrupt, rejected or missing or the task itself is bad, a queue.RetryAfter error
+// while the object may still be arriving, and any other error for transient
+// failures, leaving the version pending.
+func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	log := logging.From(ctx, h.log)
+	p, err := decodePayload(t.Payload())
+	if err != nil {
+		log.ErrorContext(ctx, "file:validate task dropped: bad payload",
+			slog.String("reason", err.Error()), slog.Int("payload_bytes", len(t.Payload())))
+		return queue.Permanent(err)
+	}
+	log = log.With(slog.Int64("version_id", p.VersionID))
+
+	row, err := db.New(h.pool).FileVersionGetForValidation(ctx, p.VersionID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		log.ErrorContext(ctx, "file:validate task dropped: no such version")
+		return queue.Permanent(fmt.Errorf("version %d: %w", p.VersionID, ErrVersionNotFound))
+	}
+	if err != nil {
+		return fmt.Errorf("read version %d: %w", p.VersionID, err)
+	}
+	if st := row.FileVersion.ValidationStatus; st != db.ValidationStatusPending {
+		// A redelivery, or a retry of a run that committed and then lost its
+		// acknowledgement: the decision is made and must not be made twice.
+		log.InfoContext(ctx, "version already validated; nothing to do", slog.String("status", string(st)))
+		return nil
+	}
+	log = log.With(slog.Int64("org_id", row.FileVersion.OrgID), slog.Int64("project_id", row.FileVersion.ProjectID),
+		slog.Int64("file_id", row.FileVersion.FileID))
+	return h.validate(ctx, log, row)
+}
+
+func decodePayload(b []byte) (Payload, error) {
+	var p Payload
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("%w: want a JSON object such as {\"version_id\": 42}: %w", ErrBadPayload, err)
+	}
+	if p.VersionID <= 0 {
+		return p, fmt.Errorf("%w: version_id is missing or not a positive integer", ErrBadPayload)
+	}
+	return p, nil
+}
+
+// validate reads the object and decides. Nothing is written before the decision
+// except the count of attempts that found no object.
+func (h *Handler) validate(ctx context.Context, log *slog.Logger, row db.FileVersionGetForValidationRow) error {
+	v := row.FileVersion
+	opts, err := h.verifyOptions(row)
+	if err != nil {
+		// A project setting, not this version's fault: retry (with backoff) until an
+		// admin fixes it; the version stays pending meanwhile.
+		log.ErrorContext(ctx, "project allow-list unusable; version left pending", slog.String("error", err.Error()))
+		return err
+	}
+
+	info, err := h.store.Client.StatObject(ctx, h.store.Bucket, v.StoragePath, minio.StatObjectOptions{Checksum: true})
+	if err != nil {
+		if objectMissing(err) {
+			return h.missing(ctx, log, row, err)
+		}
+		return fmt.Errorf("stat object %q of version %d: %w", v.StoragePath, v.ID, err)
+	}
+	refs := references(row, info)
+	size := info.Size
+	if pre := verify.Precheck(refs, opts); pre.Verdict != verify.Valid {
+		// Decided by the metadata alone (a truncated upload, an empty object):
+		// reading the bytes would only confirm it.
+		return h.decide(ctx, log, row, outcome{report: pre, size: &size})
+	}
+
+	m, rep, err := h.read(ctx, v.StoragePath, info, refs, opts)
+	switch {
+	case errors.Is(err, verify.ErrTooLarge):
+		rep = verify.Report{Verdict: verify.Rejected, Findings: []verify.Finding{{
+			Verdict: verify.Rejected, Code: verify.CodeTooLarge, Message: err.Error(),
+		}}}
+		return h.decide(ctx, log, row, outcome{report: rep, size: &size})
+	case err != nil && objectMissing(err):
+		// Deleted between Stat and Get.
+		return h.missing(ctx, log, row, err)
+	case err != nil:
+		return fmt.Errorf("read object %q of version %d: %w", v.StoragePath, v.ID, err)
+	}
+	return h.decide(ctx, log, row, outcome{report: rep, m: &m, size: &m.Size})
+}
+
+// verifyOptions are the handler's verify options with the project's allow-list laid
+// over the operator's (file types the project does not mention keep theirs).
+func (h *Handler) verifyOptions(row db.FileVersionGetForValidationRow) (verify.Options, error) {
+	opts := h.opts.Verify
+	raw := row.AllowedContentTypes
+	if len(raw) == 0 || string(raw) == "null" {
+		return opts, nil
+	}
+	var project map[string][]string
+	if err := json.Unmarshal(raw, &project); err != nil {
+		return opts, fmt.Errorf("project %d: allowed_content_types is not an object of file type to media types: %w",
+			row.FileVersion.ProjectID, err)
+	}
+	merged := maps.Clone(opts.AllowList)
+	if merged == nil {
+		merged = make(map[string][]string, len(project))
+	}
+	maps.Copy(merged, project)
+	opts.AllowList = merged
+	return opts, nil
+}
+
+// references gathers what the bytes are checked against: the registration's
+// declarations and what storage says about the object.
+func references(row db.FileVersionGetForValidationRow, info minio.ObjectInfo) verify.References {
+	v := row.FileVersion
+	size := info.Size
+	refs := verify.References{
+		FileType:       string(row.FileType),
+		DeclaredSHA256: deref(v.ExpectedSha256),
+		DeclaredSize:   v.ExpectedSize,
+		DeclaredMIME:   deref(v.ExpectedMimeType),
+		ObjectSize:     &size,
+		ETag:           info.ETag,
+		// With server-side encryption the ETag is not an MD5 of the plaintext.
+		ETagNotMD5: info.Metadata.Get("X-Amz-Server-Side-Encryption") != "" ||
+			info.Metadata.Get("X-Amz-Server-Side-Encryption-Customer-Algorithm") != "",
+	}
+	for _, c := range []struct {
+		alg   verify.Algorithm
+		value string
+	}{
+		{verify.SHA256, info.ChecksumSHA256},
+		{verify.SHA1, info.ChecksumSHA1},
+		{verify.SHA512, info.ChecksumSHA512},
+		{verify.MD5, info.ChecksumMD5},
+		{verify.CRC32, info.ChecksumCRC32},
+		{verify.CRC32C, info.ChecksumCRC32C},
+		{verify.CRC64NVME, info.ChecksumCRC64NVME},
+	} {
+		if c.value != "" {
+			refs.S3Checksums = append(refs.S3Checksums, verify.S3Checksum{Algorithm: c.alg, Value: c.value, Type: info.ChecksumMode})
+		}
+	}
+	return refs
+}
+
+// objectMissing tells "no such object" (the upload may still come) from "no such
+// bucket" (a configuration problem, retried like any outage rather than blamed on
+// the upload).
+func objectMissing(err error) bool {
+	var er minio.ErrorResponse
+	if !errors.As(err, &er) || er.Code == "NoSuchBucket" {
+		return false
+	}
+	return er.Code == "NoSuchKey" || er.StatusCode == http.StatusNotFound
+}
+
+// errSlowRead is the cause a pass is cancelled with when it overruns its budget.
+var errSlowRead = errors.New("object read slower than the minimum throughput")
+
+// read makes one streaming pass over the object (SHA-256, size, content type and the
+// extra digests the references call for), checks it, and for ZIP archives inspects
+// every entry through the same minio Object's ReadAt.
+func (h *Handler) read(ctx context.Context, key string, info minio.ObjectInfo, refs verify.References, opts verify.Options) (verify.Measurement, verify.Report, error) {
+	// One cancellable context for both passes, because the minio Object keeps the
+	// context it was opened with; the budget timer is re-armed for the second pass.
+	octx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	budget := h.passBudget(info.Size)
+	timer := time.AfterFunc(budget, func() { cancel(fmt.Errorf("%w: no result after %s", errSlowRead, budget)) })
+	defer timer.Stop()
+
+	getOpts := minio.GetObjectOptions{}
+	if info.ETag != "" {
+		// The bytes read must be the object Stat described; if it is replaced
+		// meanwhile the GET fails (412) and the task is retried on the new one.
+		if err := getOpts.SetMatchETag(info.ETag); err != nil {
+			return verify.Measurement{}, verify.Report{}, err
+		}
+	}
+	obj, err := h.store.Client.GetObject(octx, h.store.Bucket, key, getOpts)
+	if err != nil {
+		return verify.Measurement{}, verify.Report{}, err
+	}
+	defer obj.Close()
+
+	opts.Checksums = verify.Needed(refs)
+	var hashed int64
+	opts.Progress = func(n int64) {
+		if h.metrics != nil {
+			h.metrics.BytesHashed.Add(float64(n - hashed))
+		}
+		hashed = n
+	}
+	var m verify.Measurement
+	bufSize := opts.BufferSize
+	if bufSize <= 0 {
+		bufSize = verify.DefaultBufferSize
+	}
+	// Read-ahead only pays when there is a next buffer to fetch while one is hashed;
+	// for small objects it would only allocate.
+	src := cutShort{obj}
+	if h.opts.ReadAhead > 0 && info.Size > 2*int64(bufSize) {
+		ra := newReadAhead(src, h.opts.ReadAhead, bufSize)
+		m, err = verify.Measure(octx, ra, opts)
+		if err != nil {
+			cancel(err) // unblocks a read still in flight, so Close can return
+		}
+		ra.Close()
+	} else {
+		m, err = verify.Measure(octx, src, opts)
+	}
+	if err != nil {
+		return verify.Measurement{}, verify.Report{}, withCause(octx, err)
+	}
+	rep := verify.Check(m, refs, opts)
+	if rep.Verdict == verify.Valid && m.IsZip() {
+		timer.Reset(budget)
+		z, err := verify.InspectZip(octx, obj, m.Size, opts)
+		if err != nil {
+			return verify.Measurement{}, verify.Report{}, withCause(octx, err)
+		}
+		rep = rep.Merge(z)
+	}
+	return m, rep, nil
+}
+
+// passBudget is how long one pass over size bytes may take.
+func (h *Handler) passBudget(size int64) time.Duration {
+	return h.opts.BaseTimeout + time.Duration(float64(max(size, 0))/float64(h.opts.MinThroughput)*float64(time.Second))
+}
+
+// withCause names the budget overrun when that is why the pass was cancelled.
+func withCause(ctx context.Context, err error) error {
+	if cause := context.Cause(ctx); errors.Is(cause, errSlowRead) {
+		return fmt.Errorf("%w (%w)", cause, err)
+	}
+	return err
+}
+
+// missing counts an attempt that found no object; it asks for a later retry until
+// the attempts run out, then decides the version missing.
+func (h *Handler) missing(ctx context.Context, log *slog.Logger, row db.FileVersionGetForValidationRow, cause error) error {
+	v := row.FileVersion
+	n, err := db.New(h.pool).FileVersionIncrementAttempts(ctx, v.ID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		log.InfoContext(ctx, "version decided by another run meanwhile; nothing to do")
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("count attempt of version %d: %w", v.ID, err)
+	}
+	if int(n) < h.opts.MissingAttempts {
+		delay := queue.Backoff(int(n)-1, h.opts.MissingDelay, h.opts.MissingMaxDelay)
+		log.InfoContext(ctx, "object not in the bucket yet; will look again",
+			slog.String("storage_path", v.StoragePath), slog.Int("attempt", int(n)),
+			slog.Int("max_attempts", h.opts.MissingAttempts), slog.Duration("retry_in", delay))
+		return queue.RetryAfter(delay, fmt.Errorf("object %q of version %d not found (attempt %d of %d): %w",
+			v.StoragePath, v.ID, n, h.opts.MissingAttempts, cause))
+	}
+	msg := fmt.Sprintf("no object at %q in bucket %q (looked %d times); upload the file to that key, or register the version again with the key it was uploaded to, then validate it again",
+		v.StoragePath, h.store.Bucket, n)
+	return h.decide(ctx, log, row, outcome{missing: msg})
+}
+
+// outcome is a decision about a version: a report (valid, corrupt, rejected) or a
+// missing object.
+type outcome struct {
+	report  verify.Report
+	m       *verify.Measurement // nil when no bytes were read
+	size    *int64              // bytes measured, or storage's size when not read
+	missing string              // set for a missing object: the message
+}
+
+func (o outcome) status() db.ValidationStatus {
+	if o.missing != "" {
+		return db.ValidationStatusMissing
+	}
+	switch o.report.Verdict {
+	case verify.Valid:
+		return db.ValidationStatusValid
+	case verify.Corrupt:
+		return db.ValidationStatusCorrupt
+	default:
+		return db.ValidationStatusRejected
+	}
+}
+
+func (o outcome) message() string {
+	if o.missing != "" {
+		return o.missing
+	}
+	return o.report.Message()
+}
+
+// eventType is the event_log type of each outcome.
+func eventType(s db.ValidationStatus) string {
+	if s == db.ValidationStatusValid {
+		return "validated"
+	}
+	return string(s)
+}
+
+// committed is what the outcome's transaction did.
+type committed struct {
+	changed     bool // false: another run had decided the version already
+	duplicateOf *int64
+	active      bool
+	jobID       int64
+	queued      []string // task types added to the outbox
+}
+
+// decide writes the outcome and everything that follows from it in one transaction,
+// then turns it into the task's result.
+func (h *Handler) decide(ctx context.Context, log *slog.Logger, row db.FileVersionGetForValidationRow, o outcome) error {
+	v := row.FileVersion
+	status := o.status()
+	var res committed
+	err := database.Tx(ctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
+		res = committed{}
+		// Re-check under the row lock: a concurrent run (a redelivered task, the
+		// reconciler's copy) may have decided while this one was reading.
+		cur, err := q.FileVersionGetForUpdate(ctx, v.ID)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return ErrVersionNotFound
+		}
+		if err != nil {
+			return fmt.Errorf("lock version: %w", err)
+		}
+		if cur.ValidationStatus != db.ValidationStatusPending {
+			return nil
+		}
+		res.changed = true
+		if status == db.ValidationStatusValid {
+			err = h.commitValid(ctx, q, row, o, &res)
+		} else {
+			err = h.commitFailed(ctx, q, v, status, o)
+		}
+		if err != nil {
+			return err
+		}
+		return h.event(ctx, q, v, status, o, res)
+	})
+	if errors.Is(err, ErrVersionNotFound) {
+		log.ErrorContext(ctx, "version deleted while it was validated")
+		return queue.Permanent(fmt.Errorf("version %d: %w", v.ID, err))
+	}
+	if err != nil {
+		return fmt.Errorf("record %s outcome of version %d: %w", status, v.ID, err)
+	}
+	if !res.changed {
+		log.InfoContext(ctx, "version decided by another run meanwhile; nothing to do")
+		return nil
+	}
+
+	attrs := []any{slog.String("status", string(status))}
+	if o.m != nil {
+		attrs = append(attrs, slog.String("sha256", o.m.SHA256Hex()))
+	}
+	if o.size != nil {
+		attrs = append(attrs, slog.Int64("size_bytes", *o.size))
+	}
+	if status == db.ValidationStatusValid {
+		attrs = append(attrs, slog.String("mime_type", o.report.ContentType), slog.Bool("active", res.active),
+			slog.Any("queued", res.queued))
+		if res.duplicateOf != nil {
+			attrs = append(attrs, slog.Int64("duplicate_of", *res.duplicateOf))
+		}
+		log.InfoContext(ctx, "version valid", attrs...)
+		return nil
+	}
+	msg := o.message()
+	log.WarnContext(ctx, "version not valid", append(attrs, slog.String("reason", msg))...)
+	// Archived, not retried: the same bytes give the same answer. The reason is on
+	// the row for people; the error is for asynqmon.
+	return queue.Permanent(fmt.Errorf("version %d is %s: %s", v.ID, status, msg))
+}
+
+func (h *Handler) commitValid(ctx context.Context, q *db.Queries, row db.FileVersionGetForValidationRow, o outcome, res *committed) error {
+	v := row.FileVersion
+	sum := o.m.SHA256Hex()
+	if err := q.FileVersionLockChecksum(ctx, db.FileVersionLockChecksumParams{Checksum: sum, ProjectID: v.ProjectID}); err != nil {
+		return fmt.Errorf("lock checksum: %w", err)
+	}
+	dup, err := q.FileVersionFindDuplicate(ctx, db.FileVersionFindDuplicateParams{ProjectID: v.ProjectID, Checksum: &sum, ID: v.ID})
+	switch {
+	case err == nil:
+		res.duplicateOf = &dup
+	case !errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("find duplicate: %w", err)
+	}
+	now := h.now()
+	mime := o.report.ContentType
+	if _, err := q.FileVersionMarkValid(ctx, db.FileVersionMarkValidParams{
+		ID: v.ID, Checksum: &sum, SizeBytes: &o.m.Size, MimeType: nonEmpty(mime), ValidatedAt: &now,
+		DuplicateOf: res.duplicateOf,
+	}); err != nil {
+		return fmt.Errorf("mark valid: %w", err)
+	}
+	if row.Retired {
+		return nil // the file or project is deleted: judged, but nothing follows
+	}
+
+	dataset := row.FileType == db.FileTypeDataset
+	n, err := q.FileSetActiveVersion(ctx, db.FileSetActiveVersionParams{
+		VersionID: v.ID, MarkReady: dataset, FileID: v.FileID, VersionNumber: v.VersionNumber,
+	})
+	if err != nil {
+		return fmt.Errorf("set active version: %w", err)
+	}
+	res.active = n > 0
+	// Only a dataset version that is now the file's active one is worth annotating:
+	// a version superseded before it was validated would be wasted work.
+	if !dataset || !res.active {
+		return nil
+	}
+	job, err := q.AnnotationJobCreate(ctx, db.AnnotationJobCreateParams{
+		OrgID: v.OrgID, ProjectID: v.ProjectID, FileID: v.FileID, FileVersionID: v.ID, Priority: db.JobPriorityMedium,
+	})
+	switch {
+	case err == nil:
+		res.jobID = job.ID
+	case !errors.Is(err, pgx.ErrNoRows): // no row: the job exists from an earlier validation
+		return fmt.Errorf("create annotation job: %w", err)
+	}
+	if row.LlmEnabled {
+		if _, err := outbox.Add(ctx, q, preannotate.Intent(v.OrgID, v.ID, "")); err != nil {
+			return err
+		}
+		res.queued = append(res.queued, preannotate.TypeName)
+	}
+	if res.jobID != 0 {
+		if _, err := outbox.Add(ctx, q, match.TriggerIntent(v.OrgID, v.ProjectID, fmt.Sprint(v.ID))); err != nil {
+			return err
+		}
+		res.queued = append(res.queued, match.TypeName)
+	}
+	return nil
+}
+
+func (h *Handler) commitFailed(ctx context.Context, q *db.Queries, v db.FileVersion, status db.ValidationStatus, o outcome) error {
+	now := h.now()
+	msg := o.message()
+	arg := db.FileVersionMarkFailedParams{
+		ID: v.ID, ValidationStatus: status, ValidationError: &msg, ValidatedAt: &now, SizeBytes: o.size,
+	}
+	if o.m != nil {
+		sum := o.m.SHA256Hex()
+		arg.Checksum = &sum
+		arg.MimeType = nonEmpty(o.report.ContentType)
+	}
+	if _, err := q.FileVersionMarkFailed(ctx, arg); err != nil {
+		return fmt.Errorf("mark %s: %w", status, err)
+	}
+	return nil
+}
+
+// event writes the outcome's one event_log entry. The dedup key names the task, so a
+// redelivered task never logs twice, while a requested re-validation (a new task id)
+// logs its own outcome.
+func (h *Handler) event(ctx context.Context, q *db.Queries, v db.FileVersion, status db.ValidationStatus, o outcome, res committed) error {
+	taskID, ok := asynq.GetTaskID(ctx)
+	if !ok || taskID == "" {
+		taskID = TaskIDPrefix(v.ID)
+	}
+	typ := eventType(status)
+	meta := map[string]any{"file_id": v.FileID, "version_number": v.VersionNumber, "task_id": taskID}
+	if o.m != nil {
+		meta["checksum"] = o.m.SHA256Hex()
+	}
+	if o.size != nil {
+		meta["size_bytes"] = *o.size
+	}
+	if ct := o.report.ContentType; ct != "" {
+		meta["mime_type"] = ct
+	}
+	if status == db.ValidationStatusValid {
+		meta["active"] = res.active
+		if res.duplicateOf != nil {
+			meta["duplicate_of"] = *res.duplicateOf
+		}
+		if res.jobID != 0 {
+			meta["job_id"] = res.jobID
+		}
+		if len(res.queued) > 0 {
+			meta["queued"] = res.queued
+		}
+	} else {
+		meta["error"] = o.message()
+		codes := make([]string, 0, len(o.report.Findings))
+		for _, f := range o.report.Findings {
+			codes = append(codes, string(f.Code))
+		}
+		if len(codes) > 0 {
+			meta["codes"] = codes
+		}
+	}
+	if len(o.report.Notes) > 0 {
+		meta["notes"] = o.report.Notes
+	}
+	if a := o.report.Archive; a != nil {
+		meta["archive"] = map[string]any{
+			"entries": a.Entries, "files": a.Files, "uncompressed_bytes": a.UncompressedBytes,
+			"nested_archives": a.NestedArchives,
+		}
+	}
+	b, err := json.Marshal(meta)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	key := fmt.Sprintf("file_version:%d:%s:%s", v.ID, typ, taskID)
+	if err := q.EventLogInsert(ctx, db.EventLogInsertParams{
+		OrgID: v.OrgID, EntityType: db.EntityTypeFileVersion, EntityID: v.ID, EventType: typ,
+		DedupKey: &key, Metadata: b,
+	}); err != nil {
+		return fmt.Errorf("log %s event: %w", typ, err)
+	}
+	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
+}
+
+func nonEmpty(s string) *string {
+	if s == "" {
+		return nil
+	}
+	return &s
+}
