@@ -30,3 +30,69 @@ INSERT INTO export_logs (org_id, project_id, schedule_id, scheduled_for, options
 VALUES (@org_id, @project_id, @schedule_id, @scheduled_for, @options)
 ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
 RETURNING *;
+
+-- name: ExportLogGetForUpdate :one
+-- project:export holds this lock while it starts, fails or completes a run, so a
+-- cancel or a second delivery of the same export waits and then sees the outcome.
+SELECT * FROM export_logs WHERE id = @id FOR UPDATE;
+
+-- name: ExportLogStart :one
+-- A run takes the export over: running from zero with the totals it is about to
+-- pack. The incremented attempts is the run's identity; the updates below match
+-- only the newest run, so a superseded one (a redelivery overtook it) stops.
+-- error is kept: it says why the previous attempt did not finish.
+UPDATE export_logs SET
+    status      = 'running',
+    started_at  = @started_at,
+    attempts    = attempts + 1,
+    files_done  = 0,
+    bytes_done  = 0,
+    files_total = @files_total,
+    bytes_total = @bytes_total
+WHERE id = @id AND status IN ('pending', 'running')
+RETURNING *;
+
+-- name: ExportLogSetProgress :execrows
+-- Progress of the run holding @attempt, and its heartbeat (updated_at). No row:
+-- the export was cancelled or a newer run took it over, and this run stops.
+UPDATE export_logs SET
+    files_done = LEAST(@files_done::integer, files_total),
+    bytes_done = LEAST(@bytes_done::bigint, bytes_total)
+WHERE id = @id AND attempts = @attempt AND status = 'running';
+
+-- name: ExportLogNoteError :execrows
+-- Why the run holding @attempt did not finish this time (it will be retried).
+UPDATE export_logs SET error = @error
+WHERE id = @id AND attempts = @attempt AND status = 'running';
+
+-- name: ExportLogComplete :one
+-- The archive is in the bucket: the run holding @attempt records it.
+UPDATE export_logs SET
+    status         = 'completed',
+    storage_path   = @storage_path,
+    archive_sha256 = @archive_sha256,
+    size_bytes     = @size_bytes,
+    file_count     = @file_count,
+    files_done     = files_total,
+    bytes_done     = bytes_total,
+    error          = NULL,
+    completed_at   = @completed_at
+WHERE id = @id AND attempts = @attempt AND status = 'running'
+RETURNING *;
+
+-- name: ExportLogFail :execrows
+-- A failure that retrying cannot fix (corrupt stored bytes, deleted project).
+UPDATE export_logs SET status = 'failed', error = @error, completed_at = @completed_at
+WHERE id = @id AND attempts = @attempt AND status IN ('pending', 'running');
+
+-- name: ExportLogListExpired :many
+-- Completed exports whose archive is older than the retention and still stored.
+SELECT id, org_id, project_id, storage_path, completed_at FROM export_logs
+WHERE status = 'completed' AND purged_at IS NULL AND completed_at < @completed_before
+ORDER BY completed_at, id
+LIMIT @max_rows;
+
+-- name: ExportLogMarkPurged :execrows
+-- Retention removed the archive; the row stays as the record of the export.
+UPDATE export_logs SET purged_at = @purged_at
+WHERE id = @id AND status = 'completed' AND purged_at IS NULL;

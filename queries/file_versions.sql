@@ -146,3 +146,14 @@ JOIN file_versions v ON v.id = p.id
 JOIN files f ON f.id = v.file_id
 WHERE v.project_id = @project_id AND v.org_id = @org_id AND f.deleted_at IS NULL
 ORDER BY p.kind, v.id;
+
+-- name: FileVersionListPreannotationLost :many
+-- Versions whose pre-annotation was requested (an outbox row exists) but never
+-- started (no llm_runs row): the task was lost before its first run.
+SELECT v.id, v.org_id FROM file_versions v
+WHERE v.validation_status = 'valid' AND v.updated_at < @older_than
+  AND EXISTS (SELECT 1 FROM outbox o WHERE o.task_type = 'file:preannotate'
+              AND (o.task_id = 'file:preannotate:' || v.id OR o.task_id LIKE 'file:preannotate:' || v.id || ':%'))
+  AND NOT EXISTS (SELECT 1 FROM llm_runs r WHERE r.file_version_id = v.id)
+ORDER BY v.id
+LIMIT @max_rows;

@@ -31,7 +31,8 @@ WHERE cache_key = @cache_key::text AND status = 'succeeded' AND cached_from_id I
 -- name: LLMRunRecord :one
 -- Sets a run's status and adds one step's usage to it. Usage accumulates over
 -- attempts (a retried call was still paid for); error, raw_output, output_version_id
--- and cached_from_id are set as given. finished_at is set by terminal statuses.
+-- and cached_from_id are set as given. finished_at is set by terminal statuses. A
+-- succeeded run is final: no row comes back, and the caller leaves it be.
 UPDATE llm_runs SET
     status            = @status::llm_run_status,
     attempts          = attempts + @calls::integer,
@@ -45,7 +46,7 @@ UPDATE llm_runs SET
     cached_from_id    = sqlc.narg('cached_from_id'),
     started_at        = COALESCE(started_at, now()),
     finished_at       = CASE WHEN @status::llm_run_status IN ('succeeded', 'failed', 'skipped') THEN now() END
-WHERE id = @id
+WHERE id = @id AND status <> 'succeeded'
 RETURNING *;
 
 -- name: LLMRunSkipOthers :execrows
@@ -70,3 +71,6 @@ WHERE status IN ('pending', 'running') AND updated_at < @older_than
 GROUP BY file_version_id, org_id
 ORDER BY file_version_id
 LIMIT @max_rows;
+
+-- name: LLMRunGet :one
+SELECT * FROM llm_runs WHERE id = @id;

@@ -513,6 +513,48 @@ func (q *Queries) FileVersionListForExport(ctx context.Context, arg FileVersionL
 	return items, nil
 }
 
+const fileVersionListPreannotationLost = `-- name: FileVersionListPreannotationLost :many
+SELECT v.id, v.org_id FROM file_versions v
+WHERE v.validation_status = 'valid' AND v.updated_at < $1
+  AND EXISTS (SELECT 1 FROM outbox o WHERE o.task_type = 'file:preannotate'
+              AND (o.task_id = 'file:preannotate:' || v.id OR o.task_id LIKE 'file:preannotate:' || v.id || ':%'))
+  AND NOT EXISTS (SELECT 1 FROM llm_runs r WHERE r.file_version_id = v.id)
+ORDER BY v.id
+LIMIT $2
+`
+
+type FileVersionListPreannotationLostParams struct {
+	OlderThan time.Time `json:"older_than"`
+	MaxRows   int32     `json:"max_rows"`
+}
+
+type FileVersionListPreannotationLostRow struct {
+	ID    int64 `json:"id"`
+	OrgID int64 `json:"org_id"`
+}
+
+// Versions whose pre-annotation was requested (an outbox row exists) but never
+// started (no llm_runs row): the task was lost before its first run.
+func (q *Queries) FileVersionListPreannotationLost(ctx context.Context, arg FileVersionListPreannotationLostParams) ([]FileVersionListPreannotationLostRow, error) {
+	rows, err := q.db.Query(ctx, fileVersionListPreannotationLost, arg.OlderThan, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []FileVersionListPreannotationLostRow
+	for rows.Next() {
+		var i FileVersionListPreannotationLostRow
+		if err := rows.Scan(&i.ID, &i.OrgID); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
 const fileVersionListStuckPending = `-- name: FileVersionListStuckPending :many
 SELECT id, org_id FROM file_versions
 WHERE validation_status = 'pending' AND updated_at < $1

@@ -1,0 +1,655 @@
+package preannotate
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math/rand/v2"
+	"strings"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/minio/minio-go/v7"
+
+	"github.com/labelq/labelq/internal/database"
+	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/llm"
+	"github.com/labelq/labelq/internal/logging"
+	"github.com/labelq/labelq/internal/metrics"
+	"github.com/labelq/labelq/internal/queue"
+	"github.com/labelq/labelq/internal/ratelimit"
+	"github.com/labelq/labelq/internal/storage"
+)
+
+// Defaults for the zero values of Options.
+const (
+	DefaultBusyRetry         = 5 * time.Second
+	DefaultBudgetJitter      = 10 * time.Minute
+	DefaultRateLimitFallback = 10 * time.Second
+)
+
+// imageTokens is what one image part is budgeted at before the call: OpenAI's
+// charge for a 1024×1024 image at detail "auto", the common case. The provider
+// reports the real figure afterwards.
+const imageTokens = 765
+
+// Errors a task ends with that no retry can fix (wrapped with asynq.SkipRetry).
+var (
+	ErrBadPayload      = errors.New("bad file:preannotate payload")
+	ErrVersionNotFound = errors.New("file version not found")
+	ErrNotEligible     = errors.New("version cannot be pre-annotated")
+)
+
+// Options tune the handler; every zero field means its default.
+type Options struct {
+	// BusyRetry is the delay before a task retries when another task (in any
+	// process) is calling the model for identical content: by then that call has
+	// usually finished and this task reuses its output. Jitter of up to half is
+	// added. Default 5 s.
+	BusyRetry time.Duration
+	// BudgetJitter spreads the tasks a spent daily token budget delays over this
+	// much time after midnight UTC, so they do not all start in the same second.
+	// Default 10 min.
+	BudgetJitter time.Duration
+	// RateLimitFallback is the delay after a provider 429 that named none.
+	// Default 10 s.
+	RateLimitFallback time.Duration
+}
+
+func (o Options) withDefaults() Options {
+	if o.BusyRetry <= 0 {
+		o.BusyRetry = DefaultBusyRetry
+	}
+	if o.BudgetJitter <= 0 {
+		o.BudgetJitter = DefaultBudgetJitter
+	}
+	if o.RateLimitFallback <= 0 {
+		o.RateLimitFallback = DefaultRateLimitFallback
+	}
+	return o
+}
+
+// Deps are what the handler needs; Log, Metrics and Now may be nil.
+type Deps struct {
+	Pool    *pgxpool.Pool
+	Store   *storage.Store
+	LLM     *llm.Client
+	Limiter *ratelimit.Limiter
+	Log     *slog.Logger
+	Metrics *metrics.Metrics
+	Now     func() time.Time
+	Options Options
+}
+
+// Handler processes file:preannotate tasks.
+type Handler struct {
+	pool    *pgxpool.Pool
+	store   *storage.Store
+	llm     *llm.Client
+	limiter *ratelimit.Limiter
+	log     *slog.Logger
+	metrics *metrics.Metrics
+	now     func() time.Time
+	opts    Options
+}
+
+// NewHandler builds the handler.
+func NewHandler(d Deps) *Handler {
+	h := &Handler{
+		pool: d.Pool, store: d.Store, llm: d.LLM, limiter: d.Limiter, log: d.Log,
+		metrics: d.Metrics, now: d.Now, opts: d.Options.withDefaults(),
+	}
+	if h.log == nil {
+		h.log = slog.New(slog.DiscardHandler)
+	}
+	if h.now == nil {
+		h.now = time.Now
+	}
+	return h
+}
+
+// job is one task's view of the world, read once at the start.
+type job struct {
+	log     *slog.Logger
+	version db.FileVersion
+	file    db.File
+	project db.Project
+	req     llm.Request
+	key     llm.CacheKey
+	run     db.LlmRun
+}
+
+// ProcessTask pre-annotates one version. It returns nil when the output is stored
+// (now, or by an earlier run), when the run is skipped (unsupported content, LLM
+// turned off), a queue.Permanent error when the run failed for good or the task is
+// bad, a queue.RetryAfter error when a limit (ours, the provider's, the daily
+// budget) asks to wait, and any other error for transient failures, which asynq
+// retries with backoff.
+func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+	log := logging.From(ctx, h.log)
+	p, err := decodePayload(t.Payload())
+	if err != nil {
+		log.ErrorContext(ctx, "file:preannotate task dropped: bad payload",
+			slog.String("reason", err.Error()), slog.Int("payload_bytes", len(t.Payload())))
+		return queue.Permanent(err)
+	}
+	log = log.With(slog.Int64("version_id", p.VersionID))
+	j, err := h.load(ctx, log, p.VersionID)
+	if err != nil || j == nil {
+		return err
+	}
+	return h.process(ctx, j)
+}
+
+func decodePayload(b []byte) (Payload, error) {
+	var p Payload
+	if err := json.Unmarshal(b, &p); err != nil {
+		return p, fmt.Errorf("%w: want a JSON object such as {\"version_id\": 42}: %w", ErrBadPayload, err)
+	}
+	if p.VersionID <= 0 {
+		return p, fmt.Errorf("%w: version_id is missing or not a positive integer", ErrBadPayload)
+	}
+	return p, nil
+}
+
+// load reads the version, its file and project, checks the version can be
+// pre-annotated, and finds (or creates) the run for the project's current
+// settings. A nil job and nil error mean there is nothing to do.
+func (h *Handler) load(ctx context.Context, log *slog.Logger, versionID int64) (*job, error) {
+	q := db.New(h.pool)
+	v, err := q.FileVersionGetByID(ctx, versionID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		log.ErrorContext(ctx, "file:preannotate task dropped: no such version")
+		return nil, queue.Permanent(fmt.Errorf("version %d: %w", versionID, ErrVersionNotFound))
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read version %d: %w", versionID, err)
+	}
+	log = log.With(slog.Int64("org_id", v.OrgID), slog.Int64("project_id", v.ProjectID), slog.Int64("file_id", v.FileID))
+	ineligible := func(reason string) (*job, error) {
+		// Open runs of the version would otherwise look stuck to the reconciler,
+		// which would queue this task again and again.
+		if _, err := q.LLMRunSkipOthers(ctx, db.LLMRunSkipOthersParams{Reason: reason, FileVersionID: v.ID}); err != nil {
+			return nil, fmt.Errorf("close runs of version %d: %w", v.ID, err)
+		}
+		log.WarnContext(ctx, "file:preannotate task dropped: version cannot be pre-annotated", slog.String("reason", reason))
+		return nil, queue.Permanent(fmt.Errorf("version %d: %w: %s", v.ID, ErrNotEligible, reason))
+	}
+	switch {
+	case v.ValidationStatus != db.ValidationStatusValid:
+		return ineligible(fmt.Sprintf("the version is %s; only valid versions are pre-annotated", v.ValidationStatus))
+	case v.Checksum == nil:
+		return ineligible("the version has no measured checksum")
+	case v.GenerationMethod == db.GenerationMethodLlm:
+		return ineligible("the version is itself a model output")
+	}
+	f, err := q.FileGet(ctx, db.FileGetParams{ID: v.FileID, OrgID: v.OrgID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ineligible("the file has been deleted")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read file %d: %w", v.FileID, err)
+	}
+	if f.FileType != db.FileTypeDataset {
+		return ineligible(fmt.Sprintf("the file is a %s file; only dataset files are pre-annotated", f.FileType))
+	}
+	pr, err := q.ProjectGetByID(ctx, v.ProjectID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return ineligible("the project has been deleted")
+	}
+	if err != nil {
+		return nil, fmt.Errorf("read project %d: %w", v.ProjectID, err)
+	}
+	if !pr.LlmEnabled {
+		return nil, h.disabled(ctx, log, q, v)
+	}
+
+	req := llm.Request{
+		Model:        pr.LlmModel,
+		Temperature:  pr.LlmTemperature,
+		MaxTokens:    int(pr.LlmMaxTokens),
+		SystemPrompt: pr.LlmSystemPrompt,
+		Instructions: pr.RequirementsText,
+		Schema:       pr.AnnotationSchema,
+		Input:        llm.Input{Name: f.Name, ContentType: contentType(v)},
+	}
+	key, err := h.llm.CacheKey(*v.Checksum, req)
+	if err != nil {
+		return ineligible("the project's annotation schema is not valid JSON: " + err.Error())
+	}
+	run, err := q.LLMRunInsert(ctx, db.LLMRunInsertParams{
+		OrgID: v.OrgID, ProjectID: v.ProjectID, FileVersionID: v.ID,
+		Model: key.Model, PromptHash: key.PromptHash, SchemaHash: key.SchemaHash, InputSha256: key.InputSHA256,
+	})
+	if errors.Is(err, pgx.ErrNoRows) {
+		run, err = q.LLMRunGetBySettings(ctx, db.LLMRunGetBySettingsParams{
+			FileVersionID: v.ID, Model: key.Model, PromptHash: key.PromptHash, SchemaHash: key.SchemaHash,
+		})
+	}
+	if err != nil {
+		return nil, fmt.Errorf("find run of version %d: %w", v.ID, err)
+	}
+	log = log.With(slog.Int64("run_id", run.ID), slog.String("model", key.Model))
+	if run.Status == db.LlmRunStatusSucceeded || run.Status == db.LlmRunStatusSkipped {
+		// A redelivered or repeated task: the outcome stands, and touching the
+		// row would make "run twice" differ from "run once".
+		log.InfoContext(ctx, "version already pre-annotated with these settings; nothing to do", slog.String("status", string(run.Status)))
+		return nil, nil
+	}
+	if _, err := q.LLMRunSkipOthers(ctx, db.LLMRunSkipOthersParams{
+		Reason:        fmt.Sprintf("superseded by run %d: the project's LLM settings changed", run.ID),
+		FileVersionID: v.ID, KeepID: run.ID,
+	}); err != nil {
+		return nil, fmt.Errorf("close superseded runs of version %d: %w", v.ID, err)
+	}
+	return &job{log: log, version: v, file: f, project: pr, req: req, key: key, run: run}, nil
+}
+
+// disabled records that the project does not pre-annotate (once per version) and
+// closes any run left open from when it did.
+func (h *Handler) disabled(ctx context.Context, log *slog.Logger, q *db.Queries, v db.FileVersion) error {
+	const reason = "LLM pre-annotation is disabled for the project"
+	if _, err := q.LLMRunSkipOthers(ctx, db.LLMRunSkipOthersParams{Reason: reason, FileVersionID: v.ID}); err != nil {
+		return fmt.Errorf("close runs of version %d: %w", v.ID, err)
+	}
+	if err := event(ctx, q, v, "preannotation_skipped", fmt.Sprintf("preannotate:version:%d:disabled", v.ID),
+		map[string]any{"reason": reason}); err != nil {
+		return err
+	}
+	log.InfoContext(ctx, "pre-annotation skipped: disabled for the project")
+	return nil
+}
+
+// contentType is the measured MIME type, else the declared one.
+func contentType(v db.FileVersion) string {
+	for _, s := range []*string{v.MimeType, v.ExpectedMimeType} {
+		if s != nil && strings.TrimSpace(*s) != "" {
+			return *s
+		}
+	}
+	return "application/octet-stream"
+}
+
+// process takes a loaded run to its outcome.
+func (h *Handler) process(ctx context.Context, j *job) error {
+	// Find out whether the content can be sent at all before reading a byte of
+	// it: a one-byte stand-in makes BuildPrompt judge the type and charset alone.
+	probe := j.req
+	probe.Input.Data = []byte(" ")
+	pp, err := h.llm.BuildPrompt(probe)
+	var unsupported *llm.UnsupportedContentError
+	if errors.As(err, &unsupported) {
+		return h.skip(ctx, j, unsupported.Error())
+	}
+	if err != nil {
+		return h.fail(ctx, j, usage{}, strings.TrimPrefix(err.Error(), "llm: "), nil)
+	}
+	lim := h.llm.Limits()
+	isImage := hasImage(pp)
+	if isImage && j.version.SizeBytes != nil && *j.version.SizeBytes > lim.MaxImageBytes {
+		// Judged on the measured size: the bounded read below would only see the
+		// first MaxImageBytes+1 bytes and report that as the size.
+		return h.skip(ctx, j, (&llm.UnsupportedContentError{ContentType: j.req.Input.ContentType, Reason: fmt.Sprintf(
+			"the image is %d bytes, over the %d-byte limit", *j.version.SizeBytes, lim.MaxImageBytes)}).Error())
+	}
+
+	// One process at a time per cache key, everywhere: two tasks for the same
+	// bytes must not both pay. The loser comes back once the winner's output is
+	// committed and reuses it. (llm_runs_paid_cache_key stands behind this if Redis
+	// ever loses the lock.)
+	lock, err := h.limiter.TryLock(ctx, "cache:"+keyHash(j.key))
+	if err != nil {
+		return fmt.Errorf("lock cache key: %w", err)
+	}
+	if lock == nil {
+		d := h.opts.BusyRetry + time.Duration(rand.Int64N(int64(h.opts.BusyRetry)/2+1))
+		j.log.InfoContext(ctx, "identical content is being pre-annotated by another task; waiting to reuse its output")
+		return queue.RetryAfter(d, errors.New("identical content is being pre-annotated by another task; this one will reuse its output"))
+	}
+	defer lock.Release()
+
+	q := db.New(h.pool)
+	// Read the run again under the lock: another task for this same run (an
+	// explicit re-run beside the pipeline's) may have finished it meanwhile, and
+	// must not be paid for or overwritten a second time.
+	cur, err := q.LLMRunGet(ctx, j.run.ID)
+	if err != nil {
+		return fmt.Errorf("read run %d: %w", j.run.ID, err)
+	}
+	if cur.Status == db.LlmRunStatusSucceeded || cur.Status == db.LlmRunStatusSkipped {
+		j.log.InfoContext(ctx, "run finished by another task meanwhile; nothing to do")
+		return nil
+	}
+	j.run = cur
+	src, err := q.LLMRunFindCached(ctx, j.key.String())
+	switch {
+	case err == nil:
+		return h.reuse(ctx, j, src, usage{})
+	case !errors.Is(err, pgx.ErrNoRows):
+		return fmt.Errorf("look up cache: %w", err)
+	}
+
+	if err := h.checkBudget(ctx, j); err != nil {
+		return err
+	}
+
+	limit := int64(lim.MaxInputTokens)*4 + 1
+	if isImage {
+		limit = lim.MaxImageBytes + 1
+	}
+	data, err := h.read(ctx, j.version.StoragePath, limit)
+	if storage.IsNotFound(err) {
+		return h.fail(ctx, j, usage{}, fmt.Sprintf("the version's object %q is no longer in the bucket", j.version.StoragePath), nil)
+	}
+	if err != nil {
+		return fmt.Errorf("read object of version %d: %w", j.version.ID, err)
+	}
+	j.req.Input.Data = data
+	prompt, err := h.llm.BuildPrompt(j.req)
+	if errors.As(err, &unsupported) {
+		return h.skip(ctx, j, unsupported.Error()) // the file is empty
+	}
+	if err != nil {
+		return h.fail(ctx, j, usage{}, strings.TrimPrefix(err.Error(), "llm: "), nil)
+	}
+
+	if j.run, err = h.record(ctx, j, db.LlmRunStatusRunning, usage{}, nil, nil); err != nil {
+		return err
+	}
+	return h.call(ctx, j, prompt)
+}
+
+func hasImage(p llm.Prompt) bool {
+	for _, m := range p.Messages {
+		for _, part := range m.Parts {
+			if part.ImageURL != "" {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+// estimate is the token count the shared limiter reserves for a call: the prompt
+// estimated the way providers estimate it when admitting a request, plus every
+// reply token the call may use.
+func estimate(p llm.Prompt, maxTokens int) int {
+	n, images := 0, 0
+	for _, m := range p.Messages {
+		for _, part := range m.Parts {
+			n += len(part.Text)
+			if part.ImageURL != "" {
+				images++
+			}
+		}
+	}
+	return llm.EstimateTokens(n) + images*imageTokens + maxTokens
+}
+
+// keyHash names a cache key in object keys and lock names: short, and without the
+// model name's arbitrary characters.
+func keyHash(k llm.CacheKey) string {
+	s := sha256.Sum256([]byte(k.String()))
+	return hex.EncodeToString(s[:16])
+}
+
+// read returns at most limit bytes of the object: BuildPrompt never sends more
+// than its budget of a text, and refuses images over its size limit, so more
+// would be read for nothing. A text cut here reports its size to the model as
+// the bytes read (a lower bound), and says it was truncated.
+func (h *Handler) read(ctx context.Context, key string, limit int64) ([]byte, error) {
+	obj, err := h.store.Client.GetObject(ctx, h.store.Bucket, key, minio.GetObjectOptions{})
+	if err != nil {
+		return nil, err
+	}
+	defer obj.Close()
+	return io.ReadAll(io.LimitReader(obj, limit))
+}
+
+// checkBudget delays the task to the next UTC day when the project has spent its
+// daily token budget ("today" is the runs created since midnight UTC). The check
+// is soft: tasks that passed it just before the budget ran out still make their
+// call, so a day can overshoot by the calls in flight at that moment.
+func (h *Handler) checkBudget(ctx context.Context, j *job) error {
+	budget := j.project.LlmDailyTokenBudget
+	if budget == nil {
+		return nil
+	}
+	now := h.now().UTC()
+	day := time.Date(now.Year(), now.Month(), now.Day(), 0, 0, 0, 0, time.UTC)
+	used, err := db.New(h.pool).LLMTokensUsedSince(ctx, db.LLMTokensUsedSinceParams{ProjectID: j.project.ID, Since: day})
+	if err != nil {
+		return fmt.Errorf("read today's token use: %w", err)
+	}
+	if used < *budget {
+		return nil
+	}
+	next := day.Add(24 * time.Hour)
+	wait := next.Sub(now) + time.Duration(rand.Int64N(int64(h.opts.BudgetJitter)+1))
+	note := fmt.Sprintf("the project's daily token budget (%d) is spent (%d used today): waiting until after %s",
+		*budget, used, next.Format(time.RFC3339))
+	if j.run, err = h.record(ctx, j, db.LlmRunStatusPending, usage{}, &note, nil); err != nil {
+		return err
+	}
+	j.log.InfoContext(ctx, "daily token budget spent; pre-annotation delayed to the next day",
+		slog.Int64("budget", *budget), slog.Int64("used", used), slog.Duration("wait", wait))
+	return queue.RetryAfter(wait, errors.New(note))
+}
+
+// usage is what calls cost, added to the run.
+type usage struct {
+	calls, promptTokens, completionTokens, latencyMs int
+	cost                                             float64
+}
+
+func (u *usage) add(resp llm.Response) {
+	if resp.Latency > 0 {
+		u.calls++ // the request went out; failures before sending are not attempts
+	}
+	u.promptTokens += resp.PromptTokens
+	u.completionTokens += resp.CompletionTokens
+	u.latencyMs += int(resp.Latency.Milliseconds())
+	u.cost += resp.Cost
+}
+
+// complete makes one call under the shared limits.
+func (h *Handler) complete(ctx context.Context, j *job, req llm.Request, prompt llm.Prompt, u *usage) (llm.Response, error) {
+	permit, err := h.limiter.Acquire(ctx, estimate(prompt, req.MaxTokens))
+	if err != nil {
+		return llm.Response{}, err
+	}
+	resp, err := h.llm.Complete(ctx, req)
+	permit.Release()
+	u.add(resp)
+	if h.metrics != nil {
+		h.metrics.LLMTokens.WithLabelValues("prompt").Add(float64(resp.PromptTokens))
+		h.metrics.LLMTokens.WithLabelValues("completion").Add(float64(resp.CompletionTokens))
+	}
+	j.log.DebugContext(ctx, "model call", slog.Duration("latency", resp.Latency),
+		slog.Int("usage_in", resp.PromptTokens), slog.Int("usage_out", resp.CompletionTokens), slog.Bool("ok", err == nil))
+	return resp, err
+}
+
+// call sends the request, makes the one repair attempt a schema-invalid reply
+// gets, and stores the result.
+func (h *Handler) call(ctx context.Context, j *job, prompt llm.Prompt) error {
+	var u usage
+	resp, err := h.complete(ctx, j, j.req, prompt, &u)
+	if err != nil {
+		return h.callFailed(ctx, j, u, resp, err)
+	}
+	if len(j.req.Schema) > 0 {
+		if verr := llm.ValidateOutput(j.req.Schema, resp.Content); verr != nil {
+			j.log.InfoContext(ctx, "reply does not satisfy the annotation schema; one repair attempt", slog.String("problem", verr.Error()))
+			repair := j.req.WithRepair(resp.Content, verr)
+			resp, err = h.complete(ctx, j, repair, llm.RepairPrompt(prompt, resp.Content, verr), &u)
+			if err != nil {
+				return h.callFailed(ctx, j, u, resp, err)
+			}
+			if verr := llm.ValidateOutput(j.req.Schema, resp.Content); verr != nil {
+				reason := "the model's reply does not satisfy the annotation schema, even after one repair attempt: " +
+					strings.TrimPrefix(verr.Error(), "llm: ")
+				return h.fail(ctx, j, u, reason, &resp.Content)
+			}
+		}
+	} else if strings.TrimSpace(resp.Content) == "" {
+		return h.fail(ctx, j, u, fmt.Sprintf("the model returned an empty reply (finish_reason %q)", resp.FinishReason), nil)
+	}
+	return h.storeNew(ctx, j, u, resp)
+}
+
+// callFailed records a failed call on the run and turns it into the task's
+// outcome.
+func (h *Handler) callFailed(ctx context.Context, j *job, u usage, resp llm.Response, err error) error {
+	var wait *ratelimit.WaitError
+	if errors.As(err, &wait) {
+		// Our own limits: nothing was sent. Come back when the limit allows.
+		d := wait.Wait + time.Duration(rand.Int64N(int64(wait.Wait)/10+int64(time.Second)))
+		j.log.DebugContext(ctx, "shared rate limit reached; task rescheduled", slog.String("limit", wait.Limit), slog.Duration("wait", d))
+		if u.calls > 0 { // the first call of a repair went out
+			if _, rerr := h.record(ctx, j, db.LlmRunStatusRunning, u, nil, nil); rerr != nil {
+				return rerr
+			}
+		}
+		return queue.RetryAfter(d, err)
+	}
+	kind, after := llm.Classify(err)
+	reason := strings.TrimPrefix(err.Error(), "llm: ")
+	switch kind {
+	case llm.KindRateLimited:
+		if after <= 0 {
+			after = h.opts.RateLimitFallback
+		}
+		// Every worker shares the provider's quota: pause them all, not only
+		// this task.
+		if perr := h.limiter.Pause(ctx, after); perr != nil {
+			j.log.WarnContext(ctx, "could not pause the shared limiter", slog.String("error", perr.Error()))
+		}
+		if _, rerr := h.record(ctx, j, db.LlmRunStatusRunning, u, &reason, nil); rerr != nil {
+			return rerr
+		}
+		// A little jitter, never earlier than asked.
+		d := after + time.Duration(rand.Int64N(int64(after)/10+1))
+		j.log.WarnContext(ctx, "provider rate limit; task rescheduled", slog.Duration("retry_after", d))
+		return queue.RetryAfter(d, err)
+	case llm.KindTransient:
+		if lastAttempt(ctx) {
+			return h.fail(ctx, j, u, "gave up after the task's last retry: "+reason, nil)
+		}
+		if _, rerr := h.record(ctx, j, db.LlmRunStatusRunning, u, &reason, nil); rerr != nil {
+			return rerr
+		}
+		j.log.WarnContext(ctx, "model call failed; will retry", slog.String("reason", reason))
+		// A plain error: asynq retries with queue.RetryDelay's exponential
+		// backoff and jitter, and counts it against the task's retries.
+		return fmt.Errorf("pre-annotate version %d: %w", j.version.ID, err)
+	case llm.KindRefusal:
+		var raw *string
+		if resp.Refusal != "" {
+			raw = &resp.Refusal
+		}
+		return h.fail(ctx, j, u, reason, raw)
+	default:
+		return h.fail(ctx, j, u, reason, nil)
+	}
+}
+
+// lastAttempt reports whether asynq will not retry this task after a failure.
+func lastAttempt(ctx context.Context) bool {
+	n, ok1 := asynq.GetRetryCount(ctx)
+	m, ok2 := asynq.GetMaxRetry(ctx)
+	return ok1 && ok2 && n >= m
+}
+
+// record writes a non-final step (status, usage, error) on the run. It uses a
+// context of its own: tokens already spent must be recorded even when the task's
+// context has just ended.
+func (h *Handler) record(ctx context.Context, j *job, status db.LlmRunStatus, u usage, errText, raw *string) (db.LlmRun, error) {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	run, err := db.New(h.pool).LLMRunRecord(wctx, recordParams(j.run.ID, status, u, errText, raw, nil, nil))
+	if errors.Is(err, pgx.ErrNoRows) {
+		return j.run, nil // another task finished the run meanwhile; its outcome stands
+	}
+	if err != nil {
+		return j.run, fmt.Errorf("record run %d: %w", j.run.ID, err)
+	}
+	return run, nil
+}
+
+func recordParams(id int64, status db.LlmRunStatus, u usage, errText, raw *string, output, cachedFrom *int64) db.LLMRunRecordParams {
+	return db.LLMRunRecordParams{
+		ID: id, Status: status, Calls: int32(u.calls),
+		PromptTokens: int32(u.promptTokens), CompletionTokens: int32(u.completionTokens),
+		LatencyMs: int32(u.latencyMs), CostUsd: u.cost,
+		Error: errText, RawOutput: raw, OutputVersionID: output, CachedFromID: cachedFrom,
+	}
+}
+
+// skip ends the run as skipped: nothing about this input can be pre-annotated, and
+// that is not a failure.
+func (h *Handler) skip(ctx context.Context, j *job, reason string) error {
+	reason = strings.TrimPrefix(reason, "llm: ")
+	err := database.Tx(ctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
+		run, err := q.LLMRunRecord(ctx, recordParams(j.run.ID, db.LlmRunStatusSkipped, usage{}, &reason, nil, nil, nil))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("mark run %d skipped: %w", j.run.ID, err)
+		}
+		return event(ctx, q, j.version, "preannotation_skipped", fmt.Sprintf("preannotate:run:%d:skipped", run.ID),
+			map[string]any{"run_id": run.ID, "reason": reason, "content_type": j.req.Input.ContentType})
+	})
+	if err != nil {
+		return err
+	}
+	j.log.InfoContext(ctx, "pre-annotation skipped", slog.String("reason", reason))
+	return nil
+}
+
+// fail ends the run as failed with a reason a person can act on, keeping the raw
+// reply when there is one, and ends the task without retry.
+func (h *Handler) fail(ctx context.Context, j *job, u usage, reason string, raw *string) error {
+	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
+	defer cancel()
+	err := database.Tx(wctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
+		run, err := q.LLMRunRecord(wctx, recordParams(j.run.ID, db.LlmRunStatusFailed, u, &reason, raw, nil, nil))
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil
+		}
+		if err != nil {
+			return fmt.Errorf("mark run %d failed: %w", j.run.ID, err)
+		}
+		meta := map[string]any{"run_id": run.ID, "reason": reason, "attempts": run.Attempts}
+		// Attempts in the key: an explicit re-run that fails again logs again.
+		return event(wctx, q, j.version, "preannotation_failed", fmt.Sprintf("preannotate:run:%d:failed:%d", run.ID, run.Attempts), meta)
+	})
+	if err != nil {
+		return err
+	}
+	j.log.WarnContext(ctx, "pre-annotation failed", slog.String("reason", reason), slog.Int("calls", u.calls))
+	return queue.Permanent(fmt.Errorf("pre-annotate version %d: %s", j.version.ID, reason))
+}
+
+// event writes the run's one event_log entry on the source version; the dedup key
+// makes a redelivered task's entry a no-op.
+func event(ctx context.Context, q *db.Queries, v db.FileVersion, typ, dedup string, meta map[string]any) error {
+	b, err := json.Marshal(meta)
+	if err != nil {
+		return fmt.Errorf("encode event: %w", err)
+	}
+	if err := q.EventLogInsert(ctx, db.EventLogInsertParams{
+		OrgID: v.OrgID, EntityType: db.EntityTypeFileVersion, EntityID: v.ID, EventType: typ, DedupKey: &dedup, Metadata: b,
+	}); err != nil {
+		return fmt.Errorf("write %s event: %w", typ, err)
+	}
+	return nil
+}

@@ -1,0 +1,130 @@
+package preannotate_test
+
+import (
+	"context"
+	"fmt"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hibiken/asynq"
+	"github.com/redis/go-redis/v9"
+	"github.com/stretchr/testify/require"
+
+	"github.com/labelq/labelq/internal/config"
+	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/llm"
+	"github.com/labelq/labelq/internal/llm/llmtest"
+	"github.com/labelq/labelq/internal/metrics"
+	"github.com/labelq/labelq/internal/ratelimit"
+	"github.com/labelq/labelq/internal/reconcile"
+	"github.com/labelq/labelq/worker/preannotate"
+)
+
+// handlerFromConfig is how internal/app builds the handler from its
+// configuration; it lives here so that those lines compile and run in a test.
+func handlerFromConfig(cfg *config.Config, deps preannotate.Deps, redisOpt asynq.RedisConnOpt) (*preannotate.Handler, error) {
+	client, err := llm.NewClient(llm.Config{BaseURL: cfg.LLMBaseURL, APIKey: cfg.LLMAPIKey, Timeout: cfg.LLMTimeout})
+	if err != nil {
+		return nil, err
+	}
+	rdb, ok := redisOpt.MakeRedisClient().(redis.UniversalClient)
+	if !ok {
+		return nil, fmt.Errorf("redis connection option %T makes no go-redis client", redisOpt)
+	}
+	lim, err := ratelimit.New(rdb, ratelimit.Config{
+		Prefix:            ratelimit.PrefixFor(cfg.LLMBaseURL),
+		RequestsPerMinute: cfg.LLMRequestsPerMinute,
+		TokensPerMinute:   cfg.LLMTokensPerMinute,
+		MaxConcurrent:     cfg.LLMMaxConcurrent,
+	})
+	if err != nil {
+		return nil, err
+	}
+	deps.LLM, deps.Limiter = client, lim
+	return preannotate.NewHandler(deps), nil
+}
+
+// preannotateFinder is the reconciler's finder for stuck pre-annotation runs, as
+// internal/app/wiring.go lists it.
+func preannotateFinder() reconcile.Finder {
+	return reconcile.Finder{
+		TaskType: preannotate.TypeName,
+		Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]reconcile.Item, error) {
+			rows, err := q.LLMRunListStuck(ctx, db.LLMRunListStuckParams{OlderThan: olderThan, MaxRows: limit})
+			items := make([]reconcile.Item, len(rows))
+			for i, r := range rows {
+				items[i] = reconcile.Item{OrgID: r.OrgID, EntityID: r.FileVersionID}
+			}
+			return items, err
+		},
+		Prefix: preannotate.TaskIDPrefix,
+		Intent: preannotate.Intent,
+	}
+}
+
+func TestHandlerFromConfig(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, worldOpts{})
+	const key = "sk-from-the-environment-0123456789"
+	srv := llmtest.New(t, llmtest.WithAPIKey(key))
+	cfg := w.env.Config(t, map[string]string{
+		"LABELQ_LLM_BASE_URL": srv.BaseURL(), "LABELQ_LLM_API_KEY": key,
+		"LABELQ_LLM_RPM": "600", "LABELQ_LLM_TPM": "200000", "LABELQ_LLM_MAX_CONCURRENT": "2",
+	})
+	redisOpt, err := cfg.RedisConnOpt()
+	require.NoError(t, err)
+	m := metrics.New()
+	h, err := handlerFromConfig(cfg, preannotate.Deps{
+		Pool: w.env.PG.Pool, Store: w.env.S3.Store, Log: quietLog(), Metrics: m, Now: time.Now,
+	}, redisOpt)
+	require.NoError(t, err)
+
+	v := w.valid("cfg.txt", "text/plain", []byte("Configured from the environment."), nil)
+	require.NoError(t, h.ProcessTask(context.Background(), task(t, v.ID)))
+	require.Equal(t, 1, srv.Stats().Succeeded)
+	require.Equal(t, db.LlmRunStatusSucceeded, w.run(v).Status)
+
+	mfs, err := m.Registry.Gather()
+	require.NoError(t, err)
+	var counted bool
+	for _, mf := range mfs {
+		if mf.GetName() == "labelq_llm_tokens_total" {
+			counted = len(mf.GetMetric()) == 2
+		}
+	}
+	require.True(t, counted, "prompt and completion tokens are counted")
+}
+
+func TestReconcilerRequeuesStuckRuns(t *testing.T) {
+	t.Parallel()
+	w := newWorld(t, worldOpts{})
+	ctx := context.Background()
+	stuck := w.valid("stuck.txt", "text/plain", []byte("Left running when Redis was flushed."), nil)
+	done := w.valid("done.txt", "text/plain", []byte("Finished."), nil)
+	w.srv.Next(llmtest.Fault{Status: 500})
+	require.Error(t, w.process(stuck)) // its retry would have lived in Redis
+	require.NoError(t, w.process(done))
+
+	inspector := asynq.NewInspector(w.env.Redis.Opt())
+	defer inspector.Close()
+	r := &reconcile.Reconciler{
+		Pool: w.env.PG.Pool, Inspector: inspector, Log: quietLog(), After: 5 * time.Minute,
+		Finders: []reconcile.Finder{preannotateFinder()},
+		// An hour later (updated_at is kept by a trigger, so rows cannot be aged).
+		Now: func() time.Time { return time.Now().Add(time.Hour) },
+	}
+	n, err := r.Run(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n, "only the unfinished run is requeued")
+
+	var taskID, payload string
+	require.NoError(t, w.env.PG.Pool.QueryRow(ctx, `SELECT task_id, payload::text FROM outbox WHERE task_type = $1`,
+		preannotate.TypeName).Scan(&taskID, &payload))
+	require.True(t, strings.HasPrefix(taskID, preannotate.TaskIDPrefix(stuck.ID)+":"), taskID)
+	require.JSONEq(t, fmt.Sprintf(`{"version_id": %d}`, stuck.ID), payload)
+
+	n, err = r.Run(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "its new task is waiting in the outbox")
+}
