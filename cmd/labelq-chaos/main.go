@@ -17,22 +17,37 @@ import (
 )
 
 func main() {
-	cfg := chaos.Full()
 	short := flag.Bool("short", false, "the short variant that runs inside make test")
 	load := flag.Int("load", 0, "a load run instead: this many versions through the whole pipeline, no faults")
-	flag.IntVar(&cfg.Versions, "versions", cfg.Versions, "uploads through the API")
-	flag.IntVar(&cfg.Workers, "workers", cfg.Workers, "worker processes")
-	flag.IntVar(&cfg.Kills, "kills", cfg.Kills, "kill -9 of a worker over the run")
-	flag.DurationVar(&cfg.Duration, "duration", cfg.Duration, "how long uploads and faults are spread over")
-	flag.StringVar(&cfg.Dir, "dir", "", "keep logs and data here (default: a temporary directory, removed)")
+	versions := flag.Int("versions", 0, "uploads through the API (default: the variant's)")
+	workers := flag.Int("workers", 0, "worker processes (default: the variant's)")
+	kills := flag.Int("kills", -1, "kill -9 of a worker over the run (default: the variant's)")
+	duration := flag.Duration("duration", 0, "how long uploads and faults are spread over (default: the variant's)")
+	dir := flag.String("dir", "", "keep logs and data here (default: a temporary directory, removed)")
 	flag.Parse()
-	if *short {
+
+	cfg := chaos.Full()
+	switch {
+	case *load > 0:
+		cfg = chaos.Load(*load)
+	case *short:
 		cfg = chaos.Short()
 	}
-	if *load > 0 {
-		cfg = chaos.Load(*load)
+	if *versions > 0 {
+		cfg.Versions = *versions
 	}
+	if *workers > 0 {
+		cfg.Workers = *workers
+	}
+	if *kills >= 0 {
+		cfg.Kills = *kills
+	}
+	if *duration > 0 {
+		cfg.Duration = *duration
+	}
+	cfg.Dir = *dir
 	cfg.Log = os.Stdout
+
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
 	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)

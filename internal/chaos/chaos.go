@@ -300,25 +300,34 @@ func (r *run) approveAndExport(ctx context.Context) error {
 		if ctx.Err() != nil && len(r.exportIDs) >= r.cfg.Exports {
 			return nil
 		}
-		var jobs struct {
+		// Jobs are approved once matched, as a platform would after the annotator's work.
+		var assigned struct {
 			Items []struct {
-				ID            int64 `json:"id"`
-				FileVersionID int64 `json:"file_version_id"`
+				ID    int64  `json:"id"`
+				JobID int64  `json:"job_id"`
+				Role  string `json:"role"`
 			} `json:"items"`
 		}
-		if err := r.api.call(context.WithoutCancel(ctx), "GET", fmt.Sprintf("/v1/projects/%d/jobs?after=%d&limit=200", r.projectID, after), nil, "", &jobs); err != nil {
+		if err := r.api.call(context.WithoutCancel(ctx), "GET", fmt.Sprintf("/v1/projects/%d/assignments?after=%d&limit=200", r.projectID, after), nil, "", &assigned); err != nil {
 			return err
 		}
-		for _, j := range jobs.Items {
-			after = max(after, j.ID)
-			if approved[j.ID] || j.ID%3 == 0 { // a third stays unapproved
+		for _, a := range assigned.Items {
+			after = max(after, a.ID)
+			if a.Role != "annotator" || approved[a.JobID] || a.JobID%3 == 0 { // a third stays in progress
 				continue
 			}
-			if err := r.api.call(context.WithoutCancel(ctx), "PATCH", fmt.Sprintf("/v1/jobs/%d", j.ID),
-				map[string]any{"status": "reviewed", "review_status": "approved", "result_version_id": j.FileVersionID}, "", nil); err != nil {
+			var job struct {
+				FileVersionID int64 `json:"file_version_id"`
+			}
+			if err := r.api.call(context.WithoutCancel(ctx), "PATCH", fmt.Sprintf("/v1/jobs/%d", a.JobID),
+				map[string]any{"status": "reviewed", "review_status": "approved"}, "", &job); err != nil {
 				return err
 			}
-			approved[j.ID] = true
+			if err := r.api.call(context.WithoutCancel(ctx), "PATCH", fmt.Sprintf("/v1/jobs/%d", a.JobID),
+				map[string]any{"result_version_id": job.FileVersionID}, "", nil); err != nil {
+				return err
+			}
+			approved[a.JobID] = true
 		}
 		if len(r.exportIDs) < r.cfg.Exports && (time.Now().After(nextExport) || ctx.Err() != nil) {
 			var e struct {

@@ -139,12 +139,13 @@ func (r *run) check(ctx context.Context) (*Report, error) {
 		WHERE status IN ('assigned', 'accepted', 'in_progress') GROUP BY job_id, role HAVING count(*) > 1) d`); err != nil {
 		return nil, err
 	}
-	unassigned, err := r.count(ctx, `SELECT count(*) FROM annotation_jobs j WHERE NOT EXISTS (SELECT 1 FROM assignments a
+	unassigned, err := r.count(ctx, `SELECT count(*) FROM annotation_jobs j WHERE j.deleted_at IS NULL
+		AND j.status IN ('not_started', 'in_progress') AND NOT EXISTS (SELECT 1 FROM assignments a
 		WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status IN ('assigned', 'accepted', 'in_progress'))`)
 	if err != nil {
 		return nil, err
 	}
-	rep.add("jobs_left_unassigned", fmt.Sprint(unassigned), "0", unassigned == 0)
+	rep.add("open_jobs_left_unassigned", fmt.Sprint(unassigned), "0", unassigned == 0)
 
 	// Pre-annotation: no cache key paid twice.
 	if err := zero("llm_cache_keys_paid_twice", `SELECT count(*) FROM (SELECT 1 FROM llm_runs WHERE status = 'succeeded'
