@@ -155,11 +155,24 @@ func BenchmarkValidate1GiB(b *testing.B) {
 		require.Equal(b, db.ValidationStatusValid, hs.version(b, v.ID).ValidationStatus)
 	}
 
+	// A second baseline: reading the same object from MinIO with no work at all. On a
+	// machine where MinIO shares the cores, this bounds what any validator can reach.
+	getStart := time.Now()
+	obj, err := hs.env.S3.Store.Client.GetObject(context.Background(), hs.env.S3.Store.Bucket, key, minio.GetObjectOptions{})
+	require.NoError(b, err)
+	n, err := io.Copy(io.Discard, obj)
+	require.NoError(b, err)
+	obj.Close()
+	require.EqualValues(b, benchTotal, n)
+	getMBps := float64(benchTotal) / time.Since(getStart).Seconds() / 1e6
+
 	validateMBps := float64(benchTotal) * float64(b.N) / elapsed / 1e6
 	shaMBps := float64(benchTotal) / shaSecs / 1e6
 	b.ReportMetric(validateMBps, "validate_MBps")
 	b.ReportMetric(shaMBps, "sha256_MBps")
 	b.ReportMetric(validateMBps/shaMBps, "ratio")
+	b.ReportMetric(getMBps, "raw_minio_get_MBps")
+	b.ReportMetric(validateMBps/getMBps, "ratio_vs_raw_get")
 	b.ReportMetric(float64(peak)/(1<<20), "peak_RSS_MiB")
 	b.Logf("peak RSS before the reset (upload and baseline): %d MiB", rssBefore>>20)
 }
