@@ -31,6 +31,9 @@ func (a *App) handlers() map[string]asynq.Handler {
 		match.TypeName:       match.NewHandler(match.Deps{Pool: a.Pool, Log: a.Log, Metrics: a.Metrics, Now: a.Now}),
 		validate.TypeName:    validate.NewHandler(validate.Deps{Pool: a.Pool, Store: a.Store, Log: a.Log, Metrics: a.Metrics, Now: a.Now}),
 		preannotate.TypeName: a.preannotateHandler(),
+		export.TypeName:      export.NewHandler(export.Deps{Pool: a.Pool, Store: a.Store, Log: a.Log, Metrics: a.Metrics, Now: a.Now, Version: Version}),
+		export.RetentionTypeName: &export.RetentionHandler{Pool: a.Pool, Store: a.Store, Log: a.Log,
+			Retention: a.Cfg.ExportRetention, Now: a.Now},
 	}
 }
 
@@ -148,7 +151,7 @@ func (a *App) periodicTasks() asynq.PeriodicTaskConfigProvider {
 			Cronspec: "@every " + every.String(),
 			Task:     asynq.NewTask(reconcile.TypeName, []byte(`{}`)),
 			Opts:     []asynq.Option{asynq.Queue(queue.QueueDefault), asynq.Unique(every), asynq.MaxRetry(0), asynq.Timeout(every)},
-		}}
+		}, export.RetentionPeriodicTask(time.Hour)}
 	}}
 }
 

@@ -1,0 +1,280 @@
+package export
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"io"
+	"slices"
+	"strings"
+
+	"github.com/minio/minio-go/v7"
+
+	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/zipstream"
+)
+
+// Selection is what an export packs: export_logs.options. The API stores it
+// normalised; a field that is absent (a row written by hand or by an older
+// version) takes the same default the API gives it: approved results and their
+// raw files, without model outputs. The worker keeps its own copy of the type
+// because internal/api imports this package.
+type Selection struct {
+	IncludeFiles       *bool `json:"include_files,omitempty"`
+	IncludeAnnotations *bool `json:"include_annotations,omitempty"`
+	IncludeLLM         *bool `json:"include_llm,omitempty"`
+}
+
+// parseSelection reads export_logs.options and fills the defaults.
+func parseSelection(raw json.RawMessage) (Selection, error) {
+	var s Selection
+	if len(bytes.TrimSpace(raw)) > 0 {
+		if err := json.Unmarshal(raw, &s); err != nil {
+			return Selection{}, fmt.Errorf("options are not a JSON object of include_files, include_annotations, include_llm: %w", err)
+		}
+	}
+	t, f := true, false
+	if s.IncludeFiles == nil {
+		s.IncludeFiles = &t
+	}
+	if s.IncludeAnnotations == nil {
+		s.IncludeAnnotations = &t
+	}
+	if s.IncludeLLM == nil {
+		s.IncludeLLM = &f
+	}
+	if !*s.IncludeFiles && !*s.IncludeAnnotations && !*s.IncludeLLM {
+		return Selection{}, fmt.Errorf("options include nothing: set at least one of include_files, include_annotations, include_llm")
+	}
+	return s, nil
+}
+
+// Archive folders, one per kind of content. The query returns the kind names;
+// the order here (alphabetical, like the paths) is the order in the archive.
+var prefixes = map[string]string{
+	"annotations": "annotations/",
+	"files":       "files/",
+	"llm":         "llm/",
+}
+
+// item is one file version in the archive.
+type item struct {
+	kind          string
+	path          string
+	fileID        int64
+	fileName      string
+	versionID     int64
+	versionNumber int32
+	key           string
+	sha256        string
+	size          int64
+	mime          string
+}
+
+// skipped is a version the selection named but the export cannot vouch for:
+// not (or no longer) valid, or without a measured checksum and size.
+type skipped struct {
+	versionID int64
+	status    db.ValidationStatus
+}
+
+// plan is everything a run packs, decided before the first byte is read.
+type plan struct {
+	items   []item
+	skipped []skipped
+	bytes   int64 // sum of the items' sizes
+
+	// header is manifest.json without its entries, which come from items.
+	header zipstream.Manifest
+	// manifest and index describe the generated files. Their bytes grow with
+	// the number of files (about 400 bytes a file together), so they are
+	// built once to learn their size and checksum and again when the archive
+	// reaches them, rather than held for the whole pack. Building is
+	// deterministic, and zipstream checks the rebuilt bytes against the
+	// recorded checksum like any other entry's.
+	manifest, index generated
+}
+
+// generated is a file labelq writes into the archive.
+type generated struct {
+	path, mime string
+	size       int64
+	sha256     string
+	build      func() ([]byte, error)
+}
+
+func newGenerated(path, mime string, build func() ([]byte, error)) (generated, error) {
+	b, err := build()
+	if err != nil {
+		return generated{}, err
+	}
+	return generated{path: path, mime: mime, size: int64(len(b)), sha256: sha256Hex(b), build: build}, nil
+}
+
+func (g generated) entry() zipstream.Entry {
+	return zipstream.Entry{
+		Path: g.path, Size: g.size, SHA256: g.sha256, MIMEType: g.mime,
+		Open: func(context.Context) (io.ReadCloser, error) {
+			b, err := g.build()
+			if err != nil {
+				return nil, err
+			}
+			return io.NopCloser(bytes.NewReader(b)), nil
+		},
+	}
+}
+
+// buildPlan orders the selected versions, names them and builds manifest.json
+// and index.csv. Only valid versions with a recorded checksum and size are
+// packed: those are the bytes labelq vouches for, and the recorded checksum is
+// what every packed byte is compared with. The order is by folder, then file
+// name (bytewise, not by the database's collation), then version id, so that
+// the same rows always give the same paths, including the " (2)" suffixes the
+// Namer hands out to duplicates.
+func buildPlan(e db.ExportLog, pr db.Project, sel Selection, rows []db.FileVersionListForExportRow, labelqVersion string) (*plan, error) {
+	p := &plan{}
+	seen := make(map[int64]bool, len(rows))
+	for _, r := range rows {
+		if _, ok := prefixes[r.Kind]; !ok {
+			return nil, fmt.Errorf("version %d: unknown export kind %q", r.ID, r.Kind)
+		}
+		if r.ValidationStatus != db.ValidationStatusValid || r.Checksum == nil || r.SizeBytes == nil {
+			p.skipped = append(p.skipped, skipped{versionID: r.ID, status: r.ValidationStatus})
+			continue
+		}
+		p.items = append(p.items, item{
+			kind: r.Kind, fileID: r.FileID, fileName: r.FileName, versionID: r.ID, versionNumber: r.VersionNumber,
+			key: r.StoragePath, sha256: strings.ToLower(*r.Checksum), size: *r.SizeBytes, mime: deref(r.MimeType),
+		})
+	}
+	slices.SortFunc(p.items, func(a, b item) int {
+		return cmp.Or(cmp.Compare(a.kind, b.kind), strings.Compare(a.fileName, b.fileName), cmp.Compare(a.versionID, b.versionID))
+	})
+	// A version lands in the archive once, under its first kind: exported_files
+	// is keyed by (export, version). The kinds come from different file types,
+	// so this only matters for rows that break that rule.
+	kept := p.items[:0]
+	for _, it := range p.items {
+		if !seen[it.versionID] {
+			seen[it.versionID] = true
+			kept = append(kept, it)
+		}
+	}
+	p.items = kept
+
+	namer := zipstream.NewNamer()
+	namer.Name("", zipstream.ManifestPath) // reserve the fixed names first
+	namer.Name("", zipstream.IndexPath)
+	opts, err := json.Marshal(sel)
+	if err != nil {
+		return nil, fmt.Errorf("encode options: %w", err)
+	}
+	p.header = zipstream.Manifest{
+		ExportID: e.ID, ProjectID: pr.ID, ProjectName: pr.Name, Options: opts,
+		CreatedAt: e.RequestedAt, LabelqVersion: labelqVersion,
+	}
+	for i := range p.items {
+		it := &p.items[i]
+		it.path = namer.Name(prefixes[it.kind], it.fileName)
+		p.bytes += it.size
+	}
+	if p.manifest, err = newGenerated(zipstream.ManifestPath, zipstream.ManifestMIME, p.manifestBytes); err != nil {
+		return nil, err
+	}
+	if p.index, err = newGenerated(zipstream.IndexPath, zipstream.IndexMIME, p.indexBytes); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// manifestBytes is manifest.json.
+func (p *plan) manifestBytes() ([]byte, error) {
+	m := p.header
+	m.Entries = make([]zipstream.ManifestEntry, len(p.items))
+	for i, it := range p.items {
+		m.Entries[i] = zipstream.ManifestEntry{
+			Path: it.path, FileID: it.fileID, VersionID: it.versionID, VersionNumber: it.versionNumber,
+			SHA256: it.sha256, Size: it.size, MIMEType: it.mime,
+		}
+	}
+	return m.Marshal()
+}
+
+// indexBytes is index.csv.
+func (p *plan) indexBytes() ([]byte, error) {
+	rows := make([]zipstream.IndexRow, len(p.items))
+	for i, it := range p.items {
+		rows[i] = zipstream.IndexRow{
+			Path: it.path, FileID: it.fileID, FileName: it.fileName, VersionID: it.versionID,
+			VersionNumber: it.versionNumber, SHA256: it.sha256, Size: it.size, MIMEType: it.mime,
+		}
+	}
+	return zipstream.IndexCSV(rows)
+}
+
+// entries is the plan as zipstream entries: manifest.json first, the files,
+// index.csv last. The manifest can go first because it is built from the
+// recorded checksums and a pack never succeeds with bytes that differ from
+// them (see zipstream's doc), so a reader streaming the archive meets it before
+// the files it describes.
+func (p *plan) entries(open func(key string) zipstream.Opener) []zipstream.Entry {
+	out := make([]zipstream.Entry, 0, len(p.items)+2)
+	out = append(out, p.manifest.entry())
+	for _, it := range p.items {
+		out = append(out, zipstream.Entry{
+			Path: it.path, Size: it.size, SHA256: it.sha256, MIMEType: it.mime, VersionID: it.versionID,
+			Open: open(it.key),
+		})
+	}
+	return append(out, p.index.entry())
+}
+
+// filesDone maps zipstream's progress, which counts manifest.json (the first
+// entry) and index.csv (the last) too, onto the row's files and bytes, which
+// count file versions only.
+func (p *plan) filesDone(pr zipstream.Progress) (files int32, bytes int64) {
+	f := min(max(pr.FilesDone-1, 0), len(p.items))
+	b := min(max(pr.BytesDone-p.manifest.size, 0), p.bytes)
+	return int32(f), b
+}
+
+// openObject returns an opener reading key from the bucket. It uses minio's
+// Core GetObject, which hands back the HTTP response body as it is: the
+// high-level Object adds a goroutine hand-off per Read and a lazy first
+// request, neither of which a front-to-back read needs. The body is bound to
+// ctx, which zipstream cancels when the pack stops.
+func openObject(core minio.Core, bucket string) func(key string) zipstream.Opener {
+	return func(key string) zipstream.Opener {
+		return func(ctx context.Context) (io.ReadCloser, error) {
+			body, _, _, err := core.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
+			if err != nil {
+				return nil, err
+			}
+			return body, nil
+		}
+	}
+}
+
+// objectKey is where an export's archive lives. It depends on the export only,
+// so a redelivered or retried export overwrites its own object and an export
+// never has more than one.
+func objectKey(orgID, projectID, exportID int64) string {
+	return fmt.Sprintf("orgs/%d/projects/%d/exports/%d.zip", orgID, projectID, exportID)
+}
+
+func sha256Hex(b []byte) string {
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:])
+}
+
+func deref[T any](p *T) T {
+	var zero T
+	if p == nil {
+		return zero
+	}
+	return *p
+}
