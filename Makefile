@@ -96,6 +96,10 @@ bench: tools services-db ## run the benchmarks and print one table of figures be
 	@mkdir -p .tmp
 	go test -run '^$$' -bench . -benchtime 1x -timeout 60m ./... | tee .tmp/bench.out | go run ./internal/benchtable
 
+.PHONY: longtest
+longtest: tools services-db ## the slow tests: ZIP64 beyond 4 GiB and 70,000-entry exports end to end
+	LABELQ_LONG_TESTS=1 go test -timeout 60m -run 'Huge|Long|ZIP64|Zip64' ./internal/zipstream/ ./worker/export/
+
 .PHONY: chaos
 chaos: tools services-db ## fault-injection run: real processes, kill -9, Redis/Postgres/MinIO outages, LLM 429s; prints the invariants
 	go run ./cmd/labelq-chaos
