@@ -21,7 +21,7 @@ type FileInput struct {
 }
 
 func createFile(c *Call) (int, any, error) {
-	pid, err := pathID(c.R, "project_id")
+	pid, err := c.projectFromPath()
 	if err != nil {
 		return 0, nil, err
 	}
@@ -41,9 +41,6 @@ func createFile(c *Call) (int, any, error) {
 	}
 	if err := v.Err(); err != nil {
 		return 0, nil, err
-	}
-	if _, err := c.Q.ProjectGet(c.R.Context(), db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
-		return 0, nil, orNotFound(err, "project")
 	}
 	ft := db.FileTypeDataset
 	if in.FileType != nil {
@@ -71,16 +68,13 @@ func getFile(c *Call) (int, any, error) {
 }
 
 func listFiles(c *Call) (int, any, error) {
-	pid, err := pathID(c.R, "project_id")
+	pid, err := c.projectFromPath()
 	if err != nil {
 		return 0, nil, err
 	}
 	after, limit, err := page(c.R)
 	if err != nil {
 		return 0, nil, err
-	}
-	if _, err := c.Q.ProjectGet(c.R.Context(), db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
-		return 0, nil, orNotFound(err, "project")
 	}
 	fs, err := c.Q.FileListByProject(c.R.Context(), db.FileListByProjectParams{ProjectID: pid, OrgID: c.OrgID, AfterID: after, MaxRows: limit})
 	if err != nil {

@@ -197,12 +197,9 @@ func updateProject(c *Call) (int, any, error) {
 }
 
 func llmUsage(c *Call) (int, any, error) {
-	id, err := pathID(c.R, "project_id")
+	id, err := c.projectFromPath()
 	if err != nil {
 		return 0, nil, err
-	}
-	if _, err := c.Q.ProjectGet(c.R.Context(), db.ProjectGetParams{ID: id, OrgID: c.OrgID}); err != nil {
-		return 0, nil, orNotFound(err, "project")
 	}
 	u, err := c.Q.LLMUsageByProject(c.R.Context(), db.LLMUsageByProjectParams{ProjectID: id, OrgID: c.OrgID})
 	if err != nil {
@@ -221,4 +218,17 @@ func nonNil[T any](s []T) []T {
 		return []T{}
 	}
 	return s
+}
+
+// projectFromPath reads {project_id} and checks the project exists in the caller's
+// organization.
+func (c *Call) projectFromPath() (int64, error) {
+	pid, err := pathID(c.R, "project_id")
+	if err != nil {
+		return 0, err
+	}
+	if _, err := c.Q.ProjectGet(c.R.Context(), db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
+		return 0, orNotFound(err, "project")
+	}
+	return pid, nil
 }

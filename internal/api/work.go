@@ -27,16 +27,13 @@ type JobInput struct {
 }
 
 func listJobs(c *Call) (int, any, error) {
-	pid, err := pathID(c.R, "project_id")
+	pid, err := c.projectFromPath()
 	if err != nil {
 		return 0, nil, err
 	}
 	after, limit, err := page(c.R)
 	if err != nil {
 		return 0, nil, err
-	}
-	if _, err := c.Q.ProjectGet(c.R.Context(), db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
-		return 0, nil, orNotFound(err, "project")
 	}
 	js, err := c.Q.AnnotationJobListByProject(c.R.Context(), db.AnnotationJobListByProjectParams{ProjectID: pid, OrgID: c.OrgID, AfterID: after, MaxRows: limit})
 	if err != nil {
@@ -99,14 +96,11 @@ func updateJob(c *Call) (int, any, error) {
 }
 
 func runMatch(c *Call) (int, any, error) {
-	pid, err := pathID(c.R, "project_id")
+	pid, err := c.projectFromPath()
 	if err != nil {
 		return 0, nil, err
 	}
 	ctx := c.R.Context()
-	if _, err := c.Q.ProjectGet(ctx, db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
-		return 0, nil, orNotFound(err, "project")
-	}
 	intent := match.NowIntent(c.OrgID, pid, newRequestID())
 	if _, err := outbox.Add(ctx, c.Q, intent); err != nil {
 		return 0, nil, err
@@ -115,16 +109,13 @@ func runMatch(c *Call) (int, any, error) {
 }
 
 func listAssignments(c *Call) (int, any, error) {
-	pid, err := pathID(c.R, "project_id")
+	pid, err := c.projectFromPath()
 	if err != nil {
 		return 0, nil, err
 	}
 	after, limit, err := page(c.R)
 	if err != nil {
 		return 0, nil, err
-	}
-	if _, err := c.Q.ProjectGet(c.R.Context(), db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
-		return 0, nil, orNotFound(err, "project")
 	}
 	as, err := c.Q.AssignmentListByProject(c.R.Context(), db.AssignmentListByProjectParams{ProjectID: pid, OrgID: c.OrgID, AfterID: after, MaxRows: limit})
 	if err != nil {
@@ -195,7 +186,7 @@ type ExportInput struct {
 }
 
 func createExport(c *Call) (int, any, error) {
-	pid, err := pathID(c.R, "project_id")
+	pid, err := c.projectFromPath()
 	if err != nil {
 		return 0, nil, err
 	}
@@ -210,9 +201,6 @@ func createExport(c *Call) (int, any, error) {
 		return 0, nil, invalid("options", "include at least one of files, annotations or llm")
 	}
 	ctx := c.R.Context()
-	if _, err := c.Q.ProjectGet(ctx, db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
-		return 0, nil, orNotFound(err, "project")
-	}
 	opts, _ := json.Marshal(o)
 	e, err := c.Q.ExportLogCreate(ctx, db.ExportLogCreateParams{OrgID: c.OrgID, ProjectID: pid, Options: opts})
 	if err != nil {
@@ -241,16 +229,13 @@ func getExport(c *Call) (int, any, error) {
 }
 
 func listExports(c *Call) (int, any, error) {
-	pid, err := pathID(c.R, "project_id")
+	pid, err := c.projectFromPath()
 	if err != nil {
 		return 0, nil, err
 	}
 	_, limit, err := page(c.R)
 	if err != nil {
 		return 0, nil, err
-	}
-	if _, err := c.Q.ProjectGet(c.R.Context(), db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
-		return 0, nil, orNotFound(err, "project")
 	}
 	var before *int64
 	if s := c.R.URL.Query().Get("before"); s != "" {
@@ -347,7 +332,7 @@ func (in *ScheduleInput) validate(create bool) error {
 }
 
 func createSchedule(c *Call) (int, any, error) {
-	pid, err := pathID(c.R, "project_id")
+	pid, err := c.projectFromPath()
 	if err != nil {
 		return 0, nil, err
 	}
@@ -359,9 +344,6 @@ func createSchedule(c *Call) (int, any, error) {
 		return 0, nil, err
 	}
 	ctx := c.R.Context()
-	if _, err := c.Q.ProjectGet(ctx, db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
-		return 0, nil, orNotFound(err, "project")
-	}
 	opts := ExportOptions{}
 	if in.Options != nil {
 		opts = *in.Options
@@ -385,12 +367,9 @@ func createSchedule(c *Call) (int, any, error) {
 }
 
 func listSchedules(c *Call) (int, any, error) {
-	pid, err := pathID(c.R, "project_id")
+	pid, err := c.projectFromPath()
 	if err != nil {
 		return 0, nil, err
-	}
-	if _, err := c.Q.ProjectGet(c.R.Context(), db.ProjectGetParams{ID: pid, OrgID: c.OrgID}); err != nil {
-		return 0, nil, orNotFound(err, "project")
 	}
 	ss, err := c.Q.ExportScheduleListByProject(c.R.Context(), db.ExportScheduleListByProjectParams{ProjectID: pid, OrgID: c.OrgID})
 	if err != nil {
