@@ -34,6 +34,7 @@ type Config struct {
 	LLMLatency time.Duration
 	Settle     time.Duration // how long to wait for everything to finish
 	Faults     bool          // inject faults (false: a pure load run)
+	ExtraEnv   []string      // LABELQ_… overrides for every process
 	Log        io.Writer
 }
 
@@ -66,6 +67,7 @@ type run struct {
 	kills      int
 	killTypes  map[string]int
 	faults     []string
+	workStart  time.Time
 }
 
 // Run executes the scenario and returns its figures.
@@ -90,6 +92,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	if err != nil {
 		return nil, err
 	}
+	env.Extra = cfg.ExtraEnv
 	defer env.Close()
 	r := &run{cfg: cfg, env: env, log: logf, killTypes: map[string]int{}}
 	if r.pool, err = pgxpool.New(ctx, env.DatabaseURL()); err != nil {
@@ -101,6 +104,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 
 	// Uploads, approvals and exports run while faults are injected.
+	r.workStart = time.Now()
 	wctx, stopWork := context.WithCancel(ctx)
 	defer stopWork()
 	var main, side sync.WaitGroup
@@ -138,6 +142,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	rep.add("settle_seconds", fmt.Sprintf("%.1f", settleSecs), "", true)
+	rep.add("versions_per_second (first upload to settled)", fmt.Sprintf("%.1f", float64(len(r.uploads))/time.Since(r.workStart).Seconds()), "", true)
 	rep.add("run_seconds", fmt.Sprintf("%.1f", time.Since(start).Seconds()), "", true)
 	monitoring, err := r.scanMonitoring(ctx)
 	if err != nil {
@@ -578,8 +583,11 @@ func (rep *Report) Print(w io.Writer) {
 var _ = testenv.FreePort
 
 // Load is a run without faults: n versions through the whole pipeline with three
-// workers, for throughput.
+// workers, for throughput. The LLM limits are raised: the point is labelq's own
+// throughput, not the provider's quota.
 func Load(n int) Config {
 	return Config{Versions: n, Workers: 3, Exports: 2, Kills: 0, Duration: 0,
-		LLMLatency: 20 * time.Millisecond, Settle: 10 * time.Minute, Faults: false}
+		LLMLatency: 20 * time.Millisecond, Settle: 12 * time.Minute, Faults: false,
+		ExtraEnv: []string{"LABELQ_LLM_RPM=1000000", "LABELQ_LLM_TPM=1000000000", "LABELQ_LLM_MAX_CONCURRENT=32",
+			"LABELQ_WORKER_CONCURRENCY=16", "LABELQ_DATABASE_MAX_CONNS=16"}}
 }

@@ -48,6 +48,9 @@ type Env struct {
 	Bucket   string
 	Store    *storage.Store
 
+	// Extra overrides the defaults below for every process.
+	Extra []string
+
 	mu    sync.Mutex
 	procs map[string]*Proc
 }
@@ -83,6 +86,7 @@ func (e *Env) Vars(extra ...string) []string {
 		"LABELQ_DATABASE_MAX_CONNS=8",
 		"LABELQ_LOG_LEVEL=info",
 	}
+	v = append(v, e.Extra...)
 	return append(v, extra...)
 }
 
