@@ -50,7 +50,13 @@ func main() {
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	ctx, cancel := context.WithTimeout(ctx, 15*time.Minute)
+	// A chaos run must finish within 15 minutes on a 2-core machine; a load run of
+	// 50,000 versions takes longer there.
+	limit := 15 * time.Minute
+	if *load > 0 {
+		limit = 90 * time.Minute
+	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	rep, err := chaos.Run(ctx, cfg)
 	if err != nil {

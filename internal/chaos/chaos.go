@@ -587,7 +587,7 @@ var _ = testenv.FreePort
 // throughput, not the provider's quota.
 func Load(n int) Config {
 	return Config{Versions: n, Workers: 3, Exports: 2, Kills: 0, Duration: 0,
-		LLMLatency: 20 * time.Millisecond, Settle: 12 * time.Minute, Faults: false,
+		LLMLatency: 20 * time.Millisecond, Settle: 30 * time.Minute, Faults: false,
 		ExtraEnv: []string{"LABELQ_LLM_RPM=1000000", "LABELQ_LLM_TPM=1000000000", "LABELQ_LLM_MAX_CONCURRENT=32",
 			"LABELQ_WORKER_CONCURRENCY=16", "LABELQ_DATABASE_MAX_CONNS=16"}}
 }
