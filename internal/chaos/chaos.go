@@ -116,7 +116,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		go func() { defer main.Done(); errc <- r.injectFaults(wctx) }()
 	}
 	side.Add(1)
-	go func() { defer side.Done(); errc <- r.approveAndExport(wctx) }()
+	go func() { defer side.Done(); errc <- r.approveAndExport(wctx, ctx) }()
 	main.Wait()
 	stopWork() // approvals stop once every export is requested
 	side.Wait()
@@ -295,8 +295,9 @@ func (r *run) uploadAll(ctx context.Context) error {
 }
 
 // approveAndExport approves jobs as they appear (so exports have content) and
-// requests exports spread over the run.
-func (r *run) approveAndExport(ctx context.Context) error {
+// requests exports spread over the run. ctx ends with the workload; the remaining
+// exports are still requested then, under outer (which ends the whole run).
+func (r *run) approveAndExport(ctx, outer context.Context) error {
 	approved := map[int64]bool{}
 	exportEvery := r.cfg.Duration / time.Duration(max(r.cfg.Exports, 1))
 	nextExport := time.Now().Add(exportEvery / 2)
@@ -313,7 +314,7 @@ func (r *run) approveAndExport(ctx context.Context) error {
 				Role  string `json:"role"`
 			} `json:"items"`
 		}
-		if err := r.api.call(context.WithoutCancel(ctx), "GET", fmt.Sprintf("/v1/projects/%d/assignments?after=%d&limit=200", r.projectID, after), nil, "", &assigned); err != nil {
+		if err := r.api.call(outer, "GET", fmt.Sprintf("/v1/projects/%d/assignments?after=%d&limit=200", r.projectID, after), nil, "", &assigned); err != nil {
 			return err
 		}
 		for _, a := range assigned.Items {
@@ -324,11 +325,11 @@ func (r *run) approveAndExport(ctx context.Context) error {
 			var job struct {
 				FileVersionID int64 `json:"file_version_id"`
 			}
-			if err := r.api.call(context.WithoutCancel(ctx), "PATCH", fmt.Sprintf("/v1/jobs/%d", a.JobID),
+			if err := r.api.call(outer, "PATCH", fmt.Sprintf("/v1/jobs/%d", a.JobID),
 				map[string]any{"status": "reviewed", "review_status": "approved"}, "", &job); err != nil {
 				return err
 			}
-			if err := r.api.call(context.WithoutCancel(ctx), "PATCH", fmt.Sprintf("/v1/jobs/%d", a.JobID),
+			if err := r.api.call(outer, "PATCH", fmt.Sprintf("/v1/jobs/%d", a.JobID),
 				map[string]any{"result_version_id": job.FileVersionID}, "", nil); err != nil {
 				return err
 			}
@@ -339,7 +340,7 @@ func (r *run) approveAndExport(ctx context.Context) error {
 				ID int64 `json:"id"`
 			}
 			n := len(r.exportIDs)
-			if err := r.api.call(context.WithoutCancel(ctx), "POST", fmt.Sprintf("/v1/projects/%d/exports", r.projectID),
+			if err := r.api.call(outer, "POST", fmt.Sprintf("/v1/projects/%d/exports", r.projectID),
 				map[string]any{"options": map[string]any{"include_llm": n%2 == 0}}, fmt.Sprintf("export-%d", n), &e); err != nil {
 				return err
 			}
@@ -351,7 +352,7 @@ func (r *run) approveAndExport(ctx context.Context) error {
 		select {
 		case <-time.After(500 * time.Millisecond):
 		case <-ctx.Done():
-			if len(r.exportIDs) >= r.cfg.Exports {
+			if len(r.exportIDs) >= r.cfg.Exports || outer.Err() != nil {
 				return nil
 			}
 			time.Sleep(200 * time.Millisecond)

@@ -50,6 +50,7 @@ func StartPrivatePostgres(ctx context.Context) (*PrivatePostgres, error) {
 	if err != nil {
 		return nil, err
 	}
+	removeStalePostgres(bin)
 	dir, err := os.MkdirTemp("", fmt.Sprintf("labelq-pg-%d-", os.Getpid()))
 	if err != nil {
 		return nil, err
@@ -86,6 +87,28 @@ func (p *PrivatePostgres) run(tool string, args ...string) ([]byte, error) {
 	}
 	cmd.Dir = p.Dir
 	return cmd.CombinedOutput()
+}
+
+// removeStalePostgres stops and removes servers left by test processes that were
+// killed before their cleanup (pg_ctl starts the server detached, so it outlives them).
+func removeStalePostgres(bin string) {
+	dirs, _ := filepath.Glob(filepath.Join(os.TempDir(), "labelq-pg-*"))
+	for _, d := range dirs {
+		parts := strings.Split(filepath.Base(d), "-")
+		if len(parts) < 3 {
+			continue
+		}
+		var pid int
+		if _, err := fmt.Sscan(parts[2], &pid); err != nil || pid == os.Getpid() || processAlive(pid) {
+			continue
+		}
+		p := &PrivatePostgres{Dir: d, bin: bin}
+		if os.Geteuid() == 0 {
+			p.user = "postgres"
+		}
+		_, _ = p.run("pg_ctl", "-D", filepath.Join(d, "data"), "-m", "immediate", "stop")
+		_ = os.RemoveAll(d)
+	}
 }
 
 // URL connects to database name on this server.
