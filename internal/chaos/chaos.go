@@ -84,7 +84,10 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		defer os.RemoveAll(dir)
 	}
 	start := time.Now()
+	var logMu sync.Mutex
 	logf := func(format string, args ...any) {
+		logMu.Lock()
+		defer logMu.Unlock()
 		fmt.Fprintf(cfg.Log, "[%6.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
 	logf("starting private Postgres, Redis, MinIO and the LLM test server; building labelq")
@@ -404,13 +407,14 @@ func (r *run) injectFaults(ctx context.Context) error {
 		}},
 		{d * 62 / 100, func() error {
 			r.fault("MinIO stopped for %s", r.cfg.MinIODown)
-			r.env.MinIO.Kill()
+			old := r.env.minio()
+			old.Kill()
 			time.Sleep(r.cfg.MinIODown)
-			m, err := startMinIO(context.WithoutCancel(ctx), r.env.MinIO.Dir, r.env.Secrets.S3Secret, r.env.MinIO.Endpoint)
+			m, err := startMinIO(context.WithoutCancel(ctx), old.Dir, r.env.Secrets.S3Secret, old.Endpoint)
 			if err != nil {
 				return fmt.Errorf("restart MinIO: %w", err)
 			}
-			r.env.MinIO = m
+			r.env.setMinIO(m)
 			return nil
 		}},
 		{d * 80 / 100, func() error {

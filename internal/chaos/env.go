@@ -50,6 +50,8 @@ type Env struct {
 
 	// Extra overrides the defaults below for every process.
 	Extra []string
+	// s3Endpoint stays the same when MinIO is restarted (same port, same data).
+	s3Endpoint string
 
 	mu    sync.Mutex
 	procs map[string]*Proc
@@ -67,8 +69,8 @@ func (e *Env) Vars(extra ...string) []string {
 		"PATH=" + os.Getenv("PATH"), "HOME=" + os.Getenv("HOME"),
 		"LABELQ_DATABASE_URL=" + e.DatabaseURL(),
 		"LABELQ_REDIS_URL=" + e.RedisURL(),
-		"LABELQ_S3_ENDPOINT=" + e.MinIO.Endpoint,
-		"LABELQ_S3_ACCESS_KEY=" + e.MinIO.AccessKey,
+		"LABELQ_S3_ENDPOINT=" + e.s3Endpoint,
+		"LABELQ_S3_ACCESS_KEY=labelq-chaos",
 		"LABELQ_S3_SECRET_KEY=" + e.Secrets.S3Secret,
 		"LABELQ_S3_BUCKET=" + e.Bucket,
 		"LABELQ_HTTP_ADDR=" + e.HTTPAddr,
@@ -110,6 +112,7 @@ func Start(ctx context.Context, dir string, llmLatency time.Duration) (*Env, err
 		e.Close()
 		return nil, err
 	}
+	e.s3Endpoint = e.MinIO.Endpoint
 	if e.Store, err = storage.New(storage.Config{Endpoint: e.MinIO.Endpoint, AccessKey: e.MinIO.AccessKey,
 		SecretKey: e.Secrets.S3Secret, Bucket: e.Bucket, Region: "us-east-1"}); err != nil {
 		e.Close()
@@ -208,8 +211,8 @@ func (e *Env) Close() {
 	if e.LLM != nil {
 		_ = e.LLM.Close()
 	}
-	if e.MinIO != nil {
-		e.MinIO.Stop()
+	if m := e.minio(); m != nil {
+		m.Stop()
 	}
 	if e.Redis != nil {
 		e.Redis.Stop()
@@ -217,6 +220,19 @@ func (e *Env) Close() {
 	if e.PG != nil {
 		e.PG.Close()
 	}
+}
+
+// minio and setMinIO guard the server, which a fault replaces while processes start.
+func (e *Env) minio() *testenv.MinIOServer {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	return e.MinIO
+}
+
+func (e *Env) setMinIO(m *testenv.MinIOServer) {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	e.MinIO = m
 }
 
 // Proc is one labelq process.
