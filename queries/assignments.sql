@@ -29,3 +29,8 @@ SELECT @org_id, @project_id, unnest(@job_ids::bigint[]), unnest(@user_ids::bigin
        @role::assignment_role, 'assigned', unnest(@scores::double precision[])
 ON CONFLICT (job_id, role) WHERE status IN ('assigned', 'accepted', 'in_progress') DO NOTHING
 RETURNING id, job_id, user_id, score;
+
+-- name: AssignmentTryLockProjectForMatching :one
+-- The non-waiting form for tasks: a run that finds the project busy gives its worker
+-- slot back and retries shortly, instead of holding the slot while it waits.
+SELECT pg_try_advisory_xact_lock(hashtextextended('labelq:project:match:' || @project_id::bigint, 0));

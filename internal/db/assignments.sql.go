@@ -190,3 +190,16 @@ func (q *Queries) AssignmentRevoke(ctx context.Context, arg AssignmentRevokePara
 	)
 	return i, err
 }
+
+const assignmentTryLockProjectForMatching = `-- name: AssignmentTryLockProjectForMatching :one
+SELECT pg_try_advisory_xact_lock(hashtextextended('labelq:project:match:' || $1::bigint, 0))
+`
+
+// The non-waiting form for tasks: a run that finds the project busy gives its worker
+// slot back and retries shortly, instead of holding the slot while it waits.
+func (q *Queries) AssignmentTryLockProjectForMatching(ctx context.Context, projectID int64) (bool, error) {
+	row := q.db.QueryRow(ctx, assignmentTryLockProjectForMatching, projectID)
+	var pg_try_advisory_xact_lock bool
+	err := row.Scan(&pg_try_advisory_xact_lock)
+	return pg_try_advisory_xact_lock, err
+}

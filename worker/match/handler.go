@@ -91,9 +91,18 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		log.ErrorContext(ctx, "project:match payload has no project_id; task dropped", slog.Int64("project_id", p.ProjectID))
 		return queue.Permanent(fmt.Errorf("%s payload: project_id %d is not a project id", TypeName, p.ProjectID))
 	}
-	_, err := h.Run(ctx, p.ProjectID)
+	_, err := h.run(ctx, p.ProjectID, false)
+	if errors.Is(err, errBusy) {
+		// Another run of this project holds the lock. Waiting would hold a worker
+		// slot for as long as that run takes (a burst of triggers once filled every
+		// slot); the retry still catches whatever the running pass did not see.
+		return queue.RetryAfter(queue.Backoff(0, 2*time.Second, 10*time.Second), err)
+	}
 	return err
 }
+
+// errBusy says another run of the project holds its lock.
+var errBusy = errors.New("another project:match run of this project is in progress")
 
 // Report describes one run, for logs, tests and benchmarks.
 type Report struct {
@@ -164,12 +173,27 @@ var (
 // capacity of people another project's run is assigning at the same moment is
 // counted again under row locks before writing (reserve).
 func (h *Handler) Run(ctx context.Context, projectID int64) (Report, error) {
+	return h.run(ctx, projectID, true)
+}
+
+// run is Run; with wait false it returns errBusy instead of waiting for the lock.
+func (h *Handler) run(ctx context.Context, projectID int64, wait bool) (Report, error) {
 	rep := Report{ProjectID: projectID}
 	log := logging.From(ctx, h.log).With(slog.Int64("project_id", projectID))
 	start := h.now()
 	err := database.Tx(ctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
-		if err := q.AssignmentLockProjectForMatching(ctx, projectID); err != nil {
-			return fmt.Errorf("lock project %d for matching: %w", projectID, err)
+		if wait {
+			if err := q.AssignmentLockProjectForMatching(ctx, projectID); err != nil {
+				return fmt.Errorf("lock project %d for matching: %w", projectID, err)
+			}
+		} else {
+			got, err := q.AssignmentTryLockProjectForMatching(ctx, projectID)
+			if err != nil {
+				return fmt.Errorf("lock project %d for matching: %w", projectID, err)
+			}
+			if !got {
+				return errBusy
+			}
 		}
 		pr, err := q.ProjectGetByID(ctx, projectID)
 		if errors.Is(err, pgx.ErrNoRows) {
