@@ -107,22 +107,22 @@ func (r *Reconciler) pass(ctx context.Context, f Finder, olderThan time.Time) (i
 	if err != nil {
 		return 0, false, err
 	}
-	var todo []Item
+	var requeue []Item
 	for _, it := range items {
 		live, err := r.hasLiveTask(ctx, q, f, it.EntityID)
 		if err != nil {
 			return 0, false, err
 		}
 		if !live {
-			todo = append(todo, it)
+			requeue = append(requeue, it)
 		}
 	}
-	if len(todo) == 0 {
+	if len(requeue) == 0 {
 		return 0, false, nil
 	}
 	nonce := fmt.Sprintf("rc%d", time.Now().UnixNano())
 	err = database.Tx(ctx, r.Pool, func(q *db.Queries, _ pgx.Tx) error {
-		for _, it := range todo {
+		for _, it := range requeue {
 			if _, err := outbox.Add(ctx, q, f.Intent(it.OrgID, it.EntityID, nonce)); err != nil {
 				return err
 			}
@@ -131,7 +131,7 @@ func (r *Reconciler) pass(ctx context.Context, f Finder, olderThan time.Time) (i
 	})
 	// Requeued rows stay stuck-looking until their task runs, so a full batch is
 	// not a reason to loop: the next pass sees their new tasks alive.
-	return len(todo), false, err
+	return len(requeue), false, err
 }
 
 // hasLiveTask reports whether the newest task queued for the entity is still waiting
