@@ -56,15 +56,9 @@ func createFile(c *Call) (int, any, error) {
 }
 
 func getFile(c *Call) (int, any, error) {
-	id, err := pathID(c.R, "file_id")
-	if err != nil {
-		return 0, nil, err
-	}
-	f, err := c.Q.FileGet(c.R.Context(), db.FileGetParams{ID: id, OrgID: c.OrgID})
-	if err != nil {
-		return 0, nil, orNotFound(err, "file")
-	}
-	return http.StatusOK, f, nil
+	return getByID(c, "file_id", "file", func(ctx context.Context, id int64) (any, error) {
+		return c.Q.FileGet(ctx, db.FileGetParams{ID: id, OrgID: c.OrgID})
+	})
 }
 
 func listFiles(c *Call) (int, any, error) {
@@ -179,15 +173,9 @@ func registerVersion(c *Call) (int, any, error) {
 }
 
 func getVersion(c *Call) (int, any, error) {
-	id, err := pathID(c.R, "version_id")
-	if err != nil {
-		return 0, nil, err
-	}
-	v, err := c.Q.FileVersionGet(c.R.Context(), db.FileVersionGetParams{ID: id, OrgID: c.OrgID})
-	if err != nil {
-		return 0, nil, orNotFound(err, "version")
-	}
-	return http.StatusOK, v, nil
+	return getByID(c, "version_id", "version", func(ctx context.Context, id int64) (any, error) {
+		return c.Q.FileVersionGet(ctx, db.FileVersionGetParams{ID: id, OrgID: c.OrgID})
+	})
 }
 
 func listVersions(c *Call) (int, any, error) {

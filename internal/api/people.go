@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -84,15 +85,9 @@ func createUser(c *Call) (int, any, error) {
 }
 
 func getUser(c *Call) (int, any, error) {
-	id, err := pathID(c.R, "user_id")
-	if err != nil {
-		return 0, nil, err
-	}
-	u, err := c.Q.UserGet(c.R.Context(), db.UserGetParams{ID: id, OrgID: c.OrgID})
-	if err != nil {
-		return 0, nil, orNotFound(err, "user")
-	}
-	return http.StatusOK, u, nil
+	return getByID(c, "user_id", "user", func(ctx context.Context, id int64) (any, error) {
+		return c.Q.UserGet(ctx, db.UserGetParams{ID: id, OrgID: c.OrgID})
+	})
 }
 
 func listUsers(c *Call) (int, any, error) {

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"net/http"
 
@@ -129,15 +130,9 @@ func createProject(c *Call) (int, any, error) {
 }
 
 func getProject(c *Call) (int, any, error) {
-	id, err := pathID(c.R, "project_id")
-	if err != nil {
-		return 0, nil, err
-	}
-	p, err := c.Q.ProjectGet(c.R.Context(), db.ProjectGetParams{ID: id, OrgID: c.OrgID})
-	if err != nil {
-		return 0, nil, orNotFound(err, "project")
-	}
-	return http.StatusOK, p, nil
+	return getByID(c, "project_id", "project", func(ctx context.Context, id int64) (any, error) {
+		return c.Q.ProjectGet(ctx, db.ProjectGetParams{ID: id, OrgID: c.OrgID})
+	})
 }
 
 func listProjects(c *Call) (int, any, error) {
@@ -231,4 +226,18 @@ func (c *Call) projectFromPath() (int64, error) {
 		return 0, orNotFound(err, "project")
 	}
 	return pid, nil
+}
+
+// getByID answers GET on one resource: the id from the path, the row from fetch
+// (scoped to the caller's organization), 404 when there is none.
+func getByID(c *Call, param, what string, fetch func(ctx context.Context, id int64) (any, error)) (int, any, error) {
+	id, err := pathID(c.R, param)
+	if err != nil {
+		return 0, nil, err
+	}
+	row, err := fetch(c.R.Context(), id)
+	if err != nil {
+		return 0, nil, orNotFound(err, what)
+	}
+	return http.StatusOK, row, nil
 }

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -217,15 +218,9 @@ func createExport(c *Call) (int, any, error) {
 }
 
 func getExport(c *Call) (int, any, error) {
-	id, err := pathID(c.R, "export_id")
-	if err != nil {
-		return 0, nil, err
-	}
-	e, err := c.Q.ExportLogGet(c.R.Context(), db.ExportLogGetParams{ID: id, OrgID: c.OrgID})
-	if err != nil {
-		return 0, nil, orNotFound(err, "export")
-	}
-	return http.StatusOK, e, nil
+	return getByID(c, "export_id", "export", func(ctx context.Context, id int64) (any, error) {
+		return c.Q.ExportLogGet(ctx, db.ExportLogGetParams{ID: id, OrgID: c.OrgID})
+	})
 }
 
 func listExports(c *Call) (int, any, error) {

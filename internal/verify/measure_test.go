@@ -179,9 +179,6 @@ func TestMeasureLimitsAndFailures(t *testing.T) {
 
 // Measuring 32 MiB must not allocate anything in proportion to it.
 func TestMeasureConstantMemory(t *testing.T) {
-	if testing.Short() {
-		t.Skip("reads 32 MiB")
-	}
 	block := randomBytes(1<<20, 6)
 	var before, after runtime.MemStats
 	runtime.GC()
