@@ -167,19 +167,16 @@ func (m Measurement) mimeNode() *mimetype.MIME {
 	return mimetype.Lookup(m.ContentType)
 }
 
-// Tables are computed once: they are constants in all but syntax.
-var (
-	castagnoliTable = crc32.MakeTable(crc32.Castagnoli)
-	nvmeTable       = newCRC64Slicing8(crc64NVMEPoly)
-)
+// castagnoliTable is computed once: it is a constant in all but syntax.
+var castagnoliTable = crc32.MakeTable(crc32.Castagnoli)
 
-// bufferPool holds DefaultBufferSize buffers. It is a cache, not state: a
-// worker validating files back to back would otherwise allocate (and the GC
-// would scan) a fresh MiB per file.
-var bufferPool = sync.Pool{New: func() any {
-	b := make([]byte, DefaultBufferSize)
-	return &b
-}}
+// bufferPools hold DefaultBufferSize and SmallBufferSize buffers. They are a
+// cache, not state: a worker validating files back to back would otherwise
+// allocate (and the GC would scan) a fresh buffer per file.
+var bufferPools = map[int]*sync.Pool{
+	DefaultBufferSize: {New: func() any { b := make([]byte, DefaultBufferSize); return &b }},
+	SmallBufferSize:   {New: func() any { b := make([]byte, SmallBufferSize); return &b }},
+}
 
 // Measure reads r to the end once, in constant memory, and returns the
 // SHA-256, size and sniffed content type of its bytes, plus the digests
@@ -198,9 +195,9 @@ func Measure(ctx context.Context, r io.Reader, opts Options) (Measurement, error
 	want := opts.Checksums | SHA256
 
 	var buf []byte
-	if opts.BufferSize == DefaultBufferSize {
-		p := bufferPool.Get().(*[]byte)
-		defer bufferPool.Put(p)
+	if pool, ok := bufferPools[opts.BufferSize]; ok {
+		p := pool.Get().(*[]byte)
+		defer pool.Put(p)
 		buf = *p
 	} else {
 		buf = make([]byte, opts.BufferSize)
@@ -254,7 +251,7 @@ func Measure(ctx context.Context, r io.Reader, opts Options) (Measurement, error
 				crcC = crc32.Update(crcC, castagnoliTable, chunk)
 			}
 			if want.Has(CRC64NVME) {
-				crcNVMe = nvmeTable.update(crcNVMe, chunk)
+				crcNVMe = crc64NVMEUpdate(crcNVMe, chunk)
 			}
 			n += int64(k)
 			if opts.Progress != nil {

@@ -36,17 +36,17 @@ func TestChecksumVectors(t *testing.T) {
 	require.Equal(t, "25f9e794323b453885f5181f1b624d0b", hex.EncodeToString(m.MD5[:]))
 }
 
-// The slicing-by-8 table must agree with hash/crc64's own (slow-path) update
+// The fast CRC-64/NVME must agree with hash/crc64's own (slow-path) update
 // for every length and every way of splitting the input across calls.
 func TestCRC64NVMEMatchesStdlib(t *testing.T) {
 	std := crc64.MakeTable(crc64NVMEPoly)
 	data := randomBytes(5000, 1)
-	for _, n := range []int{0, 1, 7, 8, 9, 63, 64, 65, 2047, 2048, 2049, 5000} {
-		require.Equal(t, crc64.Checksum(data[:n], std), nvmeTable.update(0, data[:n]), "length %d", n)
+	for _, n := range []int{0, 1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 127, 128, 129, 255, 256, 257, 511, 512, 513, 1023, 1024, 2047, 2048, 2049, 4095, 4096, 4097, 5000} {
+		require.Equal(t, crc64.Checksum(data[:n], std), crc64NVMEUpdate(0, data[:n]), "length %d", n)
 	}
 	for _, split := range []int{1, 3, 8, 1000, 4999} {
-		c := nvmeTable.update(0, data[:split])
-		c = nvmeTable.update(c, data[split:])
+		c := crc64NVMEUpdate(0, data[:split])
+		c = crc64NVMEUpdate(c, data[split:])
 		require.Equal(t, crc64.Checksum(data, std), c, "split at %d", split)
 	}
 }

@@ -10,7 +10,8 @@ const (
 
 // Defaults for the zero values of Options.
 const (
-	DefaultBufferSize         = 1 << 20  // 1 MiB read buffer for Measure
+	DefaultBufferSize         = 4 << 20  // 4 MiB read buffer for Measure
+	SmallBufferSize           = 64 << 10 // Measure's buffer for a file known to be smaller than DefaultBufferSize
 	DefaultMaxZipEntries      = 10_000   // entries per archive
 	DefaultMaxZipUncompressed = 10 << 30 // 10 GiB expanded per archive
 	DefaultMaxZipRatio        = 100.0    // expanded ÷ compressed, per entry and overall
@@ -55,10 +56,19 @@ type Options struct {
 	// (it runs once per BufferSize bytes).
 	Progress func(bytesRead int64)
 
-	// BufferSize is Measure's read size. Default 1 MiB: large reads keep
-	// per-call overhead invisible next to SHA-256; the default size is
-	// pooled, so a busy worker does not allocate one per file.
+	// BufferSize is Measure's read size. Default 4 MiB, or SmallBufferSize
+	// when SizeHint says the file is smaller than that. Large reads keep
+	// per-call overhead invisible next to SHA-256; measured on a 1 GiB object
+	// read from MinIO on the same 2 cores (make bench), 4 MiB reads ran at 0.81
+	// of in-memory SHA-256, 1–2 MiB at 0.79–0.80 and 8 MiB at 0.76 (the buffer
+	// no longer fits the core's cache). Both sizes are pooled, so a busy worker
+	// does not allocate one per file.
 	BufferSize int
+
+	// SizeHint is the size the file is expected to have (storage's
+	// Content-Length), used only to pick the buffer: a 2 KiB CSV needs no
+	// 4 MiB buffer. Zero: unknown.
+	SizeHint int64
 
 	// AllowList maps a file type to the media types allowed for it.
 	// Patterns are media types ("text/csv"; aliases such as
@@ -102,6 +112,9 @@ type Options struct {
 func (o Options) withDefaults() Options {
 	if o.BufferSize <= 0 {
 		o.BufferSize = DefaultBufferSize
+		if o.SizeHint > 0 && o.SizeHint < DefaultBufferSize {
+			o.BufferSize = SmallBufferSize
+		}
 	}
 	if o.MaxZipEntries == 0 {
 		o.MaxZipEntries = DefaultMaxZipEntries
