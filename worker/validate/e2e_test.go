@@ -80,7 +80,7 @@ func register(t testing.TB, pg *testenv.PG, f db.File, key string, decl testenv.
 		if err != nil {
 			return err
 		}
-		_, err = outbox.Add(ctx, q, validate.Intent(f.OrgID, v.ID, ""))
+		err = outbox.Add(ctx, q, validate.Intent(f.OrgID, v.ID, ""))
 		return err
 	}))
 	return v
