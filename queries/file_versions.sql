@@ -69,23 +69,23 @@ WHERE project_id = @project_id AND checksum = @checksum AND validation_status = 
 ORDER BY (duplicate_of IS NULL) DESC, id
 LIMIT 1;
 
--- name: FileVersionMarkValid :one
+-- name: FileVersionMarkValid :exec
+-- :exec, like MarkFailed: the caller holds the row lock and has seen it pending, and
+-- database.Tx sends an :exec with the next statement instead of waiting for it.
 UPDATE file_versions SET
     validation_status = 'valid', validation_error = NULL,
     checksum = @checksum, size_bytes = @size_bytes, mime_type = @mime_type,
     validated_at = @validated_at, duplicate_of = sqlc.narg('duplicate_of')
-WHERE id = @id AND validation_status = 'pending'
-RETURNING *;
+WHERE id = @id AND validation_status = 'pending';
 
--- name: FileVersionMarkFailed :one
+-- name: FileVersionMarkFailed :exec
 -- corrupt, rejected or missing, with the reason; whatever was measured is kept (NULL
 -- when nothing was).
 UPDATE file_versions SET
     validation_status = @validation_status, validation_error = @validation_error,
     checksum = sqlc.narg('checksum'), size_bytes = sqlc.narg('size_bytes'), mime_type = sqlc.narg('mime_type'),
     validated_at = @validated_at, duplicate_of = NULL
-WHERE id = @id AND validation_status = 'pending'
-RETURNING *;
+WHERE id = @id AND validation_status = 'pending';
 
 -- name: FileVersionCreateLLMOutput :one
 -- A model's output as the next version of an llm_output file; the caller holds the

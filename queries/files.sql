@@ -31,6 +31,31 @@ WHERE f.id = @file_id AND f.deleted_at IS NULL
        OR f.active_version_id = @version_id::bigint
        OR (SELECT a.version_number FROM file_versions a WHERE a.id = f.active_version_id) < @version_number::integer);
 
+-- name: FileActivateValidVersion :one
+-- FileSetActiveVersion for a version just validated, and when that made it the
+-- active version and want_job is set, its annotation job (AnnotationJobCreate's
+-- insert), in one round trip. active: the version is now the file's active one;
+-- job_id: the job created now, 0 when none was (not active, not wanted, or a live
+-- job for the version exists from an earlier validation).
+WITH act AS (
+    UPDATE files f SET
+        active_version_id = @version_id::bigint,
+        status = CASE WHEN @mark_ready::boolean AND f.status = 'pending'
+                      THEN 'ready_for_annotation'::file_status ELSE f.status END
+    WHERE f.id = @file_id AND f.deleted_at IS NULL
+      AND (f.active_version_id IS NULL
+           OR f.active_version_id = @version_id::bigint
+           OR (SELECT a.version_number FROM file_versions a WHERE a.id = f.active_version_id) < @version_number::integer)
+    RETURNING f.id, f.org_id, f.project_id
+), job AS (
+    INSERT INTO annotation_jobs (org_id, project_id, file_id, file_version_id, priority)
+    SELECT act.org_id, act.project_id, act.id, @version_id::bigint, @priority::job_priority
+    FROM act WHERE @want_job::boolean
+    ON CONFLICT (file_version_id) WHERE deleted_at IS NULL DO NOTHING
+    RETURNING id
+)
+SELECT EXISTS (SELECT 1 FROM act) AS active, COALESCE((SELECT id FROM job), 0)::bigint AS job_id;
+
 -- name: FileCreateLLMOutput :exec
 -- The llm_output file that holds a source file's model outputs; a no-op when a file of
 -- that name exists (the caller then reads it with FileGetByNameForUpdate).

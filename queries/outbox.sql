@@ -1,8 +1,9 @@
--- name: OutboxInsert :one
+-- name: OutboxInsert :exec
 -- created_at is the transaction's start, so commit→enqueue latency measured from it errs high.
+-- :exec (no RETURNING): nobody needs the id, and database.Tx sends an :exec with the
+-- transaction's next statement or its COMMIT instead of waiting for it.
 INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, available_at)
-VALUES (@task_id, @task_type, @queue, @payload, @options, @org_id, @available_at)
-RETURNING id;
+VALUES (@task_id, @task_type, @queue, @payload, @options, @org_id, @available_at);
 
 -- name: OutboxClaimBatch :many
 -- SKIP LOCKED lets any number of relays run side by side: each row is held by one.

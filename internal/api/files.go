@@ -160,7 +160,7 @@ func registerVersion(c *Call) (int, any, error) {
 		return 0, nil, err
 	}
 	intent := validate.Intent(c.OrgID, ver.ID, "")
-	if _, err := outbox.Add(ctx, c.Q, intent); err != nil {
+	if err := outbox.Add(ctx, c.Q, intent); err != nil {
 		return 0, nil, err
 	}
 	if err := event(ctx, c, db.EntityTypeFileVersion, ver.ID, "uploaded", map[string]any{
@@ -204,7 +204,7 @@ func revalidateVersion(c *Call) (int, any, error) {
 		return 0, nil, orNotFound(err, "version")
 	}
 	intent := validate.Intent(c.OrgID, v.ID, "re"+newRequestID())
-	if _, err := outbox.Add(ctx, c.Q, intent); err != nil {
+	if err := outbox.Add(ctx, c.Q, intent); err != nil {
 		return 0, nil, err
 	}
 	if err := event(ctx, c, db.EntityTypeFileVersion, v.ID, "revalidation_requested", nil); err != nil {
@@ -235,7 +235,7 @@ func preannotateVersion(c *Call) (int, any, error) {
 		return 0, nil, conflict("the project has no llm_model; set one with PATCH /v1/projects/{project_id}")
 	}
 	intent := preannotate.Intent(c.OrgID, v.ID, "now"+newRequestID())
-	if _, err := outbox.Add(ctx, c.Q, intent); err != nil {
+	if err := outbox.Add(ctx, c.Q, intent); err != nil {
 		return 0, nil, err
 	}
 	if err := event(ctx, c, db.EntityTypeFileVersion, v.ID, "preannotation_requested", nil); err != nil {

@@ -274,14 +274,13 @@ func (s *Server) authenticate(ctx context.Context, r *http.Request) (token, erro
 	}
 	hash := admin.HashToken(strings.TrimSpace(secret))
 	q := db.New(s.Pool)
-	t, err := q.APITokenGetByHash(ctx, hash)
+	t, err := q.APITokenAuthenticate(ctx, hash)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return token{}, problem(http.StatusUnauthorized, "Invalid token", "the API token is unknown or revoked")
 	}
 	if err != nil {
 		return token{}, fmt.Errorf("look up token: %w", err)
 	}
-	_ = q.APITokenTouch(ctx, t.ID)
 	return token{ID: t.ID, OrgID: t.OrgID}, nil
 }
 

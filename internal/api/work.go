@@ -103,7 +103,7 @@ func runMatch(c *Call) (int, any, error) {
 	}
 	ctx := c.R.Context()
 	intent := match.NowIntent(c.OrgID, pid, newRequestID())
-	if _, err := outbox.Add(ctx, c.Q, intent); err != nil {
+	if err := outbox.Add(ctx, c.Q, intent); err != nil {
 		return 0, nil, err
 	}
 	return http.StatusAccepted, enqueued("project", pid, "queued", intent.TaskID, fmt.Sprintf("/v1/projects/%d/assignments", pid)), nil
@@ -151,7 +151,7 @@ func revokeAssignment(c *Call) (int, any, error) {
 		return 0, nil, err
 	}
 	intent := match.NowIntent(c.OrgID, a.ProjectID, "revoke"+newRequestID())
-	if _, err := outbox.Add(ctx, c.Q, intent); err != nil {
+	if err := outbox.Add(ctx, c.Q, intent); err != nil {
 		return 0, nil, err
 	}
 	return http.StatusAccepted, enqueued("assignment", a.ID, string(a.Status), intent.TaskID,
@@ -208,7 +208,7 @@ func createExport(c *Call) (int, any, error) {
 		return 0, nil, err
 	}
 	intent := export.Intent(c.OrgID, e.ID, "")
-	if _, err := outbox.Add(ctx, c.Q, intent); err != nil {
+	if err := outbox.Add(ctx, c.Q, intent); err != nil {
 		return 0, nil, err
 	}
 	if err := event(ctx, c, db.EntityTypeExport, e.ID, "export_requested", map[string]any{"project_id": pid}); err != nil {

@@ -11,6 +11,7 @@ import (
 	"io/fs"
 	"log/slog"
 	"net/url"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -67,35 +68,47 @@ func redactURLError(err error) error {
 }
 
 // Tx runs fn in a transaction and commits when fn returns nil. The transaction is
-// begun and ended here, so no caller can forget the rollback.
+// begun and ended here, so no caller can forget the rollback. It pipelines (see
+// pipeTx): BEGIN travels with the first statement, statements whose results are
+// not used travel with the next one or with COMMIT.
 func Tx(ctx context.Context, pool *pgxpool.Pool, fn func(q *db.Queries, tx pgx.Tx) error) error {
-	tx, err := pool.Begin(ctx)
-	if err != nil {
-		return fmt.Errorf("begin: %w", err)
-	}
-	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
-	if err := fn(db.New(tx), tx); err != nil {
-		return err
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return fmt.Errorf("commit: %w", err)
-	}
-	return nil
+	return tx(ctx, pool, nil, fn)
 }
 
 // TenantTx is Tx for API requests: the transaction runs as role labelq_api with the
 // caller's organization set, so row-level security hides every other organization's
-// rows even from a query that forgets its org_id filter.
+// rows even from a query that forgets its org_id filter. The two settings ride
+// with the transaction's first statement.
 func TenantTx(ctx context.Context, pool *pgxpool.Pool, orgID int64, fn func(q *db.Queries, tx pgx.Tx) error) error {
-	return Tx(ctx, pool, func(q *db.Queries, tx pgx.Tx) error {
-		if _, err := tx.Exec(ctx, "SELECT set_config('labelq.org_id', $1, true)", fmt.Sprint(orgID)); err != nil {
-			return fmt.Errorf("set tenant: %w", err)
-		}
-		if _, err := tx.Exec(ctx, "SET LOCAL ROLE labelq_api"); err != nil {
-			return fmt.Errorf("set tenant role: %w", err)
-		}
-		return fn(q, tx)
-	})
+	return tx(ctx, pool, func(t *pipeTx) {
+		t.pending.Queue(tenantSQL, strconv.FormatInt(orgID, 10))
+		t.names = append(t.names, "set tenant")
+	}, fn)
+}
+
+// tenantSQL is SET LOCAL ROLE and the organization setting in one statement (both are
+// settings; set_config with is_local true is SET LOCAL).
+const tenantSQL = "SELECT set_config('labelq.org_id', $1, true), set_config('role', 'labelq_api', true)"
+
+func tx(ctx context.Context, pool *pgxpool.Pool, setup func(*pipeTx), fn func(q *db.Queries, tx pgx.Tx) error) error {
+	conn, err := pool.Acquire(ctx)
+	if err != nil {
+		return fmt.Errorf("begin: %w", err)
+	}
+	// pgxpool closes rather than reuses a connection left inside a transaction.
+	defer conn.Release()
+	t := &pipeTx{conn: conn.Conn()}
+	if setup != nil {
+		setup(t)
+	}
+	defer func() { _ = t.Rollback(context.WithoutCancel(ctx)) }()
+	if err := fn(db.New(t), t); err != nil {
+		return err
+	}
+	if err := t.Commit(ctx); err != nil {
+		return fmt.Errorf("commit: %w", err)
+	}
+	return nil
 }
 
 // IsUniqueViolation reports whether err is a unique-constraint violation, optionally

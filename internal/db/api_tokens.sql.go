@@ -9,6 +9,32 @@ import (
 	"context"
 )
 
+const aPITokenAuthenticate = `-- name: APITokenAuthenticate :one
+WITH t AS (
+    SELECT api_tokens.id, api_tokens.org_id, api_tokens.last_used_at FROM api_tokens
+    WHERE api_tokens.token_hash = $1 AND api_tokens.revoked_at IS NULL
+), touched AS (
+    UPDATE api_tokens a SET last_used_at = now()
+    FROM t
+    WHERE a.id = t.id AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute')
+)
+SELECT t.id, t.org_id FROM t
+`
+
+type APITokenAuthenticateRow struct {
+	ID    int64 `json:"id"`
+	OrgID int64 `json:"org_id"`
+}
+
+// The live token with this hash, and last_used_at touched (at most once a minute, so
+// a busy client does not rewrite the row on every request), in one round trip.
+func (q *Queries) APITokenAuthenticate(ctx context.Context, tokenHash []byte) (APITokenAuthenticateRow, error) {
+	row := q.db.QueryRow(ctx, aPITokenAuthenticate, tokenHash)
+	var i APITokenAuthenticateRow
+	err := row.Scan(&i.ID, &i.OrgID)
+	return i, err
+}
+
 const aPITokenCreate = `-- name: APITokenCreate :one
 INSERT INTO api_tokens (org_id, name, token_hash, scopes)
 VALUES ($1, $2, $3, $4)
@@ -44,27 +70,6 @@ func (q *Queries) APITokenCreate(ctx context.Context, arg APITokenCreateParams) 
 	return i, err
 }
 
-const aPITokenGetByHash = `-- name: APITokenGetByHash :one
-SELECT id, org_id, name, token_hash, scopes, last_used_at, revoked_at, created_at, updated_at FROM api_tokens WHERE token_hash = $1 AND revoked_at IS NULL
-`
-
-func (q *Queries) APITokenGetByHash(ctx context.Context, tokenHash []byte) (ApiToken, error) {
-	row := q.db.QueryRow(ctx, aPITokenGetByHash, tokenHash)
-	var i ApiToken
-	err := row.Scan(
-		&i.ID,
-		&i.OrgID,
-		&i.Name,
-		&i.TokenHash,
-		&i.Scopes,
-		&i.LastUsedAt,
-		&i.RevokedAt,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-	)
-	return i, err
-}
-
 const aPITokenRevoke = `-- name: APITokenRevoke :execrows
 UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL
 `
@@ -80,14 +85,4 @@ func (q *Queries) APITokenRevoke(ctx context.Context, arg APITokenRevokeParams) 
 		return 0, err
 	}
 	return result.RowsAffected(), nil
-}
-
-const aPITokenTouch = `-- name: APITokenTouch :exec
-UPDATE api_tokens SET last_used_at = now()
-WHERE id = $1 AND (last_used_at IS NULL OR last_used_at < now() - interval '1 minute')
-`
-
-func (q *Queries) APITokenTouch(ctx context.Context, id int64) error {
-	_, err := q.db.Exec(ctx, aPITokenTouch, id)
-	return err
 }

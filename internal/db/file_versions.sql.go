@@ -610,13 +610,12 @@ func (q *Queries) FileVersionLockChecksum(ctx context.Context, arg FileVersionLo
 	return err
 }
 
-const fileVersionMarkFailed = `-- name: FileVersionMarkFailed :one
+const fileVersionMarkFailed = `-- name: FileVersionMarkFailed :exec
 UPDATE file_versions SET
     validation_status = $1, validation_error = $2,
     checksum = $3, size_bytes = $4, mime_type = $5,
     validated_at = $6, duplicate_of = NULL
 WHERE id = $7 AND validation_status = 'pending'
-RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at
 `
 
 type FileVersionMarkFailedParams struct {
@@ -631,8 +630,8 @@ type FileVersionMarkFailedParams struct {
 
 // corrupt, rejected or missing, with the reason; whatever was measured is kept (NULL
 // when nothing was).
-func (q *Queries) FileVersionMarkFailed(ctx context.Context, arg FileVersionMarkFailedParams) (FileVersion, error) {
-	row := q.db.QueryRow(ctx, fileVersionMarkFailed,
+func (q *Queries) FileVersionMarkFailed(ctx context.Context, arg FileVersionMarkFailedParams) error {
+	_, err := q.db.Exec(ctx, fileVersionMarkFailed,
 		arg.ValidationStatus,
 		arg.ValidationError,
 		arg.Checksum,
@@ -641,43 +640,15 @@ func (q *Queries) FileVersionMarkFailed(ctx context.Context, arg FileVersionMark
 		arg.ValidatedAt,
 		arg.ID,
 	)
-	var i FileVersion
-	err := row.Scan(
-		&i.ID,
-		&i.OrgID,
-		&i.ProjectID,
-		&i.FileID,
-		&i.VersionNumber,
-		&i.StoragePath,
-		&i.ExpectedSha256,
-		&i.ExpectedSize,
-		&i.ExpectedMimeType,
-		&i.Checksum,
-		&i.SizeBytes,
-		&i.MimeType,
-		&i.ValidationStatus,
-		&i.ValidationError,
-		&i.ValidationAttempts,
-		&i.ValidatedAt,
-		&i.DuplicateOf,
-		&i.GenerationMethod,
-		&i.SourceFileVersionID,
-		&i.LlmModel,
-		&i.LlmParams,
-		&i.UploadedBy,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-	)
-	return i, err
+	return err
 }
 
-const fileVersionMarkValid = `-- name: FileVersionMarkValid :one
+const fileVersionMarkValid = `-- name: FileVersionMarkValid :exec
 UPDATE file_versions SET
     validation_status = 'valid', validation_error = NULL,
     checksum = $1, size_bytes = $2, mime_type = $3,
     validated_at = $4, duplicate_of = $5
 WHERE id = $6 AND validation_status = 'pending'
-RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at
 `
 
 type FileVersionMarkValidParams struct {
@@ -689,8 +660,10 @@ type FileVersionMarkValidParams struct {
 	ID          int64      `json:"id"`
 }
 
-func (q *Queries) FileVersionMarkValid(ctx context.Context, arg FileVersionMarkValidParams) (FileVersion, error) {
-	row := q.db.QueryRow(ctx, fileVersionMarkValid,
+// :exec, like MarkFailed: the caller holds the row lock and has seen it pending, and
+// database.Tx sends an :exec with the next statement instead of waiting for it.
+func (q *Queries) FileVersionMarkValid(ctx context.Context, arg FileVersionMarkValidParams) error {
+	_, err := q.db.Exec(ctx, fileVersionMarkValid,
 		arg.Checksum,
 		arg.SizeBytes,
 		arg.MimeType,
@@ -698,34 +671,7 @@ func (q *Queries) FileVersionMarkValid(ctx context.Context, arg FileVersionMarkV
 		arg.DuplicateOf,
 		arg.ID,
 	)
-	var i FileVersion
-	err := row.Scan(
-		&i.ID,
-		&i.OrgID,
-		&i.ProjectID,
-		&i.FileID,
-		&i.VersionNumber,
-		&i.StoragePath,
-		&i.ExpectedSha256,
-		&i.ExpectedSize,
-		&i.ExpectedMimeType,
-		&i.Checksum,
-		&i.SizeBytes,
-		&i.MimeType,
-		&i.ValidationStatus,
-		&i.ValidationError,
-		&i.ValidationAttempts,
-		&i.ValidatedAt,
-		&i.DuplicateOf,
-		&i.GenerationMethod,
-		&i.SourceFileVersionID,
-		&i.LlmModel,
-		&i.LlmParams,
-		&i.UploadedBy,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-	)
-	return i, err
+	return err
 }
 
 const fileVersionResetForRevalidation = `-- name: FileVersionResetForRevalidation :one

@@ -9,6 +9,60 @@ import (
 	"context"
 )
 
+const fileActivateValidVersion = `-- name: FileActivateValidVersion :one
+WITH act AS (
+    UPDATE files f SET
+        active_version_id = $1::bigint,
+        status = CASE WHEN $2::boolean AND f.status = 'pending'
+                      THEN 'ready_for_annotation'::file_status ELSE f.status END
+    WHERE f.id = $3 AND f.deleted_at IS NULL
+      AND (f.active_version_id IS NULL
+           OR f.active_version_id = $1::bigint
+           OR (SELECT a.version_number FROM file_versions a WHERE a.id = f.active_version_id) < $4::integer)
+    RETURNING f.id, f.org_id, f.project_id
+), job AS (
+    INSERT INTO annotation_jobs (org_id, project_id, file_id, file_version_id, priority)
+    SELECT act.org_id, act.project_id, act.id, $1::bigint, $5::job_priority
+    FROM act WHERE $6::boolean
+    ON CONFLICT (file_version_id) WHERE deleted_at IS NULL DO NOTHING
+    RETURNING id
+)
+SELECT EXISTS (SELECT 1 FROM act) AS active, COALESCE((SELECT id FROM job), 0)::bigint AS job_id
+`
+
+type FileActivateValidVersionParams struct {
+	VersionID     int64       `json:"version_id"`
+	MarkReady     bool        `json:"mark_ready"`
+	FileID        int64       `json:"file_id"`
+	VersionNumber int32       `json:"version_number"`
+	Priority      JobPriority `json:"priority"`
+	WantJob       bool        `json:"want_job"`
+}
+
+type FileActivateValidVersionRow struct {
+	Active bool  `json:"active"`
+	JobID  int64 `json:"job_id"`
+}
+
+// FileSetActiveVersion for a version just validated, and when that made it the
+// active version and want_job is set, its annotation job (AnnotationJobCreate's
+// insert), in one round trip. active: the version is now the file's active one;
+// job_id: the job created now, 0 when none was (not active, not wanted, or a live
+// job for the version exists from an earlier validation).
+func (q *Queries) FileActivateValidVersion(ctx context.Context, arg FileActivateValidVersionParams) (FileActivateValidVersionRow, error) {
+	row := q.db.QueryRow(ctx, fileActivateValidVersion,
+		arg.VersionID,
+		arg.MarkReady,
+		arg.FileID,
+		arg.VersionNumber,
+		arg.Priority,
+		arg.WantJob,
+	)
+	var i FileActivateValidVersionRow
+	err := row.Scan(&i.Active, &i.JobID)
+	return i, err
+}
+
 const fileCreate = `-- name: FileCreate :one
 INSERT INTO files (org_id, project_id, name, description, file_type, uploaded_by)
 VALUES ($1, $2, $3, $4, $5, $6)

@@ -107,10 +107,9 @@ func (q *Queries) OutboxGetByTaskID(ctx context.Context, arg OutboxGetByTaskIDPa
 	return i, err
 }
 
-const outboxInsert = `-- name: OutboxInsert :one
+const outboxInsert = `-- name: OutboxInsert :exec
 INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, available_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
-RETURNING id
 `
 
 type OutboxInsertParams struct {
@@ -124,8 +123,10 @@ type OutboxInsertParams struct {
 }
 
 // created_at is the transaction's start, so commit→enqueue latency measured from it errs high.
-func (q *Queries) OutboxInsert(ctx context.Context, arg OutboxInsertParams) (int64, error) {
-	row := q.db.QueryRow(ctx, outboxInsert,
+// :exec (no RETURNING): nobody needs the id, and database.Tx sends an :exec with the
+// transaction's next statement or its COMMIT instead of waiting for it.
+func (q *Queries) OutboxInsert(ctx context.Context, arg OutboxInsertParams) error {
+	_, err := q.db.Exec(ctx, outboxInsert,
 		arg.TaskID,
 		arg.TaskType,
 		arg.Queue,
@@ -134,9 +135,7 @@ func (q *Queries) OutboxInsert(ctx context.Context, arg OutboxInsertParams) (int
 		arg.OrgID,
 		arg.AvailableAt,
 	)
-	var id int64
-	err := row.Scan(&id)
-	return id, err
+	return err
 }
 
 const outboxLatestByTaskPrefix = `-- name: OutboxLatestByTaskPrefix :one

@@ -37,26 +37,27 @@ type Options struct {
 	Group string `json:"group,omitempty"`
 }
 
-// Add writes the intent as an outbox row using the caller's transaction.
-func Add(ctx context.Context, q *db.Queries, in Intent) (int64, error) {
+// Add writes the intent as an outbox row using the caller's transaction. Inside
+// database.Tx the row goes with the transaction's next statement or its COMMIT, and
+// an error shows there.
+func Add(ctx context.Context, q *db.Queries, in Intent) error {
 	payload, err := json.Marshal(in.Payload)
 	if err != nil {
-		return 0, fmt.Errorf("outbox %s: encode payload: %w", in.Type, err)
+		return fmt.Errorf("outbox %s: encode payload: %w", in.Type, err)
 	}
 	opts, err := json.Marshal(in.Options)
 	if err != nil {
-		return 0, fmt.Errorf("outbox %s: encode options: %w", in.Type, err)
+		return fmt.Errorf("outbox %s: encode options: %w", in.Type, err)
 	}
 	at := in.ProcessAt
 	if at.IsZero() {
 		at = time.Now()
 	}
-	id, err := q.OutboxInsert(ctx, db.OutboxInsertParams{
+	if err := q.OutboxInsert(ctx, db.OutboxInsertParams{
 		TaskID: in.TaskID, TaskType: in.Type, Queue: in.Queue,
 		Payload: payload, Options: opts, OrgID: in.OrgID, AvailableAt: at,
-	})
-	if err != nil {
-		return 0, fmt.Errorf("outbox %s: %w", in.Type, err)
+	}); err != nil {
+		return fmt.Errorf("outbox %s: %w", in.Type, err)
 	}
-	return id, nil
+	return nil
 }

@@ -66,11 +66,17 @@ func TestRolledBackChangeQueuesNothing(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	boom := errors.New("the registration failed after writing its intent")
-	err := database.Tx(ctx, f.pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
-		if _, err := Add(ctx, q, f.intent(1)); err != nil {
+	err := database.Tx(ctx, f.pg.Pool, func(q *db.Queries, tx pgx.Tx) error {
+		if err := Add(ctx, q, f.intent(1)); err != nil {
 			return err
 		}
-		return boom
+		// The row is really written inside the transaction (this query sends it)...
+		var n int
+		if err := tx.QueryRow(ctx, "SELECT count(*) FROM outbox WHERE enqueued_at IS NULL").Scan(&n); err != nil {
+			return err
+		}
+		require.Equal(t, 1, n)
+		return boom // ...and rolled back with it.
 	})
 	require.ErrorIs(t, err, boom)
 	n, err := f.relay().RelayOnce(ctx)
@@ -87,7 +93,7 @@ func TestRelayKilledBetweenEnqueueAndCommit(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	require.NoError(t, database.Tx(ctx, f.pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
-		_, err := Add(ctx, q, f.intent(7))
+		err := Add(ctx, q, f.intent(7))
 		return err
 	}))
 	dying := f.relay()
@@ -115,7 +121,7 @@ func TestTwoRelaysNeverDoubleEnqueue(t *testing.T) {
 	const total = 1500
 	require.NoError(t, database.Tx(ctx, f.pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
 		for i := range total {
-			if _, err := Add(ctx, q, f.intent(i)); err != nil {
+			if err := Add(ctx, q, f.intent(i)); err != nil {
 				return err
 			}
 		}
@@ -178,7 +184,7 @@ func TestNotifyWakesTheRelay(t *testing.T) {
 
 	for i := range 3 {
 		require.NoError(t, database.Tx(context.Background(), f.pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
-			_, err := Add(context.Background(), q, f.intent(100+i))
+			err := Add(context.Background(), q, f.intent(100+i))
 			return err
 		}))
 		require.Eventually(t, func() bool { return f.queueSize(t) == i+1 }, 5*time.Second, 10*time.Millisecond)
@@ -192,7 +198,7 @@ func TestDelayedIntentWaitsInTheOutbox(t *testing.T) {
 	in := f.intent(1)
 	in.ProcessAt = time.Now().Add(time.Hour)
 	require.NoError(t, database.Tx(ctx, f.pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
-		_, err := Add(ctx, q, in)
+		err := Add(ctx, q, in)
 		return err
 	}))
 	n, err := f.relay().RelayOnce(ctx)

@@ -123,7 +123,7 @@ func (r *Reconciler) pass(ctx context.Context, f Finder, olderThan time.Time) (i
 	nonce := fmt.Sprintf("rc%d", time.Now().UnixNano())
 	err = database.Tx(ctx, r.Pool, func(q *db.Queries, _ pgx.Tx) error {
 		for _, it := range requeue {
-			if _, err := outbox.Add(ctx, q, f.Intent(it.OrgID, it.EntityID, nonce)); err != nil {
+			if err := outbox.Add(ctx, q, f.Intent(it.OrgID, it.EntityID, nonce)); err != nil {
 				return err
 			}
 		}

@@ -39,7 +39,7 @@ func TestRequeuesOnlyWorkWhoseTaskIsGone(t *testing.T) {
 		v := pg.RegisterVersion(t, f, "k", testenv.Declared{})
 		versions = append(versions, v)
 		require.NoError(t, database.Tx(ctx, pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
-			_, err := outbox.Add(ctx, q, validate.Intent(org.ID, v.ID, ""))
+			err := outbox.Add(ctx, q, validate.Intent(org.ID, v.ID, ""))
 			return err
 		}))
 	}

@@ -174,7 +174,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		if err := q.ExportScheduleSetLastFired(ctx, db.ExportScheduleSetLastFiredParams{ID: s.ID, FiredAt: &tick}); err != nil {
 			return err
 		}
-		if _, err := outbox.Add(ctx, q, export.Intent(s.OrgID, e.ID, "")); err != nil {
+		if err := outbox.Add(ctx, q, export.Intent(s.OrgID, e.ID, "")); err != nil {
 			return err
 		}
 		meta, _ := json.Marshal(map[string]any{"schedule_id": s.ID, "scheduled_for": tick})

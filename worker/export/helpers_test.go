@@ -102,9 +102,10 @@ func (f *fixture) valid(fl db.File, content []byte, mime string) version {
 	ctx := context.Background()
 	v := f.pg.RegisterVersion(f.t, fl, f.put(content), testenv.Declared{})
 	sum, size, now := testenv.SHA256Hex(content), int64(len(content)), time.Now()
-	v, err := f.pg.Q.FileVersionMarkValid(ctx, db.FileVersionMarkValidParams{
+	require.NoError(f.t, f.pg.Q.FileVersionMarkValid(ctx, db.FileVersionMarkValidParams{
 		ID: v.ID, Checksum: &sum, SizeBytes: &size, MimeType: &mime, ValidatedAt: &now,
-	})
+	}))
+	v, err := f.pg.Q.FileVersionGetByID(ctx, v.ID)
 	require.NoError(f.t, err)
 	if fl.FileType == db.FileTypeDataset {
 		_, err = f.pg.Q.FileSetActiveVersion(ctx, db.FileSetActiveVersionParams{

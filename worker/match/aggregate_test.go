@@ -130,7 +130,7 @@ func register(ctx context.Context, f *fixture, n int64) error {
 		}); err != nil {
 			return fmt.Errorf("job %d: %w", n, err)
 		}
-		_, err = outbox.Add(ctx, q, match.TriggerIntent(f.org.ID, f.pr.ID, fmt.Sprint(v.ID)))
+		err = outbox.Add(ctx, q, match.TriggerIntent(f.org.ID, f.pr.ID, fmt.Sprint(v.ID)))
 		return err
 	})
 }
