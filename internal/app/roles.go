@@ -25,8 +25,10 @@ func (a *App) runWorker(ctx context.Context) error {
 	if err := queue.Register(ctx, a.Redis); err != nil {
 		return err
 	}
-	srv := asynq.NewServer(a.Redis, queue.ServerConfig(a.Cfg.WorkerConcurrency, a.Cfg.ShutdownTimeout, a.Log,
-		func() context.Context { return context.WithoutCancel(ctx) }))
+	cfg := queue.ServerConfig(a.Cfg.WorkerConcurrency, a.Cfg.ShutdownTimeout, a.Log,
+		func() context.Context { return context.WithoutCancel(ctx) })
+	cfg.TaskCheckInterval = a.Cfg.WorkerPollInterval
+	srv := asynq.NewServer(a.Redis, cfg)
 	mux := asynq.NewServeMux()
 	mux.Use(a.Metrics.Middleware, a.taskLogging)
 	a.registerHandlers(mux)

@@ -47,8 +47,9 @@ type Config struct {
 	OperatorPassword string `env:"LABELQ_OPERATOR_PASSWORD" default:"" help:"basic-auth password for /monitoring and /metrics; empty disables those routes" secret:"true"`
 	MaxBodyBytes     int64  `env:"LABELQ_MAX_BODY_BYTES" default:"1048576" help:"largest accepted API request body"`
 
-	WorkerConcurrency int           `env:"LABELQ_WORKER_CONCURRENCY" default:"10" help:"tasks one worker process runs at once"`
-	ShutdownTimeout   time.Duration `env:"LABELQ_SHUTDOWN_TIMEOUT" default:"25s" help:"how long a stopping process waits for in-flight work"`
+	WorkerConcurrency  int           `env:"LABELQ_WORKER_CONCURRENCY" default:"10" help:"tasks one worker process runs at once"`
+	WorkerPollInterval time.Duration `env:"LABELQ_WORKER_POLL_INTERVAL" default:"200ms" help:"how long an idle worker waits before asking Redis for work again (asynq's TaskCheckInterval, 1s there); the wait is this ±50%"`
+	ShutdownTimeout    time.Duration `env:"LABELQ_SHUTDOWN_TIMEOUT" default:"25s" help:"how long a stopping process waits for in-flight work"`
 
 	RelayPollInterval time.Duration `env:"LABELQ_RELAY_POLL_INTERVAL" default:"1s" help:"outbox relay polling fallback (LISTEN/NOTIFY wakes it sooner)"`
 	RelayBatchSize    int           `env:"LABELQ_RELAY_BATCH_SIZE" default:"500" help:"outbox rows moved to asynq per transaction"`
@@ -185,6 +186,9 @@ func (c *Config) validate() []error {
 	}
 	if c.MaxBodyBytes < 1024 {
 		bad("LABELQ_MAX_BODY_BYTES", "must be at least 1024")
+	}
+	if c.WorkerPollInterval < 10*time.Millisecond || c.WorkerPollInterval > time.Minute {
+		bad("LABELQ_WORKER_POLL_INTERVAL", "must be between 10ms and 1m")
 	}
 	if c.WorkerConcurrency < 1 || c.WorkerConcurrency > 1000 {
 		bad("LABELQ_WORKER_CONCURRENCY", "must be between 1 and 1000")
