@@ -10,11 +10,13 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"math/rand/v2"
 	"net/http"
 	"os"
 	"runtime"
 	"runtime/debug"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -106,12 +108,15 @@ func resetPeakRSS(b *testing.B) {
 	require.NoError(b, os.WriteFile("/proc/self/clear_refs", []byte("5"), 0))
 }
 
-// BenchmarkValidate1GiB validates a 1 GiB object end to end (Stat, one streaming
-// read out of MinIO with SHA-256, size and type, the checks, the outcome
-// transaction) and puts its throughput next to crypto/sha256 over the same bytes
-// in memory, measured in the same run. Peak RSS is the whole test process's high
-// water mark during the validation; MinIO is a process of its own and not in it.
+// BenchmarkValidate1GiB validates a 1 GiB object end to end (one streaming GET out
+// of MinIO with SHA-256, size and type, the checks, the outcome transaction) and puts
+// its throughput next to crypto/sha256 over the same bytes in memory, measured in the
+// same run. Both are the best of three passes (three versions of the same object are
+// validated), because the machine is shared and a pass can lose a core to a
+// neighbour. Peak RSS is the whole test process's high-water mark over the three
+// validations; MinIO is a process of its own and not in it.
 func BenchmarkValidate1GiB(b *testing.B) {
+	const passes = 3
 	hs := newHarness(b, validate.Options{})
 	pg := hs.env.PG
 	org := pg.Org(b)
@@ -119,13 +124,7 @@ func BenchmarkValidate1GiB(b *testing.B) {
 	key := fmt.Sprintf("orgs/%d/big.csv", org.ID)
 
 	block := textBlock(benchBlock)
-	start := time.Now()
-	h := sha256.New()
-	for range benchTotal / benchBlock {
-		h.Write(block)
-	}
-	sum := hex.EncodeToString(h.Sum(nil))
-	shaSecs := time.Since(start).Seconds()
+	sum, _ := sha256Pass(block)
 
 	_, err := hs.env.S3.Store.Client.PutObject(context.Background(), hs.env.S3.Store.Bucket, key,
 		&repeatReader{block: block, n: benchTotal / benchBlock}, benchTotal, minio.PutObjectOptions{PartSize: 64 << 20})
@@ -137,19 +136,21 @@ func BenchmarkValidate1GiB(b *testing.B) {
 	block = nil
 	runtime.GC()
 	debug.FreeOSMemory()
-	versions := make([]db.FileVersion, b.N)
+	versions := make([]db.FileVersion, b.N*passes)
 	for i := range versions {
 		versions[i] = pg.RegisterVersion(b, f, key, decl)
 	}
 	rssBefore := peakRSS(b)
 	resetPeakRSS(b)
 
+	best := math.Inf(1)
 	b.ResetTimer()
-	for i := range b.N {
+	for i := range versions {
+		start := time.Now()
 		require.NoError(b, hs.process(b, versions[i].ID))
+		best = min(best, time.Since(start).Seconds())
 	}
 	b.StopTimer()
-	elapsed := b.Elapsed().Seconds()
 	peak := peakRSS(b)
 	for _, v := range versions {
 		require.Equal(b, db.ValidationStatusValid, hs.version(b, v.ID).ValidationStatus)
@@ -157,17 +158,31 @@ func BenchmarkValidate1GiB(b *testing.B) {
 
 	// A second baseline: reading the same object from MinIO with no work at all. On a
 	// machine where MinIO shares the cores, this bounds what any validator can reach.
-	getStart := time.Now()
-	obj, err := hs.env.S3.Store.Client.GetObject(context.Background(), hs.env.S3.Store.Bucket, key, minio.GetObjectOptions{})
-	require.NoError(b, err)
-	n, err := io.Copy(io.Discard, obj)
-	require.NoError(b, err)
-	obj.Close()
-	require.EqualValues(b, benchTotal, n)
-	getMBps := float64(benchTotal) / time.Since(getStart).Seconds() / 1e6
+	getSecs := math.Inf(1)
+	for range passes {
+		getStart := time.Now()
+		obj, err := hs.env.S3.Store.Client.GetObject(context.Background(), hs.env.S3.Store.Bucket, key, minio.GetObjectOptions{})
+		require.NoError(b, err)
+		n, err := io.Copy(io.Discard, obj)
+		require.NoError(b, err)
+		obj.Close()
+		require.EqualValues(b, benchTotal, n)
+		getSecs = min(getSecs, time.Since(getStart).Seconds())
+	}
 
-	validateMBps := float64(benchTotal) * float64(b.N) / elapsed / 1e6
+	// The SHA-256 baseline runs last, when MinIO is idle (right after MinIO starts,
+	// the server's start-up work slows it down, which would flatter the ratio).
+	block = textBlock(benchBlock)
+	shaSecs := math.Inf(1)
+	for range passes {
+		s, secs := sha256Pass(block)
+		require.Equal(b, sum, s)
+		shaSecs = min(shaSecs, secs)
+	}
+
+	validateMBps := float64(benchTotal) / best / 1e6
 	shaMBps := float64(benchTotal) / shaSecs / 1e6
+	getMBps := float64(benchTotal) / getSecs / 1e6
 	b.ReportMetric(validateMBps, "validate_MBps")
 	b.ReportMetric(shaMBps, "sha256_MBps")
 	b.ReportMetric(validateMBps/shaMBps, "ratio")
@@ -177,11 +192,39 @@ func BenchmarkValidate1GiB(b *testing.B) {
 	b.Logf("peak RSS before the reset (upload and baseline): %d MiB", rssBefore>>20)
 }
 
+// sha256Pass hashes the object's bytes (block repeated to benchTotal) in memory and
+// returns the hex digest and the seconds spent hashing. Only the hashing is timed,
+// and always on data already in the CPU's cache: each MiB is copied into a 1 MiB
+// buffer first, untimed. Hashing the 64 MiB block where it lies would run at DRAM
+// speed here (about 1,300 MB/s against 1,800 from cache) and flatter the ratio;
+// the validator hashes what it has just received, which is in cache too.
+func sha256Pass(block []byte) (string, float64) {
+	const piece = 1 << 20
+	buf := make([]byte, piece)
+	h := sha256.New()
+	var hashing time.Duration
+	for range benchTotal / len(block) {
+		for off := 0; off < len(block); off += piece {
+			copy(buf, block[off:off+piece])
+			start := time.Now()
+			h.Write(buf)
+			hashing += time.Since(start)
+		}
+	}
+	return hex.EncodeToString(h.Sum(nil)), hashing.Seconds()
+}
+
 // BenchmarkValidate10kViaAPI registers 10,000 small versions through the HTTP API
 // (POST /v1/files/{id}/versions from a few concurrent clients) and times until all
 // are valid: API transaction, outbox relay, asynq, the handler. The baseline in the
 // same run is asynq's own throughput for 10,000 no-op tasks with the same worker
-// concurrency and the same number of concurrent producers.
+// configuration and the same number of concurrent producers.
+//
+// Both are reported two ways. End to end (first request to last completion) counts
+// the start and the tail: an idle asynq processor sleeps up to 1.5 × its poll interval
+// before it looks for work, which is most of a no-op run's time and would make the
+// baseline look four times slower than asynq is. The ratio therefore uses the steady
+// rate, from the 10th to the 90th percentile of completion times, for both.
 func BenchmarkValidate10kViaAPI(b *testing.B) {
 	const (
 		n       = 10_000
@@ -196,7 +239,7 @@ func BenchmarkValidate10kViaAPI(b *testing.B) {
 	require.NoError(b, err)
 	defer a.Close()
 
-	noopPerSec := benchNoop(b, env, n, clients, cfg.WorkerConcurrency)
+	noop := benchNoop(b, env, n, clients, cfg.WorkerConcurrency)
 
 	// The API and the relay as app runs them; the worker role does not mount
 	// file:validate yet, so this benchmark runs its own asynq server with the
@@ -245,6 +288,7 @@ func BenchmarkValidate10kViaAPI(b *testing.B) {
 	httpc := &http.Client{Transport: &http.Transport{MaxIdleConnsPerHost: clients}, Timeout: 30 * time.Second}
 
 	b.ResetTimer()
+	cpuBefore := testenv.CPUSnapshot()
 	start := time.Now()
 	parallel(b, clients, n, func(i int) error {
 		it := items[i]
@@ -283,29 +327,51 @@ func BenchmarkValidate10kViaAPI(b *testing.B) {
 	}
 	elapsed := time.Since(start)
 	b.StopTimer()
+	cpu := testenv.CPUSnapshot().Since(cpuBefore)
 
+	// The steady rate from the validation times on the rows themselves.
+	var p10, p90 time.Time
+	require.NoError(b, a.Pool.QueryRow(ctx, `SELECT
+	    percentile_disc(0.1) WITHIN GROUP (ORDER BY validated_at),
+	    percentile_disc(0.9) WITHIN GROUP (ORDER BY validated_at)
+	FROM file_versions WHERE project_id = $1`, pr.ID).Scan(&p10, &p90))
+	steady := 0.8 * n / p90.Sub(p10).Seconds()
 	perSec := n / elapsed.Seconds()
-	b.ReportMetric(perSec, "versions_per_s")
-	b.ReportMetric(noopPerSec, "noop_per_s")
-	b.ReportMetric(perSec/noopPerSec, "ratio")
+	b.ReportMetric(steady, "versions_per_s")
+	b.ReportMetric(noop.steady, "noop_per_s")
+	b.ReportMetric(steady/noop.steady, "ratio")
+	b.ReportMetric(perSec, "versions_per_s_end_to_end")
+	b.ReportMetric(noop.endToEnd, "noop_per_s_end_to_end")
+	b.ReportMetric(perSec/noop.endToEnd, "ratio_end_to_end")
 	b.Logf("all %d registered after %s, all valid after %s", n, registered.Round(time.Millisecond), elapsed.Round(time.Millisecond))
+	b.Logf("CPU in that time (%d cores, %.1f CPU-s available): %s", runtime.NumCPU(), elapsed.Seconds()*float64(runtime.NumCPU()), cpu)
 
 	cancel()
 	require.NoError(b, <-runDone)
 }
 
+// noopRate is asynq's raw throughput, per second.
+type noopRate struct {
+	steady   float64 // between the 10th and the 90th percentile of completions
+	endToEnd float64 // from the first enqueue to the last completion
+}
+
 // benchNoop is asynq's raw throughput: n no-op tasks enqueued by `clients`
-// producers and processed by a server of the given concurrency, per second.
-func benchNoop(b *testing.B, env *testenv.Env, n, clients, concurrency int) float64 {
+// producers and processed by a server of the given concurrency, with the server
+// configuration every labelq worker uses.
+func benchNoop(b *testing.B, env *testenv.Env, n, clients, concurrency int) noopRate {
 	b.Helper()
 	var done atomic.Int64
+	finished := make([]time.Time, n)
 	all := make(chan struct{})
 	cfg := queue.ServerConfig(concurrency, 5*time.Second, slog.New(slog.DiscardHandler), nil)
 	cfg.Queues = map[string]int{queue.QueueValidate: 1}
 	srv := asynq.NewServer(env.Redis.Opt(), cfg)
 	mux := asynq.NewServeMux()
 	mux.HandleFunc("bench:noop", func(context.Context, *asynq.Task) error {
-		if done.Add(1) == int64(n) {
+		i := done.Add(1)
+		finished[i-1] = time.Now()
+		if i == int64(n) {
 			close(all)
 		}
 		return nil
@@ -325,7 +391,10 @@ func benchNoop(b *testing.B, env *testenv.Env, n, clients, concurrency int) floa
 	case <-time.After(5 * time.Minute):
 		b.Fatalf("only %d of %d no-op tasks done after 5 minutes", done.Load(), n)
 	}
-	return float64(n) / time.Since(start).Seconds()
+	end := time.Since(start)
+	slices.SortFunc(finished, func(x, y time.Time) int { return x.Compare(y) })
+	p10, p90 := finished[n/10], finished[n*9/10]
+	return noopRate{steady: 0.8 * float64(n) / p90.Sub(p10).Seconds(), endToEnd: float64(n) / end.Seconds()}
 }
 
 // parallel runs fn for 0..n-1 on `workers` goroutines and fails on the first error.
