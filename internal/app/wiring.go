@@ -51,7 +51,11 @@ func (a *App) preannotateHandler() asynq.Handler {
 }
 
 func (a *App) newPreannotate() (*preannotate.Handler, error) {
-	client, err := llm.NewClient(llm.Config{BaseURL: a.Cfg.LLMBaseURL, APIKey: a.Cfg.LLMAPIKey, Timeout: a.Cfg.LLMTimeout})
+	prices, err := llm.ParsePrices(a.Cfg.LLMPrices) // checked by config already
+	if err != nil {
+		return nil, err
+	}
+	client, err := llm.NewClient(llm.Config{BaseURL: a.Cfg.LLMBaseURL, APIKey: a.Cfg.LLMAPIKey, Timeout: a.Cfg.LLMTimeout, Prices: prices})
 	if err != nil {
 		return nil, err
 	}

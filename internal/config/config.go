@@ -18,6 +18,8 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+
+	"github.com/labelq/labelq/internal/llm"
 )
 
 // Config is every setting of every labelq process. Field tags:
@@ -62,6 +64,7 @@ type Config struct {
 	LLMRequestsPerMinute int           `env:"LABELQ_LLM_RPM" default:"60" help:"requests per minute to the LLM, shared by every worker process"`
 	LLMTokensPerMinute   int           `env:"LABELQ_LLM_TPM" default:"100000" help:"tokens per minute to the LLM, shared by every worker process"`
 	LLMMaxConcurrent     int           `env:"LABELQ_LLM_MAX_CONCURRENT" default:"4" help:"model calls in flight at once, across every worker process"`
+	LLMPrices            string        `env:"LABELQ_LLM_PRICES" default:"" help:"USD per million input/output tokens, for the cost recorded on every model call: gpt-4o-mini=0.15/0.60,gpt-4o=2.50/10 (a name also prices its dated snapshots); a model not listed costs 0"`
 
 	ExportURLTTL    time.Duration `env:"LABELQ_EXPORT_URL_TTL" default:"15m" help:"lifetime of an export's presigned download URL"`
 	ExportRetention time.Duration `env:"LABELQ_EXPORT_RETENTION" default:"720h" help:"completed export archives older than this are deleted (0 keeps them)"`
@@ -213,6 +216,9 @@ func (c *Config) validate() []error {
 	}
 	if u, err := url.Parse(c.LLMBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("LABELQ_LLM_BASE_URL", "want an http(s) URL such as https://api.openai.com/v1")
+	}
+	if _, err := llm.ParsePrices(c.LLMPrices); err != nil {
+		bad("LABELQ_LLM_PRICES", "%s", err)
 	}
 	if c.LLMRequestsPerMinute < 1 || c.LLMTokensPerMinute < 1 || c.LLMMaxConcurrent < 1 {
 		bad("LABELQ_LLM_RPM", "LLM limits (LABELQ_LLM_RPM, LABELQ_LLM_TPM, LABELQ_LLM_MAX_CONCURRENT) must be at least 1")

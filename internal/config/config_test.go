@@ -77,15 +77,18 @@ func TestInvalidValuesAreAllReported(t *testing.T) {
 		require.Contains(t, msg, name)
 	}
 	_, err = config.Load(env(map[string]string{
-		"LABELQ_REDIS_URL":          "http://:topsecret@nowhere",
-		"LABELQ_S3_ENDPOINT":        "no-port",
-		"LABELQ_LOG_LEVEL":          "loud",
-		"LABELQ_WORKER_CONCURRENCY": "0",
-		"LABELQ_S3_BUCKET":          "UPPER",
+		"LABELQ_REDIS_URL":            "http://:topsecret@nowhere",
+		"LABELQ_S3_ENDPOINT":          "no-port",
+		"LABELQ_LOG_LEVEL":            "loud",
+		"LABELQ_WORKER_CONCURRENCY":   "0",
+		"LABELQ_S3_BUCKET":            "UPPER",
+		"LABELQ_LLM_PRICES":           "gpt-4o-mini=cheap",
+		"LABELQ_WORKER_POLL_INTERVAL": "1ms",
 	}))
 	require.Error(t, err)
 	msg = err.Error()
-	for _, name := range []string{"LABELQ_REDIS_URL", "LABELQ_S3_ENDPOINT", "LABELQ_LOG_LEVEL", "LABELQ_WORKER_CONCURRENCY", "LABELQ_S3_BUCKET"} {
+	require.Contains(t, msg, `"gpt-4o-mini=cheap"`, "the bad price entry is quoted")
+	for _, name := range []string{"LABELQ_REDIS_URL", "LABELQ_S3_ENDPOINT", "LABELQ_LOG_LEVEL", "LABELQ_WORKER_CONCURRENCY", "LABELQ_S3_BUCKET", "LABELQ_LLM_PRICES", "LABELQ_WORKER_POLL_INTERVAL"} {
 		require.Contains(t, msg, name)
 	}
 	require.NotContains(t, msg, "topsecret", "a secret in a bad value must not be echoed")

@@ -1,6 +1,11 @@
 package llm
 
-import "strings"
+import (
+	"fmt"
+	"math"
+	"strconv"
+	"strings"
+)
 
 // Price is what a model costs, in US dollars per one million tokens.
 type Price struct {
@@ -39,4 +44,41 @@ func (p Prices) Cost(model string, promptTokens, completionTokens int) float64 {
 		return 0
 	}
 	return (float64(promptTokens)*pr.InputPerMTok + float64(completionTokens)*pr.OutputPerMTok) / 1e6
+}
+
+// ParsePrices reads a price table written as LABELQ_LLM_PRICES takes it: entries
+// separated by commas, each model=input/output in US dollars per million tokens,
+// e.g. "gpt-4o-mini=0.15/0.60,gpt-4o=2.50/10". Spaces around parts are ignored;
+// an empty string is an empty table.
+func ParsePrices(s string) (Prices, error) {
+	p := Prices{}
+	for _, entry := range strings.Split(s, ",") {
+		entry = strings.TrimSpace(entry)
+		if entry == "" {
+			continue
+		}
+		model, price, ok := strings.Cut(entry, "=")
+		model = strings.TrimSpace(model)
+		in, out, ok2 := strings.Cut(price, "/")
+		if !ok || !ok2 || model == "" {
+			return nil, fmt.Errorf("price entry %q: want model=input/output in USD per million tokens, e.g. gpt-4o-mini=0.15/0.60", entry)
+		}
+		var pr Price
+		for _, f := range []struct {
+			dst  *float64
+			text string
+			what string
+		}{{&pr.InputPerMTok, in, "input"}, {&pr.OutputPerMTok, out, "output"}} {
+			v, err := strconv.ParseFloat(strings.TrimSpace(f.text), 64)
+			if err != nil || v < 0 || math.IsInf(v, 0) || math.IsNaN(v) {
+				return nil, fmt.Errorf("price entry %q: the %s price %q is not a non-negative number of USD per million tokens", entry, f.what, strings.TrimSpace(f.text))
+			}
+			*f.dst = v
+		}
+		if _, dup := p[model]; dup {
+			return nil, fmt.Errorf("price entry %q: model %q is priced twice", entry, model)
+		}
+		p[model] = pr
+	}
+	return p, nil
 }

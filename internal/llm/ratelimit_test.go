@@ -102,3 +102,23 @@ func TestPricesLookup(t *testing.T) {
 	require.Zero(t, p.Cost("llama3.1:8b", 1000, 1000))
 	require.Zero(t, Prices(nil).Cost("gpt-4o", 1000, 1000))
 }
+
+func TestParsePrices(t *testing.T) {
+	p, err := ParsePrices(" gpt-4o-mini = 0.15/0.60 , gpt-4o=2.50/10,llama3.1:8b=0/0,")
+	require.NoError(t, err)
+	require.Equal(t, Prices{
+		"gpt-4o-mini": {InputPerMTok: 0.15, OutputPerMTok: 0.60},
+		"gpt-4o":      {InputPerMTok: 2.50, OutputPerMTok: 10},
+		"llama3.1:8b": {},
+	}, p)
+	require.InDelta(t, 0.15, p.Cost("gpt-4o-mini-2024-07-18", 1_000_000, 0), 1e-9)
+
+	empty, err := ParsePrices("")
+	require.NoError(t, err)
+	require.Empty(t, empty)
+
+	for _, bad := range []string{"gpt-4o", "gpt-4o=1", "=1/2", "gpt-4o=a/2", "gpt-4o=1/-2", "gpt-4o=1/NaN", "gpt-4o=1/2,gpt-4o=3/4"} {
+		_, err := ParsePrices(bad)
+		require.Error(t, err, bad)
+	}
+}

@@ -24,7 +24,11 @@ import (
 // handlerFromConfig is how internal/app builds the handler from its
 // configuration; it lives here so that those lines compile and run in a test.
 func handlerFromConfig(cfg *config.Config, deps preannotate.Deps, redisOpt asynq.RedisConnOpt) (*preannotate.Handler, error) {
-	client, err := llm.NewClient(llm.Config{BaseURL: cfg.LLMBaseURL, APIKey: cfg.LLMAPIKey, Timeout: cfg.LLMTimeout})
+	prices, err := llm.ParsePrices(cfg.LLMPrices)
+	if err != nil {
+		return nil, err
+	}
+	client, err := llm.NewClient(llm.Config{BaseURL: cfg.LLMBaseURL, APIKey: cfg.LLMAPIKey, Timeout: cfg.LLMTimeout, Prices: prices})
 	if err != nil {
 		return nil, err
 	}
@@ -71,6 +75,7 @@ func TestHandlerFromConfig(t *testing.T) {
 	cfg := w.env.Config(t, map[string]string{
 		"LABELQ_LLM_BASE_URL": srv.BaseURL(), "LABELQ_LLM_API_KEY": key,
 		"LABELQ_LLM_RPM": "600", "LABELQ_LLM_TPM": "200000", "LABELQ_LLM_MAX_CONCURRENT": "2",
+		"LABELQ_LLM_PRICES": "gpt-4o=2.50/10, gpt-4o-mini=0.15/0.60",
 	})
 	redisOpt, err := cfg.RedisConnOpt()
 	require.NoError(t, err)
@@ -83,7 +88,12 @@ func TestHandlerFromConfig(t *testing.T) {
 	v := w.valid("cfg.txt", "text/plain", []byte("Configured from the environment."), nil)
 	require.NoError(t, h.ProcessTask(context.Background(), task(t, v.ID)))
 	require.Equal(t, 1, srv.Stats().Succeeded)
-	require.Equal(t, db.LlmRunStatusSucceeded, w.run(v).Status)
+	run := w.run(v)
+	require.Equal(t, db.LlmRunStatusSucceeded, run.Status)
+	// Priced from LABELQ_LLM_PRICES: the gpt-4o-mini entry, not the gpt-4o one.
+	want := (float64(run.PromptTokens)*0.15 + float64(run.CompletionTokens)*0.60) / 1e6
+	require.InDelta(t, want, run.CostUsd, 1e-12)
+	require.Positive(t, run.CostUsd)
 
 	mfs, err := m.Registry.Gather()
 	require.NoError(t, err)
