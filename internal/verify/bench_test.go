@@ -74,20 +74,31 @@ func BenchmarkMeasure1GiB(b *testing.B) {
 
 	for b.Loop() {
 		for range benchRounds {
-			start := time.Now()
+			// The baseline hashes data already in the CPU's cache, timing only the
+			// hashing: each MiB is copied into a 1 MiB buffer first, untimed.
+			// Hashing the 64 MiB block where it lies runs at DRAM speed (a quarter
+			// slower here) and would flatter the ratio; Measure hashes what it has
+			// just read, which is in cache too.
+			var hashing time.Duration
 			h := sha256.New()
+			piece := make([]byte, 1<<20)
 			for range benchTotal / benchBlock {
-				h.Write(block)
+				for off := 0; off < benchBlock; off += len(piece) {
+					copy(piece, block[off:])
+					start := time.Now()
+					h.Write(piece)
+					hashing += time.Since(start)
+				}
 			}
 			var want [sha256.Size]byte
 			h.Sum(want[:0])
-			shaBest = min(shaBest, time.Since(start))
+			shaBest = min(shaBest, hashing)
 
 			runtime.GC()
 			var base runtime.MemStats
 			runtime.ReadMemStats(&base)
 			sampler := startHeapSampler()
-			start = time.Now()
+			start := time.Now()
 			m, err := Measure(ctx, &loopReader{block: block, remaining: benchTotal}, Options{})
 			verifyBest = min(verifyBest, time.Since(start))
 			peak := sampler.finish()
