@@ -150,10 +150,13 @@ ORDER BY p.kind, v.id;
 -- name: FileVersionListPreannotationLost :many
 -- Versions whose pre-annotation was requested (an outbox row exists) but never
 -- started (no llm_runs row): the task was lost before its first run.
+-- The version id is read out of the task id (file:preannotate:<id>[:<nonce>]) so the
+-- outbox is read once and joined by hash: a LIKE built from each version's id can use
+-- no index, and made this quadratic (seconds at 50,000 versions).
 SELECT v.id, v.org_id FROM file_versions v
 WHERE v.validation_status = 'valid' AND v.updated_at < @older_than
-  AND EXISTS (SELECT 1 FROM outbox o WHERE o.task_type = 'file:preannotate'
-              AND (o.task_id = 'file:preannotate:' || v.id OR o.task_id LIKE 'file:preannotate:' || v.id || ':%'))
+  AND v.id IN (SELECT split_part(o.task_id, ':', 3)::bigint FROM outbox o
+               WHERE o.task_type = 'file:preannotate' AND o.task_id ~ '^file:preannotate:[0-9]{1,18}(:|$)')
   AND NOT EXISTS (SELECT 1 FROM llm_runs r WHERE r.file_version_id = v.id)
 ORDER BY v.id
 LIMIT @max_rows;

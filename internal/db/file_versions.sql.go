@@ -516,8 +516,8 @@ func (q *Queries) FileVersionListForExport(ctx context.Context, arg FileVersionL
 const fileVersionListPreannotationLost = `-- name: FileVersionListPreannotationLost :many
 SELECT v.id, v.org_id FROM file_versions v
 WHERE v.validation_status = 'valid' AND v.updated_at < $1
-  AND EXISTS (SELECT 1 FROM outbox o WHERE o.task_type = 'file:preannotate'
-              AND (o.task_id = 'file:preannotate:' || v.id OR o.task_id LIKE 'file:preannotate:' || v.id || ':%'))
+  AND v.id IN (SELECT split_part(o.task_id, ':', 3)::bigint FROM outbox o
+               WHERE o.task_type = 'file:preannotate' AND o.task_id ~ '^file:preannotate:[0-9]{1,18}(:|$)')
   AND NOT EXISTS (SELECT 1 FROM llm_runs r WHERE r.file_version_id = v.id)
 ORDER BY v.id
 LIMIT $2
@@ -535,6 +535,9 @@ type FileVersionListPreannotationLostRow struct {
 
 // Versions whose pre-annotation was requested (an outbox row exists) but never
 // started (no llm_runs row): the task was lost before its first run.
+// The version id is read out of the task id (file:preannotate:<id>[:<nonce>]) so the
+// outbox is read once and joined by hash: a LIKE built from each version's id can use
+// no index, and made this quadratic (seconds at 50,000 versions).
 func (q *Queries) FileVersionListPreannotationLost(ctx context.Context, arg FileVersionListPreannotationLostParams) ([]FileVersionListPreannotationLostRow, error) {
 	rows, err := q.db.Query(ctx, fileVersionListPreannotationLost, arg.OlderThan, arg.MaxRows)
 	if err != nil {
