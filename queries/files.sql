@@ -56,6 +56,21 @@ WITH act AS (
 )
 SELECT EXISTS (SELECT 1 FROM act) AS active, COALESCE((SELECT id FROM job), 0)::bigint AS job_id;
 
+-- name: FileStepBackFromVersion :exec
+-- A version decided not valid stops being its file's active version, if it was (a
+-- re-validation found the bytes changed or gone): the newest other valid version
+-- takes its place, or none, and a file left without one is pending again. Nothing
+-- that reads the active version (matching, exports, annotators) then gets bytes
+-- that failed their check.
+UPDATE files f SET
+    active_version_id = n.id,
+    status = CASE WHEN n.id IS NULL AND f.status = 'ready_for_annotation'
+                  THEN 'pending'::file_status ELSE f.status END
+FROM (SELECT (SELECT v.id FROM file_versions v
+              WHERE v.file_id = @file_id AND v.validation_status = 'valid' AND v.id <> @version_id::bigint
+              ORDER BY v.version_number DESC LIMIT 1) AS id) n
+WHERE f.id = @file_id AND f.active_version_id = @version_id::bigint;
+
 -- name: FileCreateLLMOutput :exec
 -- The llm_output file that holds a source file's model outputs; a no-op when a file of
 -- that name exists (the caller then reads it with FileGetByNameForUpdate).

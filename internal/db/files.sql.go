@@ -326,3 +326,29 @@ func (q *Queries) FileSetActiveVersion(ctx context.Context, arg FileSetActiveVer
 	}
 	return result.RowsAffected(), nil
 }
+
+const fileStepBackFromVersion = `-- name: FileStepBackFromVersion :exec
+UPDATE files f SET
+    active_version_id = n.id,
+    status = CASE WHEN n.id IS NULL AND f.status = 'ready_for_annotation'
+                  THEN 'pending'::file_status ELSE f.status END
+FROM (SELECT (SELECT v.id FROM file_versions v
+              WHERE v.file_id = $1 AND v.validation_status = 'valid' AND v.id <> $2::bigint
+              ORDER BY v.version_number DESC LIMIT 1) AS id) n
+WHERE f.id = $1 AND f.active_version_id = $2::bigint
+`
+
+type FileStepBackFromVersionParams struct {
+	FileID    int64 `json:"file_id"`
+	VersionID int64 `json:"version_id"`
+}
+
+// A version decided not valid stops being its file's active version, if it was (a
+// re-validation found the bytes changed or gone): the newest other valid version
+// takes its place, or none, and a file left without one is pending again. Nothing
+// that reads the active version (matching, exports, annotators) then gets bytes
+// that failed their check.
+func (q *Queries) FileStepBackFromVersion(ctx context.Context, arg FileStepBackFromVersionParams) error {
+	_, err := q.db.Exec(ctx, fileStepBackFromVersion, arg.FileID, arg.VersionID)
+	return err
+}

@@ -83,6 +83,7 @@ func TestStructuredOutputIsStoredAndLinked(t *testing.T) {
 	require.Equal(t, "review-1.txt.llm.json", f.Name)
 	require.Equal(t, db.FileTypeLlmOutput, f.FileType)
 	require.Equal(t, out.ID, *f.ActiveVersionID)
+	require.Equal(t, db.FileStatusReadyForAnnotation, f.Status, "annotators see the output next to the raw file")
 	require.Equal(t, []string{"preannotated"}, w.events(v))
 	require.NotContains(t, w.logs.String(), llmtest.DefaultAPIKey)
 }

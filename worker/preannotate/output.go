@@ -205,8 +205,10 @@ func (h *Handler) commit(ctx context.Context, j *job, u usage, out output, cache
 		if err != nil {
 			return fmt.Errorf("create output version: %w", err)
 		}
+		// The output is what annotators see next to the raw file: ready, like a
+		// valid dataset file (a new llm_output file would otherwise stay pending).
 		if _, err := q.FileSetActiveVersion(ctx, db.FileSetActiveVersionParams{
-			VersionID: ver.ID, FileID: f.ID, VersionNumber: ver.VersionNumber,
+			VersionID: ver.ID, FileID: f.ID, VersionNumber: ver.VersionNumber, MarkReady: true,
 		}); err != nil {
 			return fmt.Errorf("activate output version: %w", err)
 		}

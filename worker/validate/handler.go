@@ -599,6 +599,9 @@ func (h *Handler) commitFailed(ctx context.Context, q *db.Queries, v db.FileVers
 	if err := q.FileVersionMarkFailed(ctx, arg); err != nil {
 		return fmt.Errorf("mark %s: %w", status, err)
 	}
+	if err := q.FileStepBackFromVersion(ctx, db.FileStepBackFromVersionParams{FileID: v.FileID, VersionID: v.ID}); err != nil {
+		return fmt.Errorf("stop using version %d as the active one: %w", v.ID, err)
+	}
 	return nil
 }
 

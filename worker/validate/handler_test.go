@@ -642,3 +642,58 @@ func TestValidateConcurrentRunsDecideOnce(t *testing.T) {
 	require.Len(t, queued, 4, "one preannotate and one match trigger per version")
 	require.False(t, strings.Contains(hs.logs.String(), "level=ERROR"), hs.logs.String())
 }
+
+// A version that was valid and active, re-validated after its bytes changed, is
+// corrupt and no longer the file's active version: the previous valid version takes
+// its place, and a file with none left is pending again.
+func TestRevalidatedCorruptVersionStopsBeingActive(t *testing.T) {
+	t.Parallel()
+	hs := newHarness(t, validate.Options{})
+	ctx := context.Background()
+	pg := hs.env.PG
+	org := pg.Org(t)
+	pr := pg.Project(t, org.ID)
+
+	register := func(f db.File, name string, content []byte) db.FileVersion {
+		key := fmt.Sprintf("orgs/%d/%s", org.ID, name)
+		hs.env.S3.Put(t, key, content, minio.PutObjectOptions{})
+		v := pg.RegisterVersion(t, f, key, declared(content, "text/csv"))
+		require.NoError(t, hs.process(t, v.ID))
+		return v
+	}
+	revalidateAfterChange := func(v db.FileVersion) {
+		hs.env.S3.Put(t, v.StoragePath, []byte("id,text\n1,tampered\n"), minio.PutObjectOptions{})
+		_, err := pg.Q.FileVersionResetForRevalidation(ctx, db.FileVersionResetForRevalidationParams{ID: v.ID, OrgID: v.OrgID})
+		require.NoError(t, err)
+		err = hs.process(t, v.ID)
+		require.Error(t, err)
+		require.Equal(t, db.ValidationStatusCorrupt, hs.version(t, v.ID).ValidationStatus)
+	}
+	file := func(id int64) db.File {
+		f, err := pg.Q.FileGet(ctx, db.FileGetParams{ID: id, OrgID: org.ID})
+		require.NoError(t, err)
+		return f
+	}
+
+	two := pg.File(t, pr, "two-versions.csv")
+	v1 := register(two, "v1.csv", []byte("id,text\n1,first\n"))
+	v2 := register(two, "v2.csv", []byte("id,text\n1,second\n"))
+	require.Equal(t, v2.ID, *file(two.ID).ActiveVersionID)
+	revalidateAfterChange(v2)
+	f := file(two.ID)
+	require.Equal(t, v1.ID, *f.ActiveVersionID, "the previous valid version is active again")
+	require.Equal(t, db.FileStatusReadyForAnnotation, f.Status)
+
+	one := pg.File(t, pr, "one-version.csv")
+	only := register(one, "only.csv", []byte("id,text\n1,only\n"))
+	require.Equal(t, db.FileStatusReadyForAnnotation, file(one.ID).Status)
+	revalidateAfterChange(only)
+	f = file(one.ID)
+	require.Nil(t, f.ActiveVersionID, "no valid version is left to be active")
+	require.Equal(t, db.FileStatusPending, f.Status)
+
+	// A failed version that was never active changes nothing.
+	bad := pg.RegisterVersion(t, two, v1.StoragePath, declared([]byte("not these bytes"), "text/csv"))
+	require.Error(t, hs.process(t, bad.ID))
+	require.Equal(t, v1.ID, *file(two.ID).ActiveVersionID)
+}
