@@ -18,25 +18,15 @@ WHERE project_id = @project_id AND org_id = @org_id AND deleted_at IS NULL AND i
 ORDER BY id
 LIMIT @max_rows;
 
--- name: FileSetActiveVersion :execrows
--- Makes a validated version the file's active one, unless a newer version already is
--- (versions can finish validating out of order). mark_ready also moves a pending file
--- to ready_for_annotation (dataset files). No row: the version did not become active.
-UPDATE files f SET
-    active_version_id = @version_id::bigint,
-    status = CASE WHEN @mark_ready::boolean AND f.status = 'pending'
-                  THEN 'ready_for_annotation'::file_status ELSE f.status END
-WHERE f.id = @file_id AND f.deleted_at IS NULL
-  AND (f.active_version_id IS NULL
-       OR f.active_version_id = @version_id::bigint
-       OR (SELECT a.version_number FROM file_versions a WHERE a.id = f.active_version_id) < @version_number::integer);
-
--- name: FileActivateValidVersion :one
--- FileSetActiveVersion for a version just validated, and when that made it the
--- active version and want_job is set, its annotation job (AnnotationJobCreate's
--- insert), in one round trip. active: the version is now the file's active one;
--- job_id: the job created now, 0 when none was (not active, not wanted, or a live
--- job for the version exists from an earlier validation).
+-- name: FileActivateVersion :one
+-- Makes a valid version the file's active one, unless a newer version already is
+-- (versions can finish validating out of order); mark_ready also moves a pending file
+-- to ready_for_annotation. When the version became active and want_job is set, its
+-- annotation job (priority medium unless given) is created in the same round trip
+-- (AnnotationJobCreate's insert).
+-- active: the version is now the file's active one; job_id: the job created now, 0
+-- when none was (not active, not wanted, or a live job for the version exists from
+-- an earlier validation).
 WITH act AS (
     UPDATE files f SET
         active_version_id = @version_id::bigint,
@@ -49,7 +39,7 @@ WITH act AS (
     RETURNING f.id, f.org_id, f.project_id
 ), job AS (
     INSERT INTO annotation_jobs (org_id, project_id, file_id, file_version_id, priority)
-    SELECT act.org_id, act.project_id, act.id, @version_id::bigint, @priority::job_priority
+    SELECT act.org_id, act.project_id, act.id, @version_id::bigint, COALESCE(sqlc.narg('priority')::job_priority, 'medium')
     FROM act WHERE @want_job::boolean
     ON CONFLICT (file_version_id) WHERE deleted_at IS NULL DO NOTHING
     RETURNING id

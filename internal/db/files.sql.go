@@ -9,7 +9,7 @@ import (
 	"context"
 )
 
-const fileActivateValidVersion = `-- name: FileActivateValidVersion :one
+const fileActivateVersion = `-- name: FileActivateVersion :one
 WITH act AS (
     UPDATE files f SET
         active_version_id = $1::bigint,
@@ -22,7 +22,7 @@ WITH act AS (
     RETURNING f.id, f.org_id, f.project_id
 ), job AS (
     INSERT INTO annotation_jobs (org_id, project_id, file_id, file_version_id, priority)
-    SELECT act.org_id, act.project_id, act.id, $1::bigint, $5::job_priority
+    SELECT act.org_id, act.project_id, act.id, $1::bigint, COALESCE($5::job_priority, 'medium')
     FROM act WHERE $6::boolean
     ON CONFLICT (file_version_id) WHERE deleted_at IS NULL DO NOTHING
     RETURNING id
@@ -30,27 +30,30 @@ WITH act AS (
 SELECT EXISTS (SELECT 1 FROM act) AS active, COALESCE((SELECT id FROM job), 0)::bigint AS job_id
 `
 
-type FileActivateValidVersionParams struct {
-	VersionID     int64       `json:"version_id"`
-	MarkReady     bool        `json:"mark_ready"`
-	FileID        int64       `json:"file_id"`
-	VersionNumber int32       `json:"version_number"`
-	Priority      JobPriority `json:"priority"`
-	WantJob       bool        `json:"want_job"`
+type FileActivateVersionParams struct {
+	VersionID     int64        `json:"version_id"`
+	MarkReady     bool         `json:"mark_ready"`
+	FileID        int64        `json:"file_id"`
+	VersionNumber int32        `json:"version_number"`
+	Priority      *JobPriority `json:"priority"`
+	WantJob       bool         `json:"want_job"`
 }
 
-type FileActivateValidVersionRow struct {
+type FileActivateVersionRow struct {
 	Active bool  `json:"active"`
 	JobID  int64 `json:"job_id"`
 }
 
-// FileSetActiveVersion for a version just validated, and when that made it the
-// active version and want_job is set, its annotation job (AnnotationJobCreate's
-// insert), in one round trip. active: the version is now the file's active one;
-// job_id: the job created now, 0 when none was (not active, not wanted, or a live
-// job for the version exists from an earlier validation).
-func (q *Queries) FileActivateValidVersion(ctx context.Context, arg FileActivateValidVersionParams) (FileActivateValidVersionRow, error) {
-	row := q.db.QueryRow(ctx, fileActivateValidVersion,
+// Makes a valid version the file's active one, unless a newer version already is
+// (versions can finish validating out of order); mark_ready also moves a pending file
+// to ready_for_annotation. When the version became active and want_job is set, its
+// annotation job (priority medium unless given) is created in the same round trip
+// (AnnotationJobCreate's insert).
+// active: the version is now the file's active one; job_id: the job created now, 0
+// when none was (not active, not wanted, or a live job for the version exists from
+// an earlier validation).
+func (q *Queries) FileActivateVersion(ctx context.Context, arg FileActivateVersionParams) (FileActivateVersionRow, error) {
+	row := q.db.QueryRow(ctx, fileActivateVersion,
 		arg.VersionID,
 		arg.MarkReady,
 		arg.FileID,
@@ -58,7 +61,7 @@ func (q *Queries) FileActivateValidVersion(ctx context.Context, arg FileActivate
 		arg.Priority,
 		arg.WantJob,
 	)
-	var i FileActivateValidVersionRow
+	var i FileActivateVersionRow
 	err := row.Scan(&i.Active, &i.JobID)
 	return i, err
 }
@@ -291,40 +294,6 @@ func (q *Queries) FileListByProject(ctx context.Context, arg FileListByProjectPa
 		return nil, err
 	}
 	return items, nil
-}
-
-const fileSetActiveVersion = `-- name: FileSetActiveVersion :execrows
-UPDATE files f SET
-    active_version_id = $1::bigint,
-    status = CASE WHEN $2::boolean AND f.status = 'pending'
-                  THEN 'ready_for_annotation'::file_status ELSE f.status END
-WHERE f.id = $3 AND f.deleted_at IS NULL
-  AND (f.active_version_id IS NULL
-       OR f.active_version_id = $1::bigint
-       OR (SELECT a.version_number FROM file_versions a WHERE a.id = f.active_version_id) < $4::integer)
-`
-
-type FileSetActiveVersionParams struct {
-	VersionID     int64 `json:"version_id"`
-	MarkReady     bool  `json:"mark_ready"`
-	FileID        int64 `json:"file_id"`
-	VersionNumber int32 `json:"version_number"`
-}
-
-// Makes a validated version the file's active one, unless a newer version already is
-// (versions can finish validating out of order). mark_ready also moves a pending file
-// to ready_for_annotation (dataset files). No row: the version did not become active.
-func (q *Queries) FileSetActiveVersion(ctx context.Context, arg FileSetActiveVersionParams) (int64, error) {
-	result, err := q.db.Exec(ctx, fileSetActiveVersion,
-		arg.VersionID,
-		arg.MarkReady,
-		arg.FileID,
-		arg.VersionNumber,
-	)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
 }
 
 const fileStepBackFromVersion = `-- name: FileStepBackFromVersion :exec

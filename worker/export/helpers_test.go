@@ -108,7 +108,7 @@ func (f *fixture) valid(fl db.File, content []byte, mime string) version {
 	v, err := f.pg.Q.FileVersionGetByID(ctx, v.ID)
 	require.NoError(f.t, err)
 	if fl.FileType == db.FileTypeDataset {
-		_, err = f.pg.Q.FileSetActiveVersion(ctx, db.FileSetActiveVersionParams{
+		_, err = f.pg.Q.FileActivateVersion(ctx, db.FileActivateVersionParams{
 			VersionID: v.ID, MarkReady: true, FileID: fl.ID, VersionNumber: v.VersionNumber,
 		})
 		require.NoError(f.t, err)

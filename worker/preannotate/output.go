@@ -207,7 +207,7 @@ func (h *Handler) commit(ctx context.Context, j *job, u usage, out output, cache
 		}
 		// The output is what annotators see next to the raw file: ready, like a
 		// valid dataset file (a new llm_output file would otherwise stay pending).
-		if _, err := q.FileSetActiveVersion(ctx, db.FileSetActiveVersionParams{
+		if _, err := q.FileActivateVersion(ctx, db.FileActivateVersionParams{
 			VersionID: ver.ID, FileID: f.ID, VersionNumber: ver.VersionNumber, MarkReady: true,
 		}); err != nil {
 			return fmt.Errorf("activate output version: %w", err)

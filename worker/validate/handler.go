@@ -559,9 +559,9 @@ func (h *Handler) commitValid(ctx context.Context, q *db.Queries, row db.FileVer
 	// job (from an earlier validation of this version) is kept, and nothing is queued
 	// for it again.
 	dataset := row.FileType == db.FileTypeDataset
-	act, err := q.FileActivateValidVersion(ctx, db.FileActivateValidVersionParams{
+	act, err := q.FileActivateVersion(ctx, db.FileActivateVersionParams{
 		VersionID: v.ID, MarkReady: dataset, FileID: v.FileID, VersionNumber: v.VersionNumber,
-		Priority: db.JobPriorityMedium, WantJob: dataset,
+		WantJob: dataset,
 	})
 	if err != nil {
 		return fmt.Errorf("set active version and create annotation job: %w", err)
