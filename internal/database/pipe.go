@@ -79,6 +79,19 @@ func readAhead(br pgx.BatchResults, names []string, n int) error {
 	return nil
 }
 
+// sendWith sends the held-back statements (with BEGIN if it has not gone) and then
+// sql, in one batch, and reads the results before sql's. The caller reads sql's
+// result and closes the batch.
+func (t *pipeTx) sendWith(ctx context.Context, sql string, args []any) (pgx.BatchResults, error) {
+	b, names := t.take()
+	b.Queue(sql, args...)
+	br := t.conn.SendBatch(ctx, b)
+	if err := readAhead(br, names, b.Len()-1); err != nil {
+		return nil, err
+	}
+	return br, nil
+}
+
 // flush sends whatever is held back (with BEGIN if it has not gone) and waits.
 func (t *pipeTx) flush(ctx context.Context) error {
 	if t.closed {
@@ -107,10 +120,8 @@ func (t *pipeTx) Exec(ctx context.Context, sql string, args ...any) (pgconn.Comm
 	if t.begun && t.pending.Len() == 0 {
 		return t.conn.Exec(ctx, sql, args...)
 	}
-	b, names := t.take()
-	b.Queue(sql, args...)
-	br := t.conn.SendBatch(ctx, b)
-	if err := readAhead(br, names, b.Len()-1); err != nil {
+	br, err := t.sendWith(ctx, sql, args)
+	if err != nil {
 		return pgconn.CommandTag{}, err
 	}
 	tag, err := br.Exec()
@@ -127,10 +138,8 @@ func (t *pipeTx) Query(ctx context.Context, sql string, args ...any) (pgx.Rows, 
 	if t.begun && t.pending.Len() == 0 {
 		return t.conn.Query(ctx, sql, args...)
 	}
-	b, names := t.take()
-	b.Queue(sql, args...)
-	br := t.conn.SendBatch(ctx, b)
-	if err := readAhead(br, names, b.Len()-1); err != nil {
+	br, err := t.sendWith(ctx, sql, args)
+	if err != nil {
 		return nil, err
 	}
 	rows, err := br.Query()
@@ -193,10 +202,8 @@ func (t *pipeTx) Commit(ctx context.Context) error {
 		t.closed = true
 		return nil
 	}
-	b, names := t.take()
-	b.Queue("commit")
-	br := t.conn.SendBatch(ctx, b)
-	if err := readAhead(br, names, b.Len()-1); err != nil {
+	br, err := t.sendWith(ctx, "commit", nil)
+	if err != nil {
 		// The server skipped the rest of the batch, COMMIT included: the
 		// transaction is open and failed. Rollback ends it.
 		return err
