@@ -4,6 +4,8 @@ import (
 	"bytes"
 	"context"
 	"io"
+	"os"
+	"strings"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
@@ -81,4 +83,13 @@ func TestFixturesBuildAPipelineInput(t *testing.T) {
 	st, err := s3.Store.Client.StatObject(context.Background(), s3.Store.Bucket, v1.StoragePath, minio.StatObjectOptions{})
 	require.NoError(t, err)
 	require.Equal(t, int64(len(content)), st.Size)
+}
+
+// The tests SkipUnderRace skips in the race pass must be the ones make test's
+// second pass runs, or they would only ever be skipped.
+func TestHeavyTestsRunInMakeTest(t *testing.T) {
+	mk, err := os.ReadFile("../../Makefile")
+	require.NoError(t, err)
+	require.Contains(t, string(mk), "HEAVY_TESTS := "+strings.ReplaceAll(testenv.HeavyTestPass, "$", "$$")+"\n")
+	require.Contains(t, string(mk), "-run '$(HEAVY_TESTS)'")
 }

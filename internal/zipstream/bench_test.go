@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"testing"
 	"time"
+
+	"github.com/labelq/labelq/internal/testenv"
 )
 
 // BenchmarkPack2000x512KiB packs 2,000 files of 512 KiB (half generated
@@ -37,9 +39,9 @@ func BenchmarkPack2000x512KiB(b *testing.B) {
 		var data []byte
 		mime := "application/octet-stream"
 		if i%2 == 0 {
-			data, mime, name = genText(uint64(i), size), "text/csv", name+".csv"
+			data, mime, name = testenv.TextBytes(uint64(i), size), "text/csv", name+".csv"
 		} else {
-			data, name = genRandom(uint64(i), size), name+".bin"
+			data, name = testenv.RandomBytes(uint64(i), size), name+".bin"
 		}
 		path := filepath.Join(src, name)
 		if err := os.WriteFile(path, data, 0o644); err != nil {

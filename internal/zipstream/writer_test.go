@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/labelq/labelq/internal/testenv"
 )
 
 var testModified = time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
@@ -23,25 +25,25 @@ var testModified = time.Date(2025, 3, 14, 15, 9, 26, 0, time.UTC)
 // the streamed path (SmallEntryMax is 256 KiB in these tests), empty and
 // non-ASCII names.
 func mixedEntries() []testEntry {
-	text := genText(1, 300<<10)
-	rnd := genRandom(2, 300<<10)
+	text := testenv.TextBytes(1, 300<<10)
+	rnd := testenv.RandomBytes(2, 300<<10)
 	return []testEntry{
 		{Entry: Entry{Path: "manifest.json", MIMEType: "application/json"}, data: []byte(`{"a":1}` + "\n"), wantMethod: zip.Deflate},
-		{Entry: Entry{Path: "files/notes.txt", MIMEType: "text/plain; charset=utf-8", VersionID: 7}, data: genText(3, 10<<10), wantMethod: zip.Deflate},
-		{Entry: Entry{Path: "files/photo.jpg", MIMEType: "image/jpeg"}, data: genRandom(4, 100<<10), wantMethod: zip.Store},
-		{Entry: Entry{Path: "files/blob.bin", MIMEType: "application/octet-stream"}, data: genRandom(5, 90<<10), wantMethod: zip.Store},
-		{Entry: Entry{Path: "files/log.bin", MIMEType: "application/octet-stream"}, data: genText(6, 90<<10), wantMethod: zip.Deflate},
-		{Entry: Entry{Path: "files/unknown", MIMEType: ""}, data: genText(7, 1000), wantMethod: zip.Deflate},
-		{Entry: Entry{Path: "files/drawing.svg", MIMEType: "image/svg+xml"}, data: genText(8, 5000), wantMethod: zip.Deflate},
-		{Entry: Entry{Path: "files/archive.zip", MIMEType: "application/zip"}, data: genText(9, 5000), wantMethod: zip.Store},
-		{Entry: Entry{Path: "files/forced.txt", MIMEType: "text/plain", Compress: CompressStore}, data: genText(10, 5000), wantMethod: zip.Store},
-		{Entry: Entry{Path: "files/forced.jpg", MIMEType: "image/jpeg", Compress: CompressDeflate}, data: genText(11, 5000), wantMethod: zip.Deflate},
+		{Entry: Entry{Path: "files/notes.txt", MIMEType: "text/plain; charset=utf-8", VersionID: 7}, data: testenv.TextBytes(3, 10<<10), wantMethod: zip.Deflate},
+		{Entry: Entry{Path: "files/photo.jpg", MIMEType: "image/jpeg"}, data: testenv.RandomBytes(4, 100<<10), wantMethod: zip.Store},
+		{Entry: Entry{Path: "files/blob.bin", MIMEType: "application/octet-stream"}, data: testenv.RandomBytes(5, 90<<10), wantMethod: zip.Store},
+		{Entry: Entry{Path: "files/log.bin", MIMEType: "application/octet-stream"}, data: testenv.TextBytes(6, 90<<10), wantMethod: zip.Deflate},
+		{Entry: Entry{Path: "files/unknown", MIMEType: ""}, data: testenv.TextBytes(7, 1000), wantMethod: zip.Deflate},
+		{Entry: Entry{Path: "files/drawing.svg", MIMEType: "image/svg+xml"}, data: testenv.TextBytes(8, 5000), wantMethod: zip.Deflate},
+		{Entry: Entry{Path: "files/archive.zip", MIMEType: "application/zip"}, data: testenv.TextBytes(9, 5000), wantMethod: zip.Store},
+		{Entry: Entry{Path: "files/forced.txt", MIMEType: "text/plain", Compress: CompressStore}, data: testenv.TextBytes(10, 5000), wantMethod: zip.Store},
+		{Entry: Entry{Path: "files/forced.jpg", MIMEType: "image/jpeg", Compress: CompressDeflate}, data: testenv.TextBytes(11, 5000), wantMethod: zip.Deflate},
 		{Entry: Entry{Path: "files/empty.txt", MIMEType: "text/plain"}, data: []byte{}, wantMethod: zip.Store},
 		{Entry: Entry{Path: "files/Ünïcødé 名前.txt", MIMEType: "text/plain"}, data: []byte("héllo wörld\n"), wantMethod: zip.Deflate},
 		{Entry: Entry{Path: "files/big-text.csv", MIMEType: "text/csv"}, data: text, wantMethod: zip.Deflate},
 		{Entry: Entry{Path: "files/big-random.bin", MIMEType: "application/octet-stream"}, data: rnd, wantMethod: zip.Store},
-		{Entry: Entry{Path: "files/big-video.mp4", MIMEType: "video/mp4"}, data: genRandom(12, 260<<10), wantMethod: zip.Store},
-		{Entry: Entry{Path: "annotations/exactly-threshold.json", MIMEType: "application/json"}, data: genText(13, 256<<10), wantMethod: zip.Deflate},
+		{Entry: Entry{Path: "files/big-video.mp4", MIMEType: "video/mp4"}, data: testenv.RandomBytes(12, 260<<10), wantMethod: zip.Store},
+		{Entry: Entry{Path: "annotations/exactly-threshold.json", MIMEType: "application/json"}, data: testenv.TextBytes(13, 256<<10), wantMethod: zip.Deflate},
 		{Entry: Entry{Path: "llm/tail.txt", MIMEType: "text/plain"}, data: []byte("last\n"), wantMethod: zip.Deflate},
 	}
 }
@@ -105,7 +107,7 @@ func TestPackRoundTrip(t *testing.T) {
 // method choice and the compression level against silent regressions.
 func TestPackCompresses(t *testing.T) {
 	var tr tracker
-	text := genText(1, 1<<20)
+	text := testenv.TextBytes(1, 1<<20)
 	var buf bytes.Buffer
 	res, err := Pack(context.Background(), &buf, []Entry{
 		{Path: "a.csv", MIMEType: "text/csv", Size: int64(len(text)), Open: tr.bytes(text)},
@@ -152,7 +154,7 @@ func TestPackDeterministic(t *testing.T) {
 }
 
 func TestPackIntegrityErrors(t *testing.T) {
-	data := genText(1, 100<<10)
+	data := testenv.TextBytes(1, 100<<10)
 	good := sha256Hex(data)
 	bad := strings.Repeat("0", 64)
 	for _, tc := range []struct {
@@ -374,7 +376,7 @@ func (endlessReader) Read(p []byte) (int, error) {
 }
 
 func TestPackCancel(t *testing.T) {
-	data := genRandom(1, 64<<10)
+	data := testenv.RandomBytes(1, 64<<10)
 	for _, tc := range []struct {
 		name string
 		// entry 30 is special; cancel is called once something is under way
@@ -507,7 +509,7 @@ func TestWriterManifestLast(t *testing.T) {
 func TestHashingWriter(t *testing.T) {
 	var buf bytes.Buffer
 	hw := NewHashingWriter(&buf)
-	data := genRandom(1, 100_000)
+	data := testenv.RandomBytes(1, 100_000)
 	for b := data; len(b) > 0; b = b[min(len(b), 777):] {
 		_, err := hw.Write(b[:min(len(b), 777)])
 		require.NoError(t, err)
@@ -538,8 +540,8 @@ func (w *limitedWriter) Write(p []byte) (int, error) {
 }
 
 func TestChooseMethodByMIME(t *testing.T) {
-	text := genText(1, 64<<10)
-	rnd := genRandom(1, 64<<10)
+	text := testenv.TextBytes(1, 64<<10)
+	rnd := testenv.RandomBytes(1, 64<<10)
 	for _, tc := range []struct {
 		mime   string
 		sample []byte

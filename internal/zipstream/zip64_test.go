@@ -15,6 +15,8 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/labelq/labelq/internal/testenv"
 )
 
 // TestPackManyEntries crosses the 65,535-entry limit of the classic end of
@@ -58,14 +60,12 @@ func TestPackManyEntries(t *testing.T) {
 }
 
 // TestPackHuge writes entries and an archive beyond 4 GiB. It moves ~9 GiB
-// through SHA-256, deflate and the disk, so it only runs when asked:
-// LABELQ_LONG_TESTS=1 go test -run TestPackHuge ./internal/zipstream/
+// through SHA-256, deflate and the disk (about a minute), so it runs in make
+// test's pass without the race detector.
 func TestPackHuge(t *testing.T) {
-	if os.Getenv("LABELQ_LONG_TESTS") != "1" {
-		t.Skip("long test: set LABELQ_LONG_TESTS=1")
-	}
+	testenv.SkipUnderRace(t)
 	const big = 4<<30 + 12345 // over the 32-bit size limit
-	block := genRandom(1, 1<<20)
+	block := testenv.RandomBytes(1, 1<<20)
 	zeros := make([]byte, 1<<20)
 	entries := []Entry{
 		BytesEntry("first.txt", "text/plain", []byte("first\n")),
@@ -115,8 +115,8 @@ func TestPackHuge(t *testing.T) {
 // streamed entries mixed, and checks the heap never holds much more than
 // the buffer budget.
 func TestPackMemoryBounded(t *testing.T) {
-	rnd := genRandom(1, 1<<20)
-	text := genText(2, 1<<20)
+	rnd := testenv.RandomBytes(1, 1<<20)
+	text := testenv.TextBytes(2, 1<<20)
 	var entries []Entry
 	var total int64
 	add := func(path, mime string, block []byte, size int64) {

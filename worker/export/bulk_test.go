@@ -12,6 +12,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/testenv"
 )
 
 // bulkFile describes one generated file of a large fixture.
@@ -158,13 +159,13 @@ func pairs(n, size int) []bulkFile {
 	for i := range n {
 		out = append(out, bulkFile{
 			name: fmt.Sprintf("item-%05d.bin", i), typ: db.FileTypeDataset, mime: "application/octet-stream",
-			gen: func() []byte { return randomBytes(uint64(i), size) }, resultOf: -1,
+			gen: func() []byte { return testenv.RandomBytes(uint64(i), size) }, resultOf: -1,
 		})
 	}
 	for i := range n {
 		out = append(out, bulkFile{
 			name: fmt.Sprintf("item-%05d.csv", i), typ: db.FileTypeAnnotationResults, mime: "text/csv",
-			gen: func() []byte { return textBytes(uint64(i), size) }, resultOf: i,
+			gen: func() []byte { return testenv.TextBytes(uint64(i), size) }, resultOf: i,
 		})
 	}
 	return out

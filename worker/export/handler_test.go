@@ -36,9 +36,9 @@ func TestExportPacksApprovedResultsWithTheirFiles(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 
-	scan := f.dataset("scan.txt", textBytes(1, 300<<10), "text/plain")
-	photo := f.dataset("photo.jpg", randomBytes(2, 200<<10), "image/jpeg")
-	table := f.dataset("nested/dir/table.csv", textBytes(3, 64<<10), "text/csv")
+	scan := f.dataset("scan.txt", testenv.TextBytes(1, 300<<10), "text/plain")
+	photo := f.dataset("photo.jpg", testenv.RandomBytes(2, 200<<10), "image/jpeg")
+	table := f.dataset("nested/dir/table.csv", testenv.TextBytes(3, 64<<10), "text/csv")
 	empty := f.dataset("empty.txt", nil, "text/plain")
 	rScan := f.approved(scan, "scan.json", []byte(`{"labels":["invoice"]}`))
 	rPhoto := f.approved(photo, "photo.json", []byte(`{"boxes":[[1,2,3,4]]}`))
@@ -286,7 +286,7 @@ func TestExportFailsOnBytesChangedAfterValidation(t *testing.T) {
 		reason string
 	}{
 		{"same size, other bytes", func(f *fixture, v version) {
-			f.s3.Put(f.t, v.StoragePath, randomBytes(99, len(v.Content)), minio.PutObjectOptions{})
+			f.s3.Put(f.t, v.StoragePath, testenv.RandomBytes(99, len(v.Content)), minio.PutObjectOptions{})
 		}, "stored bytes no longer match the recorded SHA-256"},
 		{"longer", func(f *fixture, v version) {
 			f.s3.Put(f.t, v.StoragePath, append(append([]byte{}, v.Content...), 'x'), minio.PutObjectOptions{})
@@ -305,9 +305,9 @@ func TestExportFailsOnBytesChangedAfterValidation(t *testing.T) {
 			// 12 MiB ahead of the bad file: two parts are uploaded before
 			// the pack reaches it, so the abort has something to abort.
 			for i := range 6 {
-				f.dataset("a"+string(rune('0'+i))+".bin", randomBytes(uint64(i), 2<<20), "image/png")
+				f.dataset("a"+string(rune('0'+i))+".bin", testenv.RandomBytes(uint64(i), 2<<20), "image/png")
 			}
-			cat := f.dataset("cat.jpg", randomBytes(7, 256<<10), "image/jpeg")
+			cat := f.dataset("cat.jpg", testenv.RandomBytes(7, 256<<10), "image/jpeg")
 			f.dataset("zebra.txt", []byte("after the bad file"), "text/plain")
 			tc.tamper(f, cat)
 
@@ -345,7 +345,7 @@ func TestExportCancel(t *testing.T) {
 	setup := func(t *testing.T) (*fixture, db.ExportLog) {
 		f := newFixture(t)
 		for i := range 8 {
-			f.dataset("f"+string(rune('a'+i))+".bin", randomBytes(uint64(i), 1<<20), "image/png")
+			f.dataset("f"+string(rune('a'+i))+".bin", testenv.RandomBytes(uint64(i), 1<<20), "image/png")
 		}
 		return f, f.newExport(`{"include_files":true,"include_annotations":false}`)
 	}
@@ -442,9 +442,9 @@ func TestExportKilledMidwayCompletesOnce(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	for i := range 10 {
-		f.dataset("img"+string(rune('a'+i))+".png", randomBytes(uint64(i), 1<<20), "image/png")
+		f.dataset("img"+string(rune('a'+i))+".png", testenv.RandomBytes(uint64(i), 1<<20), "image/png")
 	}
-	raw := f.dataset("notes.txt", textBytes(5, 200<<10), "text/plain")
+	raw := f.dataset("notes.txt", testenv.TextBytes(5, 200<<10), "text/plain")
 	f.approved(raw, "notes.json", []byte(`{"ok":true}`))
 	e := f.newExport(`{"include_files":true,"include_annotations":false}`)
 	h := f.handler(export.Options{})
@@ -471,7 +471,7 @@ func TestExportKilledMidwayCompletesOnce(t *testing.T) {
 	uploadID, err := core.NewMultipartUpload(context.Background(), f.s3.Store.Bucket, f.exportKey(e.ID), minio.PutObjectOptions{})
 	require.NoError(t, err)
 	_, err = core.PutObjectPart(context.Background(), f.s3.Store.Bucket, f.exportKey(e.ID), uploadID, 1,
-		bytes.NewReader(randomBytes(1, minPartSize)), minPartSize, minio.PutObjectPartOptions{})
+		bytes.NewReader(testenv.RandomBytes(1, minPartSize)), minPartSize, minio.PutObjectPartOptions{})
 	require.NoError(t, err)
 	require.Equal(t, 1, f.incompleteUploads(f.exportKey(e.ID)))
 
@@ -491,7 +491,7 @@ func TestExportKilledMidwayCompletesOnce(t *testing.T) {
 func TestExportRedeliveryOfFinishedExportIsNoop(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
-	raw := f.dataset("a.txt", textBytes(9, 100<<10), "text/plain")
+	raw := f.dataset("a.txt", testenv.TextBytes(9, 100<<10), "text/plain")
 	f.approved(raw, "a.json", []byte(`{}`))
 	e := f.newExport(`{}`)
 	h := f.handler(export.Options{})
@@ -519,7 +519,7 @@ func TestExportTakenOverByNewerRun(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	for i := range 4 {
-		f.dataset("x"+string(rune('a'+i))+".bin", randomBytes(uint64(i), 512<<10), "image/png")
+		f.dataset("x"+string(rune('a'+i))+".bin", testenv.RandomBytes(uint64(i), 512<<10), "image/png")
 	}
 	e := f.newExport(`{"include_files":true,"include_annotations":false}`)
 
@@ -555,7 +555,7 @@ func TestExportProgressIsVisibleWhileRunning(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	for i := range 6 {
-		f.dataset("p"+string(rune('a'+i))+".bin", randomBytes(uint64(i), 64<<10), "image/png")
+		f.dataset("p"+string(rune('a'+i))+".bin", testenv.RandomBytes(uint64(i), 64<<10), "image/png")
 	}
 	e := f.newExport(`{"include_files":true,"include_annotations":false}`)
 	h := f.handler(export.Options{ProgressEvery: 10 * time.Millisecond})
