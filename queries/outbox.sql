@@ -2,8 +2,8 @@
 -- created_at is the transaction's start, so commit→enqueue latency measured from it errs high.
 -- :exec (no RETURNING): nobody needs the id, and database.Tx sends an :exec with the
 -- transaction's next statement or its COMMIT instead of waiting for it.
-INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, available_at)
-VALUES (@task_id, @task_type, @queue, @payload, @options, @org_id, @available_at);
+INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, subject_id, available_at)
+VALUES (@task_id, @task_type, @queue, @payload, @options, @org_id, @subject_id, @available_at);
 
 -- name: OutboxClaimBatch :many
 -- SKIP LOCKED lets any number of relays run side by side: each row is held by one.
@@ -28,10 +28,10 @@ SELECT count(*) FROM outbox WHERE enqueued_at IS NULL;
 -- name: OutboxDeleteEnqueuedBefore :execrows
 DELETE FROM outbox WHERE enqueued_at IS NOT NULL AND enqueued_at < @before::timestamptz;
 
--- name: OutboxLatestByTaskPrefix :one
--- The newest task queued for an entity, by its deterministic task id prefix.
+-- name: OutboxLatestForSubject :one
+-- The newest task of a kind queued for a row (tasks.Queued.SubjectID).
 SELECT * FROM outbox
-WHERE (task_id = @prefix::text OR task_id LIKE (@prefix::text || ':%')) AND task_type = @task_type
+WHERE task_type = @task_type AND subject_id = @subject_id::bigint
 ORDER BY id DESC
 LIMIT 1;
 

@@ -96,6 +96,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, err)
 	}
 	defer a.Close()
+	a.Mount = mountWorkers
 	return fail(stderr, a.Run(ctx, roles...))
 }
 

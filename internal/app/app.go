@@ -48,6 +48,8 @@ type App struct {
 	Inspector *asynq.Inspector
 	Metrics   *metrics.Metrics
 	Now       func() time.Time
+	// Mount wires the worker role's task handlers (cmd/labelq sets it).
+	Mount Mount
 }
 
 // New connects to every dependency and fails with a message naming the one that is

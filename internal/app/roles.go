@@ -31,7 +31,9 @@ func (a *App) runWorker(ctx context.Context) error {
 	srv := asynq.NewServer(a.Redis, cfg)
 	mux := asynq.NewServeMux()
 	mux.Use(a.Metrics.Middleware, a.taskLogging)
-	a.registerHandlers(mux)
+	if err := a.registerHandlers(mux); err != nil {
+		return err
+	}
 	if err := srv.Start(mux); err != nil {
 		return err
 	}
@@ -40,28 +42,56 @@ func (a *App) runWorker(ctx context.Context) error {
 	return nil
 }
 
-// taskLogging gives every line a handler logs through logging.From the task's id and type.
+// taskLogging gives every line a handler logs through logging.From the task's id
+// and type, and is the one place a task's failure is logged: handlers return their
+// errors with context and do not log them too.
 func (a *App) taskLogging(next asynq.Handler) asynq.Handler {
 	return asynq.HandlerFunc(func(ctx context.Context, t *asynq.Task) error {
 		id, _ := asynq.GetTaskID(ctx)
 		ctx = logging.WithAttrs(ctx, slog.String("task_id", id), slog.String("task_type", t.Type()))
 		err := next.ProcessTask(ctx, t)
 		if err != nil {
-			lvl := slog.LevelWarn
-			if errors.Is(err, asynq.SkipRetry) {
-				lvl = slog.LevelError
-			}
-			logging.From(ctx, a.Log).Log(ctx, lvl, "task did not succeed", slog.String("error", err.Error()))
+			logTaskError(ctx, logging.From(ctx, a.Log), err)
 		}
 		return err
 	})
 }
 
-// registerHandlers is where every worker package's handler is mounted.
-func (a *App) registerHandlers(mux *asynq.ServeMux) {
-	for typ, h := range a.handlers() {
-		mux.Handle(typ, h)
+// logTaskError writes the one line of a failed attempt: its attempt number and
+// what happens next (retry, archived, or a later try the handler asked for, which
+// is no failure and goes to debug).
+func logTaskError(ctx context.Context, log *slog.Logger, err error) {
+	retried, _ := asynq.GetRetryCount(ctx)
+	maxRetry, _ := asynq.GetMaxRetry(ctx)
+	lvl, outcome := slog.LevelWarn, "retry"
+	var ra *queue.RetryAfterError
+	switch {
+	case errors.As(err, &ra):
+		lvl, outcome = slog.LevelDebug, "retry_after"
+	case errors.Is(err, asynq.SkipRetry):
+		lvl, outcome = slog.LevelError, "archived"
+	case retried >= maxRetry:
+		lvl, outcome = slog.LevelError, "archived"
 	}
+	attrs := []slog.Attr{
+		slog.Int("attempt", retried+1), slog.Int("max_retry", maxRetry),
+		slog.String("outcome", outcome), slog.String("error", err.Error()),
+	}
+	if ra != nil {
+		attrs = append(attrs, slog.Duration("retry_in", ra.After))
+	}
+	log.LogAttrs(ctx, lvl, "task did not succeed", attrs...)
+}
+
+// registerHandlers mounts every task handler: the maintenance kinds of this
+// package and the workers cmd/labelq wires in through Mount.
+func (a *App) registerHandlers(mux *asynq.ServeMux) error {
+	if a.Mount == nil {
+		return errors.New("worker role started with no task handlers wired (App.Mount is nil)")
+	}
+	a.MountMaintenance(mux)
+	a.Mount(a, mux)
+	return nil
 }
 
 func (a *App) runRelay(ctx context.Context) error {

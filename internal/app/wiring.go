@@ -3,7 +3,6 @@ package app
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"net/http"
 	"time"
 
@@ -11,57 +10,48 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/labelq/labelq/internal/api"
-	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/llm"
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/ratelimit"
 	"github.com/labelq/labelq/internal/reconcile"
 	"github.com/labelq/labelq/internal/schedule"
-	"github.com/labelq/labelq/worker/export"
-	"github.com/labelq/labelq/worker/match"
-	"github.com/labelq/labelq/worker/preannotate"
-	"github.com/labelq/labelq/worker/validate"
+	"github.com/labelq/labelq/internal/tasks"
 )
 
-// handlers maps each task type to its handler.
-func (a *App) handlers() map[string]asynq.Handler {
-	return map[string]asynq.Handler{
-		reconcile.TypeName:   a.Reconciler(),
-		schedule.TypeName:    &schedule.Handler{Pool: a.Pool, Log: a.Log, Now: a.Now},
-		match.TypeName:       match.NewHandler(match.Deps{Pool: a.Pool, Log: a.Log, Metrics: a.Metrics, Now: a.Now}),
-		validate.TypeName:    validate.NewHandler(validate.Deps{Pool: a.Pool, Store: a.Store, Log: a.Log, Metrics: a.Metrics, Now: a.Now}),
-		preannotate.TypeName: a.preannotateHandler(),
-		export.TypeName:      export.NewHandler(export.Deps{Pool: a.Pool, Store: a.Store, Log: a.Log, Metrics: a.Metrics, Now: a.Now, Version: Version}),
-		export.RetentionTypeName: &export.RetentionHandler{Pool: a.Pool, Store: a.Store, Log: a.Log,
-			Retention: a.Cfg.ExportRetention, Now: a.Now},
-	}
+// Mount registers task handlers on a worker's mux, one tasks.Register line per
+// task type. cmd/labelq supplies it: the worker packages are linked there, not
+// here, so nothing under internal/ imports a worker.
+type Mount func(a *App, mux *asynq.ServeMux)
+
+// MountMaintenance registers the handlers of the maintenance kinds this package
+// owns (reconciler, export schedules).
+func (a *App) MountMaintenance(mux *asynq.ServeMux) {
+	tasks.Register(mux, a.Reconciler().Work)
+	tasks.Register(mux, (&schedule.Handler{Pool: a.Pool, Log: a.Log, Now: a.Now}).Work)
 }
 
-// preannotateHandler builds file:preannotate from the LLM settings. Settings that cannot
-// work are reported on every task (retried in a minute), not fatal to other task types.
-func (a *App) preannotateHandler() asynq.Handler {
-	h, err := a.newPreannotate()
-	if err != nil {
-		a.Log.Error("file:preannotate is not available", slog.String("error", err.Error()))
-		return asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
-			return queue.RetryAfter(time.Minute, fmt.Errorf("file:preannotate is not configured: %w", err))
-		})
-	}
-	return h
+// Unconfigured is the handler of a task type whose settings cannot work: every
+// task is retried in a minute with the reason, and other task types go on.
+func Unconfigured(kind string, err error) asynq.Handler {
+	return asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+		return queue.RetryAfter(time.Minute, fmt.Errorf("%s is not configured: %w", kind, err))
+	})
 }
 
-func (a *App) newPreannotate() (*preannotate.Handler, error) {
+// LLMClient builds the model client and the shared rate limiter from the
+// settings.
+func (a *App) LLMClient() (*llm.Client, *ratelimit.Limiter, error) {
 	prices, err := llm.ParsePrices(a.Cfg.LLMPrices) // checked by config already
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	client, err := llm.NewClient(llm.Config{BaseURL: a.Cfg.LLMBaseURL, APIKey: a.Cfg.LLMAPIKey, Timeout: a.Cfg.LLMTimeout, Prices: prices})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	rdb, ok := a.Redis.MakeRedisClient().(redis.UniversalClient)
 	if !ok {
-		return nil, fmt.Errorf("redis connection option %T makes no go-redis client", a.Redis)
+		return nil, nil, fmt.Errorf("redis connection option %T makes no go-redis client", a.Redis)
 	}
 	lim, err := ratelimit.New(rdb, ratelimit.Config{
 		Prefix:            ratelimit.PrefixFor(a.Cfg.LLMBaseURL),
@@ -70,10 +60,9 @@ func (a *App) newPreannotate() (*preannotate.Handler, error) {
 		MaxConcurrent:     a.Cfg.LLMMaxConcurrent,
 	})
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	return preannotate.NewHandler(preannotate.Deps{Pool: a.Pool, Store: a.Store, LLM: client, Limiter: lim,
-		Log: a.Log, Metrics: a.Metrics, Now: a.Now}), nil
+	return client, lim, nil
 }
 
 // Reconciler is the maintenance:reconcile handler with every kind of stuck row.
@@ -81,67 +70,7 @@ func (a *App) Reconciler() *reconcile.Reconciler {
 	return &reconcile.Reconciler{
 		Pool: a.Pool, Inspector: a.Inspector, Redis: a.Redis, Log: a.Log, After: a.Cfg.ReconcileAfter,
 		OutboxKeep: 24 * time.Hour, Now: a.Now,
-		Finders: []reconcile.Finder{
-			{
-				TaskType: validate.TypeName,
-				Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]reconcile.Item, error) {
-					rows, err := q.FileVersionListStuckPending(ctx, db.FileVersionListStuckPendingParams{OlderThan: olderThan, MaxRows: limit})
-					items := make([]reconcile.Item, len(rows))
-					for i, r := range rows {
-						items[i] = reconcile.Item{OrgID: r.OrgID, EntityID: r.ID}
-					}
-					return items, err
-				},
-				Prefix: validate.TaskIDPrefix,
-				Intent: validate.Intent,
-			},
-			{
-				TaskType: export.TypeName,
-				Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]reconcile.Item, error) {
-					rows, err := q.ExportLogListStuck(ctx, db.ExportLogListStuckParams{OlderThan: olderThan, MaxRows: limit})
-					items := make([]reconcile.Item, len(rows))
-					for i, r := range rows {
-						items[i] = reconcile.Item{OrgID: r.OrgID, EntityID: r.ID}
-					}
-					return items, err
-				},
-				Prefix: export.TaskIDPrefix,
-				Intent: export.Intent,
-			},
-			{
-				TaskType: preannotate.TypeName,
-				Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]reconcile.Item, error) {
-					rows, err := q.LLMRunListStuck(ctx, db.LLMRunListStuckParams{OlderThan: olderThan, MaxRows: limit})
-					items := make([]reconcile.Item, len(rows))
-					for i, r := range rows {
-						items[i] = reconcile.Item{OrgID: r.OrgID, EntityID: r.FileVersionID}
-					}
-					if err != nil {
-						return nil, err
-					}
-					lost, err := q.FileVersionListPreannotationLost(ctx, db.FileVersionListPreannotationLostParams{OlderThan: olderThan, MaxRows: limit})
-					for _, r := range lost {
-						items = append(items, reconcile.Item{OrgID: r.OrgID, EntityID: r.ID})
-					}
-					return items, err
-				},
-				Prefix: preannotate.TaskIDPrefix,
-				Intent: preannotate.Intent,
-			},
-			{
-				TaskType: match.TypeName,
-				Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]reconcile.Item, error) {
-					rows, err := q.ProjectListWithUnmatchedJobs(ctx, db.ProjectListWithUnmatchedJobsParams{OlderThan: olderThan, MaxRows: limit})
-					items := make([]reconcile.Item, len(rows))
-					for i, r := range rows {
-						items[i] = reconcile.Item{OrgID: r.OrgID, EntityID: r.ID}
-					}
-					return items, err
-				},
-				Prefix: func(projectID int64) string { return fmt.Sprintf("%s:%d", match.TypeName, projectID) },
-				Intent: match.NowIntent,
-			},
-		},
+		Finders: reconcile.Finders(),
 	}
 }
 
@@ -149,13 +78,16 @@ func (a *App) Reconciler() *reconcile.Reconciler {
 // enabled export schedule. Uniqueness makes a second scheduler copy harmless for
 // maintenance; export ticks are made unique by the database (see internal/schedule).
 func (a *App) periodicTasks() asynq.PeriodicTaskConfigProvider {
-	return &schedule.Provider{Pool: a.Pool, Log: a.Log, Static: func() []*asynq.PeriodicTaskConfig {
-		every := a.Cfg.ReconcileInterval
-		return []*asynq.PeriodicTaskConfig{{
-			Cronspec: "@every " + every.String(),
-			Task:     asynq.NewTask(reconcile.TypeName, []byte(`{}`)),
-			Opts:     []asynq.Option{asynq.Queue(queue.QueueDefault), asynq.Unique(every), asynq.MaxRetry(0), asynq.Timeout(every)},
-		}, export.RetentionPeriodicTask(time.Hour)}
+	return &schedule.Provider{Pool: a.Pool, Log: a.Log, Static: func() ([]*asynq.PeriodicTaskConfig, error) {
+		reconcile, err := tasks.Periodic(tasks.Reconcile{}, a.Cfg.ReconcileInterval)
+		if err != nil {
+			return nil, err
+		}
+		retention, err := tasks.Periodic(tasks.ExportRetention{}, time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		return []*asynq.PeriodicTaskConfig{reconcile, retention}, nil
 	}}
 }
 

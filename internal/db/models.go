@@ -1160,6 +1160,7 @@ type Outbox struct {
 	EnqueuedAt  *time.Time      `json:"enqueued_at"`
 	CreatedAt   time.Time       `json:"created_at"`
 	UpdatedAt   time.Time       `json:"updated_at"`
+	SubjectID   *int64          `json:"subject_id"`
 }
 
 type Project struct {

@@ -12,7 +12,7 @@ import (
 )
 
 const outboxClaimBatch = `-- name: OutboxClaimBatch :many
-SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at FROM outbox
+SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at, subject_id FROM outbox
 WHERE enqueued_at IS NULL AND available_at <= now()
 ORDER BY available_at, id
 LIMIT $1
@@ -43,6 +43,7 @@ func (q *Queries) OutboxClaimBatch(ctx context.Context, maxRows int32) ([]Outbox
 			&i.EnqueuedAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.SubjectID,
 		); err != nil {
 			return nil, err
 		}
@@ -78,7 +79,7 @@ func (q *Queries) OutboxDeleteEnqueuedBefore(ctx context.Context, before time.Ti
 }
 
 const outboxGetByTaskID = `-- name: OutboxGetByTaskID :one
-SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at FROM outbox WHERE task_id = $1 AND org_id = $2 ORDER BY id DESC LIMIT 1
+SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at, subject_id FROM outbox WHERE task_id = $1 AND org_id = $2 ORDER BY id DESC LIMIT 1
 `
 
 type OutboxGetByTaskIDParams struct {
@@ -103,13 +104,14 @@ func (q *Queries) OutboxGetByTaskID(ctx context.Context, arg OutboxGetByTaskIDPa
 		&i.EnqueuedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.SubjectID,
 	)
 	return i, err
 }
 
 const outboxInsert = `-- name: OutboxInsert :exec
-INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, available_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, subject_id, available_at)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 `
 
 type OutboxInsertParams struct {
@@ -119,6 +121,7 @@ type OutboxInsertParams struct {
 	Payload     json.RawMessage `json:"payload"`
 	Options     json.RawMessage `json:"options"`
 	OrgID       *int64          `json:"org_id"`
+	SubjectID   *int64          `json:"subject_id"`
 	AvailableAt time.Time       `json:"available_at"`
 }
 
@@ -133,26 +136,27 @@ func (q *Queries) OutboxInsert(ctx context.Context, arg OutboxInsertParams) erro
 		arg.Payload,
 		arg.Options,
 		arg.OrgID,
+		arg.SubjectID,
 		arg.AvailableAt,
 	)
 	return err
 }
 
-const outboxLatestByTaskPrefix = `-- name: OutboxLatestByTaskPrefix :one
-SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at FROM outbox
-WHERE (task_id = $1::text OR task_id LIKE ($1::text || ':%')) AND task_type = $2
+const outboxLatestForSubject = `-- name: OutboxLatestForSubject :one
+SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at, subject_id FROM outbox
+WHERE task_type = $1 AND subject_id = $2::bigint
 ORDER BY id DESC
 LIMIT 1
 `
 
-type OutboxLatestByTaskPrefixParams struct {
-	Prefix   string `json:"prefix"`
-	TaskType string `json:"task_type"`
+type OutboxLatestForSubjectParams struct {
+	TaskType  string `json:"task_type"`
+	SubjectID int64  `json:"subject_id"`
 }
 
-// The newest task queued for an entity, by its deterministic task id prefix.
-func (q *Queries) OutboxLatestByTaskPrefix(ctx context.Context, arg OutboxLatestByTaskPrefixParams) (Outbox, error) {
-	row := q.db.QueryRow(ctx, outboxLatestByTaskPrefix, arg.Prefix, arg.TaskType)
+// The newest task of a kind queued for a row (tasks.Queued.SubjectID).
+func (q *Queries) OutboxLatestForSubject(ctx context.Context, arg OutboxLatestForSubjectParams) (Outbox, error) {
+	row := q.db.QueryRow(ctx, outboxLatestForSubject, arg.TaskType, arg.SubjectID)
 	var i Outbox
 	err := row.Scan(
 		&i.ID,
@@ -168,6 +172,7 @@ func (q *Queries) OutboxLatestByTaskPrefix(ctx context.Context, arg OutboxLatest
 		&i.EnqueuedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.SubjectID,
 	)
 	return i, err
 }

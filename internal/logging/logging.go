@@ -60,7 +60,16 @@ func (a Asynq) Debug(args ...any) {
 	a.Log.Debug(fmt.Sprint(args...), slog.String("component", "asynq"))
 }
 func (a Asynq) Info(args ...any) { a.Log.Info(fmt.Sprint(args...), slog.String("component", "asynq")) }
-func (a Asynq) Warn(args ...any) { a.Log.Warn(fmt.Sprint(args...), slog.String("component", "asynq")) }
+func (a Asynq) Warn(args ...any) {
+	msg := fmt.Sprint(args...)
+	if strings.HasPrefix(msg, "Retry exhausted for task") {
+		// The worker's middleware has logged that failure once already, with its
+		// reason; asynq's line would be a second, reasonless copy.
+		a.Log.Debug(msg, slog.String("component", "asynq"))
+		return
+	}
+	a.Log.Warn(msg, slog.String("component", "asynq"))
+}
 func (a Asynq) Error(args ...any) {
 	a.Log.Error(fmt.Sprint(args...), slog.String("component", "asynq"))
 }

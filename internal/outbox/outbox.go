@@ -6,29 +6,19 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
 	"time"
 
 	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/tasks"
 )
 
-// Intent is one task to queue once the surrounding transaction commits.
-type Intent struct {
-	// TaskID is the asynq task id; the same id can only be queued once while the
-	// task is pending, active, retrying or retained, which makes relaying idempotent.
-	TaskID  string
-	Type    string
-	Queue   string
-	Payload any
-	OrgID   *int64
-	Options Options
-	// ProcessAt delays the task (zero: now).
-	ProcessAt time.Time
-}
-
-// Options are the asynq options an intent carries through the outbox.
+// Options are the asynq options a row carries to the relay (the outbox's options
+// column). Rows written before a deploy are read by the relay after it, so the JSON
+// names stay.
 type Options struct {
 	MaxRetry  *int          `json:"max_retry,omitempty"`
 	Timeout   time.Duration `json:"timeout,omitempty"`
@@ -37,27 +27,40 @@ type Options struct {
 	Group string `json:"group,omitempty"`
 }
 
-// Add writes the intent as an outbox row using the caller's transaction. Inside
-// database.Tx the row goes with the transaction's next statement or its COMMIT, and
-// an error shows there.
-func Add(ctx context.Context, q *db.Queries, in Intent) error {
-	payload, err := json.Marshal(in.Payload)
+// AddOption changes how one task is queued.
+type AddOption func(*addOptions)
+
+type addOptions struct{ at time.Time }
+
+// At delays the task until t.
+func At(t time.Time) AddOption { return func(o *addOptions) { o.at = t } }
+
+// Add writes a's task as an outbox row of orgID using the caller's transaction, so
+// it is queued once the transaction commits and never if it rolls back. Type,
+// queue, payload, options and task id all come from a. Inside database.Tx the row
+// goes with the transaction's next statement or its COMMIT, and an error shows
+// there.
+func Add(ctx context.Context, q *db.Queries, orgID int64, a tasks.Queued, opts ...AddOption) error {
+	var ao addOptions
+	for _, o := range opts {
+		o(&ao)
+	}
+	payload, err := tasks.Payload(a)
 	if err != nil {
-		return fmt.Errorf("outbox %s: encode payload: %w", in.Type, err)
+		return fmt.Errorf("outbox: %w", err)
 	}
-	opts, err := json.Marshal(in.Options)
+	io := a.InsertOpts()
+	o, err := json.Marshal(Options{MaxRetry: &io.MaxRetry, Timeout: io.Timeout, Retention: io.Retention, Group: io.Group})
 	if err != nil {
-		return fmt.Errorf("outbox %s: encode options: %w", in.Type, err)
+		return fmt.Errorf("outbox %s: encode options: %w", a.Kind(), err)
 	}
-	at := in.ProcessAt
-	if at.IsZero() {
-		at = time.Now()
-	}
+	at := cmp.Or(ao.at, time.Now())
+	subject := a.SubjectID()
 	if err := q.OutboxInsert(ctx, db.OutboxInsertParams{
-		TaskID: in.TaskID, TaskType: in.Type, Queue: in.Queue,
-		Payload: payload, Options: opts, OrgID: in.OrgID, AvailableAt: at,
+		TaskID: a.TaskID(), TaskType: a.Kind(), Queue: io.Queue,
+		Payload: payload, Options: o, OrgID: &orgID, SubjectID: &subject, AvailableAt: at,
 	}); err != nil {
-		return fmt.Errorf("outbox %s: %w", in.Type, err)
+		return fmt.Errorf("outbox %s: %w", a.Kind(), err)
 	}
 	return nil
 }

@@ -1,6 +1,7 @@
 package outbox
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -25,6 +26,12 @@ const Channel = "labelq_outbox"
 // relay that enqueued a row and died before marking it cannot make a second task.
 const DefaultRetention = time.Hour
 
+// Defaults for a Relay's zero fields.
+const (
+	DefaultPollInterval = time.Second
+	DefaultBatchSize    = 500
+)
+
 // Relay moves committed outbox rows into asynq. Any number may run at once: each
 // batch is claimed with FOR UPDATE SKIP LOCKED, and task ids are deterministic.
 type Relay struct {
@@ -35,6 +42,10 @@ type Relay struct {
 	PollInterval time.Duration
 	BatchSize    int
 
+	// Listening, when set, is called each time the LISTEN connection is up: a
+	// test signal, so a test waits for it instead of sleeping.
+	Listening func()
+
 	// afterEnqueue lets tests kill the relay between enqueue and commit.
 	afterEnqueue func(db.Outbox) error
 }
@@ -44,10 +55,7 @@ type Relay struct {
 func (r *Relay) Run(ctx context.Context) error {
 	wake := make(chan struct{}, 1)
 	go r.listen(ctx, wake)
-	poll := r.PollInterval
-	if poll <= 0 {
-		poll = time.Second
-	}
+	poll := cmp.Or(r.PollInterval, DefaultPollInterval)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
 	for {
@@ -75,10 +83,7 @@ func (r *Relay) Run(ctx context.Context) error {
 }
 
 func (r *Relay) batch() int {
-	if r.BatchSize <= 0 {
-		return 500
-	}
-	return r.BatchSize
+	return cmp.Or(r.BatchSize, DefaultBatchSize)
 }
 
 func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
@@ -94,6 +99,9 @@ func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
 			defer conn.Close(context.WithoutCancel(ctx))
 			if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
 				return err
+			}
+			if r.Listening != nil {
+				r.Listening()
 			}
 			for {
 				if _, err := conn.WaitForNotification(ctx); err != nil {

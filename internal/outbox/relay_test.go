@@ -17,6 +17,8 @@ import (
 
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/queue"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
 )
 
@@ -44,10 +46,20 @@ func (f *fixture) relay() *Relay {
 	return &Relay{Pool: f.pg.Pool, Client: f.client, Log: quiet, PollInterval: 50 * time.Millisecond, BatchSize: 100}
 }
 
-func (f *fixture) intent(i int) Intent {
-	return Intent{TaskID: fmt.Sprintf("test:task:%d", i), Type: "test:task", Queue: "default",
-		Payload: map[string]int{"n": i}, OrgID: &f.orgID}
+// testTask is a task kind of the tests' own, queued on the default queue.
+type testTask struct {
+	N int64 `json:"n"`
 }
+
+func (testTask) Kind() string { return "test:task" }
+func (testTask) InsertOpts() tasks.InsertOpts {
+	return tasks.InsertOpts{Queue: queue.QueueDefault, MaxRetry: 3}
+}
+func (testTask) Validate() error    { return nil }
+func (a testTask) TaskID() string   { return fmt.Sprintf("test:task:%d", a.N) }
+func (a testTask) SubjectID() int64 { return a.N }
+
+func (f *fixture) intent(i int) testTask { return testTask{N: int64(i)} }
 
 func (f *fixture) queueSize(t *testing.T) int {
 	t.Helper()
@@ -67,7 +79,7 @@ func TestRolledBackChangeQueuesNothing(t *testing.T) {
 	ctx := context.Background()
 	boom := errors.New("the registration failed after writing its intent")
 	err := database.Tx(ctx, f.pg.Pool, func(q *db.Queries, tx pgx.Tx) error {
-		if err := Add(ctx, q, f.intent(1)); err != nil {
+		if err := Add(ctx, q, f.orgID, f.intent(1)); err != nil {
 			return err
 		}
 		// The row is really written inside the transaction (this query sends it)...
@@ -93,7 +105,7 @@ func TestRelayKilledBetweenEnqueueAndCommit(t *testing.T) {
 	f := newFixture(t)
 	ctx := context.Background()
 	require.NoError(t, database.Tx(ctx, f.pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
-		err := Add(ctx, q, f.intent(7))
+		err := Add(ctx, q, f.orgID, f.intent(7))
 		return err
 	}))
 	dying := f.relay()
@@ -121,7 +133,7 @@ func TestTwoRelaysNeverDoubleEnqueue(t *testing.T) {
 	const total = 1500
 	require.NoError(t, database.Tx(ctx, f.pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
 		for i := range total {
-			if err := Add(ctx, q, f.intent(i)); err != nil {
+			if err := Add(ctx, q, f.orgID, f.intent(i)); err != nil {
 				return err
 			}
 		}
@@ -176,15 +188,22 @@ func TestNotifyWakesTheRelay(t *testing.T) {
 	f := newFixture(t)
 	r := f.relay()
 	r.PollInterval = time.Hour
+	listening := make(chan struct{})
+	var once sync.Once
+	r.Listening = func() { once.Do(func() { close(listening) }) }
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan struct{})
 	go func() { _ = r.Run(ctx); close(done) }()
 	t.Cleanup(func() { cancel(); <-done })
-	time.Sleep(300 * time.Millisecond) // let LISTEN start and the first (empty) pass run
+	select {
+	case <-listening: // a notification from now on wakes the relay
+	case <-time.After(10 * time.Second):
+		t.Fatal("the relay never started listening")
+	}
 
 	for i := range 3 {
 		require.NoError(t, database.Tx(context.Background(), f.pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
-			err := Add(context.Background(), q, f.intent(100+i))
+			err := Add(context.Background(), q, f.orgID, f.intent(100+i))
 			return err
 		}))
 		require.Eventually(t, func() bool { return f.queueSize(t) == i+1 }, 5*time.Second, 10*time.Millisecond)
@@ -195,10 +214,8 @@ func TestDelayedIntentWaitsInTheOutbox(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
 	ctx := context.Background()
-	in := f.intent(1)
-	in.ProcessAt = time.Now().Add(time.Hour)
 	require.NoError(t, database.Tx(ctx, f.pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
-		err := Add(ctx, q, in)
+		err := Add(ctx, q, f.orgID, f.intent(1), At(time.Now().Add(time.Hour)))
 		return err
 	}))
 	n, err := f.relay().RelayOnce(ctx)

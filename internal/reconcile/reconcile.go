@@ -19,10 +19,8 @@ import (
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/outbox"
 	"github.com/labelq/labelq/internal/queue"
+	"github.com/labelq/labelq/internal/tasks"
 )
-
-// TypeName is the periodic maintenance task.
-const TypeName = "maintenance:reconcile"
 
 // Item is one stuck row.
 type Item struct {
@@ -32,10 +30,12 @@ type Item struct {
 
 // Finder knows one kind of stuck row and how to queue its work again.
 type Finder struct {
-	TaskType string
-	Stuck    func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]Item, error)
-	Prefix   func(entityID int64) string
-	Intent   func(orgID, entityID int64, nonce string) outbox.Intent
+	// Kind is the task kind that settles the row (tasks.Validate{}.Kind(), …).
+	Kind  string
+	Stuck func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]Item, error)
+	// Args is the task that settles row id; run makes its task id new. Its
+	// SubjectID is id, which is how the row's newest task is found.
+	Args func(id int64, run string) tasks.Queued
 }
 
 // Reconciler is the maintenance:reconcile handler.
@@ -52,8 +52,9 @@ type Reconciler struct {
 	Now        func() time.Time
 }
 
-// ProcessTask runs one reconciliation pass.
-func (r *Reconciler) ProcessTask(ctx context.Context, _ *asynq.Task) error {
+// Work runs one reconciliation pass (tasks.Reconcile, periodic). Mount it with
+// tasks.Register.
+func (r *Reconciler) Work(ctx context.Context, _ tasks.Reconcile) error {
 	_, err := r.Run(ctx)
 	return err
 }
@@ -81,7 +82,7 @@ func (r *Reconciler) Run(ctx context.Context) (int, error) {
 			n, more, err := r.pass(ctx, f, olderThan)
 			requeued += n
 			if err != nil {
-				return requeued, fmt.Errorf("reconcile %s: %w", f.TaskType, err)
+				return requeued, fmt.Errorf("reconcile %s: %w", f.Kind, err)
 			}
 			if !more {
 				break
@@ -123,7 +124,7 @@ func (r *Reconciler) pass(ctx context.Context, f Finder, olderThan time.Time) (i
 	nonce := fmt.Sprintf("rc%d", time.Now().UnixNano())
 	err = database.Tx(ctx, r.Pool, func(q *db.Queries, _ pgx.Tx) error {
 		for _, it := range requeue {
-			if err := outbox.Add(ctx, q, f.Intent(it.OrgID, it.EntityID, nonce)); err != nil {
+			if err := outbox.Add(ctx, q, it.OrgID, f.Args(it.EntityID, nonce)); err != nil {
 				return err
 			}
 		}
@@ -137,7 +138,7 @@ func (r *Reconciler) pass(ctx context.Context, f Finder, olderThan time.Time) (i
 // hasLiveTask reports whether the newest task queued for the entity is still waiting
 // in the outbox or alive in asynq.
 func (r *Reconciler) hasLiveTask(ctx context.Context, q *db.Queries, f Finder, id int64) (bool, error) {
-	row, err := q.OutboxLatestByTaskPrefix(ctx, db.OutboxLatestByTaskPrefixParams{Prefix: f.Prefix(id), TaskType: f.TaskType})
+	row, err := q.OutboxLatestForSubject(ctx, db.OutboxLatestForSubjectParams{TaskType: f.Kind, SubjectID: id})
 	if errors.Is(err, pgx.ErrNoRows) {
 		return false, nil
 	}

@@ -15,8 +15,8 @@ import (
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/outbox"
 	"github.com/labelq/labelq/internal/reconcile"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
-	"github.com/labelq/labelq/worker/validate"
 )
 
 func TestRequeuesOnlyWorkWhoseTaskIsGone(t *testing.T) {
@@ -39,7 +39,7 @@ func TestRequeuesOnlyWorkWhoseTaskIsGone(t *testing.T) {
 		v := pg.RegisterVersion(t, f, "k", testenv.Declared{})
 		versions = append(versions, v)
 		require.NoError(t, database.Tx(ctx, pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
-			err := outbox.Add(ctx, q, validate.Intent(org.ID, v.ID, ""))
+			err := outbox.Add(ctx, q, org.ID, tasks.Validate{VersionID: v.ID})
 			return err
 		}))
 	}
@@ -50,7 +50,7 @@ func TestRequeuesOnlyWorkWhoseTaskIsGone(t *testing.T) {
 		Pool: pg.Pool, Inspector: insp, Redis: rd.Opt(), Log: quiet, After: time.Minute,
 		Now: func() time.Time { return time.Now().Add(2 * time.Minute) }, // every row is past the threshold
 		Finders: []reconcile.Finder{{
-			TaskType: validate.TypeName,
+			Kind: tasks.Validate{}.Kind(),
 			Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]reconcile.Item, error) {
 				rows, err := q.FileVersionListStuckPending(ctx, db.FileVersionListStuckPendingParams{OlderThan: olderThan, MaxRows: limit})
 				items := make([]reconcile.Item, len(rows))
@@ -59,8 +59,7 @@ func TestRequeuesOnlyWorkWhoseTaskIsGone(t *testing.T) {
 				}
 				return items, err
 			},
-			Prefix: validate.TaskIDPrefix,
-			Intent: validate.Intent,
+			Args: func(id int64, run string) tasks.Queued { return tasks.Validate{VersionID: id, Run: run} },
 		}},
 	}
 	n, err := r.Run(ctx)

@@ -9,6 +9,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/labelq/labelq/internal/schedule"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
 )
 
@@ -21,8 +22,8 @@ func FuzzPayload(f *testing.F) {
 	pg := testenv.Postgres(f)
 	h := &schedule.Handler{Pool: pg.Pool, Log: quiet}
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		err := h.ProcessTask(context.Background(), asynq.NewTask(schedule.TypeName, payload))
-		var p schedule.Payload
+		err := tasks.Handle(h.Work).ProcessTask(context.Background(), asynq.NewTask(tasks.ScheduleExport{}.Kind(), payload))
+		var p tasks.ScheduleExport
 		decodable := json.Unmarshal(payload, &p) == nil && p.ScheduleID > 0
 		if decodable && err != nil {
 			t.Fatalf("payload %q names an unknown schedule: want a no-op, got %v", payload, err)

@@ -24,16 +24,8 @@ import (
 	"github.com/labelq/labelq/internal/logging"
 	"github.com/labelq/labelq/internal/outbox"
 	"github.com/labelq/labelq/internal/queue"
-	"github.com/labelq/labelq/worker/export"
+	"github.com/labelq/labelq/internal/tasks"
 )
-
-// TypeName is the task a schedule fires; never renamed once shipped.
-const TypeName = "schedule:export"
-
-// Payload names the schedule that fired.
-type Payload struct {
-	ScheduleID int64 `json:"schedule_id"`
-}
 
 // Parser accepts what the API accepts: five fields or a descriptor (@daily, @every 1h).
 var Parser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)
@@ -51,7 +43,7 @@ func Spec(cronSpec, timezone string) string {
 type Provider struct {
 	Pool   *pgxpool.Pool
 	Log    *slog.Logger
-	Static func() []*asynq.PeriodicTaskConfig
+	Static func() ([]*asynq.PeriodicTaskConfig, error)
 }
 
 // GetConfigs lists one periodic task per enabled schedule.
@@ -60,7 +52,11 @@ func (p *Provider) GetConfigs() ([]*asynq.PeriodicTaskConfig, error) {
 	defer cancel()
 	var out []*asynq.PeriodicTaskConfig
 	if p.Static != nil {
-		out = append(out, p.Static()...)
+		static, err := p.Static()
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, static...)
 	}
 	rows, err := db.New(p.Pool).ExportScheduleListEnabled(ctx)
 	if err != nil {
@@ -75,7 +71,6 @@ func (p *Provider) GetConfigs() ([]*asynq.PeriodicTaskConfig, error) {
 				slog.Int64("schedule_id", s.ID), slog.String("cron_spec", s.CronSpec), slog.String("error", err.Error()))
 			continue
 		}
-		payload, _ := json.Marshal(Payload{ScheduleID: s.ID})
 		// The options must be the same on every sync: asynq re-registers (and so
 		// restarts the timer of) any periodic task whose config changed.
 		ref := sched.Next(time.Unix(0, 0))
@@ -83,12 +78,16 @@ func (p *Provider) GetConfigs() ([]*asynq.PeriodicTaskConfig, error) {
 		if period < time.Second {
 			period = time.Second
 		}
+		args := tasks.ScheduleExport{ScheduleID: s.ID}
+		payload, err := tasks.Payload(args)
+		if err != nil {
+			return nil, err
+		}
 		out = append(out, &asynq.PeriodicTaskConfig{
 			Cronspec: spec,
-			Task:     asynq.NewTask(TypeName, payload),
-			Opts: []asynq.Option{asynq.Queue(queue.QueueExport), asynq.MaxRetry(10),
-				// Fewer duplicate firings to process; the database key is what guarantees one export.
-				asynq.Unique(min(period, time.Minute))},
+			Task:     asynq.NewTask(args.Kind(), payload),
+			// Fewer duplicate firings to process; the database key is what guarantees one export.
+			Opts: append(args.InsertOpts().Options(), asynq.Unique(min(period, time.Minute))),
 		})
 	}
 	return out, nil
@@ -124,14 +123,10 @@ func LatestTick(spec string, from, now time.Time) (time.Time, error) {
 	return tick, nil
 }
 
-// ProcessTask implements asynq.Handler.
-func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
+// Work creates the export of the tick a firing stands for. Mount it with
+// tasks.Register.
+func (h *Handler) Work(ctx context.Context, p tasks.ScheduleExport) error {
 	log := logging.From(ctx, h.Log)
-	var p Payload
-	if err := json.Unmarshal(t.Payload(), &p); err != nil || p.ScheduleID <= 0 {
-		log.ErrorContext(ctx, "schedule:export payload is not valid; dropped", slog.String("payload", string(t.Payload())))
-		return queue.Permanent(fmt.Errorf("payload %q: want {\"schedule_id\": <positive id>}", t.Payload()))
-	}
 	now := time.Now()
 	if h.Now != nil {
 		now = h.Now()
@@ -174,7 +169,7 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 		if err := q.ExportScheduleSetLastFired(ctx, db.ExportScheduleSetLastFiredParams{ID: s.ID, FiredAt: &tick}); err != nil {
 			return err
 		}
-		if err := outbox.Add(ctx, q, export.Intent(s.OrgID, e.ID, "")); err != nil {
+		if err := outbox.Add(ctx, q, s.OrgID, tasks.Export{ExportID: e.ID}); err != nil {
 			return err
 		}
 		meta, _ := json.Marshal(map[string]any{"schedule_id": s.ID, "scheduled_for": tick})

@@ -15,6 +15,7 @@ import (
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/schedule"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
 )
 
@@ -32,8 +33,8 @@ func mkSchedule(t *testing.T, pg *testenv.PG, spec, tz string) db.ExportSchedule
 }
 
 func task(id int64) *asynq.Task {
-	b, _ := json.Marshal(schedule.Payload{ScheduleID: id})
-	return asynq.NewTask(schedule.TypeName, b)
+	b, _ := json.Marshal(tasks.ScheduleExport{ScheduleID: id})
+	return asynq.NewTask(tasks.ScheduleExport{}.Kind(), b)
 }
 
 func TestLatestTick(t *testing.T) {
@@ -61,7 +62,7 @@ func TestTwoSchedulersOneExportPerTick(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 4 {
 		wg.Add(1)
-		go func() { defer wg.Done(); require.NoError(t, h.ProcessTask(ctx, task(s.ID))) }()
+		go func() { defer wg.Done(); require.NoError(t, tasks.Handle(h.Work).ProcessTask(ctx, task(s.ID))) }()
 	}
 	wg.Wait()
 	var exports, intents int
@@ -72,7 +73,7 @@ func TestTwoSchedulersOneExportPerTick(t *testing.T) {
 
 	// The next hour's firing makes the next export.
 	h.Now = func() time.Time { return at.Add(time.Hour) }
-	require.NoError(t, h.ProcessTask(ctx, task(s.ID)))
+	require.NoError(t, tasks.Handle(h.Work).ProcessTask(ctx, task(s.ID)))
 	require.NoError(t, pg.Pool.QueryRow(ctx, "SELECT count(*) FROM export_logs WHERE schedule_id=$1", s.ID).Scan(&exports))
 	require.Equal(t, 2, exports)
 	got, err := pg.Q.ExportScheduleGetByID(ctx, s.ID)
@@ -89,12 +90,12 @@ func TestDisabledDeletedAndBadPayload(t *testing.T) {
 	_, err := pg.Q.ExportScheduleUpdate(ctx, db.ExportScheduleUpdateParams{ID: s.ID, OrgID: s.OrgID, Enabled: &off})
 	require.NoError(t, err)
 	h := &schedule.Handler{Pool: pg.Pool, Log: quiet}
-	require.NoError(t, h.ProcessTask(ctx, task(s.ID)))
-	require.NoError(t, h.ProcessTask(ctx, task(987654)), "a deleted schedule's firing is ignored")
+	require.NoError(t, tasks.Handle(h.Work).ProcessTask(ctx, task(s.ID)))
+	require.NoError(t, tasks.Handle(h.Work).ProcessTask(ctx, task(987654)), "a deleted schedule's firing is ignored")
 	var n int
 	require.NoError(t, pg.Pool.QueryRow(ctx, "SELECT count(*) FROM export_logs").Scan(&n))
 	require.Zero(t, n)
-	err = h.ProcessTask(ctx, asynq.NewTask(schedule.TypeName, []byte(`{"schedule_id": "x"}`)))
+	err = tasks.Handle(h.Work).ProcessTask(ctx, asynq.NewTask(tasks.ScheduleExport{}.Kind(), []byte(`{"schedule_id": "x"}`)))
 	require.ErrorIs(t, err, asynq.SkipRetry)
 }
 
@@ -117,7 +118,7 @@ func TestRealSchedulers(t *testing.T) {
 	}
 	srv := asynq.NewServer(rd.Opt(), asynq.Config{Concurrency: 4, Queues: map[string]int{queue.QueueExport: 1}, LogLevel: asynq.FatalLevel})
 	mux := asynq.NewServeMux()
-	mux.Handle(schedule.TypeName, &schedule.Handler{Pool: pg.Pool, Log: quiet})
+	tasks.Register(mux, (&schedule.Handler{Pool: pg.Pool, Log: quiet}).Work)
 	require.NoError(t, srv.Start(mux))
 	time.Sleep(9 * time.Second)
 	for _, m := range mgrs {

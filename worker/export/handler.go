@@ -9,7 +9,6 @@ import (
 	"math"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/minio/minio-go/v7"
@@ -20,6 +19,7 @@ import (
 	"github.com/labelq/labelq/internal/metrics"
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/storage"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/zipstream"
 )
 
@@ -166,21 +166,10 @@ var (
 	errNotOwner = errors.New("export no longer owned by this run")
 )
 
-// ProcessTask runs the task's export. A payload that names no export, or an
-// export that does not exist, is permanent: asynq archives the task instead of
-// retrying it.
-func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	log := logging.From(ctx, h.log)
-	var p Payload
-	if err := json.Unmarshal(t.Payload(), &p); err != nil {
-		log.ErrorContext(ctx, "project:export payload is not valid JSON; task dropped", slog.String("error", err.Error()))
-		return queue.Permanent(fmt.Errorf("decode %s payload: %w", TypeName, err))
-	}
-	if p.ExportID <= 0 {
-		log.ErrorContext(ctx, "project:export payload has no export_id; task dropped", slog.Int64("export_id", p.ExportID))
-		return queue.Permanent(fmt.Errorf("%s payload: export_id %d is not an export id", TypeName, p.ExportID))
-	}
-	return h.Run(ctx, p.ExportID)
+// Work runs the task's export. An export that does not exist is permanent: asynq
+// archives the task instead of retrying it. Mount it with tasks.Register.
+func (h *Handler) Work(ctx context.Context, args tasks.Export) error {
+	return h.Run(ctx, args.ExportID)
 }
 
 // run is one attempt at one export.
@@ -287,12 +276,10 @@ func (h *Handler) start(ctx context.Context, id int64, log *slog.Logger) (*run, 
 	})
 	switch {
 	case errors.Is(err, errExportNotFound):
-		log.ErrorContext(ctx, "project:export names an export that does not exist; task dropped")
 		return nil, queue.Permanent(fmt.Errorf("export %d: %w", id, errExportNotFound))
 	case err != nil:
 		return nil, err
 	case failed != "":
-		log.WarnContext(ctx, "export failed", slog.String("reason", failed))
 		return nil, queue.Permanent(fmt.Errorf("export %d: %s", id, failed))
 	}
 	return rn, nil
@@ -347,9 +334,7 @@ func (h *Handler) packFailed(ctx context.Context, rn *run, err, cause, uploadErr
 	case ctx.Err() != nil:
 		// Shutdown, the task's timeout or a lost lease. The row stays running
 		// and the next delivery (asynq's, or the reconciler's) starts over.
-		rn.log.WarnContext(ctx, "export interrupted before it finished; it will run again from the start",
-			slog.String("error", err.Error()))
-		return fmt.Errorf("export %d interrupted: %w", rn.id, err)
+		return fmt.Errorf("export %d interrupted before it finished; it will run again from the start: %w", rn.id, err)
 	}
 	if reason, ok := permanentReason(err); ok {
 		return h.fail(ctx, rn, reason, err)
@@ -420,7 +405,6 @@ func (h *Handler) fail(ctx context.Context, rn *run, reason string, cause error)
 	if !recorded {
 		return h.interrupted(ctx, rn)
 	}
-	rn.log.WarnContext(ctx, "export failed", slog.String("reason", reason))
 	return queue.Permanent(fmt.Errorf("export %d: %s: %w", rn.id, reason, cause))
 }
 
@@ -437,7 +421,6 @@ func (h *Handler) retry(ctx context.Context, rn *run, err error) error {
 	if nerr != nil {
 		rn.log.WarnContext(ctx, "could not note the error on the export", slog.String("error", nerr.Error()))
 	}
-	rn.log.WarnContext(ctx, "export attempt failed; it will be retried", slog.String("error", err.Error()))
 	return fmt.Errorf("export %d: %w", rn.id, err)
 }
 

@@ -21,6 +21,7 @@ import (
 
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/storage"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
 	"github.com/labelq/labelq/internal/zipstream"
 	"github.com/labelq/labelq/worker/export"
@@ -582,8 +583,8 @@ func TestExportProgressIsVisibleWhileRunning(t *testing.T) {
 	f.completedArchive(e.ID)
 }
 
-// TestExportBadTasks: tasks that can never succeed are dropped with a log
-// line instead of being retried.
+// TestExportBadTasks: tasks that can never succeed end for good, with the
+// reason in their error, instead of being retried.
 func TestExportBadTasks(t *testing.T) {
 	t.Parallel()
 	f := newFixture(t)
@@ -593,15 +594,15 @@ func TestExportBadTasks(t *testing.T) {
 		payload string
 		log     string
 	}{
-		{"not JSON", `{`, "payload is not valid JSON"},
-		{"no export id", `{}`, "payload has no export_id"},
-		{"unknown export", `{"export_id": 987654321}`, "names an export that does not exist"},
+		{"not JSON", `{`, "bad project:export payload: not a JSON object"},
+		{"no export id", `{}`, "bad project:export payload: export_id is missing"},
+		{"unknown export", `{"export_id": 987654321}`, "export 987654321: export not found"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
-			err := h.ProcessTask(context.Background(), asynq.NewTask(export.TypeName, []byte(tc.payload)))
+			err := tasks.Handle(h.Work).ProcessTask(context.Background(), asynq.NewTask(tasks.Export{}.Kind(), []byte(tc.payload)))
 			require.ErrorIs(t, err, asynq.SkipRetry)
-			require.Contains(t, f.logs.String(), tc.log)
+			require.ErrorContains(t, err, tc.log)
 		})
 	}
 

@@ -25,6 +25,7 @@ import (
 
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/metrics"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
 	"github.com/labelq/labelq/worker/export"
 )
@@ -170,9 +171,9 @@ func (f *fixture) newExport(options string) db.ExportLog {
 // run processes the export's task the way asynq would.
 func (f *fixture) run(ctx context.Context, h *export.Handler, exportID int64) error {
 	f.t.Helper()
-	task, err := export.NewTask(exportID)
+	task, err := tasks.NewTask(tasks.Export{ExportID: exportID})
 	require.NoError(f.t, err)
-	return h.ProcessTask(ctx, task)
+	return tasks.Handle(h.Work).ProcessTask(ctx, task)
 }
 
 func (f *fixture) row(id int64) db.ExportLog {

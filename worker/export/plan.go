@@ -15,43 +15,16 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/zipstream"
 )
 
-// Selection is what an export packs: export_logs.options. The API stores it
-// normalised; a field that is absent (a row written by hand or by an older
-// version) takes the same default the API gives it: approved results and their
-// raw files, without model outputs. The worker keeps its own copy of the type
-// because internal/api imports this package.
-type Selection struct {
-	IncludeFiles       *bool `json:"include_files,omitempty"`
-	IncludeAnnotations *bool `json:"include_annotations,omitempty"`
-	IncludeLLM         *bool `json:"include_llm,omitempty"`
-}
+// Selection is what an export packs: export_logs.options, whose contract the API
+// and this worker share (tasks.ExportOptions).
+type Selection = tasks.ExportOptions
 
 // parseSelection reads export_logs.options and fills the defaults.
-func parseSelection(raw json.RawMessage) (Selection, error) {
-	var s Selection
-	if len(bytes.TrimSpace(raw)) > 0 {
-		if err := json.Unmarshal(raw, &s); err != nil {
-			return Selection{}, fmt.Errorf("options are not a JSON object of include_files, include_annotations, include_llm: %w", err)
-		}
-	}
-	t, f := true, false
-	if s.IncludeFiles == nil {
-		s.IncludeFiles = &t
-	}
-	if s.IncludeAnnotations == nil {
-		s.IncludeAnnotations = &t
-	}
-	if s.IncludeLLM == nil {
-		s.IncludeLLM = &f
-	}
-	if !*s.IncludeFiles && !*s.IncludeAnnotations && !*s.IncludeLLM {
-		return Selection{}, fmt.Errorf("options include nothing: set at least one of include_files, include_annotations, include_llm")
-	}
-	return s, nil
-}
+func parseSelection(raw json.RawMessage) (Selection, error) { return tasks.ParseExportOptions(raw) }
 
 // Archive folders, one per kind of content. The query returns the kind names;
 // the order here (alphabetical, like the paths) is the order in the archive.

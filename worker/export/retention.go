@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/minio/minio-go/v7"
@@ -15,13 +14,9 @@ import (
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/logging"
-	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/storage"
+	"github.com/labelq/labelq/internal/tasks"
 )
-
-// RetentionTypeName is the periodic maintenance task that deletes old export
-// archives; never renamed once shipped.
-const RetentionTypeName = "maintenance:export_retention"
 
 // defaultRetentionBatch is how many exports one query lists.
 const defaultRetentionBatch = 100
@@ -45,20 +40,9 @@ type RetentionHandler struct {
 	BatchSize int32
 }
 
-// RetentionPeriodicTask is the scheduler's entry for the retention pass:
-// every interval on the default queue. Uniqueness makes the copy a second
-// scheduler enqueues a no-op, and a pass that fails is not retried because the
-// next one does the same work.
-func RetentionPeriodicTask(every time.Duration) *asynq.PeriodicTaskConfig {
-	return &asynq.PeriodicTaskConfig{
-		Cronspec: "@every " + every.String(),
-		Task:     asynq.NewTask(RetentionTypeName, []byte(`{}`)),
-		Opts:     []asynq.Option{asynq.Queue(queue.QueueDefault), asynq.Unique(every), asynq.MaxRetry(0), asynq.Timeout(every)},
-	}
-}
-
-// ProcessTask runs one retention pass.
-func (r *RetentionHandler) ProcessTask(ctx context.Context, _ *asynq.Task) error {
+// Work runs one retention pass (tasks.ExportRetention, periodic). Mount it with
+// tasks.Register.
+func (r *RetentionHandler) Work(ctx context.Context, _ tasks.ExportRetention) error {
 	_, err := r.Run(ctx)
 	return err
 }

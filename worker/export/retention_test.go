@@ -12,6 +12,7 @@ import (
 
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/queue"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/worker/export"
 )
 
@@ -48,7 +49,7 @@ func TestRetentionPurgesOldArchives(t *testing.T) {
 	require.Zero(t, n, "retention 0 keeps everything")
 
 	r.Retention, r.BatchSize = 24*time.Hour, 1 // one row per query, to cross batches
-	require.NoError(t, r.ProcessTask(ctx, asynq.NewTask(export.RetentionTypeName, nil)))
+	require.NoError(t, tasks.Handle(r.Work).ProcessTask(ctx, asynq.NewTask(tasks.ExportRetention{}.Kind(), []byte(`{}`))))
 	for _, id := range ids {
 		row := f.row(id)
 		require.Equal(t, db.ExportStatusCompleted, row.Status)
@@ -72,9 +73,10 @@ func TestRetentionPurgesOldArchives(t *testing.T) {
 // TestRetentionPeriodicTask checks the scheduler entry the app mounts.
 func TestRetentionPeriodicTask(t *testing.T) {
 	t.Parallel()
-	c := export.RetentionPeriodicTask(time.Hour)
+	c, err := tasks.Periodic(tasks.ExportRetention{}, time.Hour)
+	require.NoError(t, err)
 	require.Equal(t, "@every 1h0m0s", c.Cronspec)
-	require.Equal(t, export.RetentionTypeName, c.Task.Type())
+	require.Equal(t, tasks.ExportRetention{}.Kind(), c.Task.Type())
 	opts := map[asynq.OptionType]any{}
 	for _, o := range c.Opts {
 		opts[o.Type()] = o.Value()

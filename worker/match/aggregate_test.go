@@ -17,6 +17,7 @@ import (
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/outbox"
 	"github.com/labelq/labelq/internal/queue"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
 	"github.com/labelq/labelq/worker/match"
 )
@@ -41,10 +42,10 @@ func TestMatchBurstIsAggregated(t *testing.T) {
 	var runs atomic.Int64
 	counting := asynq.HandlerFunc(func(ctx context.Context, task *asynq.Task) error {
 		runs.Add(1)
-		return f.handler.ProcessTask(ctx, task)
+		return tasks.Handle(f.handler.Work).ProcessTask(ctx, task)
 	})
 	mux := asynq.NewServeMux()
-	mux.Handle(match.TypeName, counting)
+	mux.Handle(tasks.Match{}.Kind(), counting)
 	srv := asynq.NewServer(rd.Opt(), queue.ServerConfig(4, 5*time.Second, log, nil))
 	require.NoError(t, srv.Start(mux))
 	defer srv.Shutdown()
@@ -130,7 +131,7 @@ func register(ctx context.Context, f *fixture, n int64) error {
 		}); err != nil {
 			return fmt.Errorf("job %d: %w", n, err)
 		}
-		err = outbox.Add(ctx, q, match.TriggerIntent(f.org.ID, f.pr.ID, fmt.Sprint(v.ID)))
+		err = outbox.Add(ctx, q, f.org.ID, tasks.MatchTrigger{ProjectID: f.pr.ID, Run: fmt.Sprint(v.ID)})
 		return err
 	})
 }

@@ -9,6 +9,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
 	"github.com/labelq/labelq/worker/match"
 )
@@ -24,7 +25,7 @@ func FuzzPayload(f *testing.F) {
 	env := &testenv.Env{PG: testenv.Postgres(f)}
 	h := match.NewHandler(match.Deps{Pool: env.PG.Pool, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		err := h.ProcessTask(context.Background(), asynq.NewTask(match.TypeName, payload))
+		err := tasks.Handle(h.Work).ProcessTask(context.Background(), asynq.NewTask(tasks.Match{}.Kind(), payload))
 		if !errors.Is(err, asynq.SkipRetry) {
 			t.Fatalf("payload %q: want a permanent failure, got %v", payload, err)
 		}

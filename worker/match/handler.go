@@ -12,7 +12,6 @@ import (
 	"strconv"
 	"time"
 
-	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
@@ -22,6 +21,7 @@ import (
 	"github.com/labelq/labelq/internal/matching"
 	"github.com/labelq/labelq/internal/metrics"
 	"github.com/labelq/labelq/internal/queue"
+	"github.com/labelq/labelq/internal/tasks"
 )
 
 // Event types this worker writes to event_log.
@@ -77,21 +77,12 @@ func NewHandler(d Deps) *Handler {
 	return h
 }
 
-// ProcessTask runs one matching pass for the task's project. A payload that cannot
-// name a project, or a project that does not exist, is permanent: asynq archives
-// the task instead of retrying it.
-func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	log := logging.From(ctx, h.log)
-	var p Payload
-	if err := json.Unmarshal(t.Payload(), &p); err != nil {
-		log.ErrorContext(ctx, "project:match payload is not valid JSON; task dropped", slog.String("error", err.Error()))
-		return queue.Permanent(fmt.Errorf("decode %s payload: %w", TypeName, err))
-	}
-	if p.ProjectID <= 0 {
-		log.ErrorContext(ctx, "project:match payload has no project_id; task dropped", slog.Int64("project_id", p.ProjectID))
-		return queue.Permanent(fmt.Errorf("%s payload: project_id %d is not a project id", TypeName, p.ProjectID))
-	}
-	_, err := h.run(ctx, p.ProjectID, false)
+// Work runs one matching pass for the task's project (tasks.Match and
+// tasks.MatchTrigger share the kind and the payload). A project that does not
+// exist is permanent: asynq archives the task instead of retrying it. Mount it
+// with tasks.Register.
+func (h *Handler) Work(ctx context.Context, args tasks.Match) error {
+	_, err := h.run(ctx, args.ProjectID, false)
 	if errors.Is(err, errBusy) {
 		// Another run of this project holds the lock. Waiting would hold a worker
 		// slot for as long as that run takes (a burst of triggers once filled every
@@ -225,12 +216,10 @@ func (h *Handler) run(ctx context.Context, projectID int64, wait bool) (Report, 
 	rep.Total = h.now().Sub(start)
 	switch {
 	case errors.Is(err, errProjectNotFound):
-		log.ErrorContext(ctx, "project:match for a project that does not exist; task dropped")
 		return rep, queue.Permanent(fmt.Errorf("match project %d: %w", projectID, err))
 	case errors.Is(err, matching.ErrInvalidInput):
 		// The rows break an invariant the schema should have kept; retrying
 		// reads the same rows.
-		log.ErrorContext(ctx, "project:match input rejected by the solver; task dropped", slog.String("error", err.Error()))
 		return rep, queue.Permanent(fmt.Errorf("match project %d: %w", projectID, err))
 	case err != nil:
 		return rep, fmt.Errorf("match project %d: %w", projectID, err)

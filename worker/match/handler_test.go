@@ -17,6 +17,7 @@ import (
 	"github.com/labelq/labelq/internal/matching"
 	"github.com/labelq/labelq/internal/metrics"
 	"github.com/labelq/labelq/internal/queue"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/worker/match"
 )
 
@@ -228,7 +229,7 @@ func TestMatchConcurrentTriggersAssignOnce(t *testing.T) {
 	x := newThreeLanguages(t)
 	// A second handler, as a second worker process would have.
 	other := match.NewHandler(match.Deps{Pool: x.pg.Pool, Log: testLogger(t)})
-	task, err := match.NewTask(x.pr.ID)
+	task, err := tasks.NewTask(tasks.Match{ProjectID: x.pr.ID})
 	require.NoError(t, err)
 	start := make(chan struct{})
 	errs := make([]error, 2)
@@ -236,7 +237,7 @@ func TestMatchConcurrentTriggersAssignOnce(t *testing.T) {
 	for i, h := range []*match.Handler{x.handler, other} {
 		wg.Go(func() {
 			<-start
-			errs[i] = h.ProcessTask(context.Background(), task)
+			errs[i] = tasks.Handle(h.Work).ProcessTask(context.Background(), task)
 		})
 	}
 	close(start)
@@ -246,7 +247,7 @@ func TestMatchConcurrentTriggersAssignOnce(t *testing.T) {
 	for i, err := range errs {
 		var busy *queue.RetryAfterError
 		if errors.As(err, &busy) {
-			require.NoError(t, x.handler.ProcessTask(context.Background(), task), "retry of trigger %d", i)
+			require.NoError(t, tasks.Handle(x.handler.Work).ProcessTask(context.Background(), task), "retry of trigger %d", i)
 			continue
 		}
 		require.NoError(t, err)
@@ -358,7 +359,7 @@ func TestMatchBadInputIsPermanent(t *testing.T) {
 		{"unknown project", `{"project_id": 987654321}`},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := f.handler.ProcessTask(context.Background(), asynq.NewTask(match.TypeName, []byte(tc.payload)))
+			err := tasks.Handle(f.handler.Work).ProcessTask(context.Background(), asynq.NewTask(tasks.Match{}.Kind(), []byte(tc.payload)))
 			require.Error(t, err)
 			assert.True(t, isPermanent(err), "%v should not be retried", err)
 		})

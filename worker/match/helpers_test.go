@@ -16,6 +16,7 @@ import (
 
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
 	"github.com/labelq/labelq/worker/match"
 )
@@ -137,9 +138,9 @@ func (f *fixture) revoke(a db.Assignment) {
 
 func (f *fixture) process() error {
 	f.t.Helper()
-	task, err := match.NewTask(f.pr.ID)
+	task, err := tasks.NewTask(tasks.Match{ProjectID: f.pr.ID})
 	require.NoError(f.t, err)
-	return f.handler.ProcessTask(context.Background(), task)
+	return tasks.Handle(f.handler.Work).ProcessTask(context.Background(), task)
 }
 
 func (f *fixture) mustProcess() {

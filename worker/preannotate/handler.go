@@ -26,6 +26,7 @@ import (
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/ratelimit"
 	"github.com/labelq/labelq/internal/storage"
+	"github.com/labelq/labelq/internal/tasks"
 )
 
 // Defaults for the zero values of Options.
@@ -42,7 +43,6 @@ const imageTokens = 765
 
 // Errors a task ends with that no retry can fix (wrapped with asynq.SkipRetry).
 var (
-	ErrBadPayload      = errors.New("bad file:preannotate payload")
 	ErrVersionNotFound = errors.New("file version not found")
 	ErrNotEligible     = errors.New("version cannot be pre-annotated")
 )
@@ -126,37 +126,19 @@ type job struct {
 	run     db.LlmRun
 }
 
-// ProcessTask pre-annotates one version. It returns nil when the output is stored
-// (now, or by an earlier run), when the run is skipped (unsupported content, LLM
-// turned off), a queue.Permanent error when the run failed for good or the task is
-// bad, a queue.RetryAfter error when a limit (ours, the provider's, the daily
-// budget) asks to wait, and any other error for transient failures, which asynq
-// retries with backoff.
-func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	log := logging.From(ctx, h.log)
-	p, err := decodePayload(t.Payload())
-	if err != nil {
-		log.ErrorContext(ctx, "file:preannotate task dropped: bad payload",
-			slog.String("reason", err.Error()), slog.Int("payload_bytes", len(t.Payload())))
-		return queue.Permanent(err)
-	}
-	log = log.With(slog.Int64("version_id", p.VersionID))
-	j, err := h.load(ctx, log, p.VersionID)
+// Work pre-annotates one version. It returns nil when the output is stored (now,
+// or by an earlier run), when the run is skipped (unsupported content, LLM turned
+// off), a queue.Permanent error when the run failed for good or the version cannot
+// be pre-annotated, a queue.RetryAfter error when a limit (ours, the provider's, the
+// daily budget) asks to wait, and any other error for transient failures, which
+// asynq retries with backoff. Mount it with tasks.Register.
+func (h *Handler) Work(ctx context.Context, args tasks.Preannotate) error {
+	log := logging.From(ctx, h.log).With(slog.Int64("version_id", args.VersionID))
+	j, err := h.load(ctx, log, args.VersionID)
 	if err != nil || j == nil {
 		return err
 	}
 	return h.process(ctx, j)
-}
-
-func decodePayload(b []byte) (Payload, error) {
-	var p Payload
-	if err := json.Unmarshal(b, &p); err != nil {
-		return p, fmt.Errorf("%w: want a JSON object such as {\"version_id\": 42}: %w", ErrBadPayload, err)
-	}
-	if p.VersionID <= 0 {
-		return p, fmt.Errorf("%w: version_id is missing or not a positive integer", ErrBadPayload)
-	}
-	return p, nil
 }
 
 // load reads the version, its file and project, checks the version can be
@@ -166,7 +148,6 @@ func (h *Handler) load(ctx context.Context, log *slog.Logger, versionID int64) (
 	q := db.New(h.pool)
 	v, err := q.FileVersionGetByID(ctx, versionID)
 	if errors.Is(err, pgx.ErrNoRows) {
-		log.ErrorContext(ctx, "file:preannotate task dropped: no such version")
 		return nil, queue.Permanent(fmt.Errorf("version %d: %w", versionID, ErrVersionNotFound))
 	}
 	if err != nil {
@@ -179,7 +160,6 @@ func (h *Handler) load(ctx context.Context, log *slog.Logger, versionID int64) (
 		if _, err := q.LLMRunSkipOthers(ctx, db.LLMRunSkipOthersParams{Reason: reason, FileVersionID: v.ID}); err != nil {
 			return nil, fmt.Errorf("close runs of version %d: %w", v.ID, err)
 		}
-		log.WarnContext(ctx, "file:preannotate task dropped: version cannot be pre-annotated", slog.String("reason", reason))
 		return nil, queue.Permanent(fmt.Errorf("version %d: %w: %s", v.ID, ErrNotEligible, reason))
 	}
 	switch {
@@ -537,7 +517,6 @@ func (h *Handler) callFailed(ctx context.Context, j *job, u usage, resp llm.Resp
 		}
 		// A little jitter, never earlier than asked.
 		d := after + time.Duration(rand.Int64N(int64(after)/10+1))
-		j.log.WarnContext(ctx, "provider rate limit; task rescheduled", slog.Duration("retry_after", d))
 		return queue.RetryAfter(d, err)
 	case llm.KindTransient:
 		if lastAttempt(ctx) {
@@ -546,7 +525,6 @@ func (h *Handler) callFailed(ctx context.Context, j *job, u usage, resp llm.Resp
 		if _, rerr := h.record(ctx, j, db.LlmRunStatusRunning, u, &reason, nil); rerr != nil {
 			return rerr
 		}
-		j.log.WarnContext(ctx, "model call failed; will retry", slog.String("reason", reason))
 		// A plain error: asynq retries with queue.RetryDelay's exponential
 		// backoff and jitter, and counts it against the task's retries.
 		return fmt.Errorf("pre-annotate version %d: %w", j.version.ID, err)
@@ -635,8 +613,7 @@ func (h *Handler) fail(ctx context.Context, j *job, u usage, reason string, raw 
 	if err != nil {
 		return err
 	}
-	j.log.WarnContext(ctx, "pre-annotation failed", slog.String("reason", reason), slog.Int("calls", u.calls))
-	return queue.Permanent(fmt.Errorf("pre-annotate version %d: %s", j.version.ID, reason))
+	return queue.Permanent(fmt.Errorf("pre-annotate version %d failed after %d model calls: %s", j.version.ID, u.calls, reason))
 }
 
 // event writes the run's one event_log entry on the source version; the dedup key

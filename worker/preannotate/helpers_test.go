@@ -21,6 +21,7 @@ import (
 	"github.com/labelq/labelq/internal/llm/llmtest"
 	"github.com/labelq/labelq/internal/logging"
 	"github.com/labelq/labelq/internal/ratelimit"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
 	"github.com/labelq/labelq/worker/preannotate"
 )
@@ -137,13 +138,13 @@ func (w *world) validVersion(f db.File, mime string, content []byte, duplicateOf
 
 func task(t testing.TB, versionID int64) *asynq.Task {
 	t.Helper()
-	tk, err := preannotate.NewTask(versionID)
+	tk, err := tasks.NewTask(tasks.Preannotate{VersionID: versionID})
 	require.NoError(t, err)
 	return tk
 }
 
 func (w *world) process(v db.FileVersion) error {
-	return w.h.ProcessTask(context.Background(), task(w.t, v.ID))
+	return tasks.Handle(w.h.Work).ProcessTask(context.Background(), task(w.t, v.ID))
 }
 
 // runs returns the version's llm_runs rows.

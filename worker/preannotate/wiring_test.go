@@ -18,6 +18,7 @@ import (
 	"github.com/labelq/labelq/internal/metrics"
 	"github.com/labelq/labelq/internal/ratelimit"
 	"github.com/labelq/labelq/internal/reconcile"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/worker/preannotate"
 )
 
@@ -50,21 +51,14 @@ func handlerFromConfig(cfg *config.Config, deps preannotate.Deps, redisOpt asynq
 }
 
 // preannotateFinder is the reconciler's finder for stuck pre-annotation runs, as
-// internal/app/wiring.go lists it.
+// the app runs it.
 func preannotateFinder() reconcile.Finder {
-	return reconcile.Finder{
-		TaskType: preannotate.TypeName,
-		Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]reconcile.Item, error) {
-			rows, err := q.LLMRunListStuck(ctx, db.LLMRunListStuckParams{OlderThan: olderThan, MaxRows: limit})
-			items := make([]reconcile.Item, len(rows))
-			for i, r := range rows {
-				items[i] = reconcile.Item{OrgID: r.OrgID, EntityID: r.FileVersionID}
-			}
-			return items, err
-		},
-		Prefix: preannotate.TaskIDPrefix,
-		Intent: preannotate.Intent,
+	for _, f := range reconcile.Finders() {
+		if f.Kind == (tasks.Preannotate{}).Kind() {
+			return f
+		}
 	}
+	panic("reconcile.Finders has no finder for file:preannotate")
 }
 
 func TestHandlerFromConfig(t *testing.T) {
@@ -86,7 +80,7 @@ func TestHandlerFromConfig(t *testing.T) {
 	require.NoError(t, err)
 
 	v := w.valid("cfg.txt", "text/plain", []byte("Configured from the environment."), nil)
-	require.NoError(t, h.ProcessTask(context.Background(), task(t, v.ID)))
+	require.NoError(t, tasks.Handle(h.Work).ProcessTask(context.Background(), task(t, v.ID)))
 	require.Equal(t, 1, srv.Stats().Succeeded)
 	run := w.run(v)
 	require.Equal(t, db.LlmRunStatusSucceeded, run.Status)
@@ -130,8 +124,8 @@ func TestReconcilerRequeuesStuckRuns(t *testing.T) {
 
 	var taskID, payload string
 	require.NoError(t, w.env.PG.Pool.QueryRow(ctx, `SELECT task_id, payload::text FROM outbox WHERE task_type = $1`,
-		preannotate.TypeName).Scan(&taskID, &payload))
-	require.True(t, strings.HasPrefix(taskID, preannotate.TaskIDPrefix(stuck.ID)+":"), taskID)
+		tasks.Preannotate{}.Kind()).Scan(&taskID, &payload))
+	require.True(t, strings.HasPrefix(taskID, tasks.Preannotate{VersionID: stuck.ID}.TaskID()+":"), taskID)
 	require.JSONEq(t, fmt.Sprintf(`{"version_id": %d}`, stuck.ID), payload)
 
 	n, err = r.Run(ctx)

@@ -12,6 +12,7 @@ import (
 	"github.com/labelq/labelq/internal/llm/llmtest"
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/ratelimit"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/worker/preannotate"
 )
 
@@ -24,7 +25,7 @@ func startWorker(t testing.TB, w *world, h *preannotate.Handler, concurrency int
 	cfg.DelayedTaskCheckInterval = 100 * time.Millisecond
 	srv := asynq.NewServer(w.env.Redis.Opt(), cfg)
 	mux := asynq.NewServeMux()
-	mux.Handle(preannotate.TypeName, h)
+	tasks.Register(mux, h.Work)
 	require.NoError(t, srv.Start(mux))
 	t.Cleanup(srv.Shutdown)
 }
@@ -34,9 +35,9 @@ func enqueue(t testing.TB, w *world, ids []int64) {
 	c := asynq.NewClient(w.env.Redis.Opt())
 	defer c.Close()
 	for _, id := range ids {
-		tk, err := preannotate.NewTask(id)
+		tk, err := tasks.NewTask(tasks.Preannotate{VersionID: id})
 		require.NoError(t, err)
-		_, err = c.Enqueue(tk, asynq.TaskID(preannotate.TaskIDPrefix(id)))
+		_, err = c.Enqueue(tk, asynq.TaskID(tasks.Preannotate{VersionID: id}.TaskID()))
 		require.NoError(t, err)
 	}
 }

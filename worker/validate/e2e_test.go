@@ -18,8 +18,8 @@ import (
 	"github.com/labelq/labelq/internal/metrics"
 	"github.com/labelq/labelq/internal/outbox"
 	"github.com/labelq/labelq/internal/queue"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
-	"github.com/labelq/labelq/worker/preannotate"
 	"github.com/labelq/labelq/worker/validate"
 )
 
@@ -31,7 +31,7 @@ type pipeline struct {
 	inspector *asynq.Inspector
 }
 
-func startPipeline(t testing.TB, env *testenv.Env, h asynq.Handler, m *metrics.Metrics, concurrency int, withRelay bool) *pipeline {
+func startPipeline(t testing.TB, env *testenv.Env, h *validate.Handler, m *metrics.Metrics, concurrency int, withRelay bool) *pipeline {
 	t.Helper()
 	log := slog.New(slog.DiscardHandler)
 	ctx, cancel := context.WithCancel(context.Background())
@@ -43,7 +43,7 @@ func startPipeline(t testing.TB, env *testenv.Env, h asynq.Handler, m *metrics.M
 	srv := asynq.NewServer(env.Redis.Opt(), cfg)
 	mux := asynq.NewServeMux()
 	mux.Use(m.Middleware)
-	mux.Handle(validate.TypeName, h)
+	tasks.Register(mux, h.Work)
 	require.NoError(t, srv.Start(mux))
 
 	p := &pipeline{client: asynq.NewClient(env.Redis.Opt()), inspector: asynq.NewInspector(env.Redis.Opt())}
@@ -80,7 +80,7 @@ func register(t testing.TB, pg *testenv.PG, f db.File, key string, decl testenv.
 		if err != nil {
 			return err
 		}
-		err = outbox.Add(ctx, q, validate.Intent(f.OrgID, v.ID, ""))
+		err = outbox.Add(ctx, q, f.OrgID, tasks.Validate{VersionID: v.ID})
 		return err
 	}))
 	return v
@@ -124,7 +124,7 @@ func TestValidatePipelineEndToEnd(t *testing.T) {
 	}, 30*time.Second, 50*time.Millisecond, "every version valid")
 
 	require.Eventually(t, func() bool {
-		info, err := p.inspector.GetTaskInfo(queue.QueueValidate, validate.TaskIDPrefix(badVersion.ID))
+		info, err := p.inspector.GetTaskInfo(queue.QueueValidate, tasks.Validate{VersionID: badVersion.ID}.TaskID())
 		return err == nil && info.State == asynq.TaskStateArchived
 	}, 30*time.Second, 50*time.Millisecond, "the corrupt version's task is archived, not retried")
 	row, err := pg.Q.FileVersionGetByID(context.Background(), badVersion.ID)
@@ -137,7 +137,7 @@ func TestValidatePipelineEndToEnd(t *testing.T) {
 		return err == nil && q.Pending == n
 	}, 10*time.Second, 50*time.Millisecond, "one pre-annotation per valid version")
 	for _, v := range versions {
-		_, err := p.inspector.GetTaskInfo(queue.QueuePreannotate, preannotate.TaskIDPrefix(v.ID))
+		_, err := p.inspector.GetTaskInfo(queue.QueuePreannotate, tasks.Preannotate{VersionID: v.ID}.TaskID())
 		require.NoError(t, err)
 	}
 	jobs, err := pg.Q.AnnotationJobListByProject(context.Background(), db.AnnotationJobListByProjectParams{

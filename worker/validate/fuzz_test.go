@@ -9,6 +9,7 @@ import (
 
 	"github.com/hibiken/asynq"
 
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
 	"github.com/labelq/labelq/worker/validate"
 )
@@ -24,7 +25,7 @@ func FuzzPayload(f *testing.F) {
 	env := testenv.New(f)
 	h := validate.NewHandler(validate.Deps{Pool: env.PG.Pool, Store: env.S3.Store, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
 	f.Fuzz(func(t *testing.T, payload []byte) {
-		err := h.ProcessTask(context.Background(), asynq.NewTask(validate.TypeName, payload))
+		err := tasks.Handle(h.Work).ProcessTask(context.Background(), asynq.NewTask(tasks.Validate{}.Kind(), payload))
 		if !errors.Is(err, asynq.SkipRetry) {
 			t.Fatalf("payload %q: want a permanent failure, got %v", payload, err)
 		}

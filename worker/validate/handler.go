@@ -23,9 +23,8 @@ import (
 	"github.com/labelq/labelq/internal/outbox"
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/storage"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/verify"
-	"github.com/labelq/labelq/worker/match"
-	"github.com/labelq/labelq/worker/preannotate"
 )
 
 // Defaults for the zero values of Options.
@@ -37,12 +36,9 @@ const (
 	DefaultMinThroughput   = 20_000_000 // bytes per second
 )
 
-// Errors a task ends with that no retry can fix (each is wrapped with
-// asynq.SkipRetry by ProcessTask).
-var (
-	ErrBadPayload      = errors.New("bad file:validate payload")
-	ErrVersionNotFound = errors.New("file version not found")
-)
+// ErrVersionNotFound ends a task for good (wrapped with asynq.SkipRetry): the
+// version it names does not exist.
+var ErrVersionNotFound = errors.New("file version not found")
 
 // Options tune the handler. The zero value is ready to use: every zero field means
 // its default.
@@ -133,28 +129,19 @@ func NewHandler(d Deps) *Handler {
 	return h
 }
 
-// ProcessTask validates one version. It returns nil when the version was decided
-// valid (or had already been decided), a queue.Permanent error when it was decided
-// corrupt, rejected or missing or the task itself is bad, a queue.RetryAfter error
-// while the object may still be arriving, and any other error for transient
-// failures, leaving the version pending.
-func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
-	log := logging.From(ctx, h.log)
-	p, err := decodePayload(t.Payload())
-	if err != nil {
-		log.ErrorContext(ctx, "file:validate task dropped: bad payload",
-			slog.String("reason", err.Error()), slog.Int("payload_bytes", len(t.Payload())))
-		return queue.Permanent(err)
-	}
-	log = log.With(slog.Int64("version_id", p.VersionID))
-
-	row, err := db.New(h.pool).FileVersionGetForValidation(ctx, p.VersionID)
+// Work validates one version. It returns nil when the version was decided valid
+// (or had already been decided), a queue.Permanent error when it was decided
+// corrupt, rejected or missing or the version does not exist, a queue.RetryAfter
+// error while the object may still be arriving, and any other error for transient
+// failures, leaving the version pending. Mount it with tasks.Register.
+func (h *Handler) Work(ctx context.Context, args tasks.Validate) error {
+	log := logging.From(ctx, h.log).With(slog.Int64("version_id", args.VersionID))
+	row, err := db.New(h.pool).FileVersionGetForValidation(ctx, args.VersionID)
 	if errors.Is(err, pgx.ErrNoRows) {
-		log.ErrorContext(ctx, "file:validate task dropped: no such version")
-		return queue.Permanent(fmt.Errorf("version %d: %w", p.VersionID, ErrVersionNotFound))
+		return queue.Permanent(fmt.Errorf("version %d: %w", args.VersionID, ErrVersionNotFound))
 	}
 	if err != nil {
-		return fmt.Errorf("read version %d: %w", p.VersionID, err)
+		return fmt.Errorf("read version %d: %w", args.VersionID, err)
 	}
 	if st := row.FileVersion.ValidationStatus; st != db.ValidationStatusPending {
 		// A redelivery, or a retry of a run that committed and then lost its
@@ -167,17 +154,6 @@ func (h *Handler) ProcessTask(ctx context.Context, t *asynq.Task) error {
 	return h.validate(ctx, log, row)
 }
 
-func decodePayload(b []byte) (Payload, error) {
-	var p Payload
-	if err := json.Unmarshal(b, &p); err != nil {
-		return p, fmt.Errorf("%w: want a JSON object such as {\"version_id\": 42}: %w", ErrBadPayload, err)
-	}
-	if p.VersionID <= 0 {
-		return p, fmt.Errorf("%w: version_id is missing or not a positive integer", ErrBadPayload)
-	}
-	return p, nil
-}
-
 // validate reads the object and decides. Nothing is written before the decision
 // except the count of attempts that found no object.
 func (h *Handler) validate(ctx context.Context, log *slog.Logger, row db.FileVersionGetForValidationRow) error {
@@ -186,8 +162,7 @@ func (h *Handler) validate(ctx context.Context, log *slog.Logger, row db.FileVer
 	if err != nil {
 		// A project setting, not this version's fault: retry (with backoff) until an
 		// admin fixes it; the version stays pending meanwhile.
-		log.ErrorContext(ctx, "project allow-list unusable; version left pending", slog.String("error", err.Error()))
-		return err
+		return fmt.Errorf("project allow-list unusable; version left pending: %w", err)
 	}
 
 	// One GET: its response headers are the object's metadata (size, ETag and, with
@@ -495,8 +470,7 @@ func (h *Handler) decide(ctx context.Context, log *slog.Logger, row db.FileVersi
 		return h.event(ctx, q, v, status, o, res)
 	})
 	if errors.Is(err, ErrVersionNotFound) {
-		log.ErrorContext(ctx, "version deleted while it was validated")
-		return queue.Permanent(fmt.Errorf("version %d: %w", v.ID, err))
+		return queue.Permanent(fmt.Errorf("version %d deleted while it was validated: %w", v.ID, err))
 	}
 	if err != nil {
 		return fmt.Errorf("record %s outcome of version %d: %w", status, v.ID, err)
@@ -522,11 +496,11 @@ func (h *Handler) decide(ctx context.Context, log *slog.Logger, row db.FileVersi
 		log.InfoContext(ctx, "version valid", attrs...)
 		return nil
 	}
-	msg := o.message()
-	log.WarnContext(ctx, "version not valid", append(attrs, slog.String("reason", msg))...)
 	// Archived, not retried: the same bytes give the same answer. The reason is on
-	// the row for people; the error is for asynqmon.
-	return queue.Permanent(fmt.Errorf("version %d is %s: %s", v.ID, status, msg))
+	// the row for people; the error is for asynqmon and the one log line the
+	// worker's middleware writes for it, with the figures measured as context.
+	log.InfoContext(ctx, "version not valid", attrs...)
+	return queue.Permanent(fmt.Errorf("version %d is %s: %s", v.ID, status, o.message()))
 }
 
 func (h *Handler) commitValid(ctx context.Context, q *db.Queries, row db.FileVersionGetForValidationRow, o outcome, res *committed) error {
@@ -571,16 +545,18 @@ func (h *Handler) commitValid(ctx context.Context, q *db.Queries, row db.FileVer
 		return nil
 	}
 	if row.LlmEnabled {
-		if err := outbox.Add(ctx, q, preannotate.Intent(v.OrgID, v.ID, "")); err != nil {
+		next := tasks.Preannotate{VersionID: v.ID}
+		if err := outbox.Add(ctx, q, v.OrgID, next); err != nil {
 			return err
 		}
-		res.queued = append(res.queued, preannotate.TypeName)
+		res.queued = append(res.queued, next.Kind())
 	}
 	if res.jobID != 0 {
-		if err := outbox.Add(ctx, q, match.TriggerIntent(v.OrgID, v.ProjectID, fmt.Sprint(v.ID))); err != nil {
+		next := tasks.MatchTrigger{ProjectID: v.ProjectID, Run: fmt.Sprint(v.ID)}
+		if err := outbox.Add(ctx, q, v.OrgID, next); err != nil {
 			return err
 		}
-		res.queued = append(res.queued, match.TypeName)
+		res.queued = append(res.queued, next.Kind())
 	}
 	return nil
 }
@@ -611,7 +587,7 @@ func (h *Handler) commitFailed(ctx context.Context, q *db.Queries, v db.FileVers
 func (h *Handler) event(ctx context.Context, q *db.Queries, v db.FileVersion, status db.ValidationStatus, o outcome, res committed) error {
 	taskID, ok := asynq.GetTaskID(ctx)
 	if !ok || taskID == "" {
-		taskID = TaskIDPrefix(v.ID)
+		taskID = tasks.Validate{VersionID: v.ID}.TaskID()
 	}
 	typ := eventType(status)
 	meta := map[string]any{"file_id": v.FileID, "version_number": v.VersionNumber, "task_id": taskID}

@@ -21,9 +21,8 @@ import (
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/storage"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
-	"github.com/labelq/labelq/worker/match"
-	"github.com/labelq/labelq/worker/preannotate"
 	"github.com/labelq/labelq/worker/validate"
 )
 
@@ -146,7 +145,7 @@ func TestValidate(t *testing.T) {
 				v := c.upload(t, c.file, csv, declared(csv, "text/csv"), minio.PutObjectOptions{})
 				return v, want{result: succeeded, status: db.ValidationStatusValid, sha256: testenv.SHA256Hex(csv),
 					size: ptr(int64(len(csv))), mime: "text/csv", event: "validated",
-					queued: []string{preannotate.TypeName, match.TypeName}, active: true}
+					queued: []string{tasks.Preannotate{}.Kind(), tasks.Match{}.Kind()}, active: true}
 			},
 		},
 		{
@@ -175,7 +174,7 @@ func TestValidate(t *testing.T) {
 			prepare: func(t *testing.T, c *caseCtx) (db.FileVersion, want) {
 				v := c.hs.env.PG.RegisterVersion(t, c.file, c.key(c.file), declared(csv, "text/csv"))
 				return v, want{result: succeeded, status: db.ValidationStatusValid, sha256: testenv.SHA256Hex(csv),
-					size: ptr(int64(len(csv))), mime: "text/csv", event: "validated", queued: []string{match.TypeName}, active: true}
+					size: ptr(int64(len(csv))), mime: "text/csv", event: "validated", queued: []string{tasks.Match{}.Kind()}, active: true}
 			},
 			process: func(t *testing.T, c *caseCtx, v db.FileVersion) error {
 				requireResult(t, retryLater, c.hs.process(t, v.ID))
@@ -224,7 +223,7 @@ func TestValidate(t *testing.T) {
 				v := c.upload(t, c.file, validZip, declared(validZip, "application/zip"), minio.PutObjectOptions{})
 				return v, want{result: succeeded, status: db.ValidationStatusValid, sha256: testenv.SHA256Hex(validZip),
 					size: ptr(int64(len(validZip))), mime: "application/zip", event: "validated",
-					queued: []string{match.TypeName}, active: true}
+					queued: []string{tasks.Match{}.Kind()}, active: true}
 			},
 			check: func(t *testing.T, c *caseCtx, v db.FileVersion) {
 				var meta struct {
@@ -278,7 +277,7 @@ func TestValidate(t *testing.T) {
 				v := c.upload(t, c.file, csv, declared(csv, "text/csv"), minio.PutObjectOptions{})
 				return v, want{result: succeeded, status: db.ValidationStatusValid, sha256: testenv.SHA256Hex(csv),
 					size: ptr(int64(len(csv))), mime: "text/csv", event: "validated",
-					queued: []string{preannotate.TypeName, match.TypeName}, active: true}
+					queued: []string{tasks.Preannotate{}.Kind(), tasks.Match{}.Kind()}, active: true}
 			},
 			check: func(t *testing.T, c *caseCtx, v db.FileVersion) {
 				row := c.hs.version(t, v.ID)
@@ -297,7 +296,7 @@ func TestValidate(t *testing.T) {
 				require.Contains(t, info.ETag, "-", "a multipart ETag, which is no MD5 of the content")
 				v := c.hs.env.PG.RegisterVersion(t, c.file, key, declared(big, "text/csv"))
 				return v, want{result: succeeded, status: db.ValidationStatusValid, sha256: testenv.SHA256Hex(big),
-					size: ptr(int64(len(big))), mime: "text/csv", event: "validated", queued: []string{match.TypeName}, active: true}
+					size: ptr(int64(len(big))), mime: "text/csv", event: "validated", queued: []string{tasks.Match{}.Kind()}, active: true}
 			},
 		},
 		{
@@ -309,7 +308,7 @@ func TestValidate(t *testing.T) {
 				// Nothing declared: the storage checksum is the only reference.
 				v := c.hs.env.PG.RegisterVersion(t, c.file, key, testenv.Declared{})
 				return v, want{result: succeeded, status: db.ValidationStatusValid, sha256: testenv.SHA256Hex(csv),
-					size: ptr(int64(len(csv))), mime: "text/csv", event: "validated", queued: []string{match.TypeName}, active: true}
+					size: ptr(int64(len(csv))), mime: "text/csv", event: "validated", queued: []string{tasks.Match{}.Kind()}, active: true}
 			},
 			check: func(t *testing.T, c *caseCtx, v db.FileVersion) {
 				st, err := c.hs.env.S3.Store.Client.StatObject(context.Background(), c.hs.env.S3.Store.Bucket, v.StoragePath,
@@ -418,10 +417,10 @@ func TestValidate(t *testing.T) {
 			require.Equal(t, w.queued, types, "tasks queued next")
 			for _, q := range queued {
 				switch q.TaskType {
-				case preannotate.TypeName:
-					require.Equal(t, preannotate.Intent(v.OrgID, v.ID, "").TaskID, q.TaskID)
-				case match.TypeName:
-					require.Equal(t, match.TriggerIntent(v.OrgID, v.ProjectID, fmt.Sprint(v.ID)).TaskID, q.TaskID)
+				case tasks.Preannotate{}.Kind():
+					require.Equal(t, tasks.Preannotate{VersionID: v.ID}.TaskID(), q.TaskID)
+				case tasks.Match{}.Kind():
+					require.Equal(t, tasks.MatchTrigger{ProjectID: v.ProjectID, Run: fmt.Sprint(v.ID)}.TaskID(), q.TaskID)
 				}
 			}
 
@@ -513,27 +512,27 @@ func TestValidateBadPayloads(t *testing.T) {
 	for _, tc := range []struct {
 		name, payload, why string
 	}{
-		{"not JSON", `version 42 please`, "want a JSON object"},
-		{"empty", ``, "want a JSON object"},
-		{"a JSON array", `[42]`, "want a JSON object"},
+		{"not JSON", `version 42 please`, "not a JSON object"},
+		{"empty", ``, "not a JSON object"},
+		{"a JSON array", `[42]`, "not a JSON object"},
 		{"version_id as a string", fmt.Sprintf(`{"version_id": "%d"}`, v.ID), "cannot unmarshal string"},
 		{"version_id as a fraction", `{"version_id": 4.5}`, "cannot unmarshal number"},
 		{"version_id missing", `{"id": 42}`, "version_id is missing"},
 		{"version_id zero", `{"version_id": 0}`, "version_id is missing"},
 		{"version_id negative", `{"version_id": -7}`, "version_id is missing"},
 		{"null", `null`, "version_id is missing"},
-		{"unknown version", `{"version_id": 987654321}`, "no such version"},
+		{"unknown version", `{"version_id": 987654321}`, "file version not found"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := hs.h.ProcessTask(context.Background(), asynq.NewTask(validate.TypeName, []byte(tc.payload)))
+			err := tasks.Handle(hs.h.Work).ProcessTask(context.Background(), asynq.NewTask(tasks.Validate{}.Kind(), []byte(tc.payload)))
 			requireResult(t, archived, err)
-			require.Contains(t, hs.logs.String(), tc.why, "the log says why")
+			require.ErrorContains(t, err, tc.why, "the error says why")
 		})
 	}
-	require.ErrorIs(t, hs.h.ProcessTask(context.Background(), asynq.NewTask(validate.TypeName, []byte(`{"version_id": 987654321}`))),
+	require.ErrorIs(t, tasks.Handle(hs.h.Work).ProcessTask(context.Background(), asynq.NewTask(tasks.Validate{}.Kind(), []byte(`{"version_id": 987654321}`))),
 		validate.ErrVersionNotFound)
-	require.ErrorIs(t, hs.h.ProcessTask(context.Background(), asynq.NewTask(validate.TypeName, []byte(`{}`))),
-		validate.ErrBadPayload)
+	require.ErrorIs(t, tasks.Handle(hs.h.Work).ProcessTask(context.Background(), asynq.NewTask(tasks.Validate{}.Kind(), []byte(`{}`))),
+		tasks.ErrBadPayload)
 
 	row := hs.version(t, v.ID)
 	require.Equal(t, v, row, "no row changed")
@@ -569,31 +568,31 @@ func TestValidateTransientFailures(t *testing.T) {
 		h := validate.NewHandler(validate.Deps{Pool: pg.Pool, Store: unreachable, Options: testOptions})
 		ctx, cancel := context.WithTimeout(context.Background(), 1500*time.Millisecond)
 		defer cancel()
-		task, _ := validate.NewTask(v.ID)
-		requireTransient(t, h.ProcessTask(ctx, task))
+		task, _ := tasks.NewTask(tasks.Validate{VersionID: v.ID})
+		requireTransient(t, tasks.Handle(h.Work).ProcessTask(ctx, task))
 	})
 	t.Run("bucket gone", func(t *testing.T) {
 		gone := *hs.env.S3.Store
 		gone.Bucket = "no-such-bucket-here"
 		h := validate.NewHandler(validate.Deps{Pool: pg.Pool, Store: &gone, Options: testOptions})
-		task, _ := validate.NewTask(v.ID)
-		requireTransient(t, h.ProcessTask(context.Background(), task))
+		task, _ := tasks.NewTask(tasks.Validate{VersionID: v.ID})
+		requireTransient(t, tasks.Handle(h.Work).ProcessTask(context.Background(), task))
 	})
 	t.Run("Postgres unreachable", func(t *testing.T) {
 		pool, err := database.Open(context.Background(), pg.URL, 2)
 		require.NoError(t, err)
 		pool.Close()
 		h := validate.NewHandler(validate.Deps{Pool: pool, Store: hs.env.S3.Store, Options: testOptions})
-		task, _ := validate.NewTask(v.ID)
-		requireTransient(t, h.ProcessTask(context.Background(), task))
+		task, _ := tasks.NewTask(tasks.Validate{VersionID: v.ID})
+		requireTransient(t, tasks.Handle(h.Work).ProcessTask(context.Background(), task))
 	})
 	t.Run("read slower than the minimum throughput", func(t *testing.T) {
 		// A budget no read can meet stands in for a stalled connection.
 		opts := testOptions
 		opts.BaseTimeout, opts.MinThroughput = time.Nanosecond, 1<<62
 		h := validate.NewHandler(validate.Deps{Pool: pg.Pool, Store: hs.env.S3.Store, Options: opts})
-		task, _ := validate.NewTask(v.ID)
-		err := h.ProcessTask(context.Background(), task)
+		task, _ := tasks.NewTask(tasks.Validate{VersionID: v.ID})
+		err := tasks.Handle(h.Work).ProcessTask(context.Background(), task)
 		requireTransient(t, err)
 		require.ErrorContains(t, err, "slower than the minimum throughput")
 	})

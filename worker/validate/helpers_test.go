@@ -17,6 +17,7 @@ import (
 
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/metrics"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
 	"github.com/labelq/labelq/worker/validate"
 )
@@ -52,9 +53,9 @@ func newHarness(t testing.TB, opts validate.Options) *harness {
 // process runs the handler on a version the way asynq would.
 func (hs *harness) process(t testing.TB, versionID int64) error {
 	t.Helper()
-	task, err := validate.NewTask(versionID)
+	task, err := tasks.NewTask(tasks.Validate{VersionID: versionID})
 	require.NoError(t, err)
-	return hs.h.ProcessTask(context.Background(), task)
+	return tasks.Handle(hs.h.Work).ProcessTask(context.Background(), task)
 }
 
 func (hs *harness) version(t testing.TB, id int64) db.FileVersion {

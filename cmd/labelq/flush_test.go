@@ -1,4 +1,4 @@
-package app_test
+package main
 
 import (
 	"bytes"
@@ -34,6 +34,7 @@ func TestNothingLostWhenRedisIs(t *testing.T) {
 	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	defer a.Close()
+	a.Mount = mountWorkers
 	srv := httptest.NewServer(a.Handler())
 	defer srv.Close()
 	tok, err := admin.CreateToken(ctx, env.PG.Pool, "acme", "t")

@@ -1,4 +1,4 @@
-package app_test
+package main
 
 import (
 	"context"
@@ -24,6 +24,7 @@ func newApp(t *testing.T) (*app.App, *testenv.Env) {
 	a, err := app.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	require.NoError(t, err)
 	t.Cleanup(a.Close)
+	a.Mount = mountWorkers
 	return a, env
 }
 

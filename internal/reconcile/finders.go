@@ -1,0 +1,71 @@
+package reconcile
+
+import (
+	"context"
+	"time"
+
+	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/tasks"
+)
+
+// Finders lists every kind of row that waits on a task, with the query that finds
+// it stuck and the task that settles it.
+func Finders() []Finder {
+	return []Finder{
+		{
+			Kind: tasks.Validate{}.Kind(),
+			Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]Item, error) {
+				rows, err := q.FileVersionListStuckPending(ctx, db.FileVersionListStuckPendingParams{OlderThan: olderThan, MaxRows: limit})
+				items := make([]Item, len(rows))
+				for i, r := range rows {
+					items[i] = Item{OrgID: r.OrgID, EntityID: r.ID}
+				}
+				return items, err
+			},
+			Args: func(id int64, run string) tasks.Queued { return tasks.Validate{VersionID: id, Run: run} },
+		},
+		{
+			Kind: tasks.Export{}.Kind(),
+			Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]Item, error) {
+				rows, err := q.ExportLogListStuck(ctx, db.ExportLogListStuckParams{OlderThan: olderThan, MaxRows: limit})
+				items := make([]Item, len(rows))
+				for i, r := range rows {
+					items[i] = Item{OrgID: r.OrgID, EntityID: r.ID}
+				}
+				return items, err
+			},
+			Args: func(id int64, run string) tasks.Queued { return tasks.Export{ExportID: id, Run: run} },
+		},
+		{
+			Kind: tasks.Preannotate{}.Kind(),
+			Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]Item, error) {
+				rows, err := q.LLMRunListStuck(ctx, db.LLMRunListStuckParams{OlderThan: olderThan, MaxRows: limit})
+				items := make([]Item, len(rows))
+				for i, r := range rows {
+					items[i] = Item{OrgID: r.OrgID, EntityID: r.FileVersionID}
+				}
+				if err != nil {
+					return nil, err
+				}
+				lost, err := q.FileVersionListPreannotationLost(ctx, db.FileVersionListPreannotationLostParams{OlderThan: olderThan, MaxRows: limit})
+				for _, r := range lost {
+					items = append(items, Item{OrgID: r.OrgID, EntityID: r.ID})
+				}
+				return items, err
+			},
+			Args: func(id int64, run string) tasks.Queued { return tasks.Preannotate{VersionID: id, Run: run} },
+		},
+		{
+			Kind: tasks.Match{}.Kind(),
+			Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]Item, error) {
+				rows, err := q.ProjectListWithUnmatchedJobs(ctx, db.ProjectListWithUnmatchedJobsParams{OlderThan: olderThan, MaxRows: limit})
+				items := make([]Item, len(rows))
+				for i, r := range rows {
+					items[i] = Item{OrgID: r.OrgID, EntityID: r.ID}
+				}
+				return items, err
+			},
+			Args: func(id int64, run string) tasks.Queued { return tasks.Match{ProjectID: id, Run: run} },
+		},
+	}
+}
