@@ -9,8 +9,7 @@ import (
 
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/outbox"
-	"github.com/labelq/labelq/worker/preannotate"
-	"github.com/labelq/labelq/worker/validate"
+	"github.com/labelq/labelq/internal/tasks"
 )
 
 // FileInput creates a file in a project.
@@ -52,12 +51,13 @@ func createFile(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusCreated, f, nil
+	return http.StatusCreated, fileFromRow(f), nil
 }
 
 func getFile(c *Call) (int, any, error) {
 	return getByID(c, "file_id", "file", func(ctx context.Context, id int64) (any, error) {
-		return c.Q.FileGet(ctx, db.FileGetParams{ID: id, OrgID: c.OrgID})
+		f, err := c.Q.FileGet(ctx, db.FileGetParams{ID: id, OrgID: c.OrgID})
+		return fileFromRow(f), err
 	})
 }
 
@@ -74,7 +74,7 @@ func listFiles(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, List[db.File]{Items: nonNil(fs)}, nil
+	return http.StatusOK, listOf(fs, fileFromRow), nil
 }
 
 // UploadURL is where a client PUTs the bytes of a new version before registering it.
@@ -159,8 +159,8 @@ func registerVersion(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	intent := validate.Intent(c.OrgID, ver.ID, "")
-	if err := outbox.Add(ctx, c.Q, intent); err != nil {
+	next := tasks.Validate{VersionID: ver.ID}
+	if err := outbox.Add(ctx, c.Q, c.OrgID, next); err != nil {
 		return 0, nil, err
 	}
 	if err := event(ctx, c, db.EntityTypeFileVersion, ver.ID, "uploaded", map[string]any{
@@ -168,13 +168,14 @@ func registerVersion(c *Call) (int, any, error) {
 	}); err != nil {
 		return 0, nil, err
 	}
-	return http.StatusAccepted, enqueued("file_version", ver.ID, string(ver.ValidationStatus), intent.TaskID,
+	return http.StatusAccepted, enqueued("file_version", ver.ID, string(ver.ValidationStatus), next.TaskID(),
 		fmt.Sprintf("/v1/versions/%d", ver.ID)), nil
 }
 
 func getVersion(c *Call) (int, any, error) {
 	return getByID(c, "version_id", "version", func(ctx context.Context, id int64) (any, error) {
-		return c.Q.FileVersionGet(ctx, db.FileVersionGetParams{ID: id, OrgID: c.OrgID})
+		v, err := c.Q.FileVersionGet(ctx, db.FileVersionGetParams{ID: id, OrgID: c.OrgID})
+		return versionFromRow(v), err
 	})
 }
 
@@ -190,7 +191,7 @@ func listVersions(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, List[db.FileVersion]{Items: nonNil(vs)}, nil
+	return http.StatusOK, listOf(vs, versionFromRow), nil
 }
 
 func revalidateVersion(c *Call) (int, any, error) {
@@ -203,14 +204,14 @@ func revalidateVersion(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, orNotFound(err, "version")
 	}
-	intent := validate.Intent(c.OrgID, v.ID, "re"+newRequestID())
-	if err := outbox.Add(ctx, c.Q, intent); err != nil {
+	next := tasks.Validate{VersionID: v.ID, Run: "re" + newRequestID()}
+	if err := outbox.Add(ctx, c.Q, c.OrgID, next); err != nil {
 		return 0, nil, err
 	}
 	if err := event(ctx, c, db.EntityTypeFileVersion, v.ID, "revalidation_requested", nil); err != nil {
 		return 0, nil, err
 	}
-	return http.StatusAccepted, enqueued("file_version", v.ID, string(v.ValidationStatus), intent.TaskID,
+	return http.StatusAccepted, enqueued("file_version", v.ID, string(v.ValidationStatus), next.TaskID(),
 		fmt.Sprintf("/v1/versions/%d", v.ID)), nil
 }
 
@@ -234,14 +235,14 @@ func preannotateVersion(c *Call) (int, any, error) {
 	if p.LlmModel == "" {
 		return 0, nil, conflict("the project has no llm_model; set one with PATCH /v1/projects/{project_id}")
 	}
-	intent := preannotate.Intent(c.OrgID, v.ID, "now"+newRequestID())
-	if err := outbox.Add(ctx, c.Q, intent); err != nil {
+	next := tasks.Preannotate{VersionID: v.ID, Run: "now" + newRequestID()}
+	if err := outbox.Add(ctx, c.Q, c.OrgID, next); err != nil {
 		return 0, nil, err
 	}
 	if err := event(ctx, c, db.EntityTypeFileVersion, v.ID, "preannotation_requested", nil); err != nil {
 		return 0, nil, err
 	}
-	return http.StatusAccepted, enqueued("file_version", v.ID, string(v.ValidationStatus), intent.TaskID,
+	return http.StatusAccepted, enqueued("file_version", v.ID, string(v.ValidationStatus), next.TaskID(),
 		fmt.Sprintf("/v1/versions/%d", v.ID)), nil
 }
 

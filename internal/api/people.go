@@ -81,12 +81,13 @@ func createUser(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusCreated, u, nil
+	return http.StatusCreated, userFromRow(u), nil
 }
 
 func getUser(c *Call) (int, any, error) {
 	return getByID(c, "user_id", "user", func(ctx context.Context, id int64) (any, error) {
-		return c.Q.UserGet(ctx, db.UserGetParams{ID: id, OrgID: c.OrgID})
+		u, err := c.Q.UserGet(ctx, db.UserGetParams{ID: id, OrgID: c.OrgID})
+		return userFromRow(u), err
 	})
 }
 
@@ -99,7 +100,7 @@ func listUsers(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, List[db.User]{Items: nonNil(us)}, nil
+	return http.StatusOK, listOf(us, userFromRow), nil
 }
 
 func updateUser(c *Call) (int, any, error) {
@@ -132,7 +133,7 @@ func updateUser(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, orNotFound(err, "user")
 	}
-	return http.StatusOK, u, nil
+	return http.StatusOK, userFromRow(u), nil
 }
 
 func orNotFound(err error, what string) error {

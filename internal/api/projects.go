@@ -126,12 +126,13 @@ func createProject(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusCreated, p, nil
+	return http.StatusCreated, projectFromRow(p), nil
 }
 
 func getProject(c *Call) (int, any, error) {
 	return getByID(c, "project_id", "project", func(ctx context.Context, id int64) (any, error) {
-		return c.Q.ProjectGet(ctx, db.ProjectGetParams{ID: id, OrgID: c.OrgID})
+		p, err := c.Q.ProjectGet(ctx, db.ProjectGetParams{ID: id, OrgID: c.OrgID})
+		return projectFromRow(p), err
 	})
 }
 
@@ -144,7 +145,7 @@ func listProjects(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, List[db.Project]{Items: nonNil(ps)}, nil
+	return http.StatusOK, listOf(ps, projectFromRow), nil
 }
 
 func updateProject(c *Call) (int, any, error) {
@@ -188,7 +189,7 @@ func updateProject(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, orNotFound(err, "project")
 	}
-	return http.StatusOK, p, nil
+	return http.StatusOK, projectFromRow(p), nil
 }
 
 func llmUsage(c *Call) (int, any, error) {
@@ -200,19 +201,12 @@ func llmUsage(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, u, nil
+	return http.StatusOK, llmUsageFromRow(u), nil
 }
 
 // List is the envelope of every list response.
 type List[T any] struct {
 	Items []T `json:"items"`
-}
-
-func nonNil[T any](s []T) []T {
-	if s == nil {
-		return []T{}
-	}
-	return s
 }
 
 // projectFromPath reads {project_id} and checks the project exists in the caller's

@@ -1,10 +1,6 @@
 package api
 
-import (
-	"net/http"
-
-	"github.com/labelq/labelq/internal/db"
-)
+import "net/http"
 
 // Routes is the whole API, one row per endpoint.
 func (s *Server) Routes() []Route {
@@ -14,45 +10,45 @@ func (s *Server) Routes() []Route {
 		accepted = http.StatusAccepted
 	)
 	return []Route{
-		{"POST", "/v1/projects", "Create a project", "projects", ProjectInput{}, db.Project{}, created, createProject},
-		{"GET", "/v1/projects", "List projects", "projects", nil, List[db.Project]{}, ok, listProjects},
-		{"GET", "/v1/projects/{project_id}", "Read a project", "projects", nil, db.Project{}, ok, getProject},
-		{"PATCH", "/v1/projects/{project_id}", "Update a project (LLM, schema and matching settings)", "projects", ProjectInput{}, db.Project{}, ok, updateProject},
-		{"GET", "/v1/projects/{project_id}/llm-usage", "LLM runs, cache hits, tokens and cost of a project", "projects", nil, db.LLMUsageByProjectRow{}, ok, llmUsage},
+		{"POST", "/v1/projects", "Create a project", "projects", ProjectInput{}, Project{}, created, createProject},
+		{"GET", "/v1/projects", "List projects", "projects", nil, List[Project]{}, ok, listProjects},
+		{"GET", "/v1/projects/{project_id}", "Read a project", "projects", nil, Project{}, ok, getProject},
+		{"PATCH", "/v1/projects/{project_id}", "Update a project (LLM, schema and matching settings)", "projects", ProjectInput{}, Project{}, ok, updateProject},
+		{"GET", "/v1/projects/{project_id}/llm-usage", "LLM runs, cache hits, tokens and cost of a project", "projects", nil, LLMUsage{}, ok, llmUsage},
 
-		{"POST", "/v1/users", "Create a person (annotator, reviewer, manager) with their matching inputs", "people", UserInput{}, db.User{}, created, createUser},
-		{"GET", "/v1/users", "List people", "people", nil, List[db.User]{}, ok, listUsers},
-		{"GET", "/v1/users/{user_id}", "Read a person", "people", nil, db.User{}, ok, getUser},
-		{"PATCH", "/v1/users/{user_id}", "Update a person's languages, skills, availability or capacity", "people", UserInput{}, db.User{}, ok, updateUser},
+		{"POST", "/v1/users", "Create a person (annotator, reviewer, manager) with their matching inputs", "people", UserInput{}, User{}, created, createUser},
+		{"GET", "/v1/users", "List people", "people", nil, List[User]{}, ok, listUsers},
+		{"GET", "/v1/users/{user_id}", "Read a person", "people", nil, User{}, ok, getUser},
+		{"PATCH", "/v1/users/{user_id}", "Update a person's languages, skills, availability or capacity", "people", UserInput{}, User{}, ok, updateUser},
 
-		{"POST", "/v1/projects/{project_id}/files", "Create a file in a project", "files", FileInput{}, db.File{}, created, createFile},
-		{"GET", "/v1/projects/{project_id}/files", "List a project's files", "files", nil, List[db.File]{}, ok, listFiles},
-		{"GET", "/v1/files/{file_id}", "Read a file", "files", nil, db.File{}, ok, getFile},
+		{"POST", "/v1/projects/{project_id}/files", "Create a file in a project", "files", FileInput{}, File{}, created, createFile},
+		{"GET", "/v1/projects/{project_id}/files", "List a project's files", "files", nil, List[File]{}, ok, listFiles},
+		{"GET", "/v1/files/{file_id}", "Read a file", "files", nil, File{}, ok, getFile},
 		{"POST", "/v1/files/{file_id}/upload-url", "Get a presigned PUT URL and key for a new version", "files", nil, UploadURL{}, ok, uploadURL},
 		{"POST", "/v1/files/{file_id}/versions", "Register an uploaded version; starts the pipeline (validate → pre-annotate → match)", "files", VersionInput{}, Enqueued{}, accepted, registerVersion},
-		{"GET", "/v1/files/{file_id}/versions", "List a file's versions", "files", nil, List[db.FileVersion]{}, ok, listVersions},
-		{"GET", "/v1/versions/{version_id}", "Read a version with its validation status and error", "files", nil, db.FileVersion{}, ok, getVersion},
+		{"GET", "/v1/files/{file_id}/versions", "List a file's versions", "files", nil, List[Version]{}, ok, listVersions},
+		{"GET", "/v1/versions/{version_id}", "Read a version with its validation status and error", "files", nil, Version{}, ok, getVersion},
 		{"POST", "/v1/versions/{version_id}/revalidate", "Validate a version again", "files", nil, Enqueued{}, accepted, revalidateVersion},
 		{"POST", "/v1/versions/{version_id}/preannotate", "Pre-annotate a valid version now", "files", nil, Enqueued{}, accepted, preannotateVersion},
 
-		{"GET", "/v1/projects/{project_id}/jobs", "List a project's annotation jobs", "matching", nil, List[db.AnnotationJob]{}, ok, listJobs},
-		{"PATCH", "/v1/jobs/{job_id}", "Update a job's status, review status or approved result", "matching", JobInput{}, db.AnnotationJob{}, ok, updateJob},
+		{"GET", "/v1/projects/{project_id}/jobs", "List a project's annotation jobs", "matching", nil, List[Job]{}, ok, listJobs},
+		{"PATCH", "/v1/jobs/{job_id}", "Update a job's status, review status or approved result", "matching", JobInput{}, Job{}, ok, updateJob},
 		{"POST", "/v1/projects/{project_id}/match", "Run assignment matching for a project now", "matching", nil, Enqueued{}, accepted, runMatch},
-		{"GET", "/v1/projects/{project_id}/assignments", "List a project's assignments with their scores", "matching", nil, List[db.Assignment]{}, ok, listAssignments},
+		{"GET", "/v1/projects/{project_id}/assignments", "List a project's assignments with their scores", "matching", nil, List[Assignment]{}, ok, listAssignments},
 		{"POST", "/v1/assignments/{assignment_id}/revoke", "Revoke an assignment; its job is matched again without that person", "matching", nil, Enqueued{}, accepted, revokeAssignment},
 
 		{"POST", "/v1/projects/{project_id}/exports", "Request a ZIP export", "exports", ExportInput{}, Enqueued{}, accepted, createExport},
-		{"GET", "/v1/projects/{project_id}/exports", "List a project's exports, newest first", "exports", nil, List[db.ExportLog]{}, ok, listExports},
-		{"GET", "/v1/exports/{export_id}", "Read an export: status, progress, checksum, size", "exports", nil, db.ExportLog{}, ok, getExport},
-		{"POST", "/v1/exports/{export_id}/cancel", "Cancel a pending or running export", "exports", nil, db.ExportLog{}, accepted, cancelExport},
+		{"GET", "/v1/projects/{project_id}/exports", "List a project's exports, newest first", "exports", nil, List[Export]{}, ok, listExports},
+		{"GET", "/v1/exports/{export_id}", "Read an export: status, progress, checksum, size", "exports", nil, Export{}, ok, getExport},
+		{"POST", "/v1/exports/{export_id}/cancel", "Cancel a pending or running export", "exports", nil, Export{}, accepted, cancelExport},
 		{"GET", "/v1/exports/{export_id}/download", "Get a short-lived download URL for a completed export", "exports", nil, Download{}, ok, downloadExport},
 
-		{"POST", "/v1/projects/{project_id}/export-schedules", "Create an export schedule (cron spec and time zone)", "exports", ScheduleInput{}, db.ExportSchedule{}, created, createSchedule},
-		{"GET", "/v1/projects/{project_id}/export-schedules", "List a project's export schedules", "exports", nil, List[db.ExportSchedule]{}, ok, listSchedules},
-		{"PATCH", "/v1/export-schedules/{schedule_id}", "Update an export schedule", "exports", ScheduleInput{}, db.ExportSchedule{}, ok, updateSchedule},
+		{"POST", "/v1/projects/{project_id}/export-schedules", "Create an export schedule (cron spec and time zone)", "exports", ScheduleInput{}, Schedule{}, created, createSchedule},
+		{"GET", "/v1/projects/{project_id}/export-schedules", "List a project's export schedules", "exports", nil, List[Schedule]{}, ok, listSchedules},
+		{"PATCH", "/v1/export-schedules/{schedule_id}", "Update an export schedule", "exports", ScheduleInput{}, Schedule{}, ok, updateSchedule},
 		{"DELETE", "/v1/export-schedules/{schedule_id}", "Delete an export schedule", "exports", nil, map[string]any{}, ok, deleteSchedule},
 
 		{"GET", "/v1/tasks/{task_id}", "Read a task's state by id", "tasks", nil, TaskState{}, ok, getTask},
-		{"GET", "/v1/events", "List the events of an entity (?entity_type=&entity_id=)", "tasks", nil, List[db.EventLog]{}, ok, listEvents},
+		{"GET", "/v1/events", "List the events of an entity (?entity_type=&entity_id=)", "tasks", nil, List[Event]{}, ok, listEvents},
 	}
 }

@@ -7,6 +7,7 @@
 package api
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -128,117 +129,189 @@ func (s *Server) wrap(rt Route) http.Handler {
 	})
 }
 
+// serve answers one request in stages: authenticate, read the body, read the
+// Idempotency-Key, answer (run the handler, or replay), write the answer. Every
+// refusal on the way is written by writeError.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt Route) {
 	ctx := r.Context()
 	tok, err := s.authenticate(ctx, r)
 	if err != nil {
-		var p *Problem
-		if errors.As(err, &p) {
-			if p.Status == http.StatusUnauthorized {
-				w.Header().Set("WWW-Authenticate", `Bearer realm="labelq"`)
-			}
-			writeProblem(w, p)
-			return
-		}
-		s.internalError(ctx, w, err)
+		s.writeError(ctx, w, err)
 		return
 	}
-	var body []byte
-	if rt.Request != nil {
-		body, err = io.ReadAll(io.LimitReader(r.Body, s.maxBody()+1))
-		if err != nil {
-			writeProblem(w, problem(http.StatusBadRequest, "Unreadable body", "the request body could not be read"))
-			return
-		}
-		if int64(len(body)) > s.maxBody() {
-			writeProblem(w, problem(http.StatusRequestEntityTooLarge, "Body too large",
-				fmt.Sprintf("the request body is larger than %d bytes", s.maxBody())))
-			return
-		}
-		if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-			writeProblem(w, problem(http.StatusUnsupportedMediaType, "Unsupported media type",
-				"send the body as JSON with Content-Type: application/json"))
-			return
-		}
-	}
-	idemKey := r.Header.Get("Idempotency-Key")
-	if idemKey != "" && r.Method != http.MethodPost {
-		idemKey = "" // only POST is documented to honour it; other methods are idempotent already
-	}
-	if len(idemKey) > 255 {
-		writeProblem(w, invalid("Idempotency-Key", "must be at most 255 characters"))
+	body, err := s.readBody(r, rt)
+	if err != nil {
+		s.writeError(ctx, w, err)
 		return
 	}
-	reqHash := sha256.Sum256(append([]byte(r.Method+" "+r.URL.Path+"\n"), body...))
+	idem, err := idempotencyOf(r, body)
+	if err != nil {
+		s.writeError(ctx, w, err)
+		return
+	}
+	res, err := s.answer(ctx, r, rt, tok, body, idem)
+	if err != nil {
+		s.writeError(ctx, w, err)
+		return
+	}
+	writeResponse(w, res)
+}
 
+// answer runs the route's handler in the caller's tenant transaction, or replays
+// the answer the request's Idempotency-Key already got.
+func (s *Server) answer(ctx context.Context, r *http.Request, rt Route, tok token, body []byte, idem idempotency) (response, error) {
 	var (
-		status     int
-		out        []byte
-		replay     bool
-		problemErr *Problem
+		res     response
+		refused *Problem
 	)
-	err = database.TenantTx(ctx, s.Pool, tok.OrgID, func(q *db.Queries, tx pgx.Tx) error {
-		if idemKey != "" {
-			if err := q.IdempotencyKeyLock(ctx, fmt.Sprintf("idempotency:%d:%s", tok.OrgID, idemKey)); err != nil {
-				return err
-			}
-			prev, err := q.IdempotencyKeyGet(ctx, db.IdempotencyKeyGetParams{OrgID: tok.OrgID, Key: idemKey})
-			switch {
-			case err == nil:
-				if string(prev.RequestHash) != string(reqHash[:]) {
-					problemErr = problem(http.StatusUnprocessableEntity, "Idempotency key reused",
-						"this Idempotency-Key was already used with a different request; use a new key for a new request")
-					return nil
-				}
-				status, out, replay = int(prev.StatusCode), prev.ResponseBody, true
-				return nil
-			case !errors.Is(err, pgx.ErrNoRows):
-				return err
-			}
+	err := database.TenantTx(ctx, s.Pool, tok.OrgID, func(q *db.Queries, tx pgx.Tx) error {
+		prev, p, err := idem.lookup(ctx, q, tok.OrgID)
+		switch {
+		case err != nil:
+			return err
+		case p != nil:
+			// Refused, but not failed: the transaction commits, having written nothing.
+			refused = p
+			return nil
+		case prev != nil:
+			res = *prev
+			return nil
 		}
 		c := &Call{R: r, Q: q, Tx: tx, OrgID: tok.OrgID, TokenID: tok.ID, Body: body, S: s}
-		code, resp, err := rt.Handler(c)
-		if err != nil {
+		if res, err = handle(c, rt); err != nil {
 			return err
 		}
-		if code == 0 {
-			code = rt.Status
-		}
-		b, err := json.Marshal(resp)
-		if err != nil {
-			return fmt.Errorf("encode response: %w", err)
-		}
-		status, out = code, b
-		if idemKey != "" {
-			return q.IdempotencyKeyInsert(ctx, db.IdempotencyKeyInsertParams{
-				OrgID: tok.OrgID, Key: idemKey, Method: r.Method, Path: r.URL.Path,
-				RequestHash: reqHash[:], StatusCode: int32(code), ResponseBody: b,
-			})
-		}
-		return nil
+		return idem.remember(ctx, q, tok.OrgID, r, res)
 	})
-	if problemErr != nil {
-		writeProblem(w, problemErr)
-		return
+	if refused != nil {
+		return response{}, refused
 	}
+	return res, err
+}
+
+// response is a handler's answer, encoded: what is written and what an
+// Idempotency-Key remembers.
+type response struct {
+	status   int
+	body     []byte
+	replayed bool
+}
+
+// handle runs the route's handler and encodes its answer.
+func handle(c *Call, rt Route) (response, error) {
+	code, resp, err := rt.Handler(c)
 	if err != nil {
-		if p, ok := asProblem(err); ok {
-			writeProblem(w, p)
-			return
-		}
-		if p := constraintProblem(err); p != nil {
-			writeProblem(w, p)
-			return
-		}
-		s.internalError(ctx, w, err)
-		return
+		return response{}, err
 	}
-	if replay {
+	if code == 0 {
+		code = rt.Status
+	}
+	b, err := json.Marshal(resp)
+	if err != nil {
+		return response{}, fmt.Errorf("encode response: %w", err)
+	}
+	return response{status: code, body: b}, nil
+}
+
+func writeResponse(w http.ResponseWriter, res response) {
+	if res.replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
 	}
 	w.Header().Set("Content-Type", "application/json")
-	w.WriteHeader(status)
-	_, _ = w.Write(out)
+	w.WriteHeader(res.status)
+	_, _ = w.Write(res.body)
+}
+
+// readBody reads the body of a route that takes one: at most maxBody bytes, JSON
+// when a Content-Type is given. Routes without a request body ignore it.
+func (s *Server) readBody(r *http.Request, rt Route) ([]byte, error) {
+	if rt.Request == nil {
+		return nil, nil
+	}
+	body, err := io.ReadAll(io.LimitReader(r.Body, s.maxBody()+1))
+	if err != nil {
+		return nil, problem(http.StatusBadRequest, "Unreadable body", "the request body could not be read")
+	}
+	if int64(len(body)) > s.maxBody() {
+		return nil, problem(http.StatusRequestEntityTooLarge, "Body too large",
+			fmt.Sprintf("the request body is larger than %d bytes", s.maxBody()))
+	}
+	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		return nil, problem(http.StatusUnsupportedMediaType, "Unsupported media type",
+			"send the body as JSON with Content-Type: application/json")
+	}
+	return body, nil
+}
+
+// idempotency is a request's Idempotency-Key (empty when it has none) and the hash
+// of what it asks, so that a key reused for another request is refused.
+type idempotency struct {
+	key  string
+	hash [sha256.Size]byte
+}
+
+// idempotencyOf reads the Idempotency-Key header. Only POST honours it: the other
+// methods are idempotent already.
+func idempotencyOf(r *http.Request, body []byte) (idempotency, error) {
+	key := r.Header.Get("Idempotency-Key")
+	if r.Method != http.MethodPost {
+		key = ""
+	}
+	if len(key) > 255 {
+		return idempotency{}, invalid("Idempotency-Key", "must be at most 255 characters")
+	}
+	return idempotency{key: key, hash: sha256.Sum256(append([]byte(r.Method+" "+r.URL.Path+"\n"), body...))}, nil
+}
+
+// lookup takes the key's lock for the rest of the transaction and returns the
+// answer the key already got (nil for a new key), or a problem when the key was
+// used with a different request.
+func (k idempotency) lookup(ctx context.Context, q *db.Queries, orgID int64) (*response, *Problem, error) {
+	if k.key == "" {
+		return nil, nil, nil
+	}
+	if err := q.IdempotencyKeyLock(ctx, fmt.Sprintf("idempotency:%d:%s", orgID, k.key)); err != nil {
+		return nil, nil, err
+	}
+	prev, err := q.IdempotencyKeyGet(ctx, db.IdempotencyKeyGetParams{OrgID: orgID, Key: k.key})
+	switch {
+	case errors.Is(err, pgx.ErrNoRows):
+		return nil, nil, nil
+	case err != nil:
+		return nil, nil, err
+	case !bytes.Equal(prev.RequestHash, k.hash[:]):
+		return nil, problem(http.StatusUnprocessableEntity, "Idempotency key reused",
+			"this Idempotency-Key was already used with a different request; use a new key for a new request"), nil
+	}
+	return &response{status: int(prev.StatusCode), body: prev.ResponseBody, replayed: true}, nil, nil
+}
+
+// remember stores the answer under the key, in the transaction that made it.
+func (k idempotency) remember(ctx context.Context, q *db.Queries, orgID int64, r *http.Request, res response) error {
+	if k.key == "" {
+		return nil
+	}
+	return q.IdempotencyKeyInsert(ctx, db.IdempotencyKeyInsertParams{
+		OrgID: orgID, Key: k.key, Method: r.Method, Path: r.URL.Path,
+		RequestHash: k.hash[:], StatusCode: int32(res.status), ResponseBody: res.body,
+	})
+}
+
+// writeError answers a failed request: a problem (the client's mistake, a refused
+// token, a row the database refused) as problem+json, anything else as a logged 500.
+func (s *Server) writeError(ctx context.Context, w http.ResponseWriter, err error) {
+	if p, ok := asProblem(err); ok {
+		if p.Status == http.StatusUnauthorized {
+			w.Header().Set("WWW-Authenticate", `Bearer realm="labelq"`)
+		}
+		writeProblem(w, p)
+		return
+	}
+	if p := constraintProblem(err); p != nil {
+		writeProblem(w, p)
+		return
+	}
+	s.internalError(ctx, w, err)
 }
 
 func (s *Server) maxBody() int64 {

@@ -13,8 +13,7 @@ import (
 
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/outbox"
-	"github.com/labelq/labelq/worker/export"
-	"github.com/labelq/labelq/worker/match"
+	"github.com/labelq/labelq/internal/tasks"
 )
 
 // JobInput updates an annotation job (the platform reports progress and approvals).
@@ -40,7 +39,7 @@ func listJobs(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, List[db.AnnotationJob]{Items: nonNil(js)}, nil
+	return http.StatusOK, listOf(js, jobFromRow), nil
 }
 
 func updateJob(c *Call) (int, any, error) {
@@ -93,7 +92,7 @@ func updateJob(c *Call) (int, any, error) {
 	}); err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, j, nil
+	return http.StatusOK, jobFromRow(j), nil
 }
 
 func runMatch(c *Call) (int, any, error) {
@@ -102,11 +101,11 @@ func runMatch(c *Call) (int, any, error) {
 		return 0, nil, err
 	}
 	ctx := c.R.Context()
-	intent := match.NowIntent(c.OrgID, pid, newRequestID())
-	if err := outbox.Add(ctx, c.Q, intent); err != nil {
+	next := tasks.Match{ProjectID: pid, Run: newRequestID()}
+	if err := outbox.Add(ctx, c.Q, c.OrgID, next); err != nil {
 		return 0, nil, err
 	}
-	return http.StatusAccepted, enqueued("project", pid, "queued", intent.TaskID, fmt.Sprintf("/v1/projects/%d/assignments", pid)), nil
+	return http.StatusAccepted, enqueued("project", pid, "queued", next.TaskID(), fmt.Sprintf("/v1/projects/%d/assignments", pid)), nil
 }
 
 func listAssignments(c *Call) (int, any, error) {
@@ -122,7 +121,7 @@ func listAssignments(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, List[db.Assignment]{Items: nonNil(as)}, nil
+	return http.StatusOK, listOf(as, assignmentFromRow), nil
 }
 
 func revokeAssignment(c *Call) (int, any, error) {
@@ -150,36 +149,17 @@ func revokeAssignment(c *Call) (int, any, error) {
 	if err := event(ctx, c, db.EntityTypeAssignment, a.ID, "revoked", map[string]any{"job_id": a.JobID, "user_id": a.UserID}); err != nil {
 		return 0, nil, err
 	}
-	intent := match.NowIntent(c.OrgID, a.ProjectID, "revoke"+newRequestID())
-	if err := outbox.Add(ctx, c.Q, intent); err != nil {
+	next := tasks.Match{ProjectID: a.ProjectID, Run: "revoke" + newRequestID()}
+	if err := outbox.Add(ctx, c.Q, c.OrgID, next); err != nil {
 		return 0, nil, err
 	}
-	return http.StatusAccepted, enqueued("assignment", a.ID, string(a.Status), intent.TaskID,
+	return http.StatusAccepted, enqueued("assignment", a.ID, string(a.Status), next.TaskID(),
 		fmt.Sprintf("/v1/projects/%d/assignments", a.ProjectID)), nil
 }
 
-// ExportOptions choose what an export packs. The default is approved results with
-// their raw files.
-type ExportOptions struct {
-	IncludeFiles       *bool `json:"include_files,omitempty"`
-	IncludeAnnotations *bool `json:"include_annotations,omitempty"`
-	IncludeLLM         *bool `json:"include_llm,omitempty"`
-}
-
-// Normalized fills the defaults, so stored options say exactly what was packed.
-func (o ExportOptions) Normalized() ExportOptions {
-	t, f := true, false
-	if o.IncludeFiles == nil {
-		o.IncludeFiles = &t
-	}
-	if o.IncludeAnnotations == nil {
-		o.IncludeAnnotations = &t
-	}
-	if o.IncludeLLM == nil {
-		o.IncludeLLM = &f
-	}
-	return o
-}
+// ExportOptions choose what an export packs (the contract the export worker
+// reads). The default is approved results with their raw files.
+type ExportOptions = tasks.ExportOptions
 
 // ExportInput requests an export.
 type ExportInput struct {
@@ -207,19 +187,20 @@ func createExport(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	intent := export.Intent(c.OrgID, e.ID, "")
-	if err := outbox.Add(ctx, c.Q, intent); err != nil {
+	next := tasks.Export{ExportID: e.ID}
+	if err := outbox.Add(ctx, c.Q, c.OrgID, next); err != nil {
 		return 0, nil, err
 	}
 	if err := event(ctx, c, db.EntityTypeExport, e.ID, "export_requested", map[string]any{"project_id": pid}); err != nil {
 		return 0, nil, err
 	}
-	return http.StatusAccepted, enqueued("export", e.ID, string(e.Status), intent.TaskID, fmt.Sprintf("/v1/exports/%d", e.ID)), nil
+	return http.StatusAccepted, enqueued("export", e.ID, string(e.Status), next.TaskID(), fmt.Sprintf("/v1/exports/%d", e.ID)), nil
 }
 
 func getExport(c *Call) (int, any, error) {
 	return getByID(c, "export_id", "export", func(ctx context.Context, id int64) (any, error) {
-		return c.Q.ExportLogGet(ctx, db.ExportLogGetParams{ID: id, OrgID: c.OrgID})
+		e, err := c.Q.ExportLogGet(ctx, db.ExportLogGetParams{ID: id, OrgID: c.OrgID})
+		return exportFromRow(e), err
 	})
 }
 
@@ -244,7 +225,7 @@ func listExports(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, List[db.ExportLog]{Items: nonNil(es)}, nil
+	return http.StatusOK, listOf(es, exportFromRow), nil
 }
 
 func cancelExport(c *Call) (int, any, error) {
@@ -267,7 +248,7 @@ func cancelExport(c *Call) (int, any, error) {
 	if err := event(ctx, c, db.EntityTypeExport, e.ID, "cancelled", nil); err != nil {
 		return 0, nil, err
 	}
-	return http.StatusAccepted, e, nil
+	return http.StatusAccepted, exportFromRow(e), nil
 }
 
 // Download is a short-lived link to a finished export.
@@ -358,7 +339,7 @@ func createSchedule(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusCreated, s, nil
+	return http.StatusCreated, scheduleFromRow(s), nil
 }
 
 func listSchedules(c *Call) (int, any, error) {
@@ -370,7 +351,7 @@ func listSchedules(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, List[db.ExportSchedule]{Items: nonNil(ss)}, nil
+	return http.StatusOK, listOf(ss, scheduleFromRow), nil
 }
 
 func updateSchedule(c *Call) (int, any, error) {
@@ -393,7 +374,7 @@ func updateSchedule(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, orNotFound(err, "export schedule")
 	}
-	return http.StatusOK, s, nil
+	return http.StatusOK, scheduleFromRow(s), nil
 }
 
 func deleteSchedule(c *Call) (int, any, error) {
@@ -484,5 +465,5 @@ func listEvents(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, List[db.EventLog]{Items: nonNil(es)}, nil
+	return http.StatusOK, listOf(es, eventFromRow), nil
 }

@@ -1,0 +1,296 @@
+package api
+
+import (
+	"encoding/json"
+	"time"
+
+	"github.com/labelq/labelq/internal/db"
+)
+
+// The API's response types. Handlers never answer with a sqlc row: each row is
+// mapped at the boundary by one of the xxxFromRow functions below, so a column added
+// to or renamed in a table changes the API only when one of these types changes.
+//
+// What is left out on purpose, because it is how labelq runs itself rather than
+// something a client can act on:
+//   - org_id: the tenant key; every answer is of the caller's own organization;
+//   - deleted_at: soft deletion; deleted rows are never answered, so it is always null;
+//   - validation_attempts, attempts: the workers' retry counters (the task's own
+//     retries are at GET /v1/tasks/{task_id});
+//   - dedup_key: what makes a redelivered task's event a no-op;
+//   - an export's storage_path: where labelq keeps the archive; clients fetch it
+//     through GET /v1/exports/{export_id}/download.
+//
+// Fields hold plain Go types (string for enums), never types of internal/db, so that
+// generated code cannot leak into the API (TestResponseTypesAreNotRows).
+
+// Project is a labelling project with its LLM, schema and matching settings.
+type Project struct {
+	ID                     int64           `json:"id"`
+	Name                   string          `json:"name"`
+	Description            string          `json:"description"`
+	RequirementsText       string          `json:"requirements_text"`
+	Status                 string          `json:"status"`
+	ClientPMID             *int64          `json:"client_pm_id"`
+	OurPMID                *int64          `json:"our_pm_id"`
+	LLMEnabled             bool            `json:"llm_enabled"`
+	LLMModel               string          `json:"llm_model"`
+	LLMTemperature         float64         `json:"llm_temperature"`
+	LLMMaxTokens           int32           `json:"llm_max_tokens"`
+	LLMSystemPrompt        string          `json:"llm_system_prompt"`
+	LLMDailyTokenBudget    *int64          `json:"llm_daily_token_budget"`
+	AnnotationSchema       json.RawMessage `json:"annotation_schema"`
+	MinLanguageProficiency float64         `json:"min_language_proficiency"`
+	AssignReviewers        bool            `json:"assign_reviewers"`
+	AllowedContentTypes    json.RawMessage `json:"allowed_content_types"`
+	CompletedAt            *time.Time      `json:"completed_at"`
+	CreatedAt              time.Time       `json:"created_at"`
+	UpdatedAt              time.Time       `json:"updated_at"`
+}
+
+func projectFromRow(r db.Project) Project {
+	return Project{
+		ID: r.ID, Name: r.Name, Description: r.Description, RequirementsText: r.RequirementsText,
+		Status: string(r.Status), ClientPMID: r.ClientPmID, OurPMID: r.OurPmID,
+		LLMEnabled: r.LlmEnabled, LLMModel: r.LlmModel, LLMTemperature: r.LlmTemperature, LLMMaxTokens: r.LlmMaxTokens,
+		LLMSystemPrompt: r.LlmSystemPrompt, LLMDailyTokenBudget: r.LlmDailyTokenBudget,
+		AnnotationSchema: r.AnnotationSchema, MinLanguageProficiency: r.MinLanguageProficiency,
+		AssignReviewers: r.AssignReviewers, AllowedContentTypes: r.AllowedContentTypes,
+		CompletedAt: r.CompletedAt, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+}
+
+// User is a person (annotator, reviewer, manager) with their matching inputs.
+type User struct {
+	ID                 int64           `json:"id"`
+	Email              string          `json:"email"`
+	Name               string          `json:"name"`
+	Role               string          `json:"role"`
+	Availability       json.RawMessage `json:"availability"`
+	LanguageExpertise  json.RawMessage `json:"language_expertise"`
+	SkillScore         *float64        `json:"skill_score"`
+	QAApprovalRate     *float64        `json:"qa_approval_rate"`
+	MaxActiveJobs      int32           `json:"max_active_jobs"`
+	CompletedTaskCount int32           `json:"completed_task_count"`
+	IsActive           bool            `json:"is_active"`
+	CreatedAt          time.Time       `json:"created_at"`
+	UpdatedAt          time.Time       `json:"updated_at"`
+}
+
+func userFromRow(r db.User) User {
+	return User{
+		ID: r.ID, Email: r.Email, Name: r.Name, Role: string(r.Role),
+		Availability: r.Availability, LanguageExpertise: r.LanguageExpertise,
+		SkillScore: r.SkillScore, QAApprovalRate: r.QaApprovalRate, MaxActiveJobs: r.MaxActiveJobs,
+		CompletedTaskCount: r.CompletedTaskCount, IsActive: r.IsActive, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+}
+
+// File is a file of a project; its bytes are its versions.
+type File struct {
+	ID              int64     `json:"id"`
+	ProjectID       int64     `json:"project_id"`
+	Name            string    `json:"name"`
+	Description     string    `json:"description"`
+	FileType        string    `json:"file_type"`
+	Status          string    `json:"status"`
+	ActiveVersionID *int64    `json:"active_version_id"`
+	UploadedBy      *int64    `json:"uploaded_by"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
+}
+
+func fileFromRow(r db.File) File {
+	return File{
+		ID: r.ID, ProjectID: r.ProjectID, Name: r.Name, Description: r.Description,
+		FileType: string(r.FileType), Status: string(r.Status), ActiveVersionID: r.ActiveVersionID,
+		UploadedBy: r.UploadedBy, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+}
+
+// Version is one version of a file: what the uploader declared, what the validator
+// measured, and its validation status and error.
+type Version struct {
+	ID                  int64           `json:"id"`
+	ProjectID           int64           `json:"project_id"`
+	FileID              int64           `json:"file_id"`
+	VersionNumber       int32           `json:"version_number"`
+	StoragePath         string          `json:"storage_path"`
+	ExpectedSHA256      *string         `json:"expected_sha256"`
+	ExpectedSize        *int64          `json:"expected_size"`
+	ExpectedMIMEType    *string         `json:"expected_mime_type"`
+	Checksum            *string         `json:"checksum"`
+	SizeBytes           *int64          `json:"size_bytes"`
+	MIMEType            *string         `json:"mime_type"`
+	ValidationStatus    string          `json:"validation_status"`
+	ValidationError     *string         `json:"validation_error"`
+	ValidatedAt         *time.Time      `json:"validated_at"`
+	DuplicateOf         *int64          `json:"duplicate_of"`
+	GenerationMethod    string          `json:"generation_method"`
+	SourceFileVersionID *int64          `json:"source_file_version_id"`
+	LLMModel            *string         `json:"llm_model"`
+	LLMParams           json.RawMessage `json:"llm_params"`
+	UploadedBy          *int64          `json:"uploaded_by"`
+	CreatedAt           time.Time       `json:"created_at"`
+	UpdatedAt           time.Time       `json:"updated_at"`
+}
+
+func versionFromRow(r db.FileVersion) Version {
+	return Version{
+		ID: r.ID, ProjectID: r.ProjectID, FileID: r.FileID, VersionNumber: r.VersionNumber, StoragePath: r.StoragePath,
+		ExpectedSHA256: r.ExpectedSha256, ExpectedSize: r.ExpectedSize, ExpectedMIMEType: r.ExpectedMimeType,
+		Checksum: r.Checksum, SizeBytes: r.SizeBytes, MIMEType: r.MimeType,
+		ValidationStatus: string(r.ValidationStatus), ValidationError: r.ValidationError, ValidatedAt: r.ValidatedAt,
+		DuplicateOf: r.DuplicateOf, GenerationMethod: string(r.GenerationMethod), SourceFileVersionID: r.SourceFileVersionID,
+		LLMModel: r.LlmModel, LLMParams: r.LlmParams, UploadedBy: r.UploadedBy, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+}
+
+// Job is the annotation job of a valid version.
+type Job struct {
+	ID              int64      `json:"id"`
+	ProjectID       int64      `json:"project_id"`
+	FileID          int64      `json:"file_id"`
+	FileVersionID   int64      `json:"file_version_id"`
+	Language        *string    `json:"language"`
+	Priority        string     `json:"priority"`
+	Status          string     `json:"status"`
+	ReviewStatus    string     `json:"review_status"`
+	ResultVersionID *int64     `json:"result_version_id"`
+	DueDate         *time.Time `json:"due_date"`
+	CompletedAt     *time.Time `json:"completed_at"`
+	CreatedAt       time.Time  `json:"created_at"`
+	UpdatedAt       time.Time  `json:"updated_at"`
+}
+
+func jobFromRow(r db.AnnotationJob) Job {
+	return Job{
+		ID: r.ID, ProjectID: r.ProjectID, FileID: r.FileID, FileVersionID: r.FileVersionID, Language: r.Language,
+		Priority: string(r.Priority), Status: string(r.Status), ReviewStatus: string(r.ReviewStatus),
+		ResultVersionID: r.ResultVersionID, DueDate: r.DueDate, CompletedAt: r.CompletedAt,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+}
+
+// Assignment is a person on a job in a role, with the matcher's score.
+type Assignment struct {
+	ID        int64      `json:"id"`
+	ProjectID int64      `json:"project_id"`
+	JobID     int64      `json:"job_id"`
+	UserID    int64      `json:"user_id"`
+	Role      string     `json:"role"`
+	Status    string     `json:"status"`
+	Score     float64    `json:"score"`
+	RevokedAt *time.Time `json:"revoked_at"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+}
+
+func assignmentFromRow(r db.Assignment) Assignment {
+	return Assignment{
+		ID: r.ID, ProjectID: r.ProjectID, JobID: r.JobID, UserID: r.UserID, Role: string(r.Role),
+		Status: string(r.Status), Score: r.Score, RevokedAt: r.RevokedAt, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+}
+
+// Export is a ZIP export: status, progress, checksum and size.
+type Export struct {
+	ID            int64           `json:"id"`
+	ProjectID     int64           `json:"project_id"`
+	RequestedBy   *int64          `json:"requested_by"`
+	ScheduleID    *int64          `json:"schedule_id"`
+	ScheduledFor  *time.Time      `json:"scheduled_for"`
+	Options       json.RawMessage `json:"options"`
+	Status        string          `json:"status"`
+	ArchiveSHA256 *string         `json:"archive_sha256"`
+	SizeBytes     *int64          `json:"size_bytes"`
+	FileCount     *int32          `json:"file_count"`
+	FilesDone     int32           `json:"files_done"`
+	FilesTotal    int32           `json:"files_total"`
+	BytesDone     int64           `json:"bytes_done"`
+	BytesTotal    int64           `json:"bytes_total"`
+	Error         *string         `json:"error"`
+	RequestedAt   time.Time       `json:"requested_at"`
+	StartedAt     *time.Time      `json:"started_at"`
+	CompletedAt   *time.Time      `json:"completed_at"`
+	PurgedAt      *time.Time      `json:"purged_at"`
+	CreatedAt     time.Time       `json:"created_at"`
+	UpdatedAt     time.Time       `json:"updated_at"`
+}
+
+func exportFromRow(r db.ExportLog) Export {
+	return Export{
+		ID: r.ID, ProjectID: r.ProjectID, RequestedBy: r.RequestedBy, ScheduleID: r.ScheduleID, ScheduledFor: r.ScheduledFor,
+		Options: r.Options, Status: string(r.Status), ArchiveSHA256: r.ArchiveSha256, SizeBytes: r.SizeBytes,
+		FileCount: r.FileCount, FilesDone: r.FilesDone, FilesTotal: r.FilesTotal, BytesDone: r.BytesDone, BytesTotal: r.BytesTotal,
+		Error: r.Error, RequestedAt: r.RequestedAt, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt, PurgedAt: r.PurgedAt,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+}
+
+// Schedule is an export schedule: a cron spec in a time zone.
+type Schedule struct {
+	ID          int64           `json:"id"`
+	ProjectID   int64           `json:"project_id"`
+	CronSpec    string          `json:"cron_spec"`
+	Timezone    string          `json:"timezone"`
+	Options     json.RawMessage `json:"options"`
+	Enabled     bool            `json:"enabled"`
+	LastFiredAt *time.Time      `json:"last_fired_at"`
+	CreatedBy   *int64          `json:"created_by"`
+	CreatedAt   time.Time       `json:"created_at"`
+	UpdatedAt   time.Time       `json:"updated_at"`
+}
+
+func scheduleFromRow(r db.ExportSchedule) Schedule {
+	return Schedule{
+		ID: r.ID, ProjectID: r.ProjectID, CronSpec: r.CronSpec, Timezone: r.Timezone, Options: r.Options,
+		Enabled: r.Enabled, LastFiredAt: r.LastFiredAt, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+}
+
+// Event is one entry of an entity's history.
+type Event struct {
+	ID         int64           `json:"id"`
+	EntityType string          `json:"entity_type"`
+	EntityID   int64           `json:"entity_id"`
+	EventType  string          `json:"event_type"`
+	UserID     *int64          `json:"user_id"`
+	Metadata   json.RawMessage `json:"metadata"`
+	OccurredAt time.Time       `json:"occurred_at"`
+	CreatedAt  time.Time       `json:"created_at"`
+	UpdatedAt  time.Time       `json:"updated_at"`
+}
+
+func eventFromRow(r db.EventLog) Event {
+	return Event{
+		ID: r.ID, EntityType: string(r.EntityType), EntityID: r.EntityID, EventType: r.EventType, UserID: r.UserID,
+		Metadata: r.Metadata, OccurredAt: r.OccurredAt, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+}
+
+// LLMUsage is a project's pre-annotation runs, cache hits, tokens and cost.
+type LLMUsage struct {
+	Runs             int64   `json:"runs"`
+	PaidCalls        int64   `json:"paid_calls"`
+	CacheHits        int64   `json:"cache_hits"`
+	PromptTokens     int64   `json:"prompt_tokens"`
+	CompletionTokens int64   `json:"completion_tokens"`
+	CostUSD          float64 `json:"cost_usd"`
+}
+
+func llmUsageFromRow(r db.LLMUsageByProjectRow) LLMUsage {
+	return LLMUsage{
+		Runs: r.Runs, PaidCalls: r.PaidCalls, CacheHits: r.CacheHits,
+		PromptTokens: r.PromptTokens, CompletionTokens: r.CompletionTokens, CostUSD: r.CostUsd,
+	}
+}
+
+// listOf maps rows to the list envelope; no rows is an empty list, never null.
+func listOf[R, T any](rows []R, from func(R) T) List[T] {
+	items := make([]T, len(rows))
+	for i, r := range rows {
+		items[i] = from(r)
+	}
+	return List[T]{Items: items}
+}

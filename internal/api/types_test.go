@@ -1,0 +1,243 @@
+package api
+
+import (
+	"encoding/json"
+	"fmt"
+	"reflect"
+	"sort"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/labelq/labelq/internal/db"
+)
+
+// internalColumns are columns a client has no business seeing (see types.go). None
+// may be a field of any response, whatever the route.
+var internalColumns = []string{
+	"org_id",              // the tenant key: always the caller's own organization
+	"deleted_at",          // soft deletion: deleted rows are never answered
+	"validation_attempts", // the validator's retry counter
+	"attempts",            // the exporter's (and LLM runs') retry counter
+	"dedup_key",           // makes a redelivered task's event a no-op
+	"token_hash",          // api_tokens
+	"request_hash",        // idempotency_keys
+	"response_body",       // idempotency_keys
+	"cache_key",           // llm_runs
+	"raw_output",          // llm_runs
+}
+
+// internalBySchema are columns internal to one resource only.
+var internalBySchema = map[string][]string{
+	"Export": {"storage_path"}, // where labelq keeps the archive; /download gives a URL
+}
+
+// TestResponseTypesAreNotRows: no response is, embeds or holds a type of
+// internal/db, so a column added to a row cannot reach the public JSON.
+func TestResponseTypesAreNotRows(t *testing.T) {
+	dbPkg := reflect.TypeOf(db.Project{}).PkgPath()
+	for _, rt := range (&Server{}).Routes() {
+		var walk func(typ reflect.Type, path string)
+		seen := map[reflect.Type]bool{}
+		walk = func(typ reflect.Type, path string) {
+			if seen[typ] {
+				return
+			}
+			seen[typ] = true
+			require.NotEqual(t, dbPkg, typ.PkgPath(), "%s %s answers %s, a %s: map it to a type of internal/api",
+				rt.Method, rt.Path, path, typ)
+			require.NotContains(t, typ.Name(), dbPkg+".", "%s %s answers %s, a %s", rt.Method, rt.Path, path, typ)
+			switch typ.Kind() {
+			case reflect.Pointer, reflect.Slice, reflect.Array:
+				walk(typ.Elem(), path+"[]")
+			case reflect.Map:
+				walk(typ.Key(), path+"{key}")
+				walk(typ.Elem(), path+"{}")
+			case reflect.Struct:
+				for i := range typ.NumField() {
+					f := typ.Field(i)
+					walk(f.Type, path+"."+f.Name)
+				}
+			}
+		}
+		typ := reflect.TypeOf(rt.Response)
+		walk(typ, typ.Name())
+	}
+}
+
+// TestNoInternalColumnInOpenAPI: for every route, the response schema (followed
+// through every $ref) has no internal column as a property.
+func TestNoInternalColumnInOpenAPI(t *testing.T) {
+	raw, err := GenerateOpenAPI((&Server{}).Routes())
+	require.NoError(t, err)
+	var doc struct {
+		Paths      map[string]map[string]map[string]any `json:"paths"`
+		Components struct {
+			Schemas map[string]map[string]any `json:"schemas"`
+		} `json:"components"`
+	}
+	require.NoError(t, json.Unmarshal(raw, &doc))
+	checked := 0
+	for path, ops := range doc.Paths {
+		for method, op := range ops {
+			for code, resp := range op["responses"].(map[string]any) {
+				var refs []string
+				collectRefs(resp, &refs)
+				seen := map[string]bool{}
+				for len(refs) > 0 {
+					name := refs[0]
+					refs = refs[1:]
+					if seen[name] {
+						continue
+					}
+					seen[name] = true
+					schema, ok := doc.Components.Schemas[name]
+					require.True(t, ok, "%s %s: $ref to missing schema %s", method, path, name)
+					props, _ := schema["properties"].(map[string]any)
+					for _, col := range append(append([]string{}, internalColumns...), internalBySchema[name]...) {
+						_, leaks := props[col]
+						require.False(t, leaks, "%s %s answers %s with schema %s, which has the internal column %q",
+							strings.ToUpper(method), path, code, name, col)
+					}
+					collectRefs(schema, &refs)
+					checked++
+				}
+			}
+		}
+	}
+	require.Positive(t, checked)
+}
+
+func collectRefs(v any, refs *[]string) {
+	switch v := v.(type) {
+	case map[string]any:
+		for k, e := range v {
+			if s, ok := e.(string); ok && k == "$ref" {
+				*refs = append(*refs, strings.TrimPrefix(s, "#/components/schemas/"))
+				continue
+			}
+			collectRefs(e, refs)
+		}
+	case []any:
+		for _, e := range v {
+			collectRefs(e, refs)
+		}
+	}
+}
+
+// rowMapping fills a row with distinct non-zero values in every field and maps it.
+func rowMapping[R, T any](from func(R) T) func() (row, out any) {
+	return func() (any, any) {
+		var r R
+		n := 0
+		fill(reflect.ValueOf(&r).Elem(), &n)
+		return r, from(r)
+	}
+}
+
+var base = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
+
+func fill(v reflect.Value, n *int) {
+	*n++
+	switch {
+	case v.Type() == reflect.TypeOf(time.Time{}):
+		v.Set(reflect.ValueOf(base.Add(time.Duration(*n) * time.Minute)))
+		return
+	case v.Type() == reflect.TypeOf(json.RawMessage{}):
+		v.SetBytes([]byte(fmt.Sprintf(`{"n":%d}`, *n)))
+		return
+	}
+	switch v.Kind() {
+	case reflect.Int, reflect.Int8, reflect.Int16, reflect.Int32, reflect.Int64:
+		v.SetInt(int64(*n))
+	case reflect.Float32, reflect.Float64:
+		v.SetFloat(float64(*n) + 0.25)
+	case reflect.String:
+		v.SetString(fmt.Sprintf("v%d", *n))
+	case reflect.Bool:
+		v.SetBool(true)
+	case reflect.Pointer:
+		v.Set(reflect.New(v.Type().Elem()))
+		fill(v.Elem(), n)
+	case reflect.Struct:
+		for i := range v.NumField() {
+			fill(v.Field(i), n)
+		}
+	default:
+		panic(fmt.Sprintf("fill: no value for %s", v.Type()))
+	}
+}
+
+func jsonObject(t *testing.T, v any) map[string]any {
+	t.Helper()
+	b, err := json.Marshal(v)
+	require.NoError(t, err)
+	var m map[string]any
+	require.NoError(t, json.Unmarshal(b, &m))
+	return m
+}
+
+// TestRowMappersCopyEveryField: every field of a response carries the value of the
+// row's column of the same name (a public field keeps the name clients use), and
+// every column left out is one the test knows to be internal, so a new column is a
+// decision (public: add it to the response type; internal: to internalColumns).
+func TestRowMappersCopyEveryField(t *testing.T) {
+	// API field → column, for a public field whose column was renamed.
+	renamed := map[string]string{}
+	mappings := map[string]func() (any, any){
+		"Project":    rowMapping(projectFromRow),
+		"User":       rowMapping(userFromRow),
+		"File":       rowMapping(fileFromRow),
+		"Version":    rowMapping(versionFromRow),
+		"Job":        rowMapping(jobFromRow),
+		"Assignment": rowMapping(assignmentFromRow),
+		"Export":     rowMapping(exportFromRow),
+		"Schedule":   rowMapping(scheduleFromRow),
+		"Event":      rowMapping(eventFromRow),
+		"LLMUsage":   rowMapping(llmUsageFromRow),
+	}
+	for name, m := range mappings {
+		t.Run(name, func(t *testing.T) {
+			row, out := m()
+			require.Equal(t, name, reflect.TypeOf(out).Name())
+			cols, fields := jsonObject(t, row), jsonObject(t, out)
+			for f, v := range fields {
+				col := f
+				if c, ok := renamed[f]; ok {
+					col = c
+				}
+				require.Contains(t, cols, col, "%s.%s is no column of %T; if the column was renamed, say so in renamed", name, f, row)
+				require.Equal(t, cols[col], v, "%s.%s does not carry the row's %s", name, f, col)
+			}
+			internal := map[string]bool{}
+			for _, c := range append(append([]string{}, internalColumns...), internalBySchema[name]...) {
+				internal[c] = true
+			}
+			var missing []string
+			for c := range cols {
+				if _, public := fields[c]; !public && !internal[c] {
+					missing = append(missing, c)
+				}
+			}
+			sort.Strings(missing)
+			require.Empty(t, missing, "%T has columns %s that %s neither answers nor lists as internal", row, missing, name)
+		})
+	}
+	// Every response type built from a row is tested above.
+	notRows := map[reflect.Type]bool{
+		reflect.TypeOf(Enqueued{}): true, reflect.TypeOf(UploadURL{}): true,
+		reflect.TypeOf(Download{}): true, reflect.TypeOf(TaskState{}): true,
+	}
+	for _, rt := range (&Server{}).Routes() {
+		typ := reflect.TypeOf(rt.Response)
+		if typ.Kind() == reflect.Struct && strings.HasPrefix(typ.Name(), "List[") {
+			typ = typ.Field(0).Type.Elem()
+		}
+		if typ.Kind() != reflect.Struct || notRows[typ] {
+			continue
+		}
+		require.Contains(t, mappings, typ.Name(), "%s %s answers %s; add its row mapping to this test", rt.Method, rt.Path, typ.Name())
+	}
+}
