@@ -11,8 +11,8 @@ import (
 	"github.com/labelq/labelq/internal/chaos"
 )
 
-// TestChaosShort is the short variant of `make chaos`: every fault once, a few kills,
-// 60 uploads; every invariant must hold.
+// TestChaosShort is the short variant of `make chaos` (Short): every fault once, a few
+// kills, a few dozen uploads; every invariant must hold.
 func TestChaosShort(t *testing.T) {
 	ctx, cancel := context.WithTimeout(context.Background(), 8*time.Minute)
 	defer cancel()

@@ -2,26 +2,41 @@ package chaos
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 	"github.com/minio/minio-go/v7"
 	"github.com/redis/go-redis/v9"
 
-	"github.com/labelq/labelq/internal/queue"
+	"github.com/labelq/labelq/internal/llm/llmtest"
 )
+
+// Every invariant group below takes its inputs as arguments and returns its figures.
+// A check that cannot look (Postgres down, a closed pool, a cancelled context, an
+// unreadable row stream, Redis unreachable, MinIO failing a listing, asynqmon
+// answering anything but 200) never reads as a clean figure: the figures it could not
+// compute read "error: …" and fail.
 
 func redisClient(addr string) *redis.Client { return redis.NewClient(&redis.Options{Addr: addr}) }
 
-func (r *run) count(ctx context.Context, q string, args ...any) (int, error) {
+// querier is what the database checks read through (a *pgxpool.Pool in a run).
+type querier interface {
+	Query(ctx context.Context, sql string, args ...any) (pgx.Rows, error)
+	QueryRow(ctx context.Context, sql string, args ...any) pgx.Row
+}
+
+func count(ctx context.Context, db querier, q string, args ...any) (int, error) {
 	var n int
-	err := r.pool.QueryRow(ctx, q, args...).Scan(&n)
-	if err != nil {
+	if err := db.QueryRow(ctx, q, args...).Scan(&n); err != nil {
 		return 0, fmt.Errorf("%s: %w", firstWords(q), err)
 	}
 	return n, nil
@@ -35,52 +50,40 @@ func firstWords(q string) string {
 	return q
 }
 
-// check turns the final state into figures, each with the value it must have.
-func (r *run) check(ctx context.Context) (*Report, error) {
-	rep := &Report{Faults: r.faults}
-	zero := func(name, q string, args ...any) error {
-		n, err := r.count(ctx, q, args...)
-		if err != nil {
-			return err
-		}
-		rep.add(name, fmt.Sprint(n), "0", n == 0)
-		return nil
+// errorValue is how a figure reads when its check could not look.
+func errorValue(err error) string {
+	s := strings.Join(strings.Fields(err.Error()), " ")
+	if len(s) > 240 {
+		s = s[:240] + "…"
 	}
+	return "error: " + s
+}
 
-	// Versions: every one terminal, each with the outcome its content calls for.
-	byID := map[int64]Upload{}
-	for _, u := range r.uploads {
-		byID[u.VersionID] = u
-	}
-	rows, err := r.pool.Query(ctx, `SELECT id, validation_status::text, duplicate_of IS NOT NULL FROM file_versions WHERE generation_method = 'upload'`)
+// failedFigure is a figure whose input could not be read.
+func failedFigure(name, want string, err error) Figure {
+	return Figure{Name: name, Value: errorValue(err), Want: want, OK: false}
+}
+
+// zeroFigure is a count that must be 0.
+func zeroFigure(ctx context.Context, db querier, name, q string, args ...any) Figure {
+	n, err := count(ctx, db, q, args...)
 	if err != nil {
-		return nil, err
+		return failedFigure(name, "0", err)
 	}
-	statuses := map[string]int{}
-	lost, wrong := 0, 0
-	for rows.Next() {
-		var id int64
-		var st string
-		var dup bool
-		if err := rows.Scan(&id, &st, &dup); err != nil { // dup: see duplicate_groups_not_linked
-			return nil, err
-		}
-		statuses[st]++
-		if st == "pending" {
-			lost++
-		}
-		if u, ok := byID[id]; ok {
-			if st != u.Want && st != "pending" {
-				wrong++
-			}
-		}
+	return Figure{name, fmt.Sprint(n), "0", n == 0}
+}
+
+// checkVersions: every registered version is terminal, each with the outcome its
+// content calls for. A registered version the table does not hold counts as lost.
+func checkVersions(ctx context.Context, db querier, uploads []Upload, want int) []Figure {
+	figs := []Figure{{"versions_registered", fmt.Sprint(len(uploads)), fmt.Sprint(want), len(uploads) == want}}
+	statuses, lost, wrong, err := readVersions(ctx, db, uploads)
+	if err != nil {
+		return append(figs,
+			failedFigure("versions_lost (not terminal)", "0", err),
+			failedFigure("versions_wrong_outcome", "0", err),
+			failedFigure("versions_by_status", "", err))
 	}
-	if err := rows.Err(); err != nil {
-		return nil, err
-	}
-	rep.add("versions_registered", fmt.Sprint(len(r.uploads)), fmt.Sprint(r.cfg.Versions), len(r.uploads) == r.cfg.Versions)
-	rep.add("versions_lost (not terminal)", fmt.Sprint(lost), "0", lost == 0)
-	rep.add("versions_wrong_outcome", fmt.Sprint(wrong), "0", wrong == 0)
 	keys := make([]string, 0, len(statuses))
 	for k := range statuses {
 		keys = append(keys, k)
@@ -90,92 +93,168 @@ func (r *run) check(ctx context.Context) (*Report, error) {
 	for _, k := range keys {
 		parts = append(parts, fmt.Sprintf("%s=%d", k, statuses[k]))
 	}
-	rep.add("versions_by_status", strings.Join(parts, " "), "", true)
-	// Copies of the same bytes form one group; whichever validates first is the
-	// original, and every other copy points at a member of the group.
-	if err := zero("duplicate_groups_not_linked", `SELECT count(*) FROM (SELECT 1 FROM file_versions
-		WHERE validation_status = 'valid' AND generation_method = 'upload'
-		GROUP BY project_id, checksum HAVING count(duplicate_of) <> count(*) - 1) g`); err != nil {
-		return nil, err
+	return append(figs,
+		Figure{"versions_lost (not terminal)", fmt.Sprint(lost), "0", lost == 0},
+		Figure{"versions_wrong_outcome", fmt.Sprint(wrong), "0", wrong == 0},
+		Figure{"versions_by_status", strings.Join(parts, " "), "", true})
+}
+
+func readVersions(ctx context.Context, db querier, uploads []Upload) (statuses map[string]int, lost, wrong int, err error) {
+	byID := make(map[int64]Upload, len(uploads))
+	for _, u := range uploads {
+		byID[u.VersionID] = u
 	}
+	rows, err := db.Query(ctx, `SELECT id, validation_status::text FROM file_versions WHERE generation_method = 'upload'`)
+	if err != nil {
+		return nil, 0, 0, fmt.Errorf("read file_versions: %w", err)
+	}
+	defer rows.Close()
+	statuses = map[string]int{}
+	seen := make(map[int64]bool, len(uploads))
+	for rows.Next() {
+		var id int64
+		var st string
+		if err := rows.Scan(&id, &st); err != nil {
+			return nil, 0, 0, fmt.Errorf("read file_versions: %w", err)
+		}
+		statuses[st]++
+		if st == "pending" {
+			lost++
+		}
+		if u, ok := byID[id]; ok {
+			seen[id] = true
+			if st != u.Want && st != "pending" {
+				wrong++
+			}
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, 0, 0, fmt.Errorf("read file_versions: %w", err)
+	}
+	for id := range byID {
+		if !seen[id] {
+			lost++
+		}
+	}
+	return statuses, lost, wrong, nil
+}
+
+// checkDuplicates: copies of the same bytes form one group; whichever validates first
+// is the original, and every other copy points at a member of the group.
+func checkDuplicates(ctx context.Context, db querier, uploads []Upload) []Figure {
 	dups := 0
-	for _, u := range r.uploads {
+	for _, u := range uploads {
 		if u.Kind == KindDuplicate {
 			dups++
 		}
 	}
-	linked, err := r.count(ctx, `SELECT count(*) FROM file_versions WHERE duplicate_of IS NOT NULL AND generation_method = 'upload'`)
+	figs := []Figure{zeroFigure(ctx, db, "duplicate_groups_not_linked", `SELECT count(*) FROM (SELECT 1 FROM file_versions
+		WHERE validation_status = 'valid' AND generation_method = 'upload'
+		GROUP BY project_id, checksum HAVING count(duplicate_of) <> count(*) - 1) g`)}
+	linked, err := count(ctx, db, `SELECT count(*) FROM file_versions WHERE duplicate_of IS NOT NULL AND generation_method = 'upload'`)
 	if err != nil {
-		return nil, err
+		return append(figs, failedFigure("duplicates_linked", fmt.Sprint(dups), err))
 	}
-	rep.add("duplicates_linked", fmt.Sprint(linked), fmt.Sprint(dups), linked == dups)
+	return append(figs, Figure{"duplicates_linked", fmt.Sprint(linked), fmt.Sprint(dups), linked == dups})
+}
 
-	// Exports: one completed export per request and per schedule tick, one object each.
-	notDone, err := r.count(ctx, `SELECT count(*) FROM export_logs WHERE id = ANY($1) AND status <> 'completed'`, r.exportIDs)
+// exportInputs is what the export invariants read.
+type exportInputs struct {
+	DB         querier
+	Objects    *minio.Client
+	Bucket     string
+	Prefix     string  // where the project's export archives are
+	ExportIDs  []int64 // the exports the run requested
+	Want       int     // how many it was to request
+	ScheduleID int64
+}
+
+// checkExports: one completed export per request and per schedule tick, one object each.
+func checkExports(ctx context.Context, in exportInputs) []Figure {
+	figs := []Figure{{"exports_requested", fmt.Sprint(len(in.ExportIDs)), fmt.Sprint(in.Want), len(in.ExportIDs) == in.Want}}
+	// Counted from the completed side, so a requested export the table does not hold
+	// is not completed either.
+	done, err := count(ctx, in.DB, `SELECT count(*) FROM export_logs WHERE id = ANY($1) AND status = 'completed'`, in.ExportIDs)
 	if err != nil {
-		return nil, err
+		figs = append(figs, failedFigure("exports_not_completed", "0", err))
+	} else {
+		notDone := len(in.ExportIDs) - done
+		figs = append(figs, Figure{"exports_not_completed", fmt.Sprint(notDone), "0", notDone == 0})
 	}
-	rep.add("exports_requested", fmt.Sprint(len(r.exportIDs)), fmt.Sprint(r.cfg.Exports), len(r.exportIDs) == r.cfg.Exports)
-	rep.add("exports_not_completed", fmt.Sprint(notDone), "0", notDone == 0)
-	ticks, err := r.count(ctx, `SELECT count(*) FROM export_logs WHERE schedule_id = $1`, r.scheduleID)
+	if ticks, err := count(ctx, in.DB, `SELECT count(*) FROM export_logs WHERE schedule_id = $1`, in.ScheduleID); err != nil {
+		figs = append(figs, failedFigure("schedule_ticks_exported", "> 0", err))
+	} else {
+		figs = append(figs, Figure{"schedule_ticks_exported", fmt.Sprint(ticks), "> 0", ticks > 0})
+	}
+	figs = append(figs,
+		zeroFigure(ctx, in.DB, "schedule_ticks_not_completed", `SELECT count(*) FROM export_logs WHERE schedule_id = $1 AND status <> 'completed'`, in.ScheduleID),
+		zeroFigure(ctx, in.DB, "schedule_ticks_with_two_exports", `SELECT count(*) FROM (SELECT 1 FROM export_logs WHERE schedule_id IS NOT NULL
+		GROUP BY schedule_id, scheduled_for HAVING count(*) > 1) d`))
+	completed, err := count(ctx, in.DB, `SELECT count(*) FROM export_logs WHERE status = 'completed'`)
 	if err != nil {
-		return nil, err
+		return append(figs, failedFigure("export_objects_vs_completed", "equal", err))
 	}
-	rep.add("schedule_ticks_exported", fmt.Sprint(ticks), "> 0", ticks > 0)
-	if err := zero("schedule_ticks_not_completed", `SELECT count(*) FROM export_logs WHERE schedule_id = $1 AND status <> 'completed'`, r.scheduleID); err != nil {
-		return nil, err
-	}
-	if err := zero("schedule_ticks_with_two_exports", `SELECT count(*) FROM (SELECT 1 FROM export_logs WHERE schedule_id IS NOT NULL
-		GROUP BY schedule_id, scheduled_for HAVING count(*) > 1) d`); err != nil {
-		return nil, err
-	}
-	completed, err := r.count(ctx, `SELECT count(*) FROM export_logs WHERE status = 'completed'`)
+	objects, err := countObjects(ctx, in.Objects, in.Bucket, in.Prefix)
 	if err != nil {
-		return nil, err
+		return append(figs, failedFigure("export_objects_vs_completed", "equal", err))
 	}
-	objects := 0
-	for o := range r.env.Store.Client.ListObjects(ctx, r.env.Bucket, minio.ListObjectsOptions{Recursive: true, Prefix: fmt.Sprintf("orgs/%d/projects/%d/exports/", r.orgID, r.projectID)}) {
+	return append(figs, Figure{"export_objects_vs_completed", fmt.Sprintf("%d/%d", objects, completed), "equal", objects == completed})
+}
+
+func countObjects(ctx context.Context, c *minio.Client, bucket, prefix string) (int, error) {
+	ctx, cancel := context.WithCancel(ctx) // ends the listing goroutine on an early return
+	defer cancel()
+	n := 0
+	for o := range c.ListObjects(ctx, bucket, minio.ListObjectsOptions{Recursive: true, Prefix: prefix}) {
 		if o.Err != nil {
-			return nil, o.Err
+			return 0, fmt.Errorf("list %s/%s: %w", bucket, prefix, o.Err)
 		}
-		objects++
+		n++
 	}
-	rep.add("export_objects_vs_completed", fmt.Sprintf("%d/%d", objects, completed), "equal", objects == completed)
+	// A listing cut short by the context ends without an error object.
+	if err := ctx.Err(); err != nil {
+		return 0, fmt.Errorf("list %s/%s: %w", bucket, prefix, err)
+	}
+	return n, nil
+}
 
-	// Matching.
-	if err := zero("jobs_with_two_live_assignments_of_a_role", `SELECT count(*) FROM (SELECT 1 FROM assignments
-		WHERE status IN ('assigned', 'accepted', 'in_progress') GROUP BY job_id, role HAVING count(*) > 1) d`); err != nil {
-		return nil, err
-	}
-	unassigned, err := r.count(ctx, `SELECT count(*) FROM annotation_jobs j WHERE j.deleted_at IS NULL
+// checkMatching: no job holds two live assignments of one role, and no open job is
+// left without an annotator.
+func checkMatching(ctx context.Context, db querier) []Figure {
+	return []Figure{
+		zeroFigure(ctx, db, "jobs_with_two_live_assignments_of_a_role", `SELECT count(*) FROM (SELECT 1 FROM assignments
+		WHERE status IN ('assigned', 'accepted', 'in_progress') GROUP BY job_id, role HAVING count(*) > 1) d`),
+		zeroFigure(ctx, db, "open_jobs_left_unassigned", `SELECT count(*) FROM annotation_jobs j WHERE j.deleted_at IS NULL
 		AND j.status IN ('not_started', 'in_progress') AND NOT EXISTS (SELECT 1 FROM assignments a
-		WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status IN ('assigned', 'accepted', 'in_progress'))`)
-	if err != nil {
-		return nil, err
+		WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status IN ('assigned', 'accepted', 'in_progress'))`),
 	}
-	rep.add("open_jobs_left_unassigned", fmt.Sprint(unassigned), "0", unassigned == 0)
+}
 
-	// Pre-annotation: no cache key paid twice.
-	if err := zero("llm_cache_keys_paid_twice", `SELECT count(*) FROM (SELECT 1 FROM llm_runs WHERE status = 'succeeded'
-		AND cached_from_id IS NULL GROUP BY cache_key HAVING count(*) > 1) d`); err != nil {
-		return nil, err
+// checkPreannotation: no cache key paid twice; st is the LLM test server's counters.
+func checkPreannotation(ctx context.Context, db querier, st llmtest.Stats) []Figure {
+	figs := []Figure{zeroFigure(ctx, db, "llm_cache_keys_paid_twice", `SELECT count(*) FROM (SELECT 1 FROM llm_runs WHERE status = 'succeeded'
+		AND cached_from_id IS NULL GROUP BY cache_key HAVING count(*) > 1) d`)}
+	paid, err := count(ctx, db, `SELECT count(*) FROM llm_runs WHERE status = 'succeeded' AND cached_from_id IS NULL`)
+	var hits int
+	if err == nil {
+		hits, err = count(ctx, db, `SELECT count(*) FROM llm_runs WHERE cached_from_id IS NOT NULL`)
 	}
-	paid, err := r.count(ctx, `SELECT count(*) FROM llm_runs WHERE status = 'succeeded' AND cached_from_id IS NULL`)
 	if err != nil {
-		return nil, err
+		figs = append(figs,
+			failedFigure("llm_paid_runs / cache_hits / provider_successes", "", err),
+			failedFigure("llm_provider_calls_lost_to_kills", "", err))
+	} else {
+		// A worker killed after the provider answered and before its commit pays again
+		// on retry; the database never records two paid runs for one key.
+		figs = append(figs,
+			Figure{"llm_paid_runs / cache_hits / provider_successes", fmt.Sprintf("%d / %d / %d", paid, hits, st.Succeeded), "", true},
+			Figure{"llm_provider_calls_lost_to_kills", fmt.Sprint(max(st.Succeeded-paid, 0)), "", true})
 	}
-	hits, err := r.count(ctx, `SELECT count(*) FROM llm_runs WHERE cached_from_id IS NOT NULL`)
-	if err != nil {
-		return nil, err
-	}
-	st := r.env.LLM.Stats()
-	rep.add("llm_paid_runs / cache_hits / provider_successes", fmt.Sprintf("%d / %d / %d", paid, hits, st.Succeeded), "", true)
-	// A worker killed after the provider answered and before its commit pays again
-	// on retry; the database never records two paid runs for one key.
-	rep.add("llm_provider_calls_lost_to_kills", fmt.Sprint(max(st.Succeeded-paid, 0)), "", true)
-	rep.add("llm_429_answered", fmt.Sprint(st.ByStatus[429]), "", true)
+	return append(figs, Figure{"llm_429_answered", fmt.Sprint(st.ByStatus[429]), "", true})
+}
 
-	// Every state change has its event.
+// checkEvents: every state change has its event.
+func checkEvents(ctx context.Context, db querier) []Figure {
 	checks := []struct{ name, q string }{
 		{"versions_without_outcome_event", `SELECT count(*) FROM file_versions v WHERE v.generation_method = 'upload'
 			AND v.validation_status <> 'pending' AND NOT EXISTS (SELECT 1 FROM event_log e WHERE e.entity_type = 'file_version'
@@ -189,119 +268,309 @@ func (r *run) check(ctx context.Context) (*Report, error) {
 			AND NOT EXISTS (SELECT 1 FROM event_log e WHERE (e.entity_type = 'llm_run' AND e.entity_id = l.id)
 			OR (e.entity_type = 'file_version' AND e.entity_id = l.file_version_id AND e.event_type LIKE 'preannotat%'))`},
 	}
+	figs := make([]Figure, 0, len(checks))
 	for _, c := range checks {
-		if err := zero(c.name, c.q); err != nil {
+		figs = append(figs, zeroFigure(ctx, db, c.name, c.q))
+	}
+	return figs
+}
+
+// queueInfos reads the named queues. A queue Redis does not list holds nothing (after
+// a FLUSHALL or a restart it exists again only once a task is enqueued to it); a Redis
+// that cannot be read is an error, never an empty queue.
+func queueInfos(insp *asynq.Inspector, names []string) ([]*asynq.QueueInfo, error) {
+	known, err := insp.Queues()
+	if err != nil {
+		return nil, fmt.Errorf("asynq queues: %w", err)
+	}
+	exists := make(map[string]bool, len(known))
+	for _, q := range known {
+		exists[q] = true
+	}
+	var out []*asynq.QueueInfo
+	for _, q := range names {
+		if !exists[q] {
+			continue
+		}
+		info, err := insp.GetQueueInfo(q)
+		if err != nil {
+			return nil, fmt.Errorf("asynq queue %s: %w", q, err)
+		}
+		out = append(out, info)
+	}
+	return out, nil
+}
+
+// queuesIdle is true when no named queue holds a task that is still to run.
+func queuesIdle(insp *asynq.Inspector, names []string) (bool, error) {
+	infos, err := queueInfos(insp, names)
+	if err != nil {
+		return false, err
+	}
+	for _, info := range infos {
+		if info.Active+info.Pending+info.Scheduled+info.Retry+info.Aggregating > 0 {
+			return false, nil
+		}
+	}
+	return true, nil
+}
+
+// checkQueues: asynq holds nothing active or still to run.
+func checkQueues(insp *asynq.Inspector, names []string) []Figure {
+	infos, err := queueInfos(insp, names)
+	if err != nil {
+		return []Figure{
+			failedFigure("asynq_tasks_left_active_or_pending", "0", err),
+			failedFigure("asynq_archived (bad input, by design)", "", err),
+		}
+	}
+	active, archived := 0, 0
+	for _, info := range infos {
+		active += info.Active + info.Pending + info.Retry + info.Scheduled
+		archived += info.Archived
+	}
+	return []Figure{
+		{"asynq_tasks_left_active_or_pending", fmt.Sprint(active), "0", active == 0},
+		{"asynq_archived (bad input, by design)", fmt.Sprint(archived), "", true},
+	}
+}
+
+// tasksInFlight lists the types of the tasks active in the named queues.
+func tasksInFlight(insp *asynq.Inspector, names []string) (map[string]bool, error) {
+	active := map[string]bool{}
+	for _, q := range names {
+		tasks, err := insp.ListActiveTasks(q, asynq.PageSize(100))
+		if errors.Is(err, asynq.ErrQueueNotFound) {
+			continue
+		}
+		if err != nil {
 			return nil, err
 		}
-	}
-
-	// asynq: nothing left active.
-	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: r.env.Redis.Addr})
-	defer insp.Close()
-	active, archived := 0, 0
-	for _, q := range queue.Names() {
-		if info, err := insp.GetQueueInfo(q); err == nil {
-			active += info.Active + info.Pending + info.Retry + info.Scheduled
-			archived += info.Archived
+		for _, t := range tasks {
+			active[t.Type] = true
 		}
 	}
-	rep.add("asynq_tasks_left_active_or_pending", fmt.Sprint(active), "0", active == 0)
-	rep.add("asynq_archived (bad input, by design)", fmt.Sprint(archived), "", true)
+	return active, nil
+}
 
-	kt := make([]string, 0, len(r.killTypes))
-	for t, n := range r.killTypes {
+// checkKills: the run killed as many workers as it was to. uninspected counts kills
+// whose tasks in flight could not be read (Redis was down at that moment).
+func checkKills(kills, want int, types map[string]int, uninspected int) []Figure {
+	kt := make([]string, 0, len(types)+1)
+	for t, n := range types {
 		kt = append(kt, fmt.Sprintf("%s=%d", t, n))
 	}
 	sort.Strings(kt)
-	rep.add("worker_kills (-9)", fmt.Sprint(r.kills), fmt.Sprintf(">= %d", r.cfg.Kills), r.kills >= r.cfg.Kills)
-	rep.add("kills_with_task_type_in_flight", strings.Join(kt, " "), "", true)
-	return rep, nil
+	if uninspected > 0 {
+		kt = append(kt, fmt.Sprintf("unknown(inspector error)=%d", uninspected))
+	}
+	return []Figure{
+		{"worker_kills (-9)", fmt.Sprint(kills), fmt.Sprintf(">= %d", want), kills >= want},
+		{"kills_with_task_type_in_flight", strings.Join(kt, " "), "", true},
+	}
 }
 
-// scanSecrets looks for every secret of the run in the processes' logs, every row of
-// the database, every task asynq holds (payload and last error) and asynqmon's answers.
-func (r *run) scanSecrets(ctx context.Context) (int, error) {
-	secrets := []string{r.env.Secrets.S3Secret, r.env.Secrets.LLMKey, r.env.Secrets.OperatorPassword, r.env.Secrets.APIToken}
-	hits := 0
-	scan := func(where, text string) {
-		for _, s := range secrets {
-			if s != "" && strings.Contains(text, s) {
-				hits++
-				r.log("SECRET FOUND in %s", where)
-			}
+// secretHits is what one secret scan found: how many secrets, where, or why it could
+// not look.
+type secretHits struct {
+	Source string
+	N      int
+	Found  []string
+	Err    error
+}
+
+func (h *secretHits) scan(where, text string, secrets []string) {
+	for _, s := range secrets {
+		if s != "" && strings.Contains(text, s) {
+			h.N++
+			h.Found = append(h.Found, where)
 		}
 	}
-	for _, f := range r.env.Logs() {
+}
+
+// secretsFigure sums the scans; one that could not look fails the figure.
+func secretsFigure(parts ...secretHits) Figure {
+	const name = "secret_hits (logs, rows, tasks, asynqmon)"
+	n := 0
+	for _, p := range parts {
+		if p.Err != nil {
+			return failedFigure(name, "0", fmt.Errorf("%s: %w", p.Source, p.Err))
+		}
+		n += p.N
+	}
+	return Figure{name, fmt.Sprint(n), "0", n == 0}
+}
+
+// scanLogs looks for the secrets in every process log. No log at all is an error: the
+// processes always write one.
+func scanLogs(files, secrets []string) secretHits {
+	h := secretHits{Source: "logs"}
+	if len(files) == 0 {
+		h.Err = errors.New("no process log to scan")
+		return h
+	}
+	for _, f := range files {
 		b, err := os.ReadFile(f)
 		if err != nil {
-			return 0, err
+			h.Err = err
+			return h
 		}
-		scan(f, string(b))
+		h.scan(f, string(b), secrets)
 	}
-	rows, err := r.pool.Query(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`)
+	return h
+}
+
+// scanTables looks for the secrets in every row of every table of the public schema.
+func scanTables(ctx context.Context, db querier, secrets []string) secretHits {
+	h := secretHits{Source: "rows"}
+	tables, err := publicTables(ctx, db)
 	if err != nil {
-		return 0, err
+		h.Err = err
+		return h
 	}
-	var tables []string
-	for rows.Next() {
-		var t string
-		if err := rows.Scan(&t); err != nil {
-			return 0, err
-		}
-		tables = append(tables, t)
+	if len(tables) == 0 {
+		h.Err = errors.New("no table in the public schema")
+		return h
 	}
 	for _, t := range tables {
 		var text *string
-		if err := r.pool.QueryRow(ctx, fmt.Sprintf(`SELECT string_agg(t::text, E'\n') FROM %q t`, t)).Scan(&text); err != nil {
-			return 0, err
+		if err := db.QueryRow(ctx, fmt.Sprintf(`SELECT string_agg(t::text, E'\n') FROM %s t`, pgx.Identifier{t}.Sanitize())).Scan(&text); err != nil {
+			h.Err = fmt.Errorf("read table %s: %w", t, err)
+			return h
 		}
 		if text != nil {
-			scan("table "+t, *text)
+			h.scan("table "+t, *text, secrets)
 		}
 	}
-	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: r.env.Redis.Addr})
-	defer insp.Close()
-	for _, q := range queue.Names() {
-		for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){
-			insp.ListPendingTasks, insp.ListActiveTasks, insp.ListScheduledTasks, insp.ListRetryTasks, insp.ListArchivedTasks, insp.ListCompletedTasks,
-		} {
-			tasks, err := list(q, asynq.PageSize(1000))
-			if err != nil {
-				continue
-			}
-			for _, t := range tasks {
-				scan("asynq task "+t.ID, string(t.Payload)+" "+t.LastErr)
-			}
-		}
-	}
-	return hits, nil
+	return h
 }
 
-// scanMonitoring reads asynqmon's answers (queues and every task list) as an operator.
-func (r *run) scanMonitoring(ctx context.Context) (string, error) {
-	var all strings.Builder
-	get := func(path string) error {
-		req, err := http.NewRequestWithContext(ctx, http.MethodGet, "http://"+r.env.HTTPAddr+"/monitoring/api"+path, nil)
-		if err != nil {
-			return err
-		}
-		req.SetBasicAuth("operator", r.env.Secrets.OperatorPassword)
-		resp, err := http.DefaultClient.Do(req)
-		if err != nil {
-			return err
-		}
-		defer resp.Body.Close()
-		b, _ := io.ReadAll(resp.Body)
-		all.Write(b)
-		return nil
+func publicTables(ctx context.Context, db querier) ([]string, error) {
+	rows, err := db.Query(ctx, `SELECT table_name FROM information_schema.tables WHERE table_schema = 'public'`)
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
 	}
-	if err := get("/queues"); err != nil {
+	tables, err := pgx.CollectRows(rows, pgx.RowTo[string]) // closes rows and returns rows.Err()
+	if err != nil {
+		return nil, fmt.Errorf("list tables: %w", err)
+	}
+	return tables, nil
+}
+
+// scanTasks looks for the secrets in every task asynq holds in the named queues
+// (payload and last error).
+func scanTasks(insp *asynq.Inspector, names, secrets []string) secretHits {
+	h := secretHits{Source: "tasks"}
+	lists := []struct {
+		state string
+		list  func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error)
+	}{
+		{"pending", insp.ListPendingTasks}, {"active", insp.ListActiveTasks}, {"scheduled", insp.ListScheduledTasks},
+		{"retry", insp.ListRetryTasks}, {"archived", insp.ListArchivedTasks}, {"completed", insp.ListCompletedTasks},
+	}
+	for _, q := range names {
+		for _, l := range lists {
+			tasks, err := l.list(q, asynq.PageSize(1000))
+			if errors.Is(err, asynq.ErrQueueNotFound) {
+				break // the queue holds nothing in any state
+			}
+			if err != nil {
+				h.Err = fmt.Errorf("list %s tasks of %s: %w", l.state, q, err)
+				return h
+			}
+			for _, t := range tasks {
+				h.scan("asynq task "+t.ID, string(t.Payload)+" "+t.LastErr, secrets)
+			}
+		}
+	}
+	return h
+}
+
+// monitor is how an operator reaches asynqmon's API.
+type monitor struct {
+	Base     string // http://host:port/monitoring/api
+	User     string
+	Password string
+	HTTP     *http.Client
+}
+
+var monitoringStates = []string{"pending", "active", "scheduled", "retry", "archived", "completed"}
+
+// get answers the body of a 200 JSON answer, and an error for anything else: a 401
+// or a 500 page is not a scan of asynqmon.
+func (m monitor) get(ctx context.Context, path string) ([]byte, error) {
+	req, err := http.NewRequestWithContext(ctx, http.MethodGet, m.Base+path, nil)
+	if err != nil {
+		return nil, err
+	}
+	req.SetBasicAuth(m.User, m.Password)
+	c := m.HTTP
+	if c == nil {
+		c = http.DefaultClient
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		return nil, err
+	}
+	defer resp.Body.Close()
+	b, err := io.ReadAll(resp.Body)
+	if err != nil {
+		return nil, fmt.Errorf("GET %s: read body: %w", path, err)
+	}
+	if resp.StatusCode != http.StatusOK {
+		return nil, fmt.Errorf("GET %s: %s: %.120s", path, resp.Status, b)
+	}
+	return b, nil
+}
+
+// readMonitoring reads asynqmon's queue list and every task list of every queue it
+// lists, and returns all the answers. asynqmon answers 500 for the task lists of a
+// queue Redis does not hold, so only the queues it lists are read, and each must
+// answer.
+func readMonitoring(ctx context.Context, m monitor) (string, error) {
+	var all strings.Builder
+	b, err := m.get(ctx, "/queues")
+	if err != nil {
 		return "", err
 	}
-	for _, q := range queue.Names() {
-		for _, state := range []string{"pending", "active", "scheduled", "retry", "archived", "completed"} {
-			_ = get(fmt.Sprintf("/queues/%s/%s_tasks?size=1000", q, state))
+	all.Write(b)
+	var qs struct {
+		Queues *[]struct {
+			Queue string `json:"queue"`
+		} `json:"queues"`
+	}
+	if err := json.Unmarshal(b, &qs); err != nil || qs.Queues == nil {
+		return "", fmt.Errorf("GET /queues: not asynqmon's queue list: %.120s", b)
+	}
+	for _, q := range *qs.Queues {
+		for _, state := range monitoringStates {
+			path := fmt.Sprintf("/queues/%s/%s_tasks?size=1000", url.PathEscape(q.Queue), state)
+			b, err := m.get(ctx, path)
+			if err != nil {
+				return "", err
+			}
+			var page struct {
+				Tasks *json.RawMessage `json:"tasks"`
+			}
+			if err := json.Unmarshal(b, &page); err != nil || page.Tasks == nil {
+				return "", fmt.Errorf("GET %s: not an asynqmon task list: %.120s", path, b)
+			}
+			all.Write(b)
 		}
 	}
 	return all.String(), nil
+}
+
+// checkMonitoring reads asynqmon as an operator: the figure says how much it read, and
+// the hits are the secrets found in its answers (for secretsFigure).
+func checkMonitoring(ctx context.Context, m monitor, secrets []string) (Figure, secretHits) {
+	const name = "asynqmon_bytes_scanned"
+	h := secretHits{Source: "asynqmon"}
+	text, err := readMonitoring(ctx, m)
+	if err != nil {
+		h.Err = err
+		return failedFigure(name, "> 0", err), h
+	}
+	h.scan("asynqmon", text, secrets)
+	return Figure{name, fmt.Sprint(len(text)), "> 0", len(text) > 0}, h
 }

@@ -1,0 +1,378 @@
+package chaos
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
+	"github.com/minio/minio-go/v7"
+	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/stretchr/testify/require"
+
+	"github.com/labelq/labelq/internal/database"
+	"github.com/labelq/labelq/internal/llm/llmtest"
+	"github.com/labelq/labelq/internal/queue"
+	"github.com/labelq/labelq/internal/testenv"
+)
+
+// requireCouldNotLook asserts that a group whose input was unavailable failed, and
+// failed as "could not look" (an error figure), not as a number.
+func requireCouldNotLook(t *testing.T, figs []Figure) {
+	t.Helper()
+	require.NotEmpty(t, figs)
+	rep := &Report{Figures: figs}
+	require.False(t, rep.OK(), "a check that could not look reads clean: %+v", figs)
+	errs := 0
+	for _, f := range rep.Failed() {
+		if strings.HasPrefix(f.Value, "error: ") {
+			errs++
+		}
+	}
+	require.NotZero(t, errs, "no figure says the check could not look: %+v", figs)
+	for _, f := range figs {
+		if f.OK {
+			require.NotContains(t, f.Value, "error", "figure %q reads clean with an error", f.Name)
+		}
+	}
+}
+
+// requireClean asserts that every figure of a group held on a readable input.
+func requireClean(t *testing.T, figs []Figure) {
+	t.Helper()
+	require.NotEmpty(t, figs)
+	rep := &Report{Figures: figs}
+	require.True(t, rep.OK(), "failed on a readable input: %+v", rep.Failed())
+}
+
+func figure(t *testing.T, figs []Figure, name string) Figure {
+	t.Helper()
+	for _, f := range figs {
+		if f.Name == name {
+			return f
+		}
+	}
+	t.Fatalf("no figure %q in %+v", name, figs)
+	return Figure{}
+}
+
+var chaosSecrets = []string{"CHAOS-S3-SECRET-test", "sk-CHAOS-LLM-KEY-test", "CHAOS-OPERATOR-test", "lq_token_test"}
+
+// deadMinIO is a client for an address nothing listens on.
+func deadMinIO(t *testing.T) *minio.Client {
+	t.Helper()
+	c, err := minio.New(testenv.FreeAddr(t), &minio.Options{Creds: credentials.NewStaticV4("x", "y", ""), MaxRetries: 1})
+	require.NoError(t, err)
+	return c
+}
+
+// dbGroups are the invariant groups that read Postgres, as functions of their database.
+func dbGroups(t *testing.T) map[string]func(context.Context, querier) []Figure {
+	uploads := []Upload{{Kind: KindText, VersionID: 1, Want: "valid"}, {Kind: KindDuplicate, VersionID: 2, Want: "valid"}}
+	return map[string]func(context.Context, querier) []Figure{
+		"versions":   func(ctx context.Context, db querier) []Figure { return checkVersions(ctx, db, uploads, len(uploads)) },
+		"duplicates": func(ctx context.Context, db querier) []Figure { return checkDuplicates(ctx, db, uploads) },
+		"exports": func(ctx context.Context, db querier) []Figure {
+			return checkExports(ctx, exportInputs{DB: db, Objects: deadMinIO(t), Bucket: "b", Prefix: "p/", Want: 0})
+		},
+		"matching":       checkMatching,
+		"pre-annotation": func(ctx context.Context, db querier) []Figure { return checkPreannotation(ctx, db, llmtest.Stats{}) },
+		"events":         checkEvents,
+		"secrets in rows": func(ctx context.Context, db querier) []Figure {
+			return []Figure{secretsFigure(scanTables(ctx, db, chaosSecrets))}
+		},
+	}
+}
+
+// TestInvariantsFailWhenPostgresCannotBeRead runs every database group against a
+// closed pool, a cancelled context and a row stream that breaks half-way: each must
+// fail with an error figure. The same groups on the live, empty database pass, so the
+// failures come from the input, not from the data.
+func TestInvariantsFailWhenPostgresCannotBeRead(t *testing.T) {
+	pg := testenv.Postgres(t)
+	ctx := context.Background()
+
+	t.Run("live", func(t *testing.T) {
+		for name, check := range dbGroups(t) {
+			if name == "exports" || name == "versions" || name == "duplicates" {
+				continue // they expect rows the empty database does not hold: TestCheckExports, TestCheckVersions
+			}
+			t.Run(name, func(t *testing.T) { requireClean(t, check(ctx, pg.Pool)) })
+		}
+	})
+	t.Run("closed pool", func(t *testing.T) {
+		closed, err := database.Open(ctx, pg.URL, 2)
+		require.NoError(t, err)
+		closed.Close()
+		for name, check := range dbGroups(t) {
+			t.Run(name, func(t *testing.T) { requireCouldNotLook(t, check(ctx, closed)) })
+		}
+	})
+	t.Run("cancelled context", func(t *testing.T) {
+		cctx, cancel := context.WithCancel(ctx)
+		cancel()
+		for name, check := range dbGroups(t) {
+			t.Run(name, func(t *testing.T) { requireCouldNotLook(t, check(cctx, pg.Pool)) })
+		}
+	})
+	t.Run("rows.Err", func(t *testing.T) {
+		// Postgres sends the first rows, then fails at n = 3: the error reaches the
+		// reader through rows.Err(), after Next has returned rows.
+		broken := func(cols string) querier {
+			return brokenStream{pg.Pool, fmt.Sprintf(`SELECT %s FROM generate_series(1, 5) n`, cols)}
+		}
+		rows, err := broken("(10 / (3 - n))::bigint").Query(ctx, "")
+		require.NoError(t, err, "the failure must come after the query started")
+		next := 0
+		for rows.Next() {
+			next++
+		}
+		require.Error(t, rows.Err(), "the stream must break")
+
+		requireCouldNotLook(t, checkVersions(ctx, broken("(10 / (3 - n))::bigint, 'valid'"), nil, 0))
+		requireCouldNotLook(t, []Figure{secretsFigure(scanTables(ctx, broken("(10 / (3 - n))::text"), chaosSecrets))})
+	})
+}
+
+// brokenStream answers every Query with its own statement, which fails half-way.
+type brokenStream struct {
+	querier
+	sql string
+}
+
+func (b brokenStream) Query(ctx context.Context, _ string, _ ...any) (pgx.Rows, error) {
+	return b.querier.Query(ctx, b.sql)
+}
+
+// TestCheckVersions: the group passes when every registered version has its outcome,
+// and a version the table does not hold is lost, not "0 lost".
+func TestCheckVersions(t *testing.T) {
+	pg := testenv.Postgres(t)
+	ctx := context.Background()
+	org := pg.Org(t)
+	pr := pg.Project(t, org.ID)
+	f := pg.File(t, pr, "")
+	v := pg.RegisterVersion(t, f, "k/v1", testenv.Declared{})
+	_, err := pg.Pool.Exec(ctx, `UPDATE file_versions SET validation_status = 'missing',
+		validation_error = 'no object at the key', validated_at = now() WHERE id = $1`, v.ID)
+	require.NoError(t, err)
+
+	ok := []Upload{{Kind: KindMissing, VersionID: v.ID, Want: "missing"}}
+	requireClean(t, checkVersions(ctx, pg.Pool, ok, 1))
+
+	wrong := []Upload{{Kind: KindText, VersionID: v.ID, Want: "valid"}}
+	require.Equal(t, Figure{"versions_wrong_outcome", "1", "0", false}, figure(t, checkVersions(ctx, pg.Pool, wrong, 1), "versions_wrong_outcome"))
+
+	notThere := append(ok, Upload{Kind: KindText, VersionID: v.ID + 1000, Want: "valid"})
+	require.Equal(t, Figure{"versions_lost (not terminal)", "1", "0", false},
+		figure(t, checkVersions(ctx, pg.Pool, notThere, 2), "versions_lost (not terminal)"))
+}
+
+// TestCheckExports: with a completed export and a completed schedule tick, each with
+// its object, the group passes; with MinIO unreachable it fails with an error figure
+// (not "0 objects"); a requested export the table does not hold is not completed.
+func TestCheckExports(t *testing.T) {
+	pg := testenv.Postgres(t)
+	s3 := testenv.MinIO(t)
+	ctx := context.Background()
+	org := pg.Org(t)
+	pr := pg.Project(t, org.ID)
+	var scheduleID, exportID int64
+	require.NoError(t, pg.Pool.QueryRow(ctx, `INSERT INTO export_schedules (org_id, project_id, cron_spec)
+		VALUES ($1, $2, '@every 8s') RETURNING id`, org.ID, pr.ID).Scan(&scheduleID))
+	prefix := fmt.Sprintf("orgs/%d/projects/%d/exports/", org.ID, pr.ID)
+	for i, sched := range []*int64{nil, &scheduleID} {
+		key := fmt.Sprintf("%s%d.zip", prefix, i)
+		s3.Put(t, key, []byte("zip"), minio.PutObjectOptions{})
+		var id int64
+		require.NoError(t, pg.Pool.QueryRow(ctx, `INSERT INTO export_logs (org_id, project_id, schedule_id, scheduled_for, status,
+			storage_path, archive_sha256, size_bytes, completed_at)
+			VALUES ($1, $2, $3, CASE WHEN $3::bigint IS NULL THEN NULL ELSE now() END, 'completed', $4, $5, 3, now()) RETURNING id`,
+			org.ID, pr.ID, sched, key, testenv.SHA256Hex([]byte("zip"))).Scan(&id))
+		if sched == nil {
+			exportID = id
+		}
+	}
+	in := exportInputs{DB: pg.Pool, Objects: s3.Store.Client, Bucket: s3.Store.Bucket, Prefix: prefix,
+		ExportIDs: []int64{exportID}, Want: 1, ScheduleID: scheduleID}
+	requireClean(t, checkExports(ctx, in))
+
+	dead := in
+	dead.Objects = deadMinIO(t)
+	figs := checkExports(ctx, dead)
+	requireCouldNotLook(t, figs)
+	require.True(t, strings.HasPrefix(figure(t, figs, "export_objects_vs_completed").Value, "error: "))
+
+	unknown := in
+	unknown.ExportIDs = []int64{exportID, exportID + 1000}
+	unknown.Want = 2
+	require.Equal(t, Figure{"exports_not_completed", "1", "0", false}, figure(t, checkExports(ctx, unknown), "exports_not_completed"))
+}
+
+// TestQueueInvariantsFailWhenRedisIsUnreachable points the inspector at a port
+// nothing listens on: the queue figures, the settle test, the kill-time inspection and
+// the task secret scan must all fail, not read "0 tasks". The same checks on a live,
+// empty Redis pass, and a task left in it fails the figure with its count.
+func TestQueueInvariantsFailWhenRedisIsUnreachable(t *testing.T) {
+	names := queue.Names()
+	t.Run("dead Redis", func(t *testing.T) {
+		insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: testenv.FreeAddr(t)})
+		defer insp.Close()
+		requireCouldNotLook(t, checkQueues(insp, names))
+		idle, err := queuesIdle(insp, names)
+		require.Error(t, err)
+		require.False(t, idle)
+		_, err = tasksInFlight(insp, names)
+		require.Error(t, err)
+		requireCouldNotLook(t, []Figure{secretsFigure(scanTasks(insp, names, chaosSecrets))})
+	})
+	t.Run("live Redis", func(t *testing.T) {
+		rd := testenv.RedisDB(t)
+		insp := asynq.NewInspector(rd.Opt())
+		defer insp.Close()
+		requireClean(t, checkQueues(insp, names))
+		idle, err := queuesIdle(insp, names)
+		require.NoError(t, err)
+		require.True(t, idle)
+		requireClean(t, []Figure{secretsFigure(scanTasks(insp, names, chaosSecrets))})
+
+		c := asynq.NewClient(rd.Opt())
+		defer c.Close()
+		_, err = c.Enqueue(asynq.NewTask("chaos:test", []byte(`{"key":"`+chaosSecrets[1]+`"}`)), asynq.Queue(queue.QueueDefault))
+		require.NoError(t, err)
+		require.Equal(t, Figure{"asynq_tasks_left_active_or_pending", "1", "0", false}, checkQueues(insp, names)[0])
+		idle, err = queuesIdle(insp, names)
+		require.NoError(t, err)
+		require.False(t, idle)
+		f := secretsFigure(scanTasks(insp, names, chaosSecrets))
+		require.Equal(t, Figure{"secret_hits (logs, rows, tasks, asynqmon)", "1", "0", false}, f)
+	})
+}
+
+// fakeAsynqmon answers like asynqmon behind the operator's basic auth: the queue
+// list, and each queue's task lists (500 for a queue Redis does not hold, as asynqmon
+// does). tasks is the JSON of every task list.
+func fakeAsynqmon(t *testing.T, password string, queues []string, tasks string) *httptest.Server {
+	t.Helper()
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if u, p, ok := r.BasicAuth(); !ok || u != "operator" || p != password {
+			w.Header().Set("WWW-Authenticate", `Basic realm="labelq"`)
+			http.Error(w, "Unauthorized", http.StatusUnauthorized)
+			return
+		}
+		path := strings.TrimPrefix(r.URL.Path, "/monitoring/api")
+		if path == "/queues" {
+			list := make([]map[string]string, 0, len(queues))
+			for _, q := range queues {
+				list = append(list, map[string]string{"queue": q})
+			}
+			_ = json.NewEncoder(w).Encode(map[string]any{"queues": list})
+			return
+		}
+		for _, q := range queues {
+			if strings.HasPrefix(path, "/queues/"+q+"/") && strings.HasSuffix(path, "_tasks") && q != "gone" {
+				fmt.Fprintf(w, `{"tasks": %s, "stats": {"queue": %q}}`, tasks, q)
+				return
+			}
+		}
+		http.Error(w, "NOT_FOUND: queue not found", http.StatusInternalServerError)
+	}))
+	t.Cleanup(srv.Close)
+	return srv
+}
+
+// TestMonitoringScanFailsUnlessAsynqmonAnswers: a 401 (wrong password), a 500 on one
+// task list, a 200 that is not asynqmon and a server that is gone all fail the scan;
+// a 200 with a secret in a task fails the secret figure; a clean 200 passes both.
+func TestMonitoringScanFailsUnlessAsynqmonAnswers(t *testing.T) {
+	ctx := context.Background()
+	const password = "operator-pw"
+	mon := func(srv *httptest.Server, pw string) monitor {
+		return monitor{Base: srv.URL + "/monitoring/api", User: "operator", Password: pw, HTTP: srv.Client()}
+	}
+	clean := fakeAsynqmon(t, password, []string{"default", "file:validate"}, `[{"id": "t1", "payload": {"version_id": 7}}]`)
+
+	t.Run("401", func(t *testing.T) {
+		fig, hits := checkMonitoring(ctx, mon(clean, "wrong"), chaosSecrets)
+		requireCouldNotLook(t, []Figure{fig})
+		require.Contains(t, fig.Value, "401")
+		requireCouldNotLook(t, []Figure{secretsFigure(hits)})
+	})
+	t.Run("200 clean", func(t *testing.T) {
+		fig, hits := checkMonitoring(ctx, mon(clean, password), chaosSecrets)
+		requireClean(t, []Figure{fig, secretsFigure(hits)})
+	})
+	t.Run("200 with a secret", func(t *testing.T) {
+		leaky := fakeAsynqmon(t, password, []string{"default"}, `[{"id": "t1", "error": "dial: `+chaosSecrets[0]+`"}]`)
+		fig, hits := checkMonitoring(ctx, mon(leaky, password), chaosSecrets)
+		requireClean(t, []Figure{fig})
+		require.Equal(t, Figure{"secret_hits (logs, rows, tasks, asynqmon)", "1", "0", false}, secretsFigure(hits))
+	})
+	t.Run("500 on a task list", func(t *testing.T) {
+		broken := fakeAsynqmon(t, password, []string{"default", "gone"}, `[]`)
+		fig, hits := checkMonitoring(ctx, mon(broken, password), chaosSecrets)
+		requireCouldNotLook(t, []Figure{fig, secretsFigure(hits)})
+		require.Contains(t, fig.Value, "500")
+	})
+	t.Run("200 that is not asynqmon", func(t *testing.T) {
+		page := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			fmt.Fprint(w, "<html><body>Sign in</body></html>")
+		}))
+		defer page.Close()
+		fig, hits := checkMonitoring(ctx, mon(page, password), chaosSecrets)
+		requireCouldNotLook(t, []Figure{fig, secretsFigure(hits)})
+	})
+	t.Run("gone", func(t *testing.T) {
+		gone := httptest.NewServer(http.NotFoundHandler())
+		m := mon(gone, password)
+		gone.Close()
+		fig, hits := checkMonitoring(ctx, m, chaosSecrets)
+		requireCouldNotLook(t, []Figure{fig, secretsFigure(hits)})
+	})
+}
+
+// TestSecretScansFailWhenTheyCannotLook: no logs or an unreadable log fail the scan,
+// a secret in a log or a row is found, clean inputs pass.
+func TestSecretScansFailWhenTheyCannotLook(t *testing.T) {
+	dir := t.TempDir()
+	cleanLog := filepath.Join(dir, "api.log")
+	require.NoError(t, os.WriteFile(cleanLog, []byte("level=info msg=started\n"), 0o644))
+	leakyLog := filepath.Join(dir, "worker-0.log")
+	require.NoError(t, os.WriteFile(leakyLog, []byte("level=error msg=\"s3: "+chaosSecrets[0]+"\"\n"), 0o644))
+
+	requireCouldNotLook(t, []Figure{secretsFigure(scanLogs(nil, chaosSecrets))})
+	requireCouldNotLook(t, []Figure{secretsFigure(scanLogs([]string{cleanLog, filepath.Join(dir, "gone.log")}, chaosSecrets))})
+	requireClean(t, []Figure{secretsFigure(scanLogs([]string{cleanLog}, chaosSecrets))})
+	require.Equal(t, "1", secretsFigure(scanLogs([]string{cleanLog, leakyLog}, chaosSecrets)).Value)
+
+	pg := testenv.Postgres(t)
+	ctx := context.Background()
+	requireClean(t, []Figure{secretsFigure(scanTables(ctx, pg.Pool, chaosSecrets))})
+	_, err := pg.Q.OrganizationCreate(ctx, "org "+chaosSecrets[3])
+	require.NoError(t, err)
+	h := scanTables(ctx, pg.Pool, chaosSecrets)
+	require.Equal(t, Figure{"secret_hits (logs, rows, tasks, asynqmon)", "1", "0", false}, secretsFigure(h))
+	require.Equal(t, []string{"table organizations"}, h.Found)
+
+	// One scan that could not look fails the sum even when the others are clean.
+	f := secretsFigure(scanLogs([]string{cleanLog}, chaosSecrets), secretHits{Source: "asynqmon", Err: fmt.Errorf("GET /queues: 401 Unauthorized")})
+	require.False(t, f.OK)
+	require.Contains(t, f.Value, "asynqmon")
+}
+
+// TestCheckKills: kills whose tasks in flight could not be read say so.
+func TestCheckKills(t *testing.T) {
+	figs := checkKills(6, 6, map[string]int{"file:validate": 2, "project:export": 1}, 0)
+	requireClean(t, figs)
+	require.Equal(t, "file:validate=2 project:export=1", figs[1].Value)
+	figs = checkKills(6, 6, map[string]int{"file:validate": 2}, 1)
+	require.Equal(t, "file:validate=2 unknown(inspector error)=1", figs[1].Value)
+	require.False(t, (&Report{Figures: checkKills(5, 6, nil, 0)}).OK())
+}
