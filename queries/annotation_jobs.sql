@@ -5,9 +5,6 @@ VALUES (@org_id, @project_id, @file_id, @file_version_id, @language, @priority, 
 ON CONFLICT (file_version_id) WHERE deleted_at IS NULL DO NOTHING
 RETURNING *;
 
--- name: AnnotationJobGet :one
-SELECT * FROM annotation_jobs WHERE id = @id AND org_id = @org_id AND deleted_at IS NULL;
-
 -- name: AnnotationJobListByProject :many
 SELECT * FROM annotation_jobs
 WHERE project_id = @project_id AND org_id = @org_id AND deleted_at IS NULL AND id > @after_id

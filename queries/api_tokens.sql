@@ -15,6 +15,3 @@ WITH t AS (
     WHERE a.id = t.id AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute')
 )
 SELECT t.id, t.org_id FROM t;
-
--- name: APITokenRevoke :execrows
-UPDATE api_tokens SET revoked_at = now() WHERE id = @id AND org_id = @org_id AND revoked_at IS NULL;

@@ -3,9 +3,6 @@ INSERT INTO export_schedules (org_id, project_id, cron_spec, timezone, options, 
 VALUES (@org_id, @project_id, @cron_spec, @timezone, @options, @enabled, @created_by)
 RETURNING *;
 
--- name: ExportScheduleGet :one
-SELECT * FROM export_schedules WHERE id = @id AND org_id = @org_id AND deleted_at IS NULL;
-
 -- name: ExportScheduleListByProject :many
 SELECT * FROM export_schedules
 WHERE project_id = @project_id AND org_id = @org_id AND deleted_at IS NULL

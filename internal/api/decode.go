@@ -11,25 +11,9 @@ import (
 	"strings"
 )
 
-// decodeBody reads a JSON object into dst: size-limited, unknown fields refused,
-// wrong types reported with the field's name, trailing data refused.
-func decodeBody(r *http.Request, maxBytes int64, dst any) error {
-	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
-		return problem(http.StatusUnsupportedMediaType, "Unsupported media type",
-			"send the body as JSON with Content-Type: application/json")
-	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, maxBytes+1))
-	if err != nil {
-		return problem(http.StatusBadRequest, "Unreadable body", "the request body could not be read")
-	}
-	if int64(len(body)) > maxBytes {
-		return problem(http.StatusRequestEntityTooLarge, "Body too large",
-			fmt.Sprintf("the request body is larger than %d bytes", maxBytes))
-	}
-	return decodeJSON(body, dst)
-}
-
-// decodeJSON is the pure decoder behind decodeBody (fuzzed on its own).
+// decodeJSON reads a JSON object into dst (the body readBody took in, size-limited):
+// unknown fields refused, wrong types reported with the field's name, trailing
+// data refused. Fuzzed on its own.
 func decodeJSON(body []byte, dst any) error {
 	if len(bytes.TrimSpace(body)) == 0 {
 		return problem(http.StatusBadRequest, "Empty body", "the request needs a JSON object body")

@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -95,10 +96,7 @@ func uploadURL(c *Call) (int, any, error) {
 		return 0, nil, orNotFound(err, "file")
 	}
 	key := fmt.Sprintf("orgs/%d/projects/%d/files/%d/%s", c.OrgID, f.ProjectID, f.ID, newRequestID())
-	ttl := c.S.UploadURLTTL
-	if ttl <= 0 {
-		ttl = time.Hour
-	}
+	ttl := cmp.Or(c.S.UploadURLTTL, DefaultUploadURLTTL)
 	u, err := c.S.Store.PresignPut(c.R.Context(), key, ttl)
 	if err != nil {
 		return 0, nil, fmt.Errorf("presign upload: %w", err)

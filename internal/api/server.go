@@ -8,6 +8,7 @@ package api
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -34,6 +35,14 @@ import (
 	"github.com/labelq/labelq/internal/storage"
 )
 
+// Defaults for Server's zero fields; they are the configuration's defaults too
+// (LABELQ_MAX_BODY_BYTES, LABELQ_UPLOAD_URL_TTL, LABELQ_EXPORT_URL_TTL).
+const (
+	DefaultMaxBodyBytes = 1 << 20
+	DefaultUploadURLTTL = 15 * time.Minute
+	DefaultExportURLTTL = 15 * time.Minute
+)
+
 // Server holds the API's dependencies.
 type Server struct {
 	Pool         *pgxpool.Pool
@@ -51,7 +60,6 @@ type Server struct {
 type Call struct {
 	R       *http.Request
 	Q       *db.Queries
-	Tx      pgx.Tx
 	OrgID   int64
 	TokenID int64
 	Body    []byte
@@ -164,7 +172,7 @@ func (s *Server) answer(ctx context.Context, r *http.Request, rt Route, tok toke
 		res     response
 		refused *Problem
 	)
-	err := database.TenantTx(ctx, s.Pool, tok.OrgID, func(q *db.Queries, tx pgx.Tx) error {
+	err := database.TenantTx(ctx, s.Pool, tok.OrgID, func(q *db.Queries, _ pgx.Tx) error {
 		prev, p, err := idem.lookup(ctx, q, tok.OrgID)
 		switch {
 		case err != nil:
@@ -177,7 +185,7 @@ func (s *Server) answer(ctx context.Context, r *http.Request, rt Route, tok toke
 			res = *prev
 			return nil
 		}
-		c := &Call{R: r, Q: q, Tx: tx, OrgID: tok.OrgID, TokenID: tok.ID, Body: body, S: s}
+		c := &Call{R: r, Q: q, OrgID: tok.OrgID, TokenID: tok.ID, Body: body, S: s}
 		if res, err = handle(c, rt); err != nil {
 			return err
 		}
@@ -314,12 +322,7 @@ func (s *Server) writeError(ctx context.Context, w http.ResponseWriter, err erro
 	s.internalError(ctx, w, err)
 }
 
-func (s *Server) maxBody() int64 {
-	if s.MaxBodyBytes <= 0 {
-		return 1 << 20
-	}
-	return s.MaxBodyBytes
-}
+func (s *Server) maxBody() int64 { return cmp.Or(s.MaxBodyBytes, DefaultMaxBodyBytes) }
 
 func (s *Server) internalError(ctx context.Context, w http.ResponseWriter, err error) {
 	rid := w.Header().Get("X-Request-Id")

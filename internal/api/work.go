@@ -1,6 +1,7 @@
 package api
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -274,10 +275,7 @@ func downloadExport(c *Call) (int, any, error) {
 	if e.PurgedAt != nil {
 		return 0, nil, problem(http.StatusGone, "Archive deleted", fmt.Sprintf("export %d's archive was removed by the retention policy; request a new export", e.ID))
 	}
-	ttl := c.S.ExportURLTTL
-	if ttl <= 0 {
-		ttl = 15 * time.Minute
-	}
+	ttl := cmp.Or(c.S.ExportURLTTL, DefaultExportURLTTL)
 	u, err := c.S.Store.PresignGet(c.R.Context(), *e.StoragePath, fmt.Sprintf("export-%d.zip", e.ID), ttl)
 	if err != nil {
 		return 0, nil, fmt.Errorf("presign download: %w", err)

@@ -69,7 +69,7 @@ func (a *App) LLMClient() (*llm.Client, *ratelimit.Limiter, error) {
 func (a *App) Reconciler() *reconcile.Reconciler {
 	return &reconcile.Reconciler{
 		Pool: a.Pool, Inspector: a.Inspector, Redis: a.Redis, Log: a.Log, After: a.Cfg.ReconcileAfter,
-		OutboxKeep: 24 * time.Hour, Now: a.Now,
+		OutboxKeep: a.Cfg.OutboxRetention, Now: a.Now,
 		Finders: reconcile.Finders(),
 	}
 }
@@ -95,7 +95,7 @@ func (a *App) periodicTasks() asynq.PeriodicTaskConfigProvider {
 func (a *App) mountAPI(mux *http.ServeMux) {
 	s := &api.Server{
 		Pool: a.Pool, Store: a.Store, Inspector: a.Inspector, Log: a.Log, Metrics: a.Metrics,
-		MaxBodyBytes: a.Cfg.MaxBodyBytes, UploadURLTTL: time.Hour, ExportURLTTL: a.Cfg.ExportURLTTL, Now: a.Now,
+		MaxBodyBytes: a.Cfg.MaxBodyBytes, UploadURLTTL: a.Cfg.UploadURLTTL, ExportURLTTL: a.Cfg.ExportURLTTL, Now: a.Now,
 	}
 	s.Register(mux)
 }

@@ -57,6 +57,7 @@ type Config struct {
 	RelayBatchSize    int           `env:"LABELQ_RELAY_BATCH_SIZE" default:"500" help:"outbox rows moved to asynq per transaction"`
 	ReconcileInterval time.Duration `env:"LABELQ_RECONCILE_INTERVAL" default:"1m" help:"how often the reconciler looks for stuck rows"`
 	ReconcileAfter    time.Duration `env:"LABELQ_RECONCILE_AFTER" default:"5m" help:"a pending row older than this with no live task is queued again"`
+	OutboxRetention   time.Duration `env:"LABELQ_OUTBOX_RETENTION" default:"24h" help:"relayed outbox rows are kept this long (GET /v1/tasks/{id} and the reconciler read them)"`
 
 	LLMBaseURL           string        `env:"LABELQ_LLM_BASE_URL" default:"https://api.openai.com/v1" help:"OpenAI-compatible base URL (OpenAI, Azure OpenAI, vLLM, Ollama, LiteLLM)"`
 	LLMAPIKey            string        `env:"LABELQ_LLM_API_KEY" default:"" help:"API key for the LLM endpoint" secret:"true"`
@@ -66,6 +67,7 @@ type Config struct {
 	LLMMaxConcurrent     int           `env:"LABELQ_LLM_MAX_CONCURRENT" default:"4" help:"model calls in flight at once, across every worker process"`
 	LLMPrices            string        `env:"LABELQ_LLM_PRICES" default:"" help:"USD per million input/output tokens, for the cost recorded on every model call: gpt-4o-mini=0.15/0.60,gpt-4o=2.50/10 (a name also prices its dated snapshots); a model not listed costs 0"`
 
+	UploadURLTTL    time.Duration `env:"LABELQ_UPLOAD_URL_TTL" default:"15m" help:"lifetime of a presigned upload (PUT) URL"`
 	ExportURLTTL    time.Duration `env:"LABELQ_EXPORT_URL_TTL" default:"15m" help:"lifetime of an export's presigned download URL"`
 	ExportRetention time.Duration `env:"LABELQ_EXPORT_RETENTION" default:"720h" help:"completed export archives older than this are deleted (0 keeps them)"`
 	ScheduleSync    time.Duration `env:"LABELQ_SCHEDULE_SYNC" default:"30s" help:"how often the scheduler re-reads export_schedules"`
@@ -118,7 +120,7 @@ func Load(getenv func(string) string) (*Config, error) {
 			if set {
 				where = "value"
 			}
-			errs = append(errs, fmt.Errorf("%s: %s %q is not valid: %v", ev.Name, where, shown, err))
+			errs = append(errs, fmt.Errorf("%s: %s %q is not valid: %w", ev.Name, where, shown, err))
 		}
 	}
 	if len(errs) == 0 {
@@ -131,8 +133,7 @@ func Load(getenv func(string) string) (*Config, error) {
 }
 
 func setField(f reflect.Value, raw string) error {
-	switch f.Interface().(type) {
-	case time.Duration:
+	if _, ok := f.Interface().(time.Duration); ok {
 		d, err := time.ParseDuration(raw)
 		if err != nil {
 			return errors.New("want a duration such as 30s, 5m or 1h")
@@ -200,6 +201,7 @@ func (c *Config) validate() []error {
 		"LABELQ_SHUTDOWN_TIMEOUT": c.ShutdownTimeout, "LABELQ_RELAY_POLL_INTERVAL": c.RelayPollInterval,
 		"LABELQ_RECONCILE_INTERVAL": c.ReconcileInterval, "LABELQ_RECONCILE_AFTER": c.ReconcileAfter,
 		"LABELQ_LLM_TIMEOUT": c.LLMTimeout, "LABELQ_EXPORT_URL_TTL": c.ExportURLTTL, "LABELQ_SCHEDULE_SYNC": c.ScheduleSync,
+		"LABELQ_UPLOAD_URL_TTL": c.UploadURLTTL, "LABELQ_OUTBOX_RETENTION": c.OutboxRetention,
 	} {
 		if d <= 0 {
 			bad(name, "must be positive")
@@ -210,6 +212,9 @@ func (c *Config) validate() []error {
 	}
 	if c.ExportURLTTL > 7*24*time.Hour {
 		bad("LABELQ_EXPORT_URL_TTL", "S3 presigned URLs last at most 7 days")
+	}
+	if c.UploadURLTTL > 7*24*time.Hour {
+		bad("LABELQ_UPLOAD_URL_TTL", "S3 presigned URLs last at most 7 days")
 	}
 	if c.RelayBatchSize < 1 || c.RelayBatchSize > 10000 {
 		bad("LABELQ_RELAY_BATCH_SIZE", "must be between 1 and 10000")
@@ -239,7 +244,7 @@ func validBucket(s string) bool {
 		return false
 	}
 	for _, r := range s {
-		if !(r >= 'a' && r <= 'z' || r >= '0' && r <= '9' || r == '.' || r == '-') {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '.' && r != '-' {
 			return false
 		}
 	}
@@ -297,14 +302,16 @@ func (c *Config) String() string { return c.LogValue().String() }
 
 // WriteHelp prints the variable table for --help.
 func WriteHelp(w io.Writer) {
+	// Help output has nowhere to report a failed write (stdout closed), so
+	// write errors are dropped.
 	tw := tabwriter.NewWriter(w, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
+	_, _ = fmt.Fprintln(tw, "VARIABLE\tDEFAULT\tMEANING")
 	for _, v := range Vars() {
 		def := v.Default
 		if def == "" {
 			def = "(empty)"
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, def, v.Help)
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\n", v.Name, def, v.Help)
 	}
 	_ = tw.Flush()
 }

@@ -59,38 +59,6 @@ func (q *Queries) AnnotationJobCreate(ctx context.Context, arg AnnotationJobCrea
 	return i, err
 }
 
-const annotationJobGet = `-- name: AnnotationJobGet :one
-SELECT id, org_id, project_id, file_id, file_version_id, language, priority, status, review_status, result_version_id, due_date, completed_at, created_at, updated_at, deleted_at FROM annotation_jobs WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL
-`
-
-type AnnotationJobGetParams struct {
-	ID    int64 `json:"id"`
-	OrgID int64 `json:"org_id"`
-}
-
-func (q *Queries) AnnotationJobGet(ctx context.Context, arg AnnotationJobGetParams) (AnnotationJob, error) {
-	row := q.db.QueryRow(ctx, annotationJobGet, arg.ID, arg.OrgID)
-	var i AnnotationJob
-	err := row.Scan(
-		&i.ID,
-		&i.OrgID,
-		&i.ProjectID,
-		&i.FileID,
-		&i.FileVersionID,
-		&i.Language,
-		&i.Priority,
-		&i.Status,
-		&i.ReviewStatus,
-		&i.ResultVersionID,
-		&i.DueDate,
-		&i.CompletedAt,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-		&i.DeletedAt,
-	)
-	return i, err
-}
-
 const annotationJobListByProject = `-- name: AnnotationJobListByProject :many
 SELECT id, org_id, project_id, file_id, file_version_id, language, priority, status, review_status, result_version_id, due_date, completed_at, created_at, updated_at, deleted_at FROM annotation_jobs
 WHERE project_id = $1 AND org_id = $2 AND deleted_at IS NULL AND id > $3

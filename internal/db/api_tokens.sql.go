@@ -69,20 +69,3 @@ func (q *Queries) APITokenCreate(ctx context.Context, arg APITokenCreateParams) 
 	)
 	return i, err
 }
-
-const aPITokenRevoke = `-- name: APITokenRevoke :execrows
-UPDATE api_tokens SET revoked_at = now() WHERE id = $1 AND org_id = $2 AND revoked_at IS NULL
-`
-
-type APITokenRevokeParams struct {
-	ID    int64 `json:"id"`
-	OrgID int64 `json:"org_id"`
-}
-
-func (q *Queries) APITokenRevoke(ctx context.Context, arg APITokenRevokeParams) (int64, error) {
-	result, err := q.db.Exec(ctx, aPITokenRevoke, arg.ID, arg.OrgID)
-	if err != nil {
-		return 0, err
-	}
-	return result.RowsAffected(), nil
-}

@@ -73,35 +73,6 @@ func (q *Queries) ExportScheduleDelete(ctx context.Context, arg ExportScheduleDe
 	return result.RowsAffected(), nil
 }
 
-const exportScheduleGet = `-- name: ExportScheduleGet :one
-SELECT id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at FROM export_schedules WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL
-`
-
-type ExportScheduleGetParams struct {
-	ID    int64 `json:"id"`
-	OrgID int64 `json:"org_id"`
-}
-
-func (q *Queries) ExportScheduleGet(ctx context.Context, arg ExportScheduleGetParams) (ExportSchedule, error) {
-	row := q.db.QueryRow(ctx, exportScheduleGet, arg.ID, arg.OrgID)
-	var i ExportSchedule
-	err := row.Scan(
-		&i.ID,
-		&i.OrgID,
-		&i.ProjectID,
-		&i.CronSpec,
-		&i.Timezone,
-		&i.Options,
-		&i.Enabled,
-		&i.LastFiredAt,
-		&i.CreatedBy,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-		&i.DeletedAt,
-	)
-	return i, err
-}
-
 const exportScheduleGetByID = `-- name: ExportScheduleGetByID :one
 SELECT id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at FROM export_schedules WHERE id = $1 AND deleted_at IS NULL
 `

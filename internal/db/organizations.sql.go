@@ -27,23 +27,6 @@ func (q *Queries) OrganizationCreate(ctx context.Context, name string) (Organiza
 	return i, err
 }
 
-const organizationGet = `-- name: OrganizationGet :one
-SELECT id, name, created_at, updated_at, deleted_at FROM organizations WHERE id = $1 AND deleted_at IS NULL
-`
-
-func (q *Queries) OrganizationGet(ctx context.Context, id int64) (Organization, error) {
-	row := q.db.QueryRow(ctx, organizationGet, id)
-	var i Organization
-	err := row.Scan(
-		&i.ID,
-		&i.Name,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-		&i.DeletedAt,
-	)
-	return i, err
-}
-
 const organizationGetOrCreate = `-- name: OrganizationGetOrCreate :one
 INSERT INTO organizations (name) VALUES ($1)
 ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name

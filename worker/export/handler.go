@@ -67,9 +67,6 @@ type Options struct {
 	// S3's 10,000 parts of this size uses larger parts. Default
 	// DefaultPartSize; S3 refuses parts under 5 MiB.
 	PartSize uint64
-	// UploadParts, when above 1, uploads that many parts at once (each with
-	// its own PartSize buffer) instead of one after the other.
-	UploadParts int
 	// MaxBuffered is zipstream's bound on buffered entry data. Default
 	// DefaultMaxBuffered.
 	MaxBuffered int64

@@ -68,9 +68,6 @@ func (h *Handler) startUpload(ctx context.Context, key string, partSize uint64) 
 	pr, pw := io.Pipe()
 	u := &upload{pw: pw, done: make(chan struct{})}
 	opts := minio.PutObjectOptions{ContentType: "application/zip", PartSize: partSize}
-	if h.opts.UploadParts > 1 {
-		opts.ConcurrentStreamParts, opts.NumThreads = true, uint(h.opts.UploadParts)
-	}
 	go func() {
 		defer close(u.done)
 		u.info, u.err = h.store.Client.PutObject(ctx, h.store.Bucket, key, pr, -1, opts)

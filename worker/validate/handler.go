@@ -62,16 +62,6 @@ type Options struct {
 	BaseTimeout   time.Duration
 	MinThroughput int64
 
-	// ReadAhead is how many Verify.BufferSize buffers are fetched ahead of the hash,
-	// on a goroutine of their own, for objects larger than two buffers. Zero (the
-	// default) reads and hashes on one goroutine. Measured on a 2-core machine with
-	// MinIO on it (make bench, BenchmarkValidate1GiB), the plain loop is the faster:
-	// the kernel's copy out of the socket and SHA-256 then share one core's cache,
-	// while read-ahead hands every buffer to the other core and competes with MinIO
-	// for it (about 1,500 MB/s plain, 1,350–1,450 with 3–16 buffers ahead). On a
-	// machine with cores to spare and storage across a network it can pay.
-	ReadAhead int
-
 	// Verify is the base of the options handed to internal/verify; a project's
 	// allowed_content_types overrides AllowList per file type.
 	Verify verify.Options
@@ -310,23 +300,10 @@ func (h *Handler) read(ctx context.Context, timer *time.Timer, budget time.Durat
 		}
 		hashed = n
 	}
-	var m verify.Measurement
-	var err error
-	bufSize := opts.BufferSize
-	if bufSize <= 0 {
-		bufSize = verify.DefaultBufferSize // read-ahead is only for objects larger than this
-	}
-	src := cutShort{body}
-	if h.opts.ReadAhead > 0 && info.Size > 2*int64(bufSize) {
-		ra := newReadAhead(src, h.opts.ReadAhead, bufSize)
-		m, err = verify.Measure(ctx, ra, opts)
-		if c, ok := body.(io.Closer); ok && err != nil {
-			_ = c.Close() // unblocks a read still in flight, so ra.Close can return
-		}
-		ra.Close()
-	} else {
-		m, err = verify.Measure(ctx, src, opts)
-	}
+	// One goroutine reads and hashes: read-ahead on a second one measured slower on
+	// a 2-core machine (the socket copy and SHA-256 share a core's cache), see
+	// BenchmarkValidate1GiB in make bench.
+	m, err := verify.Measure(ctx, cutShort{body}, opts)
 	if err != nil {
 		return verify.Measurement{}, verify.Report{}, withCause(ctx, err)
 	}
