@@ -7,8 +7,10 @@ export PATH := /usr/local/go/bin:$(PATH)
 GOBIN ?= $(shell go env GOPATH)/bin
 SQLC_VERSION  := v1.31.1
 MINIO_VERSION := v0.0.0-20260212201848-7aac2a2c5b7c
+GOLANGCI_LINT_VERSION := v2.15.0
 SQLC  := $(GOBIN)/sqlc
 MINIO := $(GOBIN)/minio
+GOLANGCI_LINT := $(GOBIN)/golangci-lint
 
 # Local development defaults (override in the environment).
 export LABELQ_OPERATOR_PASSWORD ?= labelq-dev
@@ -26,7 +28,7 @@ help: ## list the targets
 	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 .PHONY: tools
-tools: $(SQLC) $(MINIO) ## install sqlc, minio, zip and unzip when missing
+tools: $(SQLC) $(MINIO) $(GOLANGCI_LINT) ## install sqlc, minio, golangci-lint, zip and unzip when missing
 	@command -v zip >/dev/null && command -v unzip >/dev/null || { \
 	  echo "installing zip and unzip"; \
 	  (apt-get update -qq && apt-get install -y -qq zip unzip) >/dev/null || \
@@ -39,6 +41,10 @@ $(SQLC):
 $(MINIO):
 	@echo "installing minio $(MINIO_VERSION) (about 3 minutes, once)"
 	go install github.com/minio/minio@$(MINIO_VERSION)
+
+$(GOLANGCI_LINT):
+	@echo "installing golangci-lint $(GOLANGCI_LINT_VERSION) (about 3 minutes, once)"
+	go install github.com/golangci/golangci-lint/v2/cmd/golangci-lint@$(GOLANGCI_LINT_VERSION)
 
 .PHONY: services
 services: services-db $(MINIO) ## check Postgres, Redis and MinIO; start what is missing
@@ -91,7 +97,7 @@ run: services migrate ## start everything (API, workers, scheduler, relay, asynq
 	exec ./bin/labelq all
 
 .PHONY: test
-test: tools services-db ## run every test against the real Postgres, Redis and MinIO
+test: tools services-db lint ## lint, then run every test against the real Postgres, Redis and MinIO
 	go test -race -timeout 20m ./...
 	@echo "second pass, without -race: the tests that move gigabytes (ZIP64 beyond 4 GiB, 70,000-entry export)"
 	go test -count=1 -timeout 20m -run '$(HEAVY_TESTS)' ./internal/zipstream/ ./worker/export/
@@ -119,7 +125,8 @@ fuzz: ## run every fuzz target for FUZZTIME each (the normal test run replays th
 	done
 
 .PHONY: lint
-lint: $(SQLC) ## gofmt, go vet and the sqlc freshness check
+lint: $(SQLC) $(GOLANGCI_LINT) ## gofmt, go vet, golangci-lint (.golangci.yml) and the sqlc freshness check
 	@out=$$(gofmt -l $$(git ls-files '*.go')); [ -z "$$out" ] || { echo "gofmt would change: $$out"; exit 1; }
 	go vet ./...
+	$(GOLANGCI_LINT) run ./...
 	$(SQLC) diff

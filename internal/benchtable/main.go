@@ -6,6 +6,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"fmt"
 	"io"
 	"os"
@@ -55,16 +56,23 @@ func Parse(r io.Reader) (rows []Row, failures []string) {
 
 func main() {
 	rows, failures := Parse(os.Stdin)
-	tw := tabwriter.NewWriter(os.Stdout, 2, 8, 2, ' ', 0)
-	fmt.Fprintln(tw, "\nBENCHMARK\tFIGURES (measured in the same run)")
+	// The table is laid out in memory (writes to a bytes.Buffer cannot fail)
+	// and printed with one checked write.
+	var table bytes.Buffer
+	tw := tabwriter.NewWriter(&table, 2, 8, 2, ' ', 0)
+	_, _ = fmt.Fprintln(tw, "\nBENCHMARK\tFIGURES (measured in the same run)")
 	for _, r := range rows {
 		parts := make([]string, 0, len(r.Metrics))
 		for _, m := range r.Metrics {
 			parts = append(parts, m[0]+"="+m[1])
 		}
-		fmt.Fprintf(tw, "%s\t%s\n", strings.TrimPrefix(r.Name, "Benchmark"), strings.Join(parts, "  "))
+		_, _ = fmt.Fprintf(tw, "%s\t%s\n", strings.TrimPrefix(r.Name, "Benchmark"), strings.Join(parts, "  "))
 	}
 	_ = tw.Flush()
+	if _, err := os.Stdout.Write(table.Bytes()); err != nil {
+		fmt.Fprintln(os.Stderr, "benchtable:", err)
+		os.Exit(1)
+	}
 	if len(failures) > 0 {
 		fmt.Println("\nFAILURES:")
 		for _, f := range failures {

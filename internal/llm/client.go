@@ -310,7 +310,10 @@ func chatRequest(req Request, prompt Prompt) (openai.ChatCompletionRequest, erro
 		// model switch into a permanent failure of every run.
 		oreq.MaxCompletionTokens = req.MaxTokens
 	} else {
-		oreq.MaxTokens = req.MaxTokens
+		// max_tokens, deprecated by OpenAI in favour of max_completion_tokens,
+		// is still the field older models and OpenAI-compatible servers
+		// (LABELQ_LLM_BASE_URL may point at one) understand.
+		oreq.MaxTokens = req.MaxTokens //nolint:staticcheck // SA1019: see above
 		// go-openai omits a zero temperature (omitempty), and the API then
 		// samples at 1. The smallest float32 is sent instead: greedy in
 		// every implementation (go-openai issue #9).

@@ -137,12 +137,6 @@ func IsRetryable(err error) bool {
 	return k.Retryable()
 }
 
-// RetryAfter is the delay the provider asked for, 0 when none.
-func RetryAfter(err error) time.Duration {
-	_, d := Classify(err)
-	return d
-}
-
 // redactor removes the API key, and anything shaped like a credential, from
 // text that came from the provider or the transport.
 type redactor struct{ key string }

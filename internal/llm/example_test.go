@@ -19,7 +19,11 @@ func ExampleClient_Complete() {
 	if err := srv.Start("127.0.0.1:0"); err != nil {
 		panic(err)
 	}
-	defer srv.Close()
+	defer func() {
+		if err := srv.Close(); err != nil {
+			panic(err)
+		}
+	}()
 
 	client, err := llm.NewClient(llm.Config{
 		BaseURL: srv.BaseURL(), // os.Getenv(llm.EnvBaseURL)

@@ -76,9 +76,9 @@ func BenchmarkMeasure1GiB(b *testing.B) {
 		for range benchRounds {
 			// The baseline hashes data already in the CPU's cache, timing only the
 			// hashing: each MiB is copied into a 1 MiB buffer first, untimed.
-			// Hashing the 64 MiB block where it lies runs at DRAM speed (a quarter
-			// slower here) and would flatter the ratio; Measure hashes what it has
-			// just read, which is in cache too.
+			// Hashing the 64 MiB block where it lies runs at DRAM speed, slower,
+			// and would flatter the ratio; Measure hashes what it has just read,
+			// which is in cache too.
 			var hashing time.Duration
 			h := sha256.New()
 			piece := make([]byte, 1<<20)

@@ -15,8 +15,6 @@ type mediaType struct {
 	node *mimetype.MIME
 }
 
-func (t mediaType) String() string { return t.name }
-
 // synonyms maps names clients send that mimetype does not list as aliases to
 // the name labelq uses. Browsers and HTTP libraries disagree on these.
 var synonyms = map[string]string{

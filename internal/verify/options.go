@@ -58,11 +58,12 @@ type Options struct {
 
 	// BufferSize is Measure's read size. Default 4 MiB, or SmallBufferSize
 	// when SizeHint says the file is smaller than that. Large reads keep
-	// per-call overhead invisible next to SHA-256; measured on a 1 GiB object
-	// read from MinIO on the same 2 cores (make bench), 4 MiB reads ran at 0.81
-	// of in-memory SHA-256, 1–2 MiB at 0.79–0.80 and 8 MiB at 0.76 (the buffer
-	// no longer fits the core's cache). Both sizes are pooled, so a busy worker
-	// does not allocate one per file.
+	// per-call overhead invisible next to SHA-256. 4 MiB came out best of the
+	// sizes tried with BenchmarkValidate1GiB (worker/validate, make bench),
+	// which reads a 1 GiB object from MinIO and reports its rate against
+	// in-memory SHA-256: smaller reads were a little slower, and 8 MiB slower
+	// again (the buffer no longer fits the core's cache). Both sizes are
+	// pooled, so a busy worker does not allocate one per file.
 	BufferSize int
 
 	// SizeHint is the size the file is expected to have (storage's

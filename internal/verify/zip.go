@@ -289,7 +289,7 @@ func (in *zipInspection) readEntries(ctx context.Context, files []*zip.File) err
 		var readErr error
 		for {
 			if err := ctx.Err(); err != nil {
-				rc.Close()
+				_ = rc.Close() // read side; the outcome is decided
 				return err
 			}
 			k, err := rc.Read(buf)
@@ -303,7 +303,7 @@ func (in *zipInspection) readEntries(ctx context.Context, files []*zip.File) err
 					crc = crc32.Update(crc, crc32.IEEETable, buf[:k])
 				}
 				if stop := in.overLimit(f, n, entryLimit, compressed, totalLimit, overallRatioLimit); stop {
-					rc.Close()
+					_ = rc.Close() // read side; the outcome is decided
 					return nil
 				}
 			}
@@ -315,7 +315,9 @@ func (in *zipInspection) readEntries(ctx context.Context, files []*zip.File) err
 				break
 			}
 		}
-		rc.Close()
+		// Closing an entry reader only returns the error its Read already
+		// returned (archive/zip and compress/flate keep it), so readErr has it.
+		_ = rc.Close()
 		if readErr != nil {
 			return in.entryFailed(f, readErr)
 		}

@@ -9,7 +9,9 @@ import (
 // chunkSize is the unit of buffered entry data. Fixed-size chunks from one
 // pool waste at most one partial chunk per entry, where size-classed
 // []byte buffers would waste up to half of each buffer, and let deflated
-// entries hold only as many chunks as their compressed size needs.
+// entries hold only as many chunks as their compressed size needs. Each
+// packer's own chunk is also its copy buffer and the sample of an entry's
+// first bytes that chooseMethod inspects.
 const chunkSize = 64 << 10
 
 type chunk = [chunkSize]byte

@@ -9,6 +9,7 @@ import (
 	"hash/crc32"
 	"io"
 	"math/rand/v2"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -492,7 +493,7 @@ func TestWriterManifestLast(t *testing.T) {
 	require.NoError(t, w.Close())
 	require.Len(t, w.Result().Entries, len(tes)+1)
 
-	all := append(tes, testEntry{Entry: Entry{Path: ManifestPath}, data: mb, wantMethod: zip.Deflate})
+	all := append(slices.Clone(tes), testEntry{Entry: Entry{Path: ManifestPath}, data: mb, wantMethod: zip.Deflate})
 	requireArchive(t, buf.Bytes(), all, testModified)
 
 	zr, err := zip.NewReader(bytes.NewReader(buf.Bytes()), int64(buf.Len()))

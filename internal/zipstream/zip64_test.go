@@ -95,7 +95,7 @@ func TestPackHuge(t *testing.T) {
 
 	zf, err := zip.OpenReader(path)
 	require.NoError(t, err)
-	defer zf.Close()
+	defer func() { require.NoError(t, zf.Close()) }()
 	require.Len(t, zf.File, len(entries))
 	for i, f := range zf.File {
 		require.Equal(t, entries[i].Path, f.Name)

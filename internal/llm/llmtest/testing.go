@@ -44,9 +44,6 @@ func WithLenientSchemas() Option { return func(c *Config) { c.LenientSchemas = t
 // WithReply sets the plain-text reply generator.
 func WithReply(fn func(RecordedRequest) string) Option { return func(c *Config) { c.Reply = fn } }
 
-// WithClock sets the server's clock.
-func WithClock(now func() time.Time) Option { return func(c *Config) { c.Now = now } }
-
 // New starts a Server on a local port for the duration of the test. The
 // server expects DefaultAPIKey unless an option says otherwise; it is
 // closed in t.Cleanup, waking any request still sleeping.
