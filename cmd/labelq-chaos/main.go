@@ -16,7 +16,10 @@ import (
 	"github.com/labelq/labelq/internal/chaos"
 )
 
-func main() {
+func main() { os.Exit(run()) }
+
+// run is the whole program; it returns the exit code, so its defers run first.
+func run() int {
 	short := flag.Bool("short", false, "the short variant that runs inside make test")
 	load := flag.Int("load", 0, "a load run instead: this many versions through the whole pipeline, no faults")
 	versions := flag.Int("versions", 0, "uploads through the API (default: the variant's)")
@@ -63,10 +66,14 @@ func main() {
 	rep, err := chaos.Run(ctx, cfg)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "chaos:", err)
-		os.Exit(2)
+		return 2
 	}
-	rep.Print(os.Stdout)
+	if err := rep.Print(os.Stdout); err != nil {
+		fmt.Fprintln(os.Stderr, "chaos: print the report:", err)
+		return 2
+	}
 	if !rep.OK() {
-		os.Exit(1)
+		return 1
 	}
+	return 0
 }

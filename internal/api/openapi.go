@@ -112,10 +112,10 @@ func schemaRef(t reflect.Type, schemas map[string]any) map[string]any {
 	for t.Kind() == reflect.Pointer {
 		t = t.Elem()
 	}
-	switch {
-	case t == timeType:
+	switch t {
+	case timeType:
 		return map[string]any{"type": "string", "format": "date-time"}
-	case t == rawType:
+	case rawType:
 		return map[string]any{}
 	}
 	switch t.Kind() {

@@ -25,7 +25,7 @@ func TestChaosShort(t *testing.T) {
 	}
 	require.NoError(t, err)
 	var out bytes.Buffer
-	rep.Print(&out)
+	require.NoError(t, rep.Print(&out))
 	t.Log(out.String())
 	if !rep.OK() {
 		t.Log(log.String())

@@ -150,7 +150,7 @@ func Start(ctx context.Context, dir string, llmLatency time.Duration) (*Env, err
 	out, err := e.command(ctx, "migrate", "up").CombinedOutput()
 	if err != nil {
 		e.Close()
-		return nil, fmt.Errorf("migrate: %v: %s", err, out)
+		return nil, fmt.Errorf("migrate: %w: %s", err, out)
 	}
 	return e, nil
 }
@@ -174,7 +174,7 @@ func Build(ctx context.Context, dir string) (string, error) {
 	cmd := exec.CommandContext(ctx, "go", append(args, "./cmd/labelq")...)
 	cmd.Dir = root
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return "", fmt.Errorf("build labelq: %v: %s", err, out)
+		return "", fmt.Errorf("build labelq: %w: %s", err, out)
 	}
 	return bin, nil
 }
@@ -256,11 +256,11 @@ func (e *Env) StartProc(name, role string) (*Proc, error) {
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
-		f.Close()
+		_ = f.Close()
 		return nil, err
 	}
 	p := &Proc{Name: name, Role: role, Log: logPath, cmd: cmd, done: make(chan struct{})}
-	go func() { _ = cmd.Wait(); f.Close(); close(p.done) }()
+	go func() { _ = cmd.Wait(); _ = f.Close(); close(p.done) }()
 	e.mu.Lock()
 	e.procs[name] = p
 	e.mu.Unlock()
@@ -296,7 +296,7 @@ func rnd() string {
 	if err != nil {
 		return fmt.Sprint(time.Now().UnixNano())
 	}
-	defer f.Close()
+	defer func() { _ = f.Close() }()
 	b := make([]byte, 6)
 	_, _ = io.ReadFull(f, b)
 	return fmt.Sprintf("%x", b)

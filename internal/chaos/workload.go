@@ -53,8 +53,11 @@ func (c *client) call(ctx context.Context, method, path string, body any, idemKe
 		}
 		resp, err := c.http.Do(req)
 		if err == nil {
-			b, _ := io.ReadAll(resp.Body)
-			resp.Body.Close()
+			b, rerr := io.ReadAll(resp.Body)
+			_ = resp.Body.Close()
+			if rerr != nil {
+				return fmt.Errorf("%s %s: read the answer: %w", method, path, rerr)
+			}
 			if resp.StatusCode < 300 {
 				if out != nil {
 					return json.Unmarshal(b, out)

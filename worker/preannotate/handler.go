@@ -389,7 +389,7 @@ func (h *Handler) read(ctx context.Context, key string, limit int64) ([]byte, er
 	if err != nil {
 		return nil, err
 	}
-	defer obj.Close()
+	defer func() { _ = obj.Close() }()
 	return io.ReadAll(io.LimitReader(obj, limit))
 }
 

@@ -172,7 +172,7 @@ func (h *Handler) validate(ctx context.Context, log *slog.Logger, row db.FileVer
 		}
 		return fmt.Errorf("get object %q of version %d: %w", v.StoragePath, v.ID, withCause(octx, err))
 	}
-	defer body.Close()
+	defer func() { _ = body.Close() }()
 	refs := references(row, info)
 	size := info.Size
 	if pre := verify.Precheck(refs, opts); pre.Verdict != verify.Valid {
@@ -320,7 +320,7 @@ func (h *Handler) read(ctx context.Context, timer *time.Timer, budget time.Durat
 		if err != nil {
 			return verify.Measurement{}, verify.Report{}, err
 		}
-		defer obj.Close()
+		defer func() { _ = obj.Close() }()
 		z, err := verify.InspectZip(ctx, obj, m.Size, opts)
 		if err != nil {
 			return verify.Measurement{}, verify.Report{}, withCause(ctx, err)
