@@ -41,7 +41,7 @@ func TestOperatorSurface(t *testing.T) {
 		if err != nil {
 			return false
 		}
-		resp.Body.Close()
+		_ = resp.Body.Close()
 		return resp.StatusCode == http.StatusOK
 	}, 10*time.Second, 50*time.Millisecond)
 
@@ -52,7 +52,7 @@ func TestOperatorSurface(t *testing.T) {
 		}
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
-		t.Cleanup(func() { resp.Body.Close() })
+		t.Cleanup(func() { _ = resp.Body.Close() })
 		return resp
 	}
 
@@ -115,7 +115,7 @@ func TestReadyzReportsAnUnreachableDependency(t *testing.T) {
 	a.Pool.Close()
 	resp, err := http.Get(srv.URL + "/readyz")
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
 	var ready map[string]string
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&ready))
@@ -131,6 +131,6 @@ func TestOperatorPagesOffWithoutPassword(t *testing.T) {
 	defer srv.Close()
 	resp, err := http.Get(srv.URL + "/monitoring/")
 	require.NoError(t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	require.Equal(t, http.StatusForbidden, resp.StatusCode)
 }

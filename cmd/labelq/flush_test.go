@@ -46,7 +46,7 @@ func TestNothingLostWhenRedisIs(t *testing.T) {
 		req.Header.Set("Authorization", "Bearer "+tok.Secret)
 		resp, err := http.DefaultClient.Do(req)
 		require.NoError(t, err)
-		defer resp.Body.Close()
+		defer func() { _ = resp.Body.Close() }()
 		raw, _ := io.ReadAll(resp.Body)
 		require.Less(t, resp.StatusCode, 300, string(raw))
 		require.NoError(t, json.Unmarshal(raw, out))
@@ -82,7 +82,7 @@ func TestNothingLostWhenRedisIs(t *testing.T) {
 	runCtx, stop := context.WithCancel(ctx)
 	done := make(chan error, 1)
 	go func() { done <- a.Run(runCtx, app.AllRoles...) }()
-	defer func() { stop(); <-done }()
+	defer func() { stop(); require.NoError(t, <-done) }()
 	require.Eventually(t, func() bool {
 		var pending int
 		require.NoError(t, env.PG.Pool.QueryRow(ctx, "SELECT count(*) FROM file_versions WHERE validation_status = 'pending'").Scan(&pending))

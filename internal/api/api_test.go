@@ -71,7 +71,7 @@ func (c client) do(method, path string, body any, headers ...string) reply {
 	}
 	resp, err := http.DefaultClient.Do(req)
 	require.NoError(c.t, err)
-	defer resp.Body.Close()
+	defer func() { _ = resp.Body.Close() }()
 	b, err := io.ReadAll(resp.Body)
 	require.NoError(c.t, err)
 	return reply{Status: resp.StatusCode, Header: resp.Header, Body: b}
@@ -402,7 +402,7 @@ func TestWalkthrough(t *testing.T) {
 	require.NoError(t, err)
 	put, err := http.DefaultClient.Do(req)
 	require.NoError(t, err)
-	put.Body.Close()
+	_ = put.Body.Close()
 	require.Equal(t, http.StatusOK, put.StatusCode, "the presigned URL accepts the upload")
 
 	r = c.do("POST", fmt.Sprintf("/v1/files/%d/versions", fid), map[string]any{

@@ -30,7 +30,7 @@ func benchOutbox(b *testing.B) {
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.a.Run(ctx, app.RoleRelay) }()
-	defer func() { cancel(); <-done }()
+	defer func() { cancel(); require.NoError(b, <-done) }()
 
 	c := w.orgA
 	r := c.do("POST", "/v1/projects", map[string]any{"name": "bench"})

@@ -8,6 +8,7 @@ import (
 	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 
@@ -170,7 +171,7 @@ func TestCheckVersions(t *testing.T) {
 	wrong := []Upload{{Kind: KindText, VersionID: v.ID, Want: "valid"}}
 	require.Equal(t, Figure{"versions_wrong_outcome", "1", "0", false}, figure(t, checkVersions(ctx, pg.Pool, wrong, 1), "versions_wrong_outcome"))
 
-	notThere := append(ok, Upload{Kind: KindText, VersionID: v.ID + 1000, Want: "valid"})
+	notThere := append(slices.Clone(ok), Upload{Kind: KindText, VersionID: v.ID + 1000, Want: "valid"})
 	require.Equal(t, Figure{"versions_lost (not terminal)", "1", "0", false},
 		figure(t, checkVersions(ctx, pg.Pool, notThere, 2), "versions_lost (not terminal)"))
 }

@@ -82,7 +82,7 @@ func withDB(u, name string) string {
 func adminConn(ctx context.Context) (*pgx.Conn, error) {
 	c, err := pgx.Connect(ctx, AdminURL())
 	if err != nil {
-		return nil, fmt.Errorf("Postgres at %s is unreachable (%v): %s", database.HostOf(AdminURL()), err, startPostgres)
+		return nil, fmt.Errorf("Postgres at %s is unreachable (%w): %s", database.HostOf(AdminURL()), err, startPostgres)
 	}
 	return c, nil
 }
@@ -107,7 +107,7 @@ func buildTemplate(ctx context.Context) (string, error) {
 	if _, err := conn.Exec(ctx, "SELECT pg_advisory_lock(74657374)"); err != nil {
 		return "", err
 	}
-	defer conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(74657374)")
+	defer func() { _, _ = conn.Exec(context.WithoutCancel(ctx), "SELECT pg_advisory_unlock(74657374)") }() // the session ends with the test process anyway
 
 	name := "labelq_tmpl_" + MigrationsHash()
 	dropStale(ctx, conn, name)

@@ -64,7 +64,7 @@ func StartPrivatePostgres(ctx context.Context) (*PrivatePostgres, error) {
 	}
 	data := filepath.Join(dir, "data")
 	if out, err := p.run("initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"); err != nil {
-		return nil, fmt.Errorf("initdb: %v: %s", err, out)
+		return nil, fmt.Errorf("initdb: %w: %s", err, out)
 	}
 	port, err := FreePort()
 	if err != nil {
@@ -120,7 +120,7 @@ func (p *PrivatePostgres) URL(name string) string {
 func (p *PrivatePostgres) Start(ctx context.Context) error {
 	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", p.Port, p.Dir)
 	if out, err := p.run("pg_ctl", "-D", filepath.Join(p.Dir, "data"), "-l", filepath.Join(p.Dir, "log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {
-		return fmt.Errorf("pg_ctl start: %v: %s", err, out)
+		return fmt.Errorf("pg_ctl start: %w: %s", err, out)
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for time.Now().Before(deadline) {
@@ -137,7 +137,7 @@ func (p *PrivatePostgres) Start(ctx context.Context) error {
 func (p *PrivatePostgres) Stop() error {
 	out, err := p.run("pg_ctl", "-D", filepath.Join(p.Dir, "data"), "-m", "fast", "-w", "stop")
 	if err != nil {
-		return fmt.Errorf("pg_ctl stop: %v: %s", err, out)
+		return fmt.Errorf("pg_ctl stop: %w: %s", err, out)
 	}
 	return nil
 }

@@ -144,7 +144,7 @@ func peakRSSMiB(b testing.TB) float64 {
 	if err != nil {
 		b.Fatal(err)
 	}
-	defer fh.Close()
+	defer func() { _ = fh.Close() }()
 	sc := bufio.NewScanner(fh)
 	for sc.Scan() {
 		if rest, ok := strings.CutPrefix(sc.Text(), "VmHWM:"); ok {

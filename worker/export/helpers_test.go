@@ -202,7 +202,7 @@ func (f *fixture) download(key string) []byte {
 	f.t.Helper()
 	obj, err := f.s3.Store.Client.GetObject(context.Background(), f.s3.Store.Bucket, key, minio.GetObjectOptions{})
 	require.NoError(f.t, err)
-	defer obj.Close()
+	defer func() { _ = obj.Close() }()
 	b, err := io.ReadAll(obj)
 	require.NoError(f.t, err, "read %s", key)
 	return b
@@ -364,7 +364,7 @@ func (a *archive) read(name string) []byte {
 			if err != nil {
 				panic(err)
 			}
-			defer rc.Close()
+			defer func() { _ = rc.Close() }()
 			b, err := io.ReadAll(rc) // checks the CRC-32 too
 			if err != nil {
 				panic(fmt.Sprintf("read %s: %v", name, err))

@@ -420,7 +420,7 @@ func TestMatchSharedPeopleAcrossProjects(t *testing.T) {
 	ctx := context.Background()
 	tx, err := f.pg.Pool.Begin(ctx)
 	require.NoError(t, err)
-	defer tx.Rollback(ctx)
+	defer func() { _ = tx.Rollback(ctx) }()
 	q := f.pg.Q.WithTx(tx)
 	require.NoError(t, q.UserLockForAssignment(ctx, []int64{star.ID}))
 	_, err = q.AssignmentCreateBatch(ctx, db.AssignmentCreateBatchParams{

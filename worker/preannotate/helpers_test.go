@@ -177,7 +177,7 @@ func (w *world) object(key string) []byte {
 	w.t.Helper()
 	obj, err := w.env.S3.Store.Client.GetObject(context.Background(), w.env.S3.Store.Bucket, key, minio.GetObjectOptions{})
 	require.NoError(w.t, err)
-	defer obj.Close()
+	defer func() { _ = obj.Close() }()
 	b, err := io.ReadAll(obj)
 	require.NoError(w.t, err)
 	return b
