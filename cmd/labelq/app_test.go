@@ -4,7 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -21,7 +20,7 @@ func newApp(t *testing.T) (*app.App, *testenv.Env) {
 	t.Helper()
 	env := testenv.New(t)
 	cfg := env.Config(t, map[string]string{"LABELQ_HTTP_ADDR": testenv.FreeAddr(t)})
-	a, err := app.New(context.Background(), cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := app.New(context.Background(), cfg, testenv.Quiet())
 	require.NoError(t, err)
 	t.Cleanup(a.Close)
 	a.Mount = mountWorkers

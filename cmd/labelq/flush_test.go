@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -31,7 +30,7 @@ func TestNothingLostWhenRedisIs(t *testing.T) {
 		"LABELQ_SCHEDULE_SYNC": "1s",
 	})
 	ctx := context.Background()
-	a, err := app.New(ctx, cfg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := app.New(ctx, cfg, testenv.Quiet())
 	require.NoError(t, err)
 	defer a.Close()
 	a.Mount = mountWorkers

@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -22,6 +21,7 @@ import (
 	"github.com/labelq/labelq/internal/app"
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
 )
 
@@ -77,7 +77,8 @@ func (c client) do(method, path string, body any, headers ...string) reply {
 	return reply{Status: resp.StatusCode, Header: resp.Header, Body: b}
 }
 
-type world struct {
+// fixture is one test's services, the app serving its API and a client per organization.
+type fixture struct {
 	env    *testenv.Env
 	a      *app.App
 	server *httptest.Server
@@ -87,10 +88,10 @@ type world struct {
 	orgAID int64
 }
 
-func newWorld(t *testing.T) *world {
+func newFixture(t *testing.T) *fixture {
 	t.Helper()
 	env := testenv.New(t)
-	a, err := app.New(context.Background(), env.Config(t, nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := app.New(context.Background(), env.Config(t, nil), testenv.Quiet())
 	require.NoError(t, err)
 	t.Cleanup(a.Close)
 	srv := httptest.NewServer(a.Handler())
@@ -99,7 +100,7 @@ func newWorld(t *testing.T) *world {
 	require.NoError(t, err)
 	tokB, err := admin.CreateToken(context.Background(), env.PG.Pool, "org-b", "test")
 	require.NoError(t, err)
-	return &world{
+	return &fixture{
 		env: env, a: a, server: srv, orgAID: tokA.OrgID,
 		orgA: client{t, srv.URL, tokA.Secret}, orgB: client{t, srv.URL, tokB.Secret}, anon: client{t, srv.URL, ""},
 	}
@@ -118,7 +119,7 @@ type seeded struct {
 	TaskID                                                                          string
 }
 
-func (w *world) seed(t *testing.T) seeded {
+func (w *fixture) seed(t *testing.T) seeded {
 	t.Helper()
 	var s seeded
 	r := w.orgA.do("POST", "/v1/projects", map[string]any{"name": "secret-project-A", "llm_enabled": true, "llm_model": "gpt-test"})
@@ -215,7 +216,7 @@ func validBody(rt api.Route) any {
 
 func TestTenantIsolationOnEveryRoute(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
+	w := newFixture(t)
 	s := w.seed(t)
 	leaks, wrong := 0, 0
 	for _, rt := range (&api.Server{}).Routes() {
@@ -258,7 +259,7 @@ func TestTenantIsolationOnEveryRoute(t *testing.T) {
 
 func TestMalformedBodiesAreProblems(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
+	w := newFixture(t)
 	s := w.seed(t)
 	bad := map[string]string{
 		"invalid JSON":      `{"name": `,
@@ -294,7 +295,7 @@ func TestMalformedBodiesAreProblems(t *testing.T) {
 
 func TestFieldValidationNamesTheField(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
+	w := newFixture(t)
 	s := w.seed(t)
 	cases := []struct {
 		method, path string
@@ -338,20 +339,24 @@ func TestFieldValidationNamesTheField(t *testing.T) {
 
 func TestRegistrationIsIdempotent(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
+	w := newFixture(t)
 	s := w.seed(t)
-	ctx := context.Background()
 	key := fmt.Sprintf("orgs/%d/projects/%d/files/%d/v2", w.orgAID, s.ProjectID, s.FileID)
 	body := map[string]any{"storage_path": key}
 	path := fmt.Sprintf("/v1/files/%d/versions", s.FileID)
 	countOutbox := func() int {
-		var n int
-		require.NoError(t, w.env.PG.Pool.QueryRow(ctx, "SELECT count(*) FROM outbox WHERE task_type='file:validate'").Scan(&n))
+		n := 0
+		for _, k := range testenv.Kinds(testenv.OutboxRows(t, w.env.PG.Pool, w.orgAID)) {
+			if k == (tasks.Validate{}).Kind() {
+				n++
+			}
+		}
 		return n
 	}
 	before := countOutbox()
 	first := w.orgA.do("POST", path, body, "Idempotency-Key", "upload-42")
 	require.Equal(t, http.StatusAccepted, first.Status, string(first.Body))
+	testenv.RequireQueued(t, w.env.PG.Pool, w.orgAID, tasks.Validate{VersionID: id(t, first)})
 	again := w.orgA.do("POST", path, body, "Idempotency-Key", "upload-42")
 	require.Equal(t, http.StatusAccepted, again.Status)
 	require.JSONEq(t, string(first.Body), string(again.Body))
@@ -385,7 +390,7 @@ func TestRegistrationIsIdempotent(t *testing.T) {
 
 func TestWalkthrough(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
+	w := newFixture(t)
 	c := w.orgA
 	r := c.do("POST", "/v1/projects", map[string]any{"name": "Street signs", "requirements_text": "Label every sign."})
 	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
@@ -412,6 +417,8 @@ func TestWalkthrough(t *testing.T) {
 	reg := r.json(t)
 	require.Equal(t, "pending", reg["status"])
 	taskID := reg["task_id"].(string)
+	queued := testenv.RequireQueued(t, w.env.PG.Pool, w.orgAID, tasks.Validate{VersionID: id(t, r)})
+	require.Equal(t, queued.TaskID, taskID, "the reply names the queued task")
 
 	r = c.do("GET", reg["status_url"].(string), nil)
 	require.Equal(t, http.StatusOK, r.Status)
@@ -439,7 +446,7 @@ func TestWalkthrough(t *testing.T) {
 	require.Contains(t, string(r.Body), "/v1/files/{file_id}/versions")
 }
 
-func (w *world) relayOnce() (int, error) {
+func (w *fixture) relayOnce() (int, error) {
 	return relayFor(w.a).RelayOnce(context.Background())
 }
 
@@ -447,7 +454,7 @@ func (w *world) relayOnce() (int, error) {
 // query that forgets its WHERE org_id.
 func TestRowLevelSecurity(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
+	w := newFixture(t)
 	w.seed(t)
 	ctx := context.Background()
 	var otherOrg int64

@@ -3,8 +3,6 @@ package api_test
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http/httptest"
 	"sort"
 	"testing"
@@ -16,17 +14,17 @@ import (
 	"github.com/labelq/labelq/internal/testenv"
 )
 
-// newWorldB is newWorld for benchmarks (one organization).
-func newWorldB(b *testing.B) *world {
+// newFixtureB is newFixture for benchmarks (one organization).
+func newFixtureB(b *testing.B) *fixture {
 	env := testenv.New(b)
-	a, err := app.New(context.Background(), env.Config(b, nil), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	a, err := app.New(context.Background(), env.Config(b, nil), testenv.Quiet())
 	require.NoError(b, err)
 	b.Cleanup(a.Close)
 	srv := httptest.NewServer(a.Handler())
 	b.Cleanup(srv.Close)
 	tok, err := admin.CreateToken(context.Background(), env.PG.Pool, "bench-org", "bench")
 	require.NoError(b, err)
-	return &world{env: env, a: a, server: srv, orgAID: tok.OrgID, orgA: client{b, srv.URL, tok.Secret}}
+	return &fixture{env: env, a: a, server: srv, orgAID: tok.OrgID, orgA: client{b, srv.URL, tok.Secret}}
 }
 
 func idB(b *testing.B, r reply) int64 {

@@ -12,6 +12,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/labelq/labelq/internal/app"
+	"github.com/labelq/labelq/internal/tasks"
 )
 
 // BenchmarkOutboxLatency10k registers 10,000 versions through the API while the
@@ -26,7 +27,7 @@ func BenchmarkOutboxLatency10k(b *testing.B) {
 
 func benchOutbox(b *testing.B) {
 	const total, files, workers = 10000, 100, 8
-	w := newWorldB(b)
+	w := newFixtureB(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- w.a.Run(ctx, app.RoleRelay) }()
@@ -75,7 +76,7 @@ func benchOutbox(b *testing.B) {
 	var p50, p99, maxMs float64
 	require.NoError(b, w.env.PG.Pool.QueryRow(context.Background(), `
 		SELECT percentile_cont(0.5) WITHIN GROUP (ORDER BY lat), percentile_cont(0.99) WITHIN GROUP (ORDER BY lat), max(lat)
-		FROM (SELECT extract(epoch FROM enqueued_at - created_at) * 1000 AS lat FROM outbox WHERE task_type = 'file:validate') s`).
+		FROM (SELECT extract(epoch FROM enqueued_at - created_at) * 1000 AS lat FROM outbox WHERE task_type = $1) s`, tasks.Validate{}.Kind()).
 		Scan(&p50, &p99, &maxMs))
 
 	// Baseline: asynq's own enqueue latency for the same number of tasks.

@@ -17,7 +17,7 @@ import (
 // (and TestNoInternalColumnInOpenAPI keeps internal columns out of those schemas).
 func TestAnswersAreWhatIsDocumented(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t)
+	w := newFixture(t)
 	s := w.seed(t)
 	var doc struct {
 		Paths map[string]map[string]struct {

@@ -1,13 +1,8 @@
 package app
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
-	"log/slog"
-	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -19,33 +14,6 @@ import (
 	"github.com/labelq/labelq/internal/testenv"
 )
 
-type lines struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (l *lines) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.buf.Write(p)
-}
-
-// about returns the JSON log records that mention id.
-func (l *lines) about(t *testing.T, id string) []map[string]any {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	var out []map[string]any
-	for _, line := range strings.Split(l.buf.String(), "\n") {
-		if !strings.Contains(line, id) {
-			continue
-		}
-		var rec map[string]any
-		require.NoError(t, json.Unmarshal([]byte(line), &rec), line)
-		out = append(out, rec)
-	}
-	return out
-}
-
 // TestEachFailureIsLoggedOnce runs the worker's middleware and asynq's logger, as
 // the worker role sets them up, on a real server: a failed attempt is one line
 // with its attempt and outcome, a permanent failure is one error line (asynq's
@@ -53,8 +21,7 @@ func (l *lines) about(t *testing.T, id string) []map[string]any {
 func TestEachFailureIsLoggedOnce(t *testing.T) {
 	t.Parallel()
 	rd := testenv.RedisDB(t)
-	out := &lines{}
-	log := slog.New(slog.NewJSONHandler(out, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	log, out := testenv.Logger(t)
 	a := &App{Log: log}
 
 	cfg := queue.ServerConfig(2, 5*time.Second, log, context.Background)
@@ -101,7 +68,7 @@ func TestEachFailureIsLoggedOnce(t *testing.T) {
 	waitState("later-1", asynq.TaskStateCompleted)
 	srv.Shutdown()
 
-	perm := out.about(t, "perm-1")
+	perm := out.Records(t, "perm-1")
 	require.Len(t, perm, 2, "one failure line, and asynq's archive note at debug: %v", perm)
 	require.Equal(t, "ERROR", perm[0]["level"])
 	require.Equal(t, "archived", perm[0]["outcome"])
@@ -110,7 +77,7 @@ func TestEachFailureIsLoggedOnce(t *testing.T) {
 	require.Equal(t, "DEBUG", perm[1]["level"], "asynq's own line is no second warning")
 
 	var levels, outcomes []string
-	for _, r := range out.about(t, "trans-1") {
+	for _, r := range out.Records(t, "trans-1") {
 		if r["msg"] == "task did not succeed" {
 			levels = append(levels, r["level"].(string))
 			outcomes = append(outcomes, r["outcome"].(string))
@@ -119,7 +86,7 @@ func TestEachFailureIsLoggedOnce(t *testing.T) {
 	require.Equal(t, []string{"WARN", "ERROR"}, levels, "one line per attempt")
 	require.Equal(t, []string{"retry", "archived"}, outcomes)
 
-	lat := out.about(t, "later-1")
+	lat := out.Records(t, "later-1")
 	require.Len(t, lat, 1)
 	require.Equal(t, "DEBUG", lat[0]["level"], "a retry-later is no failure")
 	require.Equal(t, "retry_after", lat[0]["outcome"])

@@ -2,8 +2,6 @@ package database_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"strings"
 	"testing"
 
@@ -14,7 +12,7 @@ import (
 	"github.com/labelq/labelq/internal/testenv"
 )
 
-var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+var quiet = testenv.Quiet()
 
 // schemaOf describes everything a migration can create, one sorted line per object,
 // so two states of a database compare as text.

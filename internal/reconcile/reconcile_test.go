@@ -2,8 +2,6 @@ package reconcile_test
 
 import (
 	"context"
-	"io"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -28,7 +26,7 @@ func TestRequeuesOnlyWorkWhoseTaskIsGone(t *testing.T) {
 	defer client.Close()
 	insp := asynq.NewInspector(rd.Opt())
 	defer insp.Close()
-	quiet := slog.New(slog.NewTextHandler(io.Discard, nil))
+	quiet := testenv.Quiet()
 	relay := &outbox.Relay{Pool: pg.Pool, Client: client, Log: quiet, BatchSize: 500}
 
 	org := pg.Org(t)
@@ -71,6 +69,11 @@ func TestRequeuesOnlyWorkWhoseTaskIsGone(t *testing.T) {
 	n, err = r.Run(ctx)
 	require.NoError(t, err)
 	require.Equal(t, len(versions), n)
+	for _, v := range versions {
+		row := testenv.RequireLatestQueued(t, pg.Pool, org.ID, tasks.Validate{VersionID: v.ID})
+		require.NotEqual(t, tasks.Validate{VersionID: v.ID}.TaskID(), row.TaskID, "a requeue is a task of its own")
+		require.Nil(t, row.EnqueuedAt, "waiting for the relay")
+	}
 	n, err = r.Run(ctx)
 	require.NoError(t, err)
 	require.Zero(t, n, "requeued work waiting in the outbox counts as live")

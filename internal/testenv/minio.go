@@ -30,7 +30,7 @@ type MinIOServer struct {
 	Dir       string
 	cmd       *exec.Cmd
 	exited    chan struct{}
-	log       *lockedBuffer
+	log       *LogBuffer
 }
 
 // S3 is one test's bucket on the shared MinIO server.
@@ -119,7 +119,7 @@ func StartMinIOAt(ctx context.Context, dir, accessKey, secretKey, endpoint strin
 			AccessKey: accessKey,
 			SecretKey: secretKey,
 			Dir:       dir,
-			log:       &lockedBuffer{},
+			log:       &LogBuffer{},
 		}
 		cmd := exec.Command(bin, "server", dir, "--address", s.Endpoint,
 			"--console-address", fmt.Sprintf("127.0.0.1:%d", console), "--quiet")
@@ -241,22 +241,4 @@ func (s *S3) Put(t testing.TB, key string, content []byte, opts minio.PutObjectO
 		t.Fatalf("testenv: put %s: %v", key, err)
 	}
 	return info
-}
-
-// lockedBuffer collects a child's output while the parent may read it.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
 }

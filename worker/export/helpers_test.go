@@ -15,8 +15,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -41,7 +39,8 @@ type fixture struct {
 	s3      *testenv.S3
 	org     db.Organization
 	pr      db.Project
-	logs    *syncBuffer
+	log     *slog.Logger
+	logs    *testenv.LogBuffer
 	metrics *metrics.Metrics
 }
 
@@ -49,9 +48,10 @@ func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	pg := testenv.Postgres(t)
 	org := pg.Org(t)
+	log, logs := testenv.Logger(t)
 	return &fixture{
 		t: t, pg: pg, s3: testenv.MinIO(t), org: org, pr: pg.Project(t, org.ID),
-		logs: &syncBuffer{}, metrics: metrics.New(),
+		log: log, logs: logs, metrics: metrics.New(),
 	}
 }
 
@@ -66,7 +66,7 @@ func (f *fixture) handler(opts export.Options) *export.Handler {
 	}
 	return export.NewHandler(export.Deps{
 		Pool: f.pg.Pool, Store: f.s3.Store, Metrics: f.metrics, Version: "test", Options: opts,
-		Log: slog.New(slog.NewTextHandler(f.logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Log: f.log,
 	})
 }
 
@@ -416,22 +416,4 @@ func randHex() string {
 func sha256Hex(b []byte) string {
 	s := sha256.Sum256(b)
 	return hex.EncodeToString(s[:])
-}
-
-// syncBuffer collects log lines from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

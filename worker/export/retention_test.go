@@ -2,7 +2,6 @@ package export_test
 
 import (
 	"context"
-	"log/slog"
 	"testing"
 	"time"
 
@@ -43,7 +42,7 @@ func TestRetentionPurgesOldArchives(t *testing.T) {
 	// One archive is already gone from the bucket: still marked, not an error.
 	require.NoError(t, f.s3.Store.Client.RemoveObject(ctx, f.s3.Store.Bucket, f.exportKey(ids[1]), minio.RemoveObjectOptions{}))
 
-	r := &export.RetentionHandler{Pool: f.pg.Pool, Store: f.s3.Store, Log: slog.New(slog.NewTextHandler(f.logs, nil))}
+	r := &export.RetentionHandler{Pool: f.pg.Pool, Store: f.s3.Store, Log: f.log}
 	n, err := r.Run(ctx)
 	require.NoError(t, err)
 	require.Zero(t, n, "retention 0 keeps everything")

@@ -3,8 +3,6 @@ package match_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"testing"
 
 	"github.com/hibiken/asynq"
@@ -23,7 +21,7 @@ func FuzzPayload(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	env := &testenv.Env{PG: testenv.Postgres(f)}
-	h := match.NewHandler(match.Deps{Pool: env.PG.Pool, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h := match.NewHandler(match.Deps{Pool: env.PG.Pool, Log: testenv.Quiet()})
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		err := tasks.Handle(h.Work).ProcessTask(context.Background(), asynq.NewTask(tasks.Match{}.Kind(), payload))
 		if !errors.Is(err, asynq.SkipRetry) {

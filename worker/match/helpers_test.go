@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"strings"
 	"testing"
 	"time"
 
@@ -41,17 +40,11 @@ func newFixture(t testing.TB, opts ...testenv.ProjectOpt) *fixture {
 	}
 }
 
-// testLogger sends the handler's lines to the test log, so a failing test shows
-// what the runs said.
+// testLogger keeps the handler's lines, so a failing test shows what the runs said
+// (testenv.Logger prints them when it fails).
 func testLogger(t testing.TB) *slog.Logger {
-	return slog.New(slog.NewTextHandler(tWriter{t}, &slog.HandlerOptions{Level: slog.LevelInfo}))
-}
-
-type tWriter struct{ t testing.TB }
-
-func (w tWriter) Write(p []byte) (int, error) {
-	w.t.Log(strings.TrimRight(string(p), "\n"))
-	return len(p), nil
+	log, _ := testenv.Logger(t)
+	return log
 }
 
 func reviewersOn(p *db.ProjectCreateParams) { p.AssignReviewers = true }

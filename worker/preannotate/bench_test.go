@@ -41,7 +41,7 @@ func BenchmarkPreannotate1000(b *testing.B) {
 	)
 	for range b.N {
 		b.StopTimer()
-		w := newWorld(b, worldOpts{
+		w := newFixture(b, fixtureOpts{
 			serverOpts: []llmtest.Option{
 				llmtest.WithLatency(latency), llmtest.WithRPM(perWindow), llmtest.WithWindow(window),
 			},
@@ -80,7 +80,7 @@ func BenchmarkPreannotate1000(b *testing.B) {
 // seedVersions creates n files with one valid tiny text version each, in the
 // state file:validate leaves them, with their objects in the bucket. The setup is
 // not timed.
-func seedVersions(b *testing.B, w *world, n int) []int64 {
+func seedVersions(b *testing.B, w *fixture, n int) []int64 {
 	b.Helper()
 	ctx := context.Background()
 	names, keys, sums := make([]string, n), make([]string, n), make([]string, n)

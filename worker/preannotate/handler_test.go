@@ -32,7 +32,7 @@ func retryAfter(t *testing.T, err error) time.Duration {
 
 func TestStructuredOutputIsStoredAndLinked(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, worldOpts{project: []testenv.ProjectOpt{withSchema(labelSchema)}})
+	w := newFixture(t, fixtureOpts{project: []testenv.ProjectOpt{withSchema(labelSchema)}})
 	v := w.valid("review-1.txt", "text/plain; charset=utf-8", []byte("Great value, would buy again."), nil)
 
 	require.NoError(t, w.process(v))
@@ -91,7 +91,7 @@ func TestStructuredOutputIsStoredAndLinked(t *testing.T) {
 
 func TestPlainTextAndImages(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, worldOpts{serverOpts: []llmtest.Option{llmtest.WithReply(func(llmtest.RecordedRequest) string {
+	w := newFixture(t, fixtureOpts{serverOpts: []llmtest.Option{llmtest.WithReply(func(llmtest.RecordedRequest) string {
 		return "A short, positive review."
 	})}})
 	text := w.valid("notes.md", "text/markdown", []byte("# Notes\nThe product arrived on time."), nil)
@@ -118,7 +118,7 @@ func TestPlainTextAndImages(t *testing.T) {
 
 func TestDuplicateContentMakesNoSecondCall(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, worldOpts{project: []testenv.ProjectOpt{withSchema(labelSchema)}})
+	w := newFixture(t, fixtureOpts{project: []testenv.ProjectOpt{withSchema(labelSchema)}})
 	content := []byte("Terrible. Broke after a day.")
 	first := w.valid("a.txt", "text/plain", content, nil)
 	dup := w.valid("b.txt", "text/plain", content, &first.ID) // marked duplicate_of by file:validate
@@ -153,7 +153,7 @@ func TestDuplicateContentMakesNoSecondCall(t *testing.T) {
 	require.Equal(t, int64(3), usage.CacheHits)
 }
 
-func mustVersion(t *testing.T, w *world, id int64) db.FileVersion {
+func mustVersion(t *testing.T, w *fixture, id int64) db.FileVersion {
 	t.Helper()
 	v, err := w.env.PG.Q.FileVersionGetByID(context.Background(), id)
 	require.NoError(t, err)
@@ -169,7 +169,7 @@ func TestIdenticalContentAtOnceIsPaidOnce(t *testing.T) {
 		}
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
-			w := newWorld(t, worldOpts{
+			w := newFixture(t, fixtureOpts{
 				serverOpts: []llmtest.Option{llmtest.WithLatency(500 * time.Millisecond)},
 				options:    preannotate.Options{BusyRetry: 100 * time.Millisecond},
 			})
@@ -218,7 +218,7 @@ func TestIdenticalContentAtOnceIsPaidOnce(t *testing.T) {
 
 func TestRateLimitedThenSucceedsHonouringRetryAfter(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, worldOpts{project: []testenv.ProjectOpt{withSchema(labelSchema)}})
+	w := newFixture(t, fixtureOpts{project: []testenv.ProjectOpt{withSchema(labelSchema)}})
 	v := w.valid("r.txt", "text/plain", []byte("Fine."), nil)
 	w.srv.Next(llmtest.Fault{Status: http.StatusTooManyRequests, RetryAfter: time.Second})
 
@@ -245,7 +245,7 @@ func TestRateLimitedThenSucceedsHonouringRetryAfter(t *testing.T) {
 
 func TestServerErrorsRetryWithBackoff(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, worldOpts{})
+	w := newFixture(t, fixtureOpts{})
 	v := w.valid("s.txt", "text/plain", []byte("Okay."), nil)
 	w.srv.Next(llmtest.Fault{Status: http.StatusInternalServerError}, llmtest.Fault{Malformed: true})
 
@@ -283,7 +283,7 @@ func TestPermanentProviderErrorsFailAtOnceWithoutTheKey(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			w := newWorld(t, worldOpts{clientKey: tc.key})
+			w := newFixture(t, fixtureOpts{clientKey: tc.key})
 			v := w.valid("p.txt", "text/plain", []byte("Hello."), nil)
 			if tc.fault != nil {
 				w.srv.Next(*tc.fault)
@@ -310,7 +310,7 @@ func TestPermanentProviderErrorsFailAtOnceWithoutTheKey(t *testing.T) {
 
 func TestSchemaViolationIsRepairedOnce(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, worldOpts{project: []testenv.ProjectOpt{withSchema(labelSchema)}})
+	w := newFixture(t, fixtureOpts{project: []testenv.ProjectOpt{withSchema(labelSchema)}})
 	v := w.valid("x.txt", "text/plain", []byte("Meh."), nil)
 	w.srv.Next(llmtest.Fault{SchemaViolation: true})
 
@@ -330,7 +330,7 @@ func TestSchemaViolationIsRepairedOnce(t *testing.T) {
 
 func TestFailedRepairKeepsTheRawReply(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, worldOpts{project: []testenv.ProjectOpt{withSchema(labelSchema)}})
+	w := newFixture(t, fixtureOpts{project: []testenv.ProjectOpt{withSchema(labelSchema)}})
 	v := w.valid("y.txt", "text/plain", []byte("Meh."), nil)
 	w.srv.Next(llmtest.Fault{SchemaViolation: true}, llmtest.Fault{Content: `{"label": "maybe", "confidence": 2}`})
 
@@ -349,7 +349,7 @@ func TestFailedRepairKeepsTheRawReply(t *testing.T) {
 
 func TestUnsupportedContentIsSkipped(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, worldOpts{})
+	w := newFixture(t, fixtureOpts{})
 	for _, tc := range []struct{ name, mime, reason string }{
 		{"archive.zip", "application/zip", "only text"},
 		{"talk.mp3", "audio/mpeg", "only text"},
@@ -368,7 +368,7 @@ func TestUnsupportedContentIsSkipped(t *testing.T) {
 
 func TestSpentDailyBudgetDelaysToTheNextDay(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, worldOpts{
+	w := newFixture(t, fixtureOpts{
 		options: preannotate.Options{BudgetJitter: time.Minute},
 		project: []testenv.ProjectOpt{func(p *db.ProjectCreateParams) { p.LlmDailyTokenBudget = ptr(int64(50)) }},
 	})
@@ -392,7 +392,7 @@ func TestSpentDailyBudgetDelaysToTheNextDay(t *testing.T) {
 
 func TestDisabledProjectIsSkipped(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, worldOpts{})
+	w := newFixture(t, fixtureOpts{})
 	v := w.valid("d.txt", "text/plain", []byte("Hi."), nil)
 	_, err := w.env.PG.Pool.Exec(context.Background(), `UPDATE projects SET llm_enabled = false WHERE id = $1`, w.project.ID)
 	require.NoError(t, err)
@@ -406,7 +406,7 @@ func TestDisabledProjectIsSkipped(t *testing.T) {
 
 func TestRerunOfAFinishedTaskChangesNothing(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, worldOpts{project: []testenv.ProjectOpt{withSchema(labelSchema)}})
+	w := newFixture(t, fixtureOpts{project: []testenv.ProjectOpt{withSchema(labelSchema)}})
 	done := w.valid("done.txt", "text/plain", []byte("Lovely."), nil)
 	cached := w.valid("cached.txt", "text/plain", []byte("Lovely."), &done.ID)
 	skipped := w.valid("skipped.zip", "application/zip", []byte("PK"), nil)
@@ -425,7 +425,7 @@ func TestRerunOfAFinishedTaskChangesNothing(t *testing.T) {
 
 func TestBadTasksEndWithoutRetry(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, worldOpts{})
+	w := newFixture(t, fixtureOpts{})
 	ctx := context.Background()
 	for _, payload := range []string{`not json`, `{}`, `{"version_id": -3}`} {
 		err := tasks.Handle(w.h.Work).ProcessTask(ctx, asynq.NewTask(tasks.Preannotate{}.Kind(), []byte(payload)))
@@ -446,7 +446,7 @@ func TestBadTasksEndWithoutRetry(t *testing.T) {
 
 func TestChangedSettingsMakeANewRunAndCloseTheOld(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, worldOpts{})
+	w := newFixture(t, fixtureOpts{})
 	v := w.valid("c.txt", "text/plain", []byte("Changing minds."), nil)
 	w.srv.Next(llmtest.Fault{Status: http.StatusInternalServerError})
 	require.Error(t, w.process(v)) // a run left running, to be retried

@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"sync"
 	"testing"
 	"time"
 
@@ -19,7 +18,6 @@ import (
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/llm"
 	"github.com/labelq/labelq/internal/llm/llmtest"
-	"github.com/labelq/labelq/internal/logging"
 	"github.com/labelq/labelq/internal/ratelimit"
 	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
@@ -31,38 +29,21 @@ import (
 const labelSchema = `{"type":"object","properties":{"label":{"type":"string","enum":["positive","negative"]},` +
 	`"confidence":{"type":"number","minimum":0,"maximum":1}},"required":["label","confidence"],"additionalProperties":false}`
 
-// syncBuffer is a log sink tests read while handlers write.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
-// world is one test's services, fake provider and handler.
-type world struct {
+// fixture is one test's services, fake provider and handler.
+type fixture struct {
 	t       testing.TB
 	env     *testenv.Env
 	srv     *llmtest.Server
 	client  *llm.Client
 	limiter *ratelimit.Limiter
 	h       *preannotate.Handler
-	logs    *syncBuffer
+	log     *slog.Logger
+	logs    *testenv.LogBuffer
 	org     db.Organization
 	project db.Project
 }
 
-type worldOpts struct {
+type fixtureOpts struct {
 	serverOpts []llmtest.Option
 	clientKey  string // the key labelq sends; llmtest.DefaultAPIKey when empty
 	limits     ratelimit.Config
@@ -75,10 +56,11 @@ func withSchema(schema string) testenv.ProjectOpt {
 	return func(p *db.ProjectCreateParams) { p.AnnotationSchema = json.RawMessage(schema) }
 }
 
-func newWorld(t testing.TB, o worldOpts) *world {
+func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	t.Helper()
 	env := testenv.New(t)
-	w := &world{t: t, env: env, srv: llmtest.New(t, o.serverOpts...), logs: &syncBuffer{}}
+	w := &fixture{t: t, env: env, srv: llmtest.New(t, o.serverOpts...)}
+	w.log, w.logs = testenv.Logger(t)
 	key := o.clientKey
 	if key == "" {
 		key = llmtest.DefaultAPIKey
@@ -106,24 +88,24 @@ func newWorld(t testing.TB, o worldOpts) *world {
 	return w
 }
 
-// handler builds a handler over the world's services with the given limiter (a
+// handler builds a handler over the fixture's services with the given limiter (a
 // second worker process has its own).
-func (w *world) handler(lim *ratelimit.Limiter, opts preannotate.Options) *preannotate.Handler {
+func (w *fixture) handler(lim *ratelimit.Limiter, opts preannotate.Options) *preannotate.Handler {
 	return preannotate.NewHandler(preannotate.Deps{
 		Pool: w.env.PG.Pool, Store: w.env.S3.Store, LLM: w.client, Limiter: lim,
-		Log: logging.New(w.logs, "debug", "json"), Options: opts,
+		Log: w.log, Options: opts,
 	})
 }
 
 // valid uploads content as a new file's version and marks it valid the way
 // file:validate does, optionally as a duplicate of an earlier version.
-func (w *world) valid(name, mime string, content []byte, duplicateOf *int64) db.FileVersion {
+func (w *fixture) valid(name, mime string, content []byte, duplicateOf *int64) db.FileVersion {
 	w.t.Helper()
 	f := w.env.PG.File(w.t, w.project, name)
 	return w.validVersion(f, mime, content, duplicateOf)
 }
 
-func (w *world) validVersion(f db.File, mime string, content []byte, duplicateOf *int64) db.FileVersion {
+func (w *fixture) validVersion(f db.File, mime string, content []byte, duplicateOf *int64) db.FileVersion {
 	w.t.Helper()
 	ctx := context.Background()
 	v := w.env.PG.Upload(w.t, w.env.S3, f, content, testenv.Declared{})
@@ -143,12 +125,12 @@ func task(t testing.TB, versionID int64) *asynq.Task {
 	return tk
 }
 
-func (w *world) process(v db.FileVersion) error {
+func (w *fixture) process(v db.FileVersion) error {
 	return tasks.Handle(w.h.Work).ProcessTask(context.Background(), task(w.t, v.ID))
 }
 
 // runs returns the version's llm_runs rows.
-func (w *world) runs(v db.FileVersion) []db.LlmRun {
+func (w *fixture) runs(v db.FileVersion) []db.LlmRun {
 	w.t.Helper()
 	rows, err := w.env.PG.Pool.Query(context.Background(), `SELECT * FROM llm_runs WHERE file_version_id = $1 ORDER BY id`, v.ID)
 	require.NoError(w.t, err)
@@ -166,14 +148,14 @@ func (w *world) runs(v db.FileVersion) []db.LlmRun {
 }
 
 // run returns the version's one run.
-func (w *world) run(v db.FileVersion) db.LlmRun {
+func (w *fixture) run(v db.FileVersion) db.LlmRun {
 	w.t.Helper()
 	rs := w.runs(v)
 	require.Len(w.t, rs, 1)
 	return rs[0]
 }
 
-func (w *world) object(key string) []byte {
+func (w *fixture) object(key string) []byte {
 	w.t.Helper()
 	obj, err := w.env.S3.Store.Client.GetObject(context.Background(), w.env.S3.Store.Bucket, key, minio.GetObjectOptions{})
 	require.NoError(w.t, err)
@@ -184,7 +166,7 @@ func (w *world) object(key string) []byte {
 }
 
 // events returns the event types logged on a version.
-func (w *world) events(v db.FileVersion) []string {
+func (w *fixture) events(v db.FileVersion) []string {
 	w.t.Helper()
 	rows, err := w.env.PG.Q.EventLogListByEntity(context.Background(), db.EventLogListByEntityParams{
 		OrgID: v.OrgID, EntityType: db.EntityTypeFileVersion, EntityID: v.ID, MaxRows: 100,
@@ -199,7 +181,7 @@ func (w *world) events(v db.FileVersion) []string {
 
 // snapshot is every row the handler may write, as JSON, for before/after
 // comparisons.
-func (w *world) snapshot() string {
+func (w *fixture) snapshot() string {
 	w.t.Helper()
 	var sb bytes.Buffer
 	for _, table := range []string{"llm_runs", "files", "file_versions", "event_log", "outbox"} {
@@ -216,7 +198,7 @@ func (w *world) snapshot() string {
 
 // secondProcess is another worker process's limiter: its own Redis client on
 // the same database.
-func (w *world) secondProcess(cfg ratelimit.Config) *ratelimit.Limiter {
+func (w *fixture) secondProcess(cfg ratelimit.Config) *ratelimit.Limiter {
 	w.t.Helper()
 	c := redis.NewClient(&redis.Options{Addr: w.env.Redis.Addr, DB: w.env.Redis.DB})
 	w.t.Cleanup(func() { _ = c.Close() })
@@ -224,5 +206,3 @@ func (w *world) secondProcess(cfg ratelimit.Config) *ratelimit.Limiter {
 	require.NoError(w.t, err)
 	return lim
 }
-
-func quietLog() *slog.Logger { return slog.New(slog.DiscardHandler) }

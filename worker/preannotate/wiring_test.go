@@ -19,6 +19,7 @@ import (
 	"github.com/labelq/labelq/internal/ratelimit"
 	"github.com/labelq/labelq/internal/reconcile"
 	"github.com/labelq/labelq/internal/tasks"
+	"github.com/labelq/labelq/internal/testenv"
 	"github.com/labelq/labelq/worker/preannotate"
 )
 
@@ -63,7 +64,7 @@ func preannotateFinder() reconcile.Finder {
 
 func TestHandlerFromConfig(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, worldOpts{})
+	w := newFixture(t, fixtureOpts{})
 	const key = "sk-from-the-environment-0123456789"
 	srv := llmtest.New(t, llmtest.WithAPIKey(key))
 	cfg := w.env.Config(t, map[string]string{
@@ -75,7 +76,7 @@ func TestHandlerFromConfig(t *testing.T) {
 	require.NoError(t, err)
 	m := metrics.New()
 	h, err := handlerFromConfig(cfg, preannotate.Deps{
-		Pool: w.env.PG.Pool, Store: w.env.S3.Store, Log: quietLog(), Metrics: m, Now: time.Now,
+		Pool: w.env.PG.Pool, Store: w.env.S3.Store, Log: testenv.Quiet(), Metrics: m, Now: time.Now,
 	}, redisOpt)
 	require.NoError(t, err)
 
@@ -102,7 +103,7 @@ func TestHandlerFromConfig(t *testing.T) {
 
 func TestReconcilerRequeuesStuckRuns(t *testing.T) {
 	t.Parallel()
-	w := newWorld(t, worldOpts{})
+	w := newFixture(t, fixtureOpts{})
 	ctx := context.Background()
 	stuck := w.valid("stuck.txt", "text/plain", []byte("Left running when Redis was flushed."), nil)
 	done := w.valid("done.txt", "text/plain", []byte("Finished."), nil)
@@ -113,7 +114,7 @@ func TestReconcilerRequeuesStuckRuns(t *testing.T) {
 	inspector := asynq.NewInspector(w.env.Redis.Opt())
 	defer inspector.Close()
 	r := &reconcile.Reconciler{
-		Pool: w.env.PG.Pool, Inspector: inspector, Log: quietLog(), After: 5 * time.Minute,
+		Pool: w.env.PG.Pool, Inspector: inspector, Log: testenv.Quiet(), After: 5 * time.Minute,
 		Finders: []reconcile.Finder{preannotateFinder()},
 		// An hour later (updated_at is kept by a trigger, so rows cannot be aged).
 		Now: func() time.Time { return time.Now().Add(time.Hour) },
@@ -122,11 +123,9 @@ func TestReconcilerRequeuesStuckRuns(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, 1, n, "only the unfinished run is requeued")
 
-	var taskID, payload string
-	require.NoError(t, w.env.PG.Pool.QueryRow(ctx, `SELECT task_id, payload::text FROM outbox WHERE task_type = $1`,
-		tasks.Preannotate{}.Kind()).Scan(&taskID, &payload))
-	require.True(t, strings.HasPrefix(taskID, tasks.Preannotate{VersionID: stuck.ID}.TaskID()+":"), taskID)
-	require.JSONEq(t, fmt.Sprintf(`{"version_id": %d}`, stuck.ID), payload)
+	row := testenv.RequireLatestQueued(t, w.env.PG.Pool, w.org.ID, tasks.Preannotate{VersionID: stuck.ID})
+	require.True(t, strings.HasPrefix(row.TaskID, tasks.Preannotate{VersionID: stuck.ID}.TaskID()+":"), "a re-run's task id: %s", row.TaskID)
+	require.Len(t, testenv.OutboxRows(t, w.env.PG.Pool, w.org.ID), 1, "only the unfinished run is requeued")
 
 	n, err = r.Run(ctx)
 	require.NoError(t, err)

@@ -13,14 +13,15 @@ import (
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/ratelimit"
 	"github.com/labelq/labelq/internal/tasks"
+	"github.com/labelq/labelq/internal/testenv"
 	"github.com/labelq/labelq/worker/preannotate"
 )
 
 // startWorker runs an asynq server with one handler, as a worker process does,
 // until the test ends.
-func startWorker(t testing.TB, w *world, h *preannotate.Handler, concurrency int) {
+func startWorker(t testing.TB, w *fixture, h *preannotate.Handler, concurrency int) {
 	t.Helper()
-	cfg := queue.ServerConfig(concurrency, 5*time.Second, quietLog(), nil)
+	cfg := queue.ServerConfig(concurrency, 5*time.Second, testenv.Quiet(), nil)
 	// Tasks a limit reschedules come back within a tick, not asynq's default 5 s.
 	cfg.DelayedTaskCheckInterval = 100 * time.Millisecond
 	srv := asynq.NewServer(w.env.Redis.Opt(), cfg)
@@ -30,7 +31,7 @@ func startWorker(t testing.TB, w *world, h *preannotate.Handler, concurrency int
 	t.Cleanup(srv.Shutdown)
 }
 
-func enqueue(t testing.TB, w *world, ids []int64) {
+func enqueue(t testing.TB, w *fixture, ids []int64) {
 	t.Helper()
 	c := asynq.NewClient(w.env.Redis.Opt())
 	defer c.Close()
@@ -43,7 +44,7 @@ func enqueue(t testing.TB, w *world, ids []int64) {
 }
 
 // waitSucceeded waits until n runs of the project have succeeded.
-func waitSucceeded(t testing.TB, w *world, n int, timeout time.Duration) {
+func waitSucceeded(t testing.TB, w *fixture, n int, timeout time.Duration) {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
 	for {
@@ -82,7 +83,7 @@ func TestTwoWorkerProcessesStayUnderTheSharedLimits(t *testing.T) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			t.Parallel()
-			w := newWorld(t, worldOpts{
+			w := newFixture(t, fixtureOpts{
 				serverOpts: []llmtest.Option{
 					llmtest.WithLatency(tc.latency), llmtest.WithRPM(tc.perWindow), llmtest.WithWindow(window),
 					llmtest.WithMaxConcurrency(tc.concurrency),

@@ -9,7 +9,6 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
-	"log/slog"
 	"math"
 	"math/rand/v2"
 	"net/http"
@@ -117,7 +116,7 @@ func resetPeakRSS(b *testing.B) {
 // validations; MinIO is a process of its own and not in it.
 func BenchmarkValidate1GiB(b *testing.B) {
 	const passes = 3
-	hs := newHarness(b, validate.Options{})
+	hs := newFixture(b, validate.Options{})
 	pg := hs.env.PG
 	org := pg.Org(b)
 	f := pg.File(b, pg.Project(b, org.ID), "big.csv")
@@ -233,7 +232,7 @@ func BenchmarkValidate10kViaAPI(b *testing.B) {
 	env := testenv.New(b)
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
-	log := slog.New(slog.DiscardHandler)
+	log := testenv.Quiet()
 	cfg := env.Config(b, map[string]string{"LABELQ_HTTP_ADDR": testenv.FreeAddr(b)})
 	a, err := app.New(ctx, cfg, log)
 	require.NoError(b, err)
@@ -365,7 +364,7 @@ func benchNoop(b *testing.B, env *testenv.Env, n, clients, concurrency int) noop
 	var done atomic.Int64
 	finished := make([]time.Time, n)
 	all := make(chan struct{})
-	cfg := queue.ServerConfig(concurrency, 5*time.Second, slog.New(slog.DiscardHandler), nil)
+	cfg := queue.ServerConfig(concurrency, 5*time.Second, testenv.Quiet(), nil)
 	cfg.Queues = map[string]int{queue.QueueValidate: 1}
 	srv := asynq.NewServer(env.Redis.Opt(), cfg)
 	mux := asynq.NewServeMux()

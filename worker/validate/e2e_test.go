@@ -3,7 +3,6 @@ package validate_test
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"sync"
 	"testing"
 	"time"
@@ -33,7 +32,7 @@ type pipeline struct {
 
 func startPipeline(t testing.TB, env *testenv.Env, h *validate.Handler, m *metrics.Metrics, concurrency int, withRelay bool) *pipeline {
 	t.Helper()
-	log := slog.New(slog.DiscardHandler)
+	log := testenv.Quiet()
 	ctx, cancel := context.WithCancel(context.Background())
 
 	cfg := queue.ServerConfig(concurrency, 5*time.Second, log, func() context.Context { return ctx })

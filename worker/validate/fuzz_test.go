@@ -3,8 +3,6 @@ package validate_test
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"testing"
 
 	"github.com/hibiken/asynq"
@@ -23,7 +21,7 @@ func FuzzPayload(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	env := testenv.New(f)
-	h := validate.NewHandler(validate.Deps{Pool: env.PG.Pool, Store: env.S3.Store, Log: slog.New(slog.NewTextHandler(io.Discard, nil))})
+	h := validate.NewHandler(validate.Deps{Pool: env.PG.Pool, Store: env.S3.Store, Log: testenv.Quiet()})
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		err := tasks.Handle(h.Work).ProcessTask(context.Background(), asynq.NewTask(tasks.Validate{}.Kind(), payload))
 		if !errors.Is(err, asynq.SkipRetry) {

@@ -7,7 +7,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -56,7 +55,7 @@ func requireResult(t *testing.T, want result, err error) {
 
 // caseCtx is one case's organization, project and file on the shared services.
 type caseCtx struct {
-	hs      *harness
+	hs      *fixture
 	org     db.Organization
 	project db.Project
 	file    db.File
@@ -118,7 +117,7 @@ type validateCase struct {
 
 func TestValidate(t *testing.T) {
 	t.Parallel()
-	hs := newHarness(t, testOptions)
+	hs := newFixture(t, testOptions)
 
 	csv := csvBytes(200)
 	validZip := zipBytes(t,
@@ -381,7 +380,7 @@ func TestValidate(t *testing.T) {
 			t.Parallel()
 			c := newCase(t, hs, tc)
 			v, w := tc.prepare(t, c)
-			before := hs.lastOutboxID(t)
+			before := hs.lastQueuedID(t, c.org.ID)
 
 			process := tc.process
 			if process == nil {
@@ -409,18 +408,14 @@ func TestValidate(t *testing.T) {
 			require.Equal(t, w.event, events[0].EventType)
 			require.NotNil(t, events[0].DedupKey)
 
-			queued := hs.outbox(t, c.org.ID, before)
-			var types []string
-			for _, q := range queued {
-				types = append(types, q.TaskType)
-			}
-			require.Equal(t, w.queued, types, "tasks queued next")
+			queued := hs.queuedAfter(t, c.org.ID, before)
+			require.Equal(t, w.queued, testenv.Kinds(queued), "tasks queued next")
 			for _, q := range queued {
 				switch q.TaskType {
 				case tasks.Preannotate{}.Kind():
-					require.Equal(t, tasks.Preannotate{VersionID: v.ID}.TaskID(), q.TaskID)
+					testenv.RequireQueued(t, hs.env.PG.Pool, c.org.ID, tasks.Preannotate{VersionID: v.ID})
 				case tasks.Match{}.Kind():
-					require.Equal(t, tasks.MatchTrigger{ProjectID: v.ProjectID, Run: fmt.Sprint(v.ID)}.TaskID(), q.TaskID)
+					testenv.RequireQueued(t, hs.env.PG.Pool, c.org.ID, tasks.MatchTrigger{ProjectID: v.ProjectID, Run: fmt.Sprint(v.ID)})
 				}
 			}
 
@@ -446,14 +441,14 @@ func TestValidate(t *testing.T) {
 			require.NoError(t, hs.process(t, v.ID), "a second run of a decided version is a no-op")
 			require.Equal(t, row, hs.version(t, v.ID))
 			require.Equal(t, events, hs.events(t, v))
-			require.Equal(t, queued, hs.outbox(t, c.org.ID, before))
+			require.Equal(t, queued, hs.queuedAfter(t, c.org.ID, before))
 			require.Equal(t, f, hs.file(t, v.OrgID, v.FileID))
 			require.Equal(t, jobs, hs.jobsFor(t, v))
 		})
 	}
 }
 
-func newCase(t *testing.T, hs *harness, tc validateCase) *caseCtx {
+func newCase(t *testing.T, hs *fixture, tc validateCase) *caseCtx {
 	t.Helper()
 	pg := hs.env.PG
 	org := pg.Org(t)
@@ -486,7 +481,7 @@ func requireOptional(t *testing.T, want string, got *string, what string) {
 
 func TestValidateRecordsBytesHashed(t *testing.T) {
 	t.Parallel()
-	hs := newHarness(t, testOptions)
+	hs := newFixture(t, testOptions)
 	pg := hs.env.PG
 	org := pg.Org(t)
 	f := pg.File(t, pg.Project(t, org.ID), "")
@@ -497,13 +492,14 @@ func TestValidateRecordsBytesHashed(t *testing.T) {
 	var m dto.Metric
 	require.NoError(t, hs.metrics.BytesHashed.Write(&m))
 	require.EqualValues(t, len(content), m.GetCounter().GetValue())
-	require.Contains(t, hs.logs.String(), "version valid")
-	require.Contains(t, hs.logs.String(), fmt.Sprintf("version_id=%d", v.ID))
+	valid := hs.logs.Messages(t, "version valid")
+	require.Len(t, valid, 1, hs.logs.String())
+	require.EqualValues(t, v.ID, valid[0]["version_id"])
 }
 
 func TestValidateBadPayloads(t *testing.T) {
 	t.Parallel()
-	hs := newHarness(t, testOptions)
+	hs := newFixture(t, testOptions)
 	pg := hs.env.PG
 	org := pg.Org(t)
 	f := pg.File(t, pg.Project(t, org.ID), "")
@@ -537,13 +533,13 @@ func TestValidateBadPayloads(t *testing.T) {
 	row := hs.version(t, v.ID)
 	require.Equal(t, v, row, "no row changed")
 	require.Empty(t, hs.events(t, v))
-	require.Empty(t, hs.outbox(t, org.ID, 0))
+	require.Empty(t, testenv.OutboxRows(t, hs.env.PG.Pool, org.ID))
 }
 
 // Transient failures leave the version pending and ask asynq for an ordinary retry.
 func TestValidateTransientFailures(t *testing.T) {
 	t.Parallel()
-	hs := newHarness(t, testOptions)
+	hs := newFixture(t, testOptions)
 	pg := hs.env.PG
 	org := pg.Org(t)
 	f := pg.File(t, pg.Project(t, org.ID), "")
@@ -606,7 +602,7 @@ func TestValidateTransientFailures(t *testing.T) {
 // reconciler's copy) decide the version once.
 func TestValidateConcurrentRunsDecideOnce(t *testing.T) {
 	t.Parallel()
-	hs := newHarness(t, testOptions)
+	hs := newFixture(t, testOptions)
 	pg := hs.env.PG
 	org := pg.Org(t)
 	pr := pg.Project(t, org.ID, func(p *db.ProjectCreateParams) { p.LlmEnabled, p.LlmModel = true, "gpt-4o-mini" })
@@ -637,9 +633,12 @@ func TestValidateConcurrentRunsDecideOnce(t *testing.T) {
 	}
 	a, b := hs.version(t, va.ID), hs.version(t, vb.ID)
 	require.True(t, (a.DuplicateOf == nil) != (b.DuplicateOf == nil), "exactly one of the two is the duplicate")
-	queued := hs.outbox(t, org.ID, 0)
-	require.Len(t, queued, 4, "one preannotate and one match trigger per version")
-	require.False(t, strings.Contains(hs.logs.String(), "level=ERROR"), hs.logs.String())
+	require.Len(t, testenv.OutboxRows(t, hs.env.PG.Pool, org.ID), 4, "one preannotate and one match trigger per version")
+	for _, v := range []db.FileVersion{va, vb} {
+		testenv.RequireQueued(t, hs.env.PG.Pool, org.ID, tasks.Preannotate{VersionID: v.ID})
+		testenv.RequireQueued(t, hs.env.PG.Pool, org.ID, tasks.MatchTrigger{ProjectID: pr.ID, Run: fmt.Sprint(v.ID)})
+	}
+	require.Empty(t, hs.logs.Records(t, `"level":"ERROR"`), hs.logs.String())
 }
 
 // A version that was valid and active, re-validated after its bytes changed, is
@@ -647,7 +646,7 @@ func TestValidateConcurrentRunsDecideOnce(t *testing.T) {
 // its place, and a file with none left is pending again.
 func TestRevalidatedCorruptVersionStopsBeingActive(t *testing.T) {
 	t.Parallel()
-	hs := newHarness(t, validate.Options{})
+	hs := newFixture(t, validate.Options{})
 	ctx := context.Background()
 	pg := hs.env.PG
 	org := pg.Org(t)

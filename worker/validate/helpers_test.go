@@ -6,9 +6,6 @@ import (
 	"context"
 	"encoding/binary"
 	"fmt"
-	"log/slog"
-	"strings"
-	"sync"
 	"testing"
 
 	"github.com/minio/minio-go/v7"
@@ -22,50 +19,49 @@ import (
 	"github.com/labelq/labelq/worker/validate"
 )
 
-// harness is one test's services with a handler over them.
-type harness struct {
+// fixture is one test's services with a handler over them.
+type fixture struct {
 	env     *testenv.Env
 	h       *validate.Handler
 	metrics *metrics.Metrics
-	logs    *syncBuffer
+	logs    *testenv.LogBuffer
 	// s3c uploads the way a client that sends S3 additional checksums does
 	// (trailing checksum headers), which storage's own client does not.
 	s3c *minio.Client
 }
 
-func newHarness(t testing.TB, opts validate.Options) *harness {
+func newFixture(t testing.TB, opts validate.Options) *fixture {
 	t.Helper()
 	env := testenv.New(t)
-	logs := &syncBuffer{}
+	log, logs := testenv.Logger(t)
 	m := metrics.New()
 	h := validate.NewHandler(validate.Deps{
-		Pool: env.PG.Pool, Store: env.S3.Store, Metrics: m, Options: opts,
-		Log: slog.New(slog.NewTextHandler(logs, &slog.HandlerOptions{Level: slog.LevelDebug})),
+		Pool: env.PG.Pool, Store: env.S3.Store, Metrics: m, Options: opts, Log: log,
 	})
 	s3c, err := minio.New(env.S3.Endpoint, &minio.Options{
 		Creds: credentials.NewStaticV4(env.S3.AccessKey, env.S3.SecretKey, ""), Region: "us-east-1",
 		TrailingHeaders: true,
 	})
 	require.NoError(t, err)
-	return &harness{env: env, h: h, metrics: m, logs: logs, s3c: s3c}
+	return &fixture{env: env, h: h, metrics: m, logs: logs, s3c: s3c}
 }
 
 // process runs the handler on a version the way asynq would.
-func (hs *harness) process(t testing.TB, versionID int64) error {
+func (hs *fixture) process(t testing.TB, versionID int64) error {
 	t.Helper()
 	task, err := tasks.NewTask(tasks.Validate{VersionID: versionID})
 	require.NoError(t, err)
 	return tasks.Handle(hs.h.Work).ProcessTask(context.Background(), task)
 }
 
-func (hs *harness) version(t testing.TB, id int64) db.FileVersion {
+func (hs *fixture) version(t testing.TB, id int64) db.FileVersion {
 	t.Helper()
 	v, err := hs.env.PG.Q.FileVersionGetByID(context.Background(), id)
 	require.NoError(t, err)
 	return v
 }
 
-func (hs *harness) events(t testing.TB, v db.FileVersion) []db.EventLog {
+func (hs *fixture) events(t testing.TB, v db.FileVersion) []db.EventLog {
 	t.Helper()
 	evs, err := hs.env.PG.Q.EventLogListByEntity(context.Background(), db.EventLogListByEntityParams{
 		OrgID: v.OrgID, EntityType: db.EntityTypeFileVersion, EntityID: v.ID, MaxRows: 100,
@@ -74,39 +70,29 @@ func (hs *harness) events(t testing.TB, v db.FileVersion) []db.EventLog {
 	return evs
 }
 
-// outboxRow is what a test needs to know about a queued task.
-type outboxRow struct {
-	ID       int64
-	TaskType string
-	TaskID   string
-}
-
-// outbox lists an organization's outbox rows after the given id. (The outbox has no
-// per-organization listing query: production code never needs one.)
-func (hs *harness) outbox(t testing.TB, orgID, afterID int64) []outboxRow {
+// queuedAfter lists an organization's outbox rows after the given id.
+func (hs *fixture) queuedAfter(t testing.TB, orgID, afterID int64) []db.Outbox {
 	t.Helper()
-	rows, err := hs.env.PG.Pool.Query(context.Background(),
-		"SELECT id, task_type, task_id FROM outbox WHERE org_id = $1 AND id > $2 ORDER BY id", orgID, afterID)
-	require.NoError(t, err)
-	defer rows.Close()
-	var out []outboxRow
-	for rows.Next() {
-		var r outboxRow
-		require.NoError(t, rows.Scan(&r.ID, &r.TaskType, &r.TaskID))
-		out = append(out, r)
+	var out []db.Outbox
+	for _, r := range testenv.OutboxRows(t, hs.env.PG.Pool, orgID) {
+		if r.ID > afterID {
+			out = append(out, r)
+		}
 	}
-	require.NoError(t, rows.Err())
 	return out
 }
 
-func (hs *harness) lastOutboxID(t testing.TB) int64 {
+// lastQueuedID is the id of the organization's newest outbox row (0 with none).
+func (hs *fixture) lastQueuedID(t testing.TB, orgID int64) int64 {
 	t.Helper()
-	var id int64
-	require.NoError(t, hs.env.PG.Pool.QueryRow(context.Background(), "SELECT COALESCE(max(id), 0) FROM outbox").Scan(&id))
-	return id
+	rows := testenv.OutboxRows(t, hs.env.PG.Pool, orgID)
+	if len(rows) == 0 {
+		return 0
+	}
+	return rows[len(rows)-1].ID
 }
 
-func (hs *harness) jobsFor(t testing.TB, v db.FileVersion) []db.AnnotationJob {
+func (hs *fixture) jobsFor(t testing.TB, v db.FileVersion) []db.AnnotationJob {
 	t.Helper()
 	jobs, err := hs.env.PG.Q.AnnotationJobListByProject(context.Background(), db.AnnotationJobListByProjectParams{
 		ProjectID: v.ProjectID, OrgID: v.OrgID, MaxRows: 1000,
@@ -121,7 +107,7 @@ func (hs *harness) jobsFor(t testing.TB, v db.FileVersion) []db.AnnotationJob {
 	return out
 }
 
-func (hs *harness) file(t testing.TB, orgID, id int64) db.File {
+func (hs *fixture) file(t testing.TB, orgID, id int64) db.File {
 	t.Helper()
 	f, err := hs.env.PG.Q.FileGet(context.Background(), db.FileGetParams{ID: id, OrgID: orgID})
 	require.NoError(t, err)
@@ -130,7 +116,7 @@ func (hs *harness) file(t testing.TB, orgID, id int64) db.File {
 
 // put stores content under key with the given options, through the checksum-capable
 // client when opts asks for a checksum.
-func (hs *harness) put(t testing.TB, key string, content []byte, opts minio.PutObjectOptions) minio.UploadInfo {
+func (hs *fixture) put(t testing.TB, key string, content []byte, opts minio.PutObjectOptions) minio.UploadInfo {
 	t.Helper()
 	c := hs.env.S3.Store.Client
 	if opts.Checksum.IsSet() || opts.AutoChecksum.IsSet() {
@@ -185,21 +171,3 @@ func elfBytes() []byte {
 }
 
 func ptr[T any](v T) *T { return &v }
-
-// syncBuffer collects log output written from several goroutines.
-type syncBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (s *syncBuffer) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuffer) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
