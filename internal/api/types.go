@@ -8,7 +8,7 @@ import (
 )
 
 // The API's response types. Handlers never answer with a sqlc row: each row is
-// mapped at the boundary by one of the xxxFromRow functions below, so a column added
+// mapped at the boundary by the …FromRow functions below, so a column added
 // to or renamed in a table changes the API only when one of these types changes.
 //
 // What is left out on purpose, because it is how labelq runs itself rather than

@@ -16,10 +16,7 @@ func Finders() []Finder {
 			Kind: tasks.Validate{}.Kind(),
 			Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]Item, error) {
 				rows, err := q.FileVersionListStuckPending(ctx, db.FileVersionListStuckPendingParams{OlderThan: olderThan, MaxRows: limit})
-				items := make([]Item, len(rows))
-				for i, r := range rows {
-					items[i] = Item{OrgID: r.OrgID, EntityID: r.ID}
-				}
+				items := itemsOf(rows, func(r db.FileVersionListStuckPendingRow) Item { return Item{OrgID: r.OrgID, EntityID: r.ID} })
 				return items, err
 			},
 			Args: func(id int64, run string) tasks.Queued { return tasks.Validate{VersionID: id, Run: run} },
@@ -28,10 +25,7 @@ func Finders() []Finder {
 			Kind: tasks.Export{}.Kind(),
 			Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]Item, error) {
 				rows, err := q.ExportLogListStuck(ctx, db.ExportLogListStuckParams{OlderThan: olderThan, MaxRows: limit})
-				items := make([]Item, len(rows))
-				for i, r := range rows {
-					items[i] = Item{OrgID: r.OrgID, EntityID: r.ID}
-				}
+				items := itemsOf(rows, func(r db.ExportLogListStuckRow) Item { return Item{OrgID: r.OrgID, EntityID: r.ID} })
 				return items, err
 			},
 			Args: func(id int64, run string) tasks.Queued { return tasks.Export{ExportID: id, Run: run} },
@@ -40,18 +34,12 @@ func Finders() []Finder {
 			Kind: tasks.Preannotate{}.Kind(),
 			Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]Item, error) {
 				rows, err := q.LLMRunListStuck(ctx, db.LLMRunListStuckParams{OlderThan: olderThan, MaxRows: limit})
-				items := make([]Item, len(rows))
-				for i, r := range rows {
-					items[i] = Item{OrgID: r.OrgID, EntityID: r.FileVersionID}
-				}
+				items := itemsOf(rows, func(r db.LLMRunListStuckRow) Item { return Item{OrgID: r.OrgID, EntityID: r.FileVersionID} })
 				if err != nil {
 					return nil, err
 				}
 				lost, err := q.FileVersionListPreannotationLost(ctx, db.FileVersionListPreannotationLostParams{OlderThan: olderThan, MaxRows: limit})
-				for _, r := range lost {
-					items = append(items, Item{OrgID: r.OrgID, EntityID: r.ID})
-				}
-				return items, err
+				return append(items, itemsOf(lost, func(r db.FileVersionListPreannotationLostRow) Item { return Item{OrgID: r.OrgID, EntityID: r.ID} })...), err
 			},
 			Args: func(id int64, run string) tasks.Queued { return tasks.Preannotate{VersionID: id, Run: run} },
 		},
@@ -59,13 +47,19 @@ func Finders() []Finder {
 			Kind: tasks.Match{}.Kind(),
 			Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]Item, error) {
 				rows, err := q.ProjectListWithUnmatchedJobs(ctx, db.ProjectListWithUnmatchedJobsParams{OlderThan: olderThan, MaxRows: limit})
-				items := make([]Item, len(rows))
-				for i, r := range rows {
-					items[i] = Item{OrgID: r.OrgID, EntityID: r.ID}
-				}
+				items := itemsOf(rows, func(r db.ProjectListWithUnmatchedJobsRow) Item { return Item{OrgID: r.OrgID, EntityID: r.ID} })
 				return items, err
 			},
 			Args: func(id int64, run string) tasks.Queued { return tasks.Match{ProjectID: id, Run: run} },
 		},
 	}
+}
+
+// itemsOf maps a query's rows to the items it stands for.
+func itemsOf[R any](rows []R, item func(R) Item) []Item {
+	items := make([]Item, len(rows))
+	for i, r := range rows {
+		items[i] = item(r)
+	}
+	return items
 }
