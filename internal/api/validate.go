@@ -3,14 +3,17 @@ package api
 import (
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"mime"
 	"regexp"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/robfig/cron/v3"
-	"github.com/santhosh-tekuri/jsonschema/v6"
+
+	"github.com/labelq/labelq/internal/schema"
 )
 
 var languageCode = regexp.MustCompile(`^[a-z]{2,3}(-[A-Za-z0-9]{2,8})?$`)
@@ -112,38 +115,75 @@ func checkStorageKey(v *Validation, field, key string, orgID int64) {
 		v.Add(field, "must start with %q: upload through POST /v1/files/{file_id}/upload-url, which hands out such keys", prefix)
 	case strings.Contains(key, "..") || strings.Contains(key, "//") || strings.ContainsFunc(key, func(r rune) bool { return r < 0x20 || r == 0x7f || r == '\\' }):
 		v.Add(field, "must not contain '..', '//', backslashes or control characters")
+	case hidesPathChars(key):
+		v.Add(field, "must not contain percent-encoded '.', '/' or '\\' (such as %%2e, %%2f, %%5c, also encoded twice as %%252e), nor percent-encoded bytes that are not UTF-8: "+
+			"a gateway or tool that decodes the key would read another path; use the key POST /v1/files/{file_id}/upload-url hands out")
 	}
 }
 
-// checkSchema refuses an annotation schema that is not a usable JSON Schema.
+// hidesPathChars reports whether decoding key's percent-escapes, once or
+// repeatedly (%252e is %2e is '.'), yields '.', '/', '\\' or a control character
+// from an escape, or bytes that are not UTF-8 (an overlong '/' such as %c0%af).
+// Other escapes (%20) are literal characters of the key, left alone.
+func hidesPathChars(key string) bool {
+	for s := key; strings.Contains(s, "%"); {
+		var b strings.Builder
+		changed := false
+		for i := 0; i < len(s); i++ {
+			if s[i] == '%' && i+2 < len(s) && isHex(s[i+1]) && isHex(s[i+2]) {
+				c := unhex(s[i+1])<<4 | unhex(s[i+2])
+				if c == '.' || c == '/' || c == '\\' || c < 0x20 || c == 0x7f {
+					return true
+				}
+				b.WriteByte(c)
+				i += 2
+				changed = true
+				continue
+			}
+			b.WriteByte(s[i])
+		}
+		if !changed {
+			return false
+		}
+		s = b.String()
+		if !utf8.ValidString(s) {
+			return true
+		}
+	}
+	return false
+}
+
+func isHex(c byte) bool {
+	return ('0' <= c && c <= '9') || ('a' <= c && c <= 'f') || ('A' <= c && c <= 'F')
+}
+
+func unhex(c byte) byte {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0'
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10
+	default:
+		return c - 'A' + 10
+	}
+}
+
+// checkSchema refuses an annotation schema that is not a usable JSON Schema, with
+// the compiler the pre-annotation worker uses (internal/schema): no loader, so a
+// $ref to a file or URL is refused without anything being read, and bounded in
+// size and depth.
 func checkSchema(v *Validation, field string, raw json.RawMessage) {
 	if len(raw) == 0 || string(raw) == "null" {
 		return
 	}
-	doc, err := jsonschema.UnmarshalJSON(strings.NewReader(string(raw)))
-	if err != nil {
-		v.Add(field, "is not valid JSON")
-		return
+	if _, err := schema.Compile(raw); err != nil {
+		var se *schema.Error
+		if errors.As(err, &se) {
+			v.Add(field, "%s", se.Reason)
+			return
+		}
+		v.Add(field, "is not a usable JSON Schema")
 	}
-	if _, ok := doc.(map[string]any); !ok {
-		v.Add(field, "must be a JSON Schema object")
-		return
-	}
-	c := jsonschema.NewCompiler()
-	if err := c.AddResource("schema.json", doc); err != nil {
-		v.Add(field, "is not a JSON Schema: %v", err)
-		return
-	}
-	if _, err := c.Compile("schema.json"); err != nil {
-		v.Add(field, "is not a valid JSON Schema: %s", firstLine(err.Error()))
-	}
-}
-
-func firstLine(s string) string {
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return s[:i]
-	}
-	return s
 }
 
 var cronParser = cron.NewParser(cron.Minute | cron.Hour | cron.Dom | cron.Month | cron.Dow | cron.Descriptor)

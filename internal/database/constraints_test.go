@@ -40,7 +40,9 @@ func TestConstraintsRefuseBadRows(t *testing.T) {
 	}{
 		{"organization name unique", `INSERT INTO organizations (name) VALUES ($1)`, []any{org.Name}, "organizations_name_key"},
 		{"organization name blank", `INSERT INTO organizations (name) VALUES ('  ')`, nil, "organizations_name_check"},
-		{"user email unique", `INSERT INTO users (org_id, email, role) VALUES ($1, $2, 'annotator')`, []any{org.ID, user.Email}, "users_email_key"},
+		{"user email unique in its organization", `INSERT INTO users (org_id, email, role) VALUES ($1, $2, 'annotator')`, []any{org.ID, user.Email}, "users_org_email_key"},
+		{"project PM of another org", `INSERT INTO projects (org_id, name, our_pm_id) VALUES ($1, 'p-pm', $2)`, []any{other.ID, user.ID}, "projects_our_pm_fk"},
+		{"project client PM of another org", `INSERT INTO projects (org_id, name, client_pm_id) VALUES ($1, 'p-cpm', $2)`, []any{other.ID, user.ID}, "projects_client_pm_fk"},
 		{"user email shape", `INSERT INTO users (org_id, email, role) VALUES ($1, 'not-an-email', 'annotator')`, []any{org.ID}, "users_email_check"},
 		{"skill score above 1", `INSERT INTO users (org_id, email, role, skill_score) VALUES ($1, 'x1@e.test', 'annotator', 1.5)`, []any{org.ID}, "users_skill_score_check"},
 		{"qa rate below 0", `INSERT INTO users (org_id, email, role, qa_approval_rate) VALUES ($1, 'x2@e.test', 'annotator', -0.1)`, []any{org.ID}, "users_qa_approval_rate_check"},

@@ -10,6 +10,40 @@ import (
 	"encoding/json"
 )
 
+const eventLogEntityExists = `-- name: EventLogEntityExists :one
+SELECT CASE $1::entity_type
+    WHEN 'organization'    THEN EXISTS (SELECT 1 FROM organizations t WHERE t.id = $2 AND t.id = $3)
+    WHEN 'user'            THEN EXISTS (SELECT 1 FROM users t WHERE t.id = $2 AND t.org_id = $3)
+    WHEN 'api_token'       THEN EXISTS (SELECT 1 FROM api_tokens t WHERE t.id = $2 AND t.org_id = $3)
+    WHEN 'project'         THEN EXISTS (SELECT 1 FROM projects t WHERE t.id = $2 AND t.org_id = $3)
+    WHEN 'file'            THEN EXISTS (SELECT 1 FROM files t WHERE t.id = $2 AND t.org_id = $3)
+    WHEN 'file_version'    THEN EXISTS (SELECT 1 FROM file_versions t WHERE t.id = $2 AND t.org_id = $3)
+    WHEN 'annotation_job'  THEN EXISTS (SELECT 1 FROM annotation_jobs t WHERE t.id = $2 AND t.org_id = $3)
+    WHEN 'assignment'      THEN EXISTS (SELECT 1 FROM assignments t WHERE t.id = $2 AND t.org_id = $3)
+    WHEN 'review'          THEN EXISTS (SELECT 1 FROM reviews t WHERE t.id = $2 AND t.org_id = $3)
+    WHEN 'llm_run'         THEN EXISTS (SELECT 1 FROM llm_runs t WHERE t.id = $2 AND t.org_id = $3)
+    WHEN 'export'          THEN EXISTS (SELECT 1 FROM export_logs t WHERE t.id = $2 AND t.org_id = $3)
+    WHEN 'export_schedule' THEN EXISTS (SELECT 1 FROM export_schedules t WHERE t.id = $2 AND t.org_id = $3)
+    ELSE false
+END::boolean AS found
+`
+
+type EventLogEntityExistsParams struct {
+	EntityType EntityType `json:"entity_type"`
+	EntityID   int64      `json:"entity_id"`
+	OrgID      int64      `json:"org_id"`
+}
+
+// Whether the entity whose events GET /v1/events lists is the caller's: a row of its
+// organization (soft-deleted rows too: their history stays readable). An entity of
+// another organization and one that does not exist are answered alike (404).
+func (q *Queries) EventLogEntityExists(ctx context.Context, arg EventLogEntityExistsParams) (bool, error) {
+	row := q.db.QueryRow(ctx, eventLogEntityExists, arg.EntityType, arg.EntityID, arg.OrgID)
+	var found bool
+	err := row.Scan(&found)
+	return found, err
+}
+
 const eventLogInsert = `-- name: EventLogInsert :exec
 INSERT INTO event_log (org_id, entity_type, entity_id, event_type, user_id, dedup_key, metadata)
 VALUES ($1, $2, $3, $4, $5, $6, $7)

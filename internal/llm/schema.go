@@ -1,7 +1,6 @@
 package llm
 
 import (
-	"bytes"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -9,33 +8,22 @@ import (
 
 	"github.com/santhosh-tekuri/jsonschema/v6"
 	"github.com/santhosh-tekuri/jsonschema/v6/kind"
-)
 
-// schemaURL names the in-memory schema resource. Nothing is ever fetched
-// from it.
-const schemaURL = "mem:///labelq/annotation-schema.json"
+	"github.com/labelq/labelq/internal/schema"
+)
 
 // Schema is a compiled annotation schema, reusable across outputs.
 type Schema struct {
 	compiled *jsonschema.Schema
 }
 
-// CompileSchema compiles a project's annotation_schema. External $refs are
-// refused: a schema stored in the database must not make the worker read
-// files or fetch URLs.
-func CompileSchema(schema json.RawMessage) (*Schema, error) {
-	doc, err := jsonschema.UnmarshalJSON(bytes.NewReader(schema))
+// CompileSchema compiles a project's annotation_schema with the compiler the
+// API checks it with (internal/schema): external $refs are refused without a
+// file being read or a URL fetched, and size and depth are bounded.
+func CompileSchema(raw json.RawMessage) (*Schema, error) {
+	compiled, err := schema.Compile(raw)
 	if err != nil {
-		return nil, fmt.Errorf("llm: annotation schema is not valid JSON: %w", err)
-	}
-	c := jsonschema.NewCompiler()
-	c.UseLoader(jsonschema.SchemeURLLoader{}) // no scheme is loadable
-	if err := c.AddResource(schemaURL, doc); err != nil {
-		return nil, fmt.Errorf("llm: add annotation schema: %w", err)
-	}
-	compiled, err := c.Compile(schemaURL)
-	if err != nil {
-		return nil, fmt.Errorf("llm: annotation schema is not a valid JSON Schema: %w", err)
+		return nil, fmt.Errorf("llm: %w", err)
 	}
 	return &Schema{compiled: compiled}, nil
 }

@@ -2,12 +2,15 @@ package llm_test
 
 import (
 	"encoding/json"
+	"errors"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
 	"github.com/labelq/labelq/internal/llm"
+	"github.com/labelq/labelq/internal/schema"
 )
 
 func TestValidateOutput(t *testing.T) {
@@ -102,4 +105,26 @@ func TestRepairPrompt(t *testing.T) {
 
 	long := llm.RepairPrompt(p, strings.Repeat("x", 100000), verr)
 	require.Less(t, len(long.Messages[2].Text()), 17000)
+}
+
+// The worker compiles with the API's compiler (internal/schema): the same
+// refusals, as a *schema.Error, and nothing read from /dev/stdin or a file.
+func TestCompileSchemaIsTheSharedCompiler(t *testing.T) {
+	for _, doc := range []string{
+		`{"$ref":"/dev/stdin"}`, `{"$ref":"/etc/passwd"}`, `{"$ref":"https://example.com/s.json"}`,
+		strings.Repeat(`{"not":`, schema.MaxDepth+1) + `{}` + strings.Repeat(`}`, schema.MaxDepth+1),
+		`{"description":"` + strings.Repeat("x", schema.MaxBytes) + `"}`,
+	} {
+		done := make(chan error, 1)
+		go func() { _, err := llm.CompileSchema(json.RawMessage(doc)); done <- err }()
+		select {
+		case err := <-done:
+			var se *schema.Error
+			require.True(t, errors.As(err, &se), "%.80s: %v", doc, err)
+			_, apiErr := schema.Compile([]byte(doc))
+			require.Equal(t, apiErr.Error(), se.Error(), "the same refusal as the API's")
+		case <-time.After(2 * time.Second):
+			t.Fatalf("CompileSchema(%.80s) blocked", doc)
+		}
+	}
 }
