@@ -61,6 +61,13 @@ const (
 	CodeZipBomb            Code = "zip_bomb"
 	CodeZipOverlap         Code = "zip_overlapping_entries"
 	CodeZipBlockedEntry    Code = "zip_blocked_entry"
+	// The zip_ codes above are used for tar and gzip files too (unsafe
+	// paths, links and devices, entry and size limits, bombs, blocked
+	// entries); these are the findings only other archive kinds have.
+	CodeArchiveDamaged      Code = "archive_damaged"          // a tar or gzip stream, damaged or truncated
+	CodeArchiveTooDeep      Code = "archive_too_deep"         // archives nested deeper than MaxArchiveDepth
+	CodeNestedArchiveTooBig Code = "nested_archive_too_large" // a nested ZIP larger than MaxNestedZipBytes
+	CodePolyglot            Code = "polyglot"                 // another file hidden after the declared one
 )
 
 // Finding is one reason a file is not valid.
@@ -405,6 +412,11 @@ func checkContent(r *Report, m Measurement, refs References, opts Options) {
 
 	if b := sniffed.blocked(); b != "" {
 		r.add(Rejected, CodeTypeBlocked, "content is %s, a program or installer; such files are never accepted, upload the data itself", sniffed.name)
+		return
+	}
+	if at, ok := appendedZip(m); ok {
+		r.add(Rejected, CodePolyglot, "content is %s with a ZIP archive appended (its end record is %s from the end of the file): other programs open such a file as an archive whose contents were never checked; save the file again without the appended data, or upload the archive as a file of its own",
+			sniffed.name, formatBytes(at))
 		return
 	}
 	declared, hasDeclared := parseMediaType(refs.DeclaredMIME)

@@ -3,7 +3,7 @@
 // stored, and whether they are content the project accepts.
 //
 // It does no I/O of its own. The caller (worker/validate) opens the object and
-// hands over an io.Reader (and, for ZIP archives, an io.ReaderAt); everything
+// hands over an io.Reader (and, for archives, an io.ReaderAt); everything
 // here is plain functions over plain values, so it is tested without MinIO or
 // Postgres and can be reused by the export, which re-hashes bytes it packs.
 //
@@ -20,16 +20,26 @@
 //     checksums, a plain single-part ETag) and applies the content rules
 //     (declared type against sniffed type, blocked types, per-file-type
 //     allow-lists).
-//  4. InspectZip(ctx, objectReaderAt, size, opts), when the measurement is a
-//     ZIP-based file and Check found nothing wrong: every entry's path, mode,
-//     size, compression ratio and CRC-32, with zip-bomb limits enforced on the
-//     bytes actually decompressed.
+//  4. InspectArchive(ctx, objectReaderAt, size, opts), when the measurement
+//     is an archive (Measurement.IsArchive: ZIP or ZIP-based, tar, gzip) and
+//     Check found nothing wrong: every entry's path, type (links, devices),
+//     size, compression ratio and checksum, with bomb limits enforced on the
+//     bytes actually decompressed; archives inside are opened in turn up to
+//     Options.MaxArchiveDepth levels, the limits counted across the whole
+//     tree. InspectZip is the same for a file known to be a ZIP.
+//
+// Check also refuses a polyglot: a file of another type (JPEG, PNG, PDF…)
+// with a ZIP archive appended, found by the ZIP end-of-central-directory
+// record in the last TailBytes that Measure keeps. Such a file is rejected
+// rather than inspected as a ZIP: it is served as the declared type while
+// other programs open it as an archive, and no real image or document needs
+// to carry one.
 //
 // The result is a Report whose Verdict maps one to one onto
 // file_versions.validation_status (valid, corrupt, rejected) and whose
 // Message() is meant for file_versions.validation_error: each finding says what
 // is wrong and what a person can do about it. A missing object is the
-// caller's business (it never gets here). Errors returned by Measure and
-// InspectZip are I/O or context failures, i.e. worth a retry; everything the
-// bytes themselves decide is a Finding, never an error.
+// caller's business (it never gets here). Errors returned by Measure,
+// InspectArchive and InspectZip are I/O or context failures, i.e. worth a
+// retry; everything the bytes themselves decide is a Finding, never an error.
 package verify

@@ -11,16 +11,16 @@ import (
 )
 
 // object stands in for a *minio.Object: an io.Reader for Measure and an
-// io.ReaderAt for InspectZip. An Object's ReadAt neither uses nor moves the
+// io.ReaderAt for InspectArchive. An Object's ReadAt neither uses nor moves the
 // position Read has reached (EOF included), so the one Object that Measure
-// read to the end serves InspectZip afterwards, until it is closed.
+// read to the end serves InspectArchive afterwards, until it is closed.
 type object interface {
 	io.Reader
 	io.ReaderAt
 }
 
 // validate is the worker's flow: Precheck on Stat's metadata, Measure the
-// bytes, Check them, and look inside ZIP archives.
+// bytes, Check them, and look inside archives (ZIP, tar, gzip).
 func validate(ctx context.Context, obj object, refs verify.References, opts verify.Options) (verify.Report, error) {
 	if pre := verify.Precheck(refs, opts); pre.Verdict != verify.Valid {
 		return pre, nil // decided without reading a byte
@@ -34,8 +34,8 @@ func validate(ctx context.Context, obj object, refs verify.References, opts veri
 		return verify.Report{}, err
 	}
 	rep := verify.Check(m, refs, opts)
-	if rep.Verdict == verify.Valid && m.IsZip() {
-		z, err := verify.InspectZip(ctx, obj, m.Size, opts)
+	if rep.Verdict == verify.Valid && m.IsArchive() {
+		z, err := verify.InspectArchive(ctx, obj, m.Size, opts)
 		if err != nil {
 			return verify.Report{}, err
 		}

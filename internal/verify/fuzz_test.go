@@ -1,6 +1,7 @@
 package verify
 
 import (
+	"archive/tar"
 	"bytes"
 	"context"
 	"crypto/sha256"
@@ -37,6 +38,41 @@ func FuzzInspectZip(f *testing.F) {
 	})
 }
 
+// FuzzInspectArchive: the same promises for every kind InspectArchive opens
+// (tar, tar.gz, gzip, ZIP and archives nested in them), and the limits hold
+// across the whole tree.
+func FuzzInspectArchive(f *testing.F) {
+	plainTar := buildTar(f,
+		tarEntry{name: "dir/", typ: tar.TypeDir},
+		tarEntry{name: "dir/a.txt", data: []byte("hello hello hello")},
+		tarEntry{name: "dir/link", typ: tar.TypeSymlink, link: "a.txt"},
+	)
+	f.Add(plainTar)
+	f.Add(plainTar[:len(plainTar)-600])
+	f.Add(gzipOf(f, plainTar))
+	f.Add(buildTar(f, tarEntry{name: "../x", data: []byte("x")}))
+	f.Add(buildTar(f, tarEntry{name: "/etc/passwd", data: []byte("x")}))
+	f.Add(buildTar(f, tarEntry{name: "l", typ: tar.TypeSymlink, link: "../../etc"}))
+	f.Add(buildTar(f, tarEntry{name: "dev", typ: tar.TypeChar}))
+	f.Add(buildTar(f, tarEntry{name: "in.zip", data: buildZip(f, zipEntry{name: "a", data: []byte("a")})}))
+	f.Add(gzipOf(f, make([]byte, 3<<20)))
+	f.Add(buildZip(f, zipEntry{name: "in.tar.gz", data: gzipOf(f, plainTar)}))
+	f.Add(append(bytes.Clone(plainTar), "PK\x05\x06"...))
+	f.Add([]byte("\x1f\x8b"))
+
+	opts := Options{MaxZipEntries: 100, MaxZipUncompressed: 8 << 20, ZipBlockSize: 512, MaxNestedZipBytes: 1 << 20}
+	f.Fuzz(func(t *testing.T, data []byte) {
+		rep, err := InspectArchive(context.Background(), bytes.NewReader(data), int64(len(data)), opts)
+		require.NoError(t, err)
+		require.Contains(t, []Verdict{Valid, Corrupt, Rejected}, rep.Verdict)
+		require.Equal(t, rep.Verdict == Valid, len(rep.Findings) == 0)
+		if rep.Archive != nil {
+			require.LessOrEqual(t, rep.Archive.UncompressedBytes, opts.MaxZipUncompressed+256<<10)
+			require.LessOrEqual(t, rep.Archive.Entries, opts.MaxZipEntries+1)
+		}
+	})
+}
+
 // FuzzMeasure: Measure agrees with crypto/sha256 on any input, and a file
 // checked against its own measurement is never corrupt, whatever type,
 // ETag or declared MIME type come with it.
@@ -46,6 +82,8 @@ func FuzzMeasure(f *testing.F) {
 	f.Add(pngBytes(f), "image/png", "abc-2")
 	f.Add([]byte{}, "", "")
 	f.Add(buildZip(f, zipEntry{name: "a", data: []byte("a")}), "application/zip", `"d41d8cd98f00b204e9800998ecf8427e-12"`)
+	f.Add(buildTar(f, tarEntry{name: "a", data: []byte("a")}), "application/x-tar", "")
+	f.Add(append(jpegBytes(f), buildZip(f, zipEntry{name: "a", data: []byte("a")})...), "image/jpeg", "")
 
 	f.Fuzz(func(t *testing.T, data []byte, declaredMIME, etag string) {
 		m, err := Measure(context.Background(), bytes.NewReader(data), Options{Checksums: MD5 | CRC32C | CRC64NVME, BufferSize: 64})
@@ -69,6 +107,10 @@ func FuzzMeasure(f *testing.F) {
 		require.NotEqual(t, Corrupt, rep.Verdict, "%+v", rep.Findings)
 		if m.IsZip() {
 			_, err := InspectZip(context.Background(), bytes.NewReader(data), int64(len(data)), Options{})
+			require.NoError(t, err)
+		}
+		if m.IsArchive() {
+			_, err := InspectArchive(context.Background(), bytes.NewReader(data), int64(len(data)), Options{})
 			require.NoError(t, err)
 		}
 	})

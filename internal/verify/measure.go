@@ -104,7 +104,16 @@ type Measurement struct {
 	// without re-parsing ContentType. A Measurement rebuilt from stored
 	// values lacks it; mimeNode falls back to a lookup.
 	mime *mimetype.MIME
+	// tail is the file's last TailBytes (all of it when shorter), where a
+	// ZIP's end-of-central-directory record would be: Check looks for one
+	// appended to a file of another type. A rebuilt Measurement lacks it.
+	tail []byte
 }
+
+// TailBytes is how much of the end of a file Measure keeps: a ZIP's
+// end-of-central-directory record (22 bytes) followed by the longest
+// comment it can carry (65,535 bytes).
+const TailBytes = 22 + 65_535
 
 // SHA256Hex is the SHA-256 in lower-case hex, as stored in
 // file_versions.checksum.
@@ -157,6 +166,14 @@ func (m Measurement) IsZip() bool {
 	return false
 }
 
+// IsArchive reports whether the content is a kind InspectArchive opens: a
+// ZIP (or a format built on one), a tar archive or a gzip stream (.gz,
+// .tar.gz).
+func (m Measurement) IsArchive() bool {
+	n := m.mimeNode()
+	return n != nil && archiveKindOf(fromNode(n)) != ""
+}
+
 func (m Measurement) mimeNode() *mimetype.MIME {
 	if m.mime != nil {
 		return m.mime
@@ -165,6 +182,18 @@ func (m Measurement) mimeNode() *mimetype.MIME {
 		return nil
 	}
 	return mimetype.Lookup(m.ContentType)
+}
+
+// keepTail appends chunk to tail, keeping only the last TailBytes. With
+// Measure's 4 MiB reads that is one 64 KiB copy per read.
+func keepTail(tail, chunk []byte) []byte {
+	if len(chunk) >= TailBytes {
+		return append(tail[:0], chunk[len(chunk)-TailBytes:]...)
+	}
+	if over := len(tail) + len(chunk) - TailBytes; over > 0 {
+		tail = tail[:copy(tail, tail[over:])]
+	}
+	return append(tail, chunk...)
 }
 
 // castagnoliTable is computed once: it is a constant in all but syntax.
@@ -220,6 +249,7 @@ func Measure(ctx context.Context, r io.Reader, opts Options) (Measurement, error
 	var m Measurement
 	var n int64
 	sniffed := false
+	tail := make([]byte, 0, TailBytes)
 	for {
 		if err := ctx.Err(); err != nil {
 			return Measurement{}, fmt.Errorf("measure: stopped after %d bytes: %w", n, err)
@@ -253,6 +283,7 @@ func Measure(ctx context.Context, r io.Reader, opts Options) (Measurement, error
 			if want.Has(CRC64NVME) {
 				crcNVMe = crc64NVMEUpdate(crcNVMe, chunk)
 			}
+			tail = keepTail(tail, chunk)
 			n += int64(k)
 			if opts.Progress != nil {
 				opts.Progress(n)
@@ -270,6 +301,7 @@ func Measure(ctx context.Context, r io.Reader, opts Options) (Measurement, error
 	}
 
 	m.Size = n
+	m.tail = tail
 	m.ContentType = m.mime.String()
 	m.Computed = want
 	shaH.Sum(m.SHA256[:0])

@@ -16,6 +16,8 @@ const (
 	DefaultMaxZipUncompressed = 10 << 30 // 10 GiB expanded per archive
 	DefaultMaxZipRatio        = 100.0    // expanded ÷ compressed, per entry and overall
 	DefaultZipBlockSize       = 4 << 20  // 4 MiB read-ahead for InspectZip
+	DefaultMaxArchiveDepth    = 3        // archives within archives, the outermost counting as 1
+	DefaultMaxNestedZipBytes  = 64 << 20 // a ZIP inside another archive is held in memory up to this size
 
 	// zipRatioGrace is how much any entry (and the archive as a whole) may
 	// expand before the ratio limit applies. Small, very repetitive files (a
@@ -35,7 +37,7 @@ const (
 	zipDirSlack = 128 << 10
 )
 
-// Options tune Measure, Check and InspectZip. The zero value is ready to use:
+// Options tune Measure, Check, InspectArchive and InspectZip. The zero value is ready to use:
 // every zero field means the documented default. A worker typically builds one
 // Options at start-up, then per version copies it and sets Checksums (from
 // Needed) and AllowList (from the project's settings).
@@ -85,23 +87,47 @@ type Options struct {
 	// for every file type. An archive with no entries counts as empty too.
 	AllowEmpty bool
 
+	// The archive limits below apply to ZIP, tar, tar.gz and gzip files
+	// alike (the names predate tar), and each is counted across the whole
+	// tree of a file: the entries and bytes of every archive nested inside
+	// it add up against the same limit.
+
 	// MaxZipEntries is the most entries (files and folders) an archive may
-	// hold. Default 10,000; negative means no limit.
+	// hold, nested archives' entries included. Default 10,000; negative
+	// means no limit.
 	MaxZipEntries int
 
 	// MaxZipUncompressed is the most bytes an archive may expand to, counted
-	// as they are decompressed. Default 10 GiB; negative means no limit.
+	// as they are decompressed, at every level of nesting. Default 10 GiB;
+	// negative means no limit.
 	MaxZipUncompressed int64
 
 	// MaxZipRatio is the largest expansion ratio (decompressed bytes ÷
-	// compressed bytes) allowed for any entry past its first MiB, and for
-	// the archive as a whole (decompressed ÷ archive size). Default 100;
-	// negative means no limit.
+	// compressed bytes) allowed for any ZIP entry and any gzip stream past
+	// its first MiB, and for the file as a whole (everything decompressed ÷
+	// the file's size). Default 100; negative means no limit.
 	MaxZipRatio float64
 
-	// AllowZipSymlinks accepts symbolic-link entries. Default false: a
-	// symlink in an archive can point anywhere once extracted.
+	// AllowZipSymlinks accepts symbolic-link entries in ZIP archives and
+	// symbolic and hard links in tar archives. Default false: a link in an
+	// archive can point anywhere once extracted. Even when true, a tar link
+	// whose target lies outside the archive (absolute, or climbing out with
+	// "..") is rejected.
 	AllowZipSymlinks bool
+
+	// MaxArchiveDepth is how many levels of archives inside archives are
+	// opened, the file itself counting as 1 (a .tar.gz is one level: the
+	// gzip of a tar is one archive). A nested archive deeper than this is
+	// rejected. Default 3 (zip in zip in zip); 1 rejects every archive
+	// inside an archive.
+	MaxArchiveDepth int
+
+	// MaxNestedZipBytes is the largest ZIP inside another archive that is
+	// inspected: archive/zip needs random access, so a nested ZIP is held in
+	// memory while it is read. A larger one is rejected as too large to
+	// check (tar and gzip are read as streams and have no such limit).
+	// Default 64 MiB.
+	MaxNestedZipBytes int64
 
 	// ZipBlockSize is the read-ahead InspectZip uses on the io.ReaderAt.
 	// archive/zip reads in 4 KiB pieces and a minio Object turns every
@@ -129,6 +155,15 @@ func (o Options) withDefaults() Options {
 	if o.ZipBlockSize <= 0 {
 		o.ZipBlockSize = DefaultZipBlockSize
 	}
+	switch {
+	case o.MaxArchiveDepth == 0:
+		o.MaxArchiveDepth = DefaultMaxArchiveDepth
+	case o.MaxArchiveDepth < 0:
+		o.MaxArchiveDepth = 1
+	}
+	if o.MaxNestedZipBytes <= 0 {
+		o.MaxNestedZipBytes = DefaultMaxNestedZipBytes
+	}
 	return o
 }
 
@@ -148,9 +183,8 @@ func (o Options) allowListFor(fileType string) ([]string, bool) {
 //
 // The lists are explicit rather than "image/*" where a wildcard would let in
 // types that are risky to show in a browser (image/svg+xml carries script) or
-// that nobody annotates. Archives are limited to the kinds labelq can at
-// least identify; only ZIP is inspected entry by entry (tar and gzip are
-// accepted as opaque containers). HTML is accepted for datasets because web
+// that nobody annotates. Archives are limited to the kinds InspectArchive
+// opens entry by entry: ZIP, tar and gzip (so .tar.gz). HTML is accepted for datasets because web
 // pages are a common annotation target; the platform must serve user files
 // as attachments or from a sandboxed origin in any case.
 func DefaultAllowList() map[string][]string {

@@ -5,9 +5,9 @@ import (
 	"bytes"
 	"compress/flate"
 	"context"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
 	"io"
 	"io/fs"
 	"math"
@@ -15,11 +15,10 @@ import (
 	"strconv"
 	"strings"
 	"unicode"
-
-	"github.com/gabriel-vasile/mimetype"
 )
 
-// ArchiveStats describes what InspectZip found and read.
+// ArchiveStats describes what InspectArchive or InspectZip found and read,
+// across the file and every archive nested in it.
 type ArchiveStats struct {
 	// Entries is the number of entries (files and folders) listed.
 	Entries int
@@ -29,21 +28,14 @@ type ArchiveStats struct {
 	// the headers claim. When a limit stopped the inspection it is where
 	// reading stopped.
 	UncompressedBytes int64
-	// NestedArchives counts entries that are themselves archives; their
-	// contents are not inspected.
+	// NestedArchives counts entries that are themselves archives: ZIP, tar
+	// and gzip ones are opened, other kinds only noted.
 	NestedArchives int
 }
 
 // errDirBudget stops archive/zip from parsing more central directory than
 // the entry limit can justify; see zipDirBytesPerEntry.
 var errDirBudget = errors.New("verify: central directory larger than the entry limit allows")
-
-// nestedArchiveTypes are containers InspectZip notes but does not open.
-var nestedArchiveTypes = []string{
-	"application/zip", "application/gzip", "application/x-tar", "application/x-7z-compressed",
-	"application/vnd.rar", "application/x-bzip2", "application/x-xz", "application/zstd",
-	"application/lzip", "application/x-cpio",
-}
 
 // InspectZip checks a ZIP archive (or a ZIP-based format such as docx)
 // entry by entry, reading it through ra, which holds size bytes.
@@ -66,82 +58,75 @@ var nestedArchiveTypes = []string{
 //     MaxZipRatio times its own size past the first MiB or beyond
 //     MaxZipUncompressed in total, and it must not be a blocked type. The
 //     limits count bytes as they come out of the decompressor; the sizes in
-//     the headers are never trusted.
+//     the headers are never trusted;
+//   - an entry that is itself a ZIP, tar or gzip archive is opened and
+//     inspected the same way (see InspectArchive), up to MaxArchiveDepth
+//     levels, with the limits counted across the whole tree.
 //
 // The error is non-nil only when reading ra failed or ctx ended: a retry may
 // succeed. Everything about the archive itself is in the Report.
 func InspectZip(ctx context.Context, ra io.ReaderAt, size int64, opts Options) (Report, error) {
-	opts = opts.withDefaults()
-	src := &blockReaderAt{
-		ctx:    ctx,
-		src:    ra,
-		size:   size,
-		block:  make([]byte, max(1, min(int64(opts.ZipBlockSize), size))),
-		budget: -1,
-	}
-	in := &zipInspection{opts: opts, src: src, size: size, rep: Report{Archive: &ArchiveStats{}}}
-	err := in.run(ctx)
-	if err != nil {
-		return Report{}, fmt.Errorf("inspect zip: %w", err)
-	}
-	in.rep.finish()
-	return in.rep, nil
+	t := newTree(ctx, ra, size, opts)
+	return t.result(t.zip(t.root, size, level{depth: 1}), "inspect zip")
 }
 
-type zipInspection struct {
-	opts Options
-	src  *blockReaderAt
-	size int64
-	rep  Report
-}
-
-func (in *zipInspection) stats() *ArchiveStats { return in.rep.Archive }
-
-// run fills in.rep; it returns an error only for I/O and context failures.
-func (in *zipInspection) run(ctx context.Context) error {
-	if in.opts.MaxZipEntries > 0 {
-		in.src.budget = int64(in.opts.MaxZipEntries)*zipDirBytesPerEntry + zipDirSlack
+// zip inspects the ZIP archive at level l, read through src; it returns an
+// error only for I/O and context failures.
+func (t *tree) zip(src *blockReaderAt, size int64, l level) error {
+	st := t.stats()
+	if t.opts.MaxZipEntries > 0 {
+		left := max(0, t.opts.MaxZipEntries-st.Entries)
+		src.budget = int64(left)*zipDirBytesPerEntry + zipDirSlack
 	}
-	zr, err := zip.NewReader(in.src, in.size)
-	in.src.budget = -1
+	zr, err := zip.NewReader(src, size)
+	src.budget = -1
 	if err != nil && !errors.Is(err, zip.ErrInsecurePath) {
-		if in.src.err != nil {
-			return in.src.err
+		if ioErr := t.ioErr(); ioErr != nil {
+			return ioErr
 		}
-		in.openFailed(err)
+		if src.err != nil {
+			return src.err
+		}
+		t.openFailed(src, err, l)
 		return nil
 	}
 
-	st := in.stats()
-	st.Entries = len(zr.File)
-	if in.opts.MaxZipEntries > 0 && len(zr.File) > in.opts.MaxZipEntries {
-		in.rep.add(Rejected, CodeZipTooManyEntries, "archive has %s entries, more than the limit of %s; split it into smaller archives",
-			groupThousands(int64(len(zr.File))), groupThousands(int64(in.opts.MaxZipEntries)))
+	st.Entries += len(zr.File)
+	if t.opts.MaxZipEntries > 0 && st.Entries > t.opts.MaxZipEntries {
+		if l.depth == 1 {
+			t.stop(Rejected, CodeZipTooManyEntries, "archive has %s entries, more than the limit of %s; split it into smaller archives",
+				groupThousands(int64(len(zr.File))), groupThousands(int64(t.opts.MaxZipEntries)))
+		} else {
+			t.stop(Rejected, CodeZipTooManyEntries, "archive has more than %s entries%s, the limit; split it into smaller archives",
+				groupThousands(int64(t.opts.MaxZipEntries)), countingNested(l))
+		}
 		return nil
 	}
-	if !in.checkHeaders(zr.File) {
+	if !t.zipHeaders(zr.File, l) {
 		return nil
 	}
-	return in.readEntries(ctx, zr.File)
+	return t.zipEntries(src, size, zr.File, l)
 }
 
-func (in *zipInspection) openFailed(err error) {
+func (t *tree) openFailed(src *blockReaderAt, err error, l level) {
 	switch {
 	case errors.Is(err, errDirBudget):
-		in.rep.add(Rejected, CodeZipTooManyEntries, "archive's table of contents is larger than its limit of %s entries allows; split it into smaller archives",
-			groupThousands(int64(in.opts.MaxZipEntries)))
-	case in.looksLikeZip():
-		in.rep.add(Corrupt, CodeZipDamaged, "ZIP archive is damaged or truncated (%v); upload it again", err)
+		t.stop(Rejected, CodeZipTooManyEntries, "archive%s's table of contents is larger than its limit of %s entries allows; split it into smaller archives",
+			l.archive(), groupThousands(int64(t.opts.MaxZipEntries)))
+	case looksLikeZip(src):
+		t.stop(Corrupt, CodeZipDamaged, "ZIP archive%s is damaged or truncated (%v); upload it again", l.archive(), err)
+	case l.depth > 1:
+		t.stop(Corrupt, CodeZipDamaged, "ZIP archive%s can't be opened (%v); upload the archive again", l.archive(), err)
 	default:
-		in.rep.add(Rejected, CodeZipInvalid, "file is not a ZIP archive; upload a real .zip file or declare the type it has")
+		t.stop(Rejected, CodeZipInvalid, "file is not a ZIP archive; upload a real .zip file or declare the type it has")
 	}
 }
 
 // looksLikeZip reports whether the file starts like a ZIP: then a failure to
 // open it means damage, not a wrong type.
-func (in *zipInspection) looksLikeZip() bool {
+func looksLikeZip(src *blockReaderAt) bool {
 	var head [4]byte
-	if _, err := in.src.ReadAt(head[:], 0); err != nil {
+	if _, err := src.ReadAt(head[:], 0); err != nil {
 		return false
 	}
 	return bytes.Equal(head[:], []byte("PK\x03\x04")) || bytes.Equal(head[:], []byte("PK\x05\x06")) ||
@@ -170,44 +155,44 @@ func (e *examples) String() string {
 	return s
 }
 
-// checkHeaders applies the rules that need only the central directory. It
+// zipHeaders applies the rules that need only the central directory. It
 // reports whether the archive passed them.
-func (in *zipInspection) checkHeaders(files []*zip.File) bool {
+func (t *tree) zipHeaders(files []*zip.File, l level) bool {
 	var unsafe, special, encrypted examples
 	nonDir := 0
 	for _, f := range files {
 		if reason := unsafeEntryName(f.Name); reason != "" {
-			unsafe.add(quoteName(f.Name) + " (" + reason + ")")
+			unsafe.add(l.entry(f.Name) + " (" + reason + ")")
 		}
 		mode := f.Mode()
 		switch {
 		case mode&fs.ModeSymlink != 0:
-			if !in.opts.AllowZipSymlinks {
-				special.add(quoteName(f.Name) + " (symbolic link)")
+			if !t.opts.AllowZipSymlinks {
+				special.add(l.entry(f.Name) + " (symbolic link)")
 			}
 		case mode&(fs.ModeDevice|fs.ModeCharDevice|fs.ModeNamedPipe|fs.ModeSocket|fs.ModeIrregular) != 0:
-			special.add(quoteName(f.Name) + " (device, pipe or socket)")
+			special.add(l.entry(f.Name) + " (device, pipe or socket)")
 		}
 		if f.Flags&0x1 != 0 {
-			encrypted.add(quoteName(f.Name))
+			encrypted.add(l.entry(f.Name))
 		}
 		if !strings.HasSuffix(f.Name, "/") {
 			nonDir++
 		}
 	}
 	if unsafe.count > 0 {
-		in.rep.add(Rejected, CodeZipUnsafePath, "archive has entries that would be written outside the folder it is extracted to: %s; re-create the archive with relative paths", &unsafe)
+		t.stop(Rejected, CodeZipUnsafePath, "archive%s has entries that would be written outside the folder it is extracted to: %s; re-create the archive with relative paths", l.archive(), &unsafe)
 	}
 	if special.count > 0 {
-		in.rep.add(Rejected, CodeZipSpecialFile, "archive has entries that are not regular files: %s; re-create the archive from the files themselves", &special)
+		t.stop(Rejected, CodeZipSpecialFile, "archive%s has entries that are not regular files: %s; re-create the archive from the files themselves", l.archive(), &special)
 	}
 	if encrypted.count > 0 {
-		in.rep.add(Rejected, CodeZipEncrypted, "archive has password-protected entries, which can't be checked: %s; upload it without a password", &encrypted)
+		t.stop(Rejected, CodeZipEncrypted, "archive%s has password-protected entries, which can't be checked: %s; upload it without a password", l.archive(), &encrypted)
 	}
-	if nonDir == 0 && !in.opts.AllowEmpty {
-		in.rep.add(Rejected, CodeEmpty, "archive contains no files; upload it again with its content")
+	if nonDir == 0 && !t.opts.AllowEmpty && l.depth == 1 {
+		t.stop(Rejected, CodeEmpty, "archive contains no files; upload it again with its content")
 	}
-	return len(in.rep.Findings) == 0
+	return !t.stopped
 }
 
 // unsafeEntryName says why a name would escape the extraction folder, or "".
@@ -234,38 +219,32 @@ func unsafeEntryName(name string) string {
 	return ""
 }
 
-// readEntries decompresses every entry. It stops at the first finding.
-func (in *zipInspection) readEntries(ctx context.Context, files []*zip.File) error {
-	st := in.stats()
-	buf := make([]byte, 256<<10)
-	head := make([]byte, SniffBytes)
+// zipEntries decompresses every entry of the ZIP at level l. It stops at
+// the first finding.
+func (t *tree) zipEntries(src *blockReaderAt, size int64, files []*zip.File, l level) error {
+	st := t.stats()
 	var spans []span
-	var nested examples
-
-	totalLimit := int64(math.MaxInt64)
-	if in.opts.MaxZipUncompressed > 0 {
-		totalLimit = in.opts.MaxZipUncompressed
-	}
-	overallRatioLimit := ratioLimit(in.opts.MaxZipRatio, in.size)
-
+	first, startsWithEntry := firstLocalData(src)
+	seenFirst := false
 	for _, f := range files {
-		if err := ctx.Err(); err != nil {
+		if err := t.ctx.Err(); err != nil {
 			return err
 		}
 		isDir := strings.HasSuffix(f.Name, "/")
 
 		off, err := f.DataOffset()
 		if err != nil {
-			return in.entryFailed(f, err)
+			return t.entryFailed(src, f, err, l)
 		}
+		seenFirst = seenFirst || off == first
 		compressed := int64(f.CompressedSize64)
-		if f.CompressedSize64 > math.MaxInt64 || off+compressed > in.size || off+compressed < off {
-			in.rep.add(Corrupt, CodeZipDamaged, "entry %s extends past the end of the archive; the archive is damaged or truncated, upload it again", quoteName(f.Name))
+		if f.CompressedSize64 > math.MaxInt64 || off+compressed > size || off+compressed < off {
+			t.stop(Corrupt, CodeZipDamaged, "entry %s extends past the end of the archive; the archive is damaged or truncated, upload it again", l.entry(f.Name))
 			return nil
 		}
 		if compressed > 0 {
 			if other, ok := insertSpan(&spans, span{off, off + compressed, f.Name}); !ok {
-				in.rep.add(Rejected, CodeZipOverlap, "entries %s and %s share the same compressed data, a construction used by zip bombs; re-create the archive with a standard tool", quoteName(other), quoteName(f.Name))
+				t.stop(Rejected, CodeZipOverlap, "entries %s and %s share the same compressed data, a construction used by zip bombs; re-create the archive with a standard tool", l.entry(other), l.entry(f.Name))
 				return nil
 			}
 		}
@@ -273,120 +252,79 @@ func (in *zipInspection) readEntries(ctx context.Context, files []*zip.File) err
 		rc, err := f.Open()
 		if err != nil {
 			if errors.Is(err, zip.ErrAlgorithm) {
-				in.rep.add(Rejected, CodeZipUnsupported, "entry %s uses compression method %d, which can't be checked; re-create the archive with standard (deflate) compression", quoteName(f.Name), f.Method)
+				t.stop(Rejected, CodeZipUnsupported, "entry %s uses compression method %d, which can't be checked; re-create the archive with standard (deflate) compression", l.entry(f.Name), f.Method)
 				return nil
 			}
-			return in.entryFailed(f, err)
+			return t.entryFailed(src, f, err, l)
 		}
-
-		entryLimit := ratioLimit(in.opts.MaxZipRatio, compressed)
-		// archive/zip only verifies a CRC it believes was set; a zero CRC
-		// on non-empty data is damage, so compute it for those entries.
-		checkZeroCRC := f.CRC32 == 0 && f.Flags&0x8 == 0
-		var crc uint32
-		var n int64
-		hn := 0
-		var readErr error
-		for {
-			if err := ctx.Err(); err != nil {
-				_ = rc.Close() // read side; the outcome is decided
-				return err
-			}
-			k, err := rc.Read(buf)
-			if k > 0 {
-				n += int64(k)
-				st.UncompressedBytes += int64(k)
-				if hn < len(head) {
-					hn += copy(head[hn:], buf[:k])
-				}
-				if checkZeroCRC {
-					crc = crc32.Update(crc, crc32.IEEETable, buf[:k])
-				}
-				if stop := in.overLimit(f, n, entryLimit, compressed, totalLimit, overallRatioLimit); stop {
-					_ = rc.Close() // read side; the outcome is decided
-					return nil
-				}
-			}
-			if err == io.EOF {
-				break
-			}
-			if err != nil {
-				readErr = err
-				break
-			}
-		}
-		// Closing an entry reader only returns the error its Read already
-		// returned (archive/zip and compress/flate keep it), so readErr has it.
-		_ = rc.Close()
-		if readErr != nil {
-			return in.entryFailed(f, readErr)
-		}
-		if checkZeroCRC && n > 0 && crc != 0 {
-			in.rep.add(Corrupt, CodeZipDamaged, "entry %s has no CRC-32 recorded although it has data; the archive is damaged, upload it again", quoteName(f.Name))
-			return nil
+		m := &meter{
+			t: t, r: rc, what: "entry " + l.entry(f.Name), compressed: compressed,
+			// archive/zip only verifies a CRC it believes was set; a zero
+			// CRC on non-empty data is damage, so compute it for those.
+			crc: f.CRC32 == 0 && f.Flags&0x8 == 0,
 		}
 		if isDir {
-			continue
+			err = t.drain(m)
+		} else {
+			err = t.content(m, nil, f.Name, l)
 		}
-		st.Files++
-		if hn == 0 {
-			continue
-		}
-		t := fromNode(mimetype.Detect(head[:hn]))
-		if b := t.blocked(); b != "" {
-			in.rep.add(Rejected, CodeZipBlockedEntry, "entry %s is %s, a program or installer; archives may not contain them, remove it and upload the archive again", quoteName(f.Name), t.name)
+		// Closing an entry reader only returns the error its Read already
+		// returned (archive/zip and compress/flate keep it).
+		_ = rc.Close()
+		if t.stopped {
 			return nil
 		}
-		for _, a := range nestedArchiveTypes {
-			if t.within(a) {
-				st.NestedArchives++
-				nested.add(quoteName(f.Name))
-				break
-			}
+		if err != nil {
+			return t.entryFailed(src, f, err, l)
+		}
+		if m.crc && m.n > 0 && m.sum != 0 {
+			t.stop(Corrupt, CodeZipDamaged, "entry %s has no CRC-32 recorded although it has data; the archive is damaged, upload it again", l.entry(f.Name))
+			return nil
+		}
+		if !isDir {
+			st.Files++
 		}
 	}
-	if nested.count > 0 {
-		in.rep.note("archive contains %d nested archive(s) (%s); their contents were not inspected", nested.count, &nested)
+	if startsWithEntry && !seenFirst && len(files) > 0 {
+		// archive/zip reads the last table of contents in the file; a
+		// file that starts with an entry that table does not list holds a
+		// second archive (or its remains) that streaming extractors read.
+		t.stop(Rejected, CodePolyglot, "ZIP archive%s starts with an entry its table of contents does not list: two archives are joined in one file, and other programs may extract the hidden one; re-create the archive with a standard tool", l.archive())
 	}
 	return nil
 }
 
-// overLimit records a finding and reports true when reading must stop.
-func (in *zipInspection) overLimit(f *zip.File, n, entryLimit, compressed, totalLimit, overallRatioLimit int64) bool {
-	st := in.stats()
-	switch {
-	case n > entryLimit:
-		in.rep.add(Rejected, CodeZipBomb, "entry %s expands more than %g times (stopped after %s from %s compressed); the archive looks like a zip bomb and was not unpacked",
-			quoteName(f.Name), in.opts.MaxZipRatio, formatBytes(n), formatBytes(compressed))
-	case st.UncompressedBytes > totalLimit:
-		in.rep.add(Rejected, CodeZipTooLarge, "archive expands to more than the %s limit; split it into smaller archives",
-			formatLimit(totalLimit))
-	case st.UncompressedBytes > overallRatioLimit:
-		in.rep.add(Rejected, CodeZipBomb, "archive expands more than %g times its size (stopped after %s from a %s archive); it looks like a zip bomb and was not unpacked",
-			in.opts.MaxZipRatio, formatBytes(st.UncompressedBytes), formatBytes(in.size))
-	default:
-		return false
+// firstLocalData returns where the data of the local file header at the
+// start of src begins, when src starts with one.
+func firstLocalData(src *blockReaderAt) (int64, bool) {
+	var h [30]byte
+	if _, err := src.ReadAt(h[:], 0); err != nil || !bytes.Equal(h[:4], []byte("PK\x03\x04")) {
+		return 0, false
 	}
-	return true
+	le := binary.LittleEndian
+	return 30 + int64(le.Uint16(h[26:])) + int64(le.Uint16(h[28:])), true
 }
 
 // entryFailed turns an error while reading an entry into a finding, unless
 // the cause is reading the object itself, which is returned for a retry.
-func (in *zipInspection) entryFailed(f *zip.File, err error) error {
-	if in.src.err != nil {
-		return in.src.err
+func (t *tree) entryFailed(src *blockReaderAt, f *zip.File, err error, l level) error {
+	if t.stopped || errors.Is(err, errStopped) {
+		return nil
 	}
-	if ctxErr := in.src.ctx.Err(); ctxErr != nil {
-		return ctxErr
+	if ioErr := t.ioErr(); ioErr != nil {
+		return ioErr
+	}
+	if src.err != nil {
+		return src.err
 	}
 	var corrupt flate.CorruptInputError
 	switch {
 	case errors.Is(err, zip.ErrChecksum):
-		in.rep.add(Corrupt, CodeZipDamaged, "entry %s is damaged: its CRC-32 does not match its data; upload the archive again", quoteName(f.Name))
+		t.stop(Corrupt, CodeZipDamaged, "entry %s is damaged: its CRC-32 does not match its data; upload the archive again", l.entry(f.Name))
 	case errors.As(err, &corrupt):
-		in.rep.add(Corrupt, CodeZipDamaged, "entry %s is damaged: its compressed data is invalid (%v); upload the archive again", quoteName(f.Name), err)
+		t.stop(Corrupt, CodeZipDamaged, "entry %s is damaged: its compressed data is invalid (%v); upload the archive again", l.entry(f.Name), err)
 	default:
-		in.rep.add(Corrupt, CodeZipDamaged, "entry %s is damaged or truncated (%v); upload the archive again", quoteName(f.Name), err)
+		t.stop(Corrupt, CodeZipDamaged, "entry %s is damaged or truncated (%v); upload the archive again", l.entry(f.Name), err)
 	}
 	return nil
 }

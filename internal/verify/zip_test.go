@@ -245,11 +245,19 @@ func TestInspectZipOverlappingEntries(t *testing.T) {
 func TestInspectZipEntryContents(t *testing.T) {
 	inner := buildZip(t, zipEntry{name: "inner.txt", data: []byte("x")})
 
-	t.Run("nested archive is noted, not opened", func(t *testing.T) {
+	t.Run("nested archive is opened", func(t *testing.T) {
 		rep := inspect(t, buildZip(t, zipEntry{name: "a.txt", data: []byte("a")}, zipEntry{name: "more/inner.zip", data: inner, store: true}), Options{})
+		require.Equal(t, Valid, rep.Verdict, "%+v", rep.Findings)
+		require.Equal(t, &ArchiveStats{Entries: 3, Files: 3, NestedArchives: 1, UncompressedBytes: 2}, rep.Archive,
+			"the inner entry is listed and read; the inner archive's own bytes count once, as what it expands to")
+		require.Empty(t, rep.Notes)
+	})
+	t.Run("nested archive of a kind that is not opened is noted", func(t *testing.T) {
+		xz := []byte("\xfd7zXZ\x00\x00\x04\xe6\xd6\xb4\x46\x02\x00\x21\x01\x16\x00\x00\x00")
+		rep := inspect(t, buildZip(t, zipEntry{name: "a.txt", data: []byte("a")}, zipEntry{name: "more/data.xz", data: xz, store: true}), Options{})
 		require.Equal(t, Valid, rep.Verdict)
 		require.Equal(t, 1, rep.Archive.NestedArchives)
-		require.Contains(t, strings.Join(rep.Notes, "\n"), `"more/inner.zip"`)
+		require.Contains(t, strings.Join(rep.Notes, "\n"), `"more/data.xz"`)
 	})
 	t.Run("executable inside", func(t *testing.T) {
 		rep := inspect(t, buildZip(t, zipEntry{name: "a.txt", data: []byte("a")}, zipEntry{name: "tools/run", data: elfBytes()}), Options{})
