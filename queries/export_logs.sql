@@ -32,8 +32,9 @@ ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
 RETURNING *;
 
 -- name: ExportLogGetForUpdate :one
--- project:export holds this lock while it starts, fails or completes a run, so a
--- cancel or a second delivery of the same export waits and then sees the outcome.
+-- project:export holds this lock while it starts a run or records its failure (a
+-- few statements, never across a call to the bucket), so a second delivery of the
+-- same export waits and then sees the outcome.
 SELECT * FROM export_logs WHERE id = @id FOR UPDATE;
 
 -- name: ExportLogStart :one
@@ -96,3 +97,15 @@ LIMIT @max_rows;
 -- Retention removed the archive; the row stays as the record of the export.
 UPDATE export_logs SET purged_at = @purged_at
 WHERE id = @id AND status = 'completed' AND purged_at IS NULL;
+
+-- name: ExportLogSetLockTimeout :exec
+-- Bounds, for the rest of the caller's transaction, how long it waits for a row
+-- lock (an export row a worker holds): lock_timeout, as SET LOCAL.
+SELECT set_config('lock_timeout', @timeout::text, true);
+
+-- name: ExportLogKeptPaths :many
+-- Of @paths (objects under one project's exports/), those that are the archive of
+-- a completed, unpurged export: retention's orphan sweep deletes the others.
+SELECT storage_path::text FROM export_logs
+WHERE project_id = @project_id AND org_id = @org_id AND status = 'completed' AND purged_at IS NULL
+  AND storage_path = ANY(@paths::text[]);

@@ -6,21 +6,39 @@ INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, subject
 VALUES (@task_id, @task_type, @queue, @payload, @options, @org_id, @subject_id, @available_at);
 
 -- name: OutboxClaimBatch :many
--- SKIP LOCKED lets any number of relays run side by side: each row is held by one.
-SELECT * FROM outbox
-WHERE enqueued_at IS NULL AND available_at <= now()
-ORDER BY available_at, id
-LIMIT @max_rows
-FOR UPDATE SKIP LOCKED;
+-- Claims up to @max_rows unsent rows for @lease. Run in a transaction of its own
+-- and committed before any enqueue, so no row stays locked while Redis is called;
+-- SKIP LOCKED lets relays claim side by side, and a row another relay claimed is
+-- skipped until its lease ends (that relay died or is too slow: the row is taken
+-- again, and the task id keeps the second enqueue from making a second task).
+UPDATE outbox SET claimed_by = @claimed_by::text, claimed_until = clock_timestamp() + make_interval(secs => @lease_seconds::double precision)
+WHERE id IN (
+    SELECT id FROM outbox
+    WHERE enqueued_at IS NULL AND available_at <= now()
+      AND (claimed_until IS NULL OR claimed_until < clock_timestamp())
+    ORDER BY available_at, id
+    LIMIT @max_rows
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING *;
 
--- name: OutboxMarkEnqueued :exec
-UPDATE outbox SET enqueued_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL
-WHERE id = ANY(@ids::bigint[]);
+-- name: OutboxMarkEnqueued :execrows
+-- Only rows this claim still holds: one whose lease ran out and that another relay
+-- took is that relay's to mark.
+UPDATE outbox SET enqueued_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL,
+    claimed_by = NULL, claimed_until = NULL
+WHERE id = ANY(@ids::bigint[]) AND claimed_by = @claimed_by::text AND enqueued_at IS NULL;
 
 -- name: OutboxMarkFailed :exec
 UPDATE outbox
-SET attempts = attempts + 1, last_error = @last_error, available_at = @available_at
-WHERE id = @id;
+SET attempts = attempts + 1, last_error = @last_error, available_at = @available_at,
+    claimed_by = NULL, claimed_until = NULL
+WHERE id = @id AND claimed_by = @claimed_by::text AND enqueued_at IS NULL;
+
+-- name: OutboxReleaseClaims :exec
+-- A relay that stops mid-batch gives back the rows it did not get to.
+UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
+WHERE id = ANY(@ids::bigint[]) AND claimed_by = @claimed_by::text AND enqueued_at IS NULL;
 
 -- name: OutboxCountUnsent :one
 SELECT count(*) FROM outbox WHERE enqueued_at IS NULL;

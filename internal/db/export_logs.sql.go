@@ -299,8 +299,9 @@ const exportLogGetForUpdate = `-- name: ExportLogGetForUpdate :one
 SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at FROM export_logs WHERE id = $1 FOR UPDATE
 `
 
-// project:export holds this lock while it starts, fails or completes a run, so a
-// cancel or a second delivery of the same export waits and then sees the outcome.
+// project:export holds this lock while it starts a run or records its failure (a
+// few statements, never across a call to the bucket), so a second delivery of the
+// same export waits and then sees the outcome.
 func (q *Queries) ExportLogGetForUpdate(ctx context.Context, id int64) (ExportLog, error) {
 	row := q.db.QueryRow(ctx, exportLogGetForUpdate, id)
 	var i ExportLog
@@ -331,6 +332,40 @@ func (q *Queries) ExportLogGetForUpdate(ctx context.Context, id int64) (ExportLo
 		&i.UpdatedAt,
 	)
 	return i, err
+}
+
+const exportLogKeptPaths = `-- name: ExportLogKeptPaths :many
+SELECT storage_path::text FROM export_logs
+WHERE project_id = $1 AND org_id = $2 AND status = 'completed' AND purged_at IS NULL
+  AND storage_path = ANY($3::text[])
+`
+
+type ExportLogKeptPathsParams struct {
+	ProjectID int64    `json:"project_id"`
+	OrgID     int64    `json:"org_id"`
+	Paths     []string `json:"paths"`
+}
+
+// Of @paths (objects under one project's exports/), those that are the archive of
+// a completed, unpurged export: retention's orphan sweep deletes the others.
+func (q *Queries) ExportLogKeptPaths(ctx context.Context, arg ExportLogKeptPathsParams) ([]string, error) {
+	rows, err := q.db.Query(ctx, exportLogKeptPaths, arg.ProjectID, arg.OrgID, arg.Paths)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []string
+	for rows.Next() {
+		var storage_path string
+		if err := rows.Scan(&storage_path); err != nil {
+			return nil, err
+		}
+		items = append(items, storage_path)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const exportLogListByProject = `-- name: ExportLogListByProject :many
@@ -519,6 +554,17 @@ func (q *Queries) ExportLogNoteError(ctx context.Context, arg ExportLogNoteError
 		return 0, err
 	}
 	return result.RowsAffected(), nil
+}
+
+const exportLogSetLockTimeout = `-- name: ExportLogSetLockTimeout :exec
+SELECT set_config('lock_timeout', $1::text, true)
+`
+
+// Bounds, for the rest of the caller's transaction, how long it waits for a row
+// lock (an export row a worker holds): lock_timeout, as SET LOCAL.
+func (q *Queries) ExportLogSetLockTimeout(ctx context.Context, timeout string) error {
+	_, err := q.db.Exec(ctx, exportLogSetLockTimeout, timeout)
+	return err
 }
 
 const exportLogSetProgress = `-- name: ExportLogSetProgress :execrows

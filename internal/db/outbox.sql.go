@@ -12,16 +12,31 @@ import (
 )
 
 const outboxClaimBatch = `-- name: OutboxClaimBatch :many
-SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at, subject_id FROM outbox
-WHERE enqueued_at IS NULL AND available_at <= now()
-ORDER BY available_at, id
-LIMIT $1
-FOR UPDATE SKIP LOCKED
+UPDATE outbox SET claimed_by = $1::text, claimed_until = clock_timestamp() + make_interval(secs => $2::double precision)
+WHERE id IN (
+    SELECT id FROM outbox
+    WHERE enqueued_at IS NULL AND available_at <= now()
+      AND (claimed_until IS NULL OR claimed_until < clock_timestamp())
+    ORDER BY available_at, id
+    LIMIT $3
+    FOR UPDATE SKIP LOCKED
+)
+RETURNING id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at, subject_id, claimed_by, claimed_until
 `
 
-// SKIP LOCKED lets any number of relays run side by side: each row is held by one.
-func (q *Queries) OutboxClaimBatch(ctx context.Context, maxRows int32) ([]Outbox, error) {
-	rows, err := q.db.Query(ctx, outboxClaimBatch, maxRows)
+type OutboxClaimBatchParams struct {
+	ClaimedBy    string  `json:"claimed_by"`
+	LeaseSeconds float64 `json:"lease_seconds"`
+	MaxRows      int32   `json:"max_rows"`
+}
+
+// Claims up to @max_rows unsent rows for @lease. Run in a transaction of its own
+// and committed before any enqueue, so no row stays locked while Redis is called;
+// SKIP LOCKED lets relays claim side by side, and a row another relay claimed is
+// skipped until its lease ends (that relay died or is too slow: the row is taken
+// again, and the task id keeps the second enqueue from making a second task).
+func (q *Queries) OutboxClaimBatch(ctx context.Context, arg OutboxClaimBatchParams) ([]Outbox, error) {
+	rows, err := q.db.Query(ctx, outboxClaimBatch, arg.ClaimedBy, arg.LeaseSeconds, arg.MaxRows)
 	if err != nil {
 		return nil, err
 	}
@@ -44,6 +59,8 @@ func (q *Queries) OutboxClaimBatch(ctx context.Context, maxRows int32) ([]Outbox
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.SubjectID,
+			&i.ClaimedBy,
+			&i.ClaimedUntil,
 		); err != nil {
 			return nil, err
 		}
@@ -79,7 +96,7 @@ func (q *Queries) OutboxDeleteEnqueuedBefore(ctx context.Context, before time.Ti
 }
 
 const outboxGetByTaskID = `-- name: OutboxGetByTaskID :one
-SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at, subject_id FROM outbox WHERE task_id = $1 AND org_id = $2 ORDER BY id DESC LIMIT 1
+SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at, subject_id, claimed_by, claimed_until FROM outbox WHERE task_id = $1 AND org_id = $2 ORDER BY id DESC LIMIT 1
 `
 
 type OutboxGetByTaskIDParams struct {
@@ -105,6 +122,8 @@ func (q *Queries) OutboxGetByTaskID(ctx context.Context, arg OutboxGetByTaskIDPa
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.SubjectID,
+		&i.ClaimedBy,
+		&i.ClaimedUntil,
 	)
 	return i, err
 }
@@ -143,7 +162,7 @@ func (q *Queries) OutboxInsert(ctx context.Context, arg OutboxInsertParams) erro
 }
 
 const outboxLatestForSubject = `-- name: OutboxLatestForSubject :one
-SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at, subject_id FROM outbox
+SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at, subject_id, claimed_by, claimed_until FROM outbox
 WHERE task_type = $1 AND subject_id = $2::bigint
 ORDER BY id DESC
 LIMIT 1
@@ -173,33 +192,69 @@ func (q *Queries) OutboxLatestForSubject(ctx context.Context, arg OutboxLatestFo
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.SubjectID,
+		&i.ClaimedBy,
+		&i.ClaimedUntil,
 	)
 	return i, err
 }
 
-const outboxMarkEnqueued = `-- name: OutboxMarkEnqueued :exec
-UPDATE outbox SET enqueued_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL
-WHERE id = ANY($1::bigint[])
+const outboxMarkEnqueued = `-- name: OutboxMarkEnqueued :execrows
+UPDATE outbox SET enqueued_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL,
+    claimed_by = NULL, claimed_until = NULL
+WHERE id = ANY($1::bigint[]) AND claimed_by = $2::text AND enqueued_at IS NULL
 `
 
-func (q *Queries) OutboxMarkEnqueued(ctx context.Context, ids []int64) error {
-	_, err := q.db.Exec(ctx, outboxMarkEnqueued, ids)
-	return err
+type OutboxMarkEnqueuedParams struct {
+	Ids       []int64 `json:"ids"`
+	ClaimedBy string  `json:"claimed_by"`
+}
+
+// Only rows this claim still holds: one whose lease ran out and that another relay
+// took is that relay's to mark.
+func (q *Queries) OutboxMarkEnqueued(ctx context.Context, arg OutboxMarkEnqueuedParams) (int64, error) {
+	result, err := q.db.Exec(ctx, outboxMarkEnqueued, arg.Ids, arg.ClaimedBy)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const outboxMarkFailed = `-- name: OutboxMarkFailed :exec
 UPDATE outbox
-SET attempts = attempts + 1, last_error = $1, available_at = $2
-WHERE id = $3
+SET attempts = attempts + 1, last_error = $1, available_at = $2,
+    claimed_by = NULL, claimed_until = NULL
+WHERE id = $3 AND claimed_by = $4::text AND enqueued_at IS NULL
 `
 
 type OutboxMarkFailedParams struct {
 	LastError   *string   `json:"last_error"`
 	AvailableAt time.Time `json:"available_at"`
 	ID          int64     `json:"id"`
+	ClaimedBy   string    `json:"claimed_by"`
 }
 
 func (q *Queries) OutboxMarkFailed(ctx context.Context, arg OutboxMarkFailedParams) error {
-	_, err := q.db.Exec(ctx, outboxMarkFailed, arg.LastError, arg.AvailableAt, arg.ID)
+	_, err := q.db.Exec(ctx, outboxMarkFailed,
+		arg.LastError,
+		arg.AvailableAt,
+		arg.ID,
+		arg.ClaimedBy,
+	)
+	return err
+}
+
+const outboxReleaseClaims = `-- name: OutboxReleaseClaims :exec
+UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
+WHERE id = ANY($1::bigint[]) AND claimed_by = $2::text AND enqueued_at IS NULL
+`
+
+type OutboxReleaseClaimsParams struct {
+	Ids       []int64 `json:"ids"`
+	ClaimedBy string  `json:"claimed_by"`
+}
+
+// A relay that stops mid-batch gives back the rows it did not get to.
+func (q *Queries) OutboxReleaseClaims(ctx context.Context, arg OutboxReleaseClaimsParams) error {
+	_, err := q.db.Exec(ctx, outboxReleaseClaims, arg.Ids, arg.ClaimedBy)
 	return err
 }

@@ -3,17 +3,18 @@ package outbox
 import (
 	"cmp"
 	"context"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
-	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/metrics"
 	"github.com/labelq/labelq/internal/queue"
@@ -30,10 +31,15 @@ const DefaultRetention = time.Hour
 const (
 	DefaultPollInterval = time.Second
 	DefaultBatchSize    = 500
+	// DefaultLease is how long a claimed batch is the claiming relay's. It is far
+	// below DefaultRetention, so a batch taken again after a crash still meets its
+	// tasks' ids in Redis.
+	DefaultLease = time.Minute
 )
 
 // Relay moves committed outbox rows into asynq. Any number may run at once: each
-// batch is claimed with FOR UPDATE SKIP LOCKED, and task ids are deterministic.
+// batch is claimed (with FOR UPDATE SKIP LOCKED, committed before Redis is
+// called) for a lease, and task ids are deterministic.
 type Relay struct {
 	Pool         *pgxpool.Pool
 	Client       *asynq.Client
@@ -41,12 +47,15 @@ type Relay struct {
 	Metrics      *metrics.Metrics
 	PollInterval time.Duration
 	BatchSize    int
+	// Lease is how long a claimed batch stays this relay's before another may
+	// take it; default DefaultLease.
+	Lease time.Duration
 
 	// Listening, when set, is called each time the LISTEN connection is up: a
 	// test signal, so a test waits for it instead of sleeping.
 	Listening func()
 
-	// afterEnqueue lets tests kill the relay between enqueue and commit.
+	// afterEnqueue lets tests kill the relay between enqueue and marking the row.
 	afterEnqueue func(db.Outbox) error
 }
 
@@ -124,51 +133,103 @@ func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
 	}
 }
 
-// RelayOnce moves one batch and returns how many rows it claimed.
+// RelayOnce moves one batch and returns how many rows it claimed. It claims the
+// batch in one short transaction, enqueues outside any transaction, and marks the
+// rows relayed in another, so no outbox row is locked while Redis is called. A
+// relay that dies in between leaves claims that expire after Lease; the rows are
+// then taken again, and their task ids make the second enqueue a no-op.
 func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
-	var claimed int
-	err := database.Tx(ctx, r.Pool, func(q *db.Queries, _ pgx.Tx) error {
-		rows, err := q.OutboxClaimBatch(ctx, int32(r.batch()))
-		if err != nil {
-			return fmt.Errorf("claim outbox rows: %w", err)
-		}
-		claimed = len(rows)
-		done := make([]int64, 0, len(rows))
-		for _, row := range rows {
-			if err := r.enqueue(ctx, row); err != nil {
-				delay := queue.Backoff(int(row.Attempts), time.Second, 5*time.Minute)
-				r.Log.WarnContext(ctx, "outbox row not enqueued; will retry",
-					slog.Int64("outbox_id", row.ID), slog.String("task_type", row.TaskType),
-					slog.String("task_id", row.TaskID), slog.String("error", err.Error()))
-				msg := err.Error()
-				if err := q.OutboxMarkFailed(ctx, db.OutboxMarkFailedParams{
-					ID: row.ID, LastError: &msg, AvailableAt: time.Now().Add(delay),
-				}); err != nil {
-					return err
-				}
-				continue
-			}
-			if r.afterEnqueue != nil {
-				if err := r.afterEnqueue(row); err != nil {
-					return err
-				}
-			}
-			done = append(done, row.ID)
-			if r.Metrics != nil {
-				r.Metrics.OutboxLag.Observe(time.Since(row.CreatedAt).Seconds())
-			}
-		}
-		if len(done) > 0 {
-			if err := q.OutboxMarkEnqueued(ctx, done); err != nil {
-				return fmt.Errorf("mark outbox rows enqueued: %w", err)
-			}
-			if r.Metrics != nil {
-				r.Metrics.OutboxRelayed.Add(float64(len(done)))
-			}
-		}
-		return nil
+	lease := cmp.Or(r.Lease, DefaultLease)
+	claim := newClaimID()
+	q := db.New(r.Pool)
+	rows, err := q.OutboxClaimBatch(ctx, db.OutboxClaimBatchParams{
+		ClaimedBy: claim, LeaseSeconds: lease.Seconds(), MaxRows: int32(r.batch()),
 	})
-	return claimed, err
+	if err != nil {
+		return 0, fmt.Errorf("claim outbox rows: %w", err)
+	}
+	// The update returns its rows in no particular order; relay the oldest first.
+	slices.SortFunc(rows, func(a, b db.Outbox) int {
+		return cmp.Or(a.AvailableAt.Compare(b.AvailableAt), cmp.Compare(a.ID, b.ID))
+	})
+	// Past the lease another relay may take these rows: stop before then rather
+	// than race it (which would be harmless, but wasted).
+	ectx, cancel := context.WithTimeout(ctx, lease)
+	defer cancel()
+	done := make([]int64, 0, len(rows))
+	var failed error
+	for _, row := range rows {
+		if err := r.enqueue(ectx, row); err != nil {
+			if ectx.Err() != nil {
+				// Cut off, not refused: the enqueue may or may not have happened.
+				failed = fmt.Errorf("enqueue outbox row %d: %w", row.ID, err)
+				break
+			}
+			r.noteFailed(ctx, q, claim, row, err)
+			continue
+		}
+		if r.afterEnqueue != nil {
+			if err := r.afterEnqueue(row); err != nil {
+				failed = err
+				break
+			}
+		}
+		done = append(done, row.ID)
+	}
+	if len(done) > 0 {
+		n, err := q.OutboxMarkEnqueued(context.WithoutCancel(ctx), db.OutboxMarkEnqueuedParams{Ids: done, ClaimedBy: claim})
+		if err != nil {
+			// The rows stay claimed and are relayed again once the lease ends.
+			return len(rows), errors.Join(failed, fmt.Errorf("mark outbox rows enqueued: %w", err))
+		}
+		if r.Metrics != nil {
+			r.Metrics.OutboxRelayed.Add(float64(n))
+			for _, row := range rows {
+				if slices.Contains(done, row.ID) {
+					r.Metrics.OutboxLag.Observe(time.Since(row.CreatedAt).Seconds())
+				}
+			}
+		}
+	}
+	if failed != nil {
+		// A relay that stops mid-batch gives its rows back at once rather than
+		// after the lease. Some may be in Redis already; taking them again is
+		// safe, their task ids make the enqueue a no-op. (A relay that dies
+		// outright cannot: its claims expire.)
+		ids := make([]int64, 0, len(rows))
+		for _, row := range rows {
+			ids = append(ids, row.ID)
+		}
+		if err := q.OutboxReleaseClaims(context.WithoutCancel(ctx), db.OutboxReleaseClaimsParams{Ids: ids, ClaimedBy: claim}); err != nil {
+			failed = errors.Join(failed, fmt.Errorf("release outbox claims: %w", err))
+		}
+	}
+	return len(rows), failed
+}
+
+// noteFailed records a refused enqueue on its row and gives the claim back, with
+// a backoff before the next try.
+func (r *Relay) noteFailed(ctx context.Context, q *db.Queries, claim string, row db.Outbox, err error) {
+	delay := queue.Backoff(int(row.Attempts), time.Second, 5*time.Minute)
+	r.Log.WarnContext(ctx, "outbox row not enqueued; will retry",
+		slog.Int64("outbox_id", row.ID), slog.String("task_type", row.TaskType),
+		slog.String("task_id", row.TaskID), slog.String("error", err.Error()))
+	msg := err.Error()
+	if err := q.OutboxMarkFailed(ctx, db.OutboxMarkFailedParams{
+		ID: row.ID, ClaimedBy: claim, LastError: &msg, AvailableAt: time.Now().Add(delay),
+	}); err != nil && ctx.Err() == nil {
+		// The claim expires instead; the row is retried then.
+		r.Log.WarnContext(ctx, "could not note the enqueue error on the outbox row",
+			slog.Int64("outbox_id", row.ID), slog.String("error", err.Error()))
+	}
+}
+
+// newClaimID names one batch's claim, so that only the relay holding it marks
+// the rows.
+func newClaimID() string {
+	b := make([]byte, 12)
+	_, _ = rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func (r *Relay) enqueue(ctx context.Context, row db.Outbox) error {

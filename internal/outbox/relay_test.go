@@ -11,6 +11,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/labelq/labelq/internal/database"
@@ -220,4 +221,104 @@ func TestDelayedIntentWaitsInTheOutbox(t *testing.T) {
 	require.NoError(t, err)
 	require.Zero(t, n)
 	require.Zero(t, f.queueSize(t))
+}
+
+// TestRelayHoldsNoRowLockWhileEnqueueing: with Redis stalled mid-batch (a private
+// server under CLIENT PAUSE), the batch's rows are not locked, so the API and the
+// workers that update outbox rows never wait on a Redis call; the batch still
+// reaches Redis once, after the pause.
+func TestRelayHoldsNoRowLockWhileEnqueueing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pg := testenv.Postgres(t)
+	rd, err := testenv.StartPrivateRedis(ctx)
+	require.NoError(t, err)
+	t.Cleanup(rd.Stop)
+	opt := asynq.RedisClientOpt{Addr: rd.Addr}
+	client, inspector := asynq.NewClient(opt), asynq.NewInspector(opt)
+	t.Cleanup(func() { client.Close(); inspector.Close() })
+	orgID := pg.Org(t).ID
+	require.NoError(t, database.Tx(ctx, pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
+		for i := range 3 {
+			if err := Add(ctx, q, orgID, testTask{N: int64(i)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	}))
+
+	ctl := redis.NewClient(&redis.Options{Addr: rd.Addr})
+	t.Cleanup(func() { ctl.Close() })
+	// Under go-redis's 3 s read timeout, so the stalled enqueue waits instead
+	// of failing.
+	const pause = 2500 * time.Millisecond
+	require.NoError(t, ctl.Do(ctx, "CLIENT", "PAUSE", pause.Milliseconds(), "ALL").Err())
+	paused := time.Now()
+	r := &Relay{Pool: pg.Pool, Client: client, Log: quiet, BatchSize: 100}
+	done := make(chan error, 1)
+	go func() { _, err := r.RelayOnce(ctx); done <- err }()
+
+	// The relay has taken the batch and waits on Redis: it committed its claim,
+	// or (before the fix) sits in an open transaction holding the rows.
+	require.Eventually(t, func() bool {
+		var claimed, open int
+		require.NoError(t, pg.Pool.QueryRow(ctx, `SELECT
+			(SELECT count(*) FROM outbox WHERE claimed_by IS NOT NULL),
+			(SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() AND state = 'idle in transaction')`,
+		).Scan(&claimed, &open))
+		return claimed == 3 || open > 0
+	}, 2*time.Second, 10*time.Millisecond)
+	lockNoWait := func() error {
+		return database.Tx(ctx, pg.Pool, func(_ *db.Queries, tx pgx.Tx) error {
+			_, err := tx.Exec(ctx, "SELECT id FROM outbox FOR UPDATE NOWAIT")
+			return err
+		})
+	}
+	require.NoError(t, lockNoWait(), "outbox rows are locked while the relay waits on Redis")
+	_, err = pg.Pool.Exec(ctx, "UPDATE outbox SET last_error = 'touched' WHERE enqueued_at IS NULL")
+	require.NoError(t, err)
+	require.Less(t, time.Since(paused), pause, "the row checks ran while Redis was paused")
+	select {
+	case err := <-done:
+		t.Fatalf("the relay finished during the pause (%v): Redis was not stalled", err)
+	default:
+	}
+
+	require.NoError(t, <-done)
+	info, err := inspector.GetQueueInfo("default")
+	require.NoError(t, err)
+	require.Equal(t, 3, info.Size)
+	unsent, err := pg.Q.OutboxCountUnsent(ctx)
+	require.NoError(t, err)
+	require.Zero(t, unsent)
+}
+
+// TestRelayRetriesAnExpiredClaim: a relay that claimed rows and died leaves
+// claims that other relays skip until the lease ends; then the rows are relayed,
+// once.
+func TestRelayRetriesAnExpiredClaim(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	require.NoError(t, database.Tx(ctx, f.pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
+		return Add(ctx, q, f.orgID, f.intent(3))
+	}))
+	dead, err := f.pg.Q.OutboxClaimBatch(ctx, db.OutboxClaimBatchParams{ClaimedBy: "dead-relay", LeaseSeconds: 3600, MaxRows: 10})
+	require.NoError(t, err)
+	require.Len(t, dead, 1)
+
+	n, err := f.relay().RelayOnce(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "a live claim is left to its relay")
+	require.Zero(t, f.queueSize(t))
+
+	_, err = f.pg.Pool.Exec(ctx, "UPDATE outbox SET claimed_until = now() - interval '1 second'")
+	require.NoError(t, err)
+	n, err = f.relay().RelayOnce(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	require.Equal(t, 1, f.queueSize(t))
+	unsent, err := f.pg.Q.OutboxCountUnsent(ctx)
+	require.NoError(t, err)
+	require.Zero(t, unsent)
 }

@@ -4,6 +4,7 @@ import (
 	"archive/zip"
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -405,6 +406,54 @@ func TestExportCancel(t *testing.T) {
 		requireCancelled(f, e.ID)
 	})
 
+	t.Run("while the upload completes in the bucket", func(t *testing.T) {
+		t.Parallel()
+		f, e := setup(t)
+		h := f.handler(export.Options{ProgressEvery: time.Hour})
+		inS3, release := make(chan struct{}), make(chan struct{})
+		export.SetFinishHook(h, func(context.Context) {
+			close(inS3)
+			<-release
+		})
+		runDone := make(chan error, 1)
+		go func() { runDone <- f.run(context.Background(), h, e.ID) }()
+		<-inS3
+		// The cancel must not wait on the S3 step: it returns, within its
+		// bound, while that step is still held.
+		ctx, stop := context.WithTimeout(context.Background(), 2*time.Second)
+		_, err := f.pg.Q.ExportLogCancel(ctx, db.ExportLogCancelParams{ID: e.ID, OrgID: f.org.ID})
+		stop()
+		if err != nil {
+			close(release)
+			t.Fatalf("the cancel waited on the export's S3 step: %v (the run: %v)", err, <-runDone)
+		}
+		select {
+		case err := <-runDone:
+			t.Fatalf("the run ended before its S3 step was released: %v", err)
+		default:
+		}
+		close(release)
+		require.NoError(t, <-runDone)
+		requireCancelled(f, e.ID)
+	})
+
+	t.Run("redelivered after a run left an archive", func(t *testing.T) {
+		t.Parallel()
+		for _, status := range []string{"cancelled", "failed"} {
+			f, e := setup(t)
+			// A run completed its upload and died before recording it; the
+			// export was then cancelled (or failed) and its task delivered
+			// again.
+			f.s3.Put(t, f.attemptKey(e.ID, 1), []byte("PK orphan archive"), minio.PutObjectOptions{})
+			f.s3.Put(t, fmt.Sprintf("orgs/%d/projects/%d/exports/%d.zip", f.org.ID, f.pr.ID, e.ID), []byte("PK old layout"), minio.PutObjectOptions{})
+			_, err := f.pg.Pool.Exec(context.Background(),
+				`UPDATE export_logs SET status = $2, attempts = 1, error = 'test', completed_at = now() WHERE id = $1`, e.ID, status)
+			require.NoError(t, err)
+			require.NoError(t, f.run(context.Background(), f.handler(export.Options{}), e.ID))
+			require.Empty(t, f.exportObjects(), "a %s export keeps no archive", status)
+		}
+	})
+
 	t.Run("before the run", func(t *testing.T) {
 		t.Parallel()
 		f, e := setup(t)
@@ -419,7 +468,7 @@ func TestExportCancel(t *testing.T) {
 		f, e := setup(t)
 		// An earlier attempt completed its upload and died before recording
 		// it: the row says running and the object exists.
-		f.s3.Put(t, f.exportKey(e.ID), []byte("PK stale archive"), minio.PutObjectOptions{})
+		f.s3.Put(t, f.attemptKey(e.ID, 1), []byte("PK stale archive"), minio.PutObjectOptions{})
 		_, err := f.pg.Pool.Exec(context.Background(), `UPDATE export_logs SET status = 'running', attempts = 1 WHERE id = $1`, e.ID)
 		require.NoError(t, err)
 		h := f.handler(export.Options{})
@@ -481,7 +530,7 @@ func TestExportKilledMidwayCompletesOnce(t *testing.T) {
 	a := f.completedArchive(e.ID)
 	require.Len(t, a.manifest.Entries, 11)
 	require.Equal(t, []string{f.exportKey(e.ID)}, f.exportObjects(), "exactly one object")
-	require.Zero(t, f.incompleteUploads(f.exportKey(e.ID)), "the dead worker's upload was aborted")
+	require.Zero(t, f.incompleteUploads(f.attemptKey(e.ID, 1)), "the dead worker's upload was aborted")
 	require.Equal(t, int32(2), f.row(e.ID).Attempts)
 	require.Equal(t, map[string]int{export.EventStarted: 2, export.EventExported: 1}, f.events(e.ID))
 	require.NotNil(t, f.row(e.ID).StartedAt)

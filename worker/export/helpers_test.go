@@ -193,8 +193,15 @@ func (f *fixture) rowFromHook(id int64) db.ExportLog {
 	return e
 }
 
+// exportKey is where the export's latest run (the row's attempts) uploads:
+// for a completed export, its archive.
 func (f *fixture) exportKey(id int64) string {
-	return fmt.Sprintf("orgs/%d/projects/%d/exports/%d.zip", f.org.ID, f.pr.ID, id)
+	return f.attemptKey(id, f.row(id).Attempts)
+}
+
+// attemptKey is where run attempt of export id uploads.
+func (f *fixture) attemptKey(id int64, attempt int32) string {
+	return fmt.Sprintf("orgs/%d/projects/%d/exports/%d/attempt-%d.zip", f.org.ID, f.pr.ID, id, attempt)
 }
 
 // download reads a whole object.
@@ -238,12 +245,12 @@ func (f *fixture) incompleteUploads(key string) int {
 	return n
 }
 
-// requireNoArchive checks that an export left nothing in the bucket: no object
-// and no multipart upload in progress.
 func (f *fixture) requireNoArchive(id int64) {
 	f.t.Helper()
 	require.Empty(f.t, f.exportObjects(), "no archive may be left")
-	require.Zero(f.t, f.incompleteUploads(f.exportKey(id)), "no multipart upload may be left")
+	for a := int32(1); a <= f.row(id).Attempts; a++ {
+		require.Zero(f.t, f.incompleteUploads(f.attemptKey(id, a)), "no multipart upload may be left")
+	}
 }
 
 func (f *fixture) events(id int64) map[string]int {

@@ -232,10 +232,24 @@ func openObject(core minio.Core, bucket string) func(key string) zipstream.Opene
 	}
 }
 
-// objectKey is where an export's archive lives. It depends on the export only,
-// so a redelivered or retried export overwrites its own object and an export
-// never has more than one.
-func objectKey(orgID, projectID, exportID int64) string {
+// objectKey is where one run (attempt) of an export uploads its archive. Each
+// run has a key of its own, so a run never overwrites or deletes what another
+// run of the export uploaded, and none of them needs the row lock while it
+// talks to the bucket: the row records the key of the run that completed, and
+// the others' objects are removed by their runs, by later runs of the export
+// (exportPrefix) or, failing both, by retention's orphan sweep.
+func objectKey(orgID, projectID, exportID int64, attempt int32) string {
+	return fmt.Sprintf("%sattempt-%d.zip", exportPrefix(orgID, projectID, exportID), attempt)
+}
+
+// exportPrefix holds the objects of every run of an export.
+func exportPrefix(orgID, projectID, exportID int64) string {
+	return fmt.Sprintf("orgs/%d/projects/%d/exports/%d/", orgID, projectID, exportID)
+}
+
+// legacyObjectKey is where exports stored their archive before runs had keys
+// of their own; completed rows may still point there.
+func legacyObjectKey(orgID, projectID, exportID int64) string {
 	return fmt.Sprintf("orgs/%d/projects/%d/exports/%d.zip", orgID, projectID, exportID)
 }
 

@@ -5,6 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"slices"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -21,10 +24,22 @@ import (
 // defaultRetentionBatch is how many exports one query lists.
 const defaultRetentionBatch = 100
 
+// DefaultOrphanGrace is how old an object under an exports/ prefix must be
+// before the orphan sweep may delete it: longer than an export task may run
+// (tasks.Export's 12 h timeout) plus a margin, because S3 dates a multipart
+// object from when its upload began, and a run records its archive only after
+// the upload completes. No object a live run may still record is ever that old.
+const DefaultOrphanGrace = 13 * time.Hour
+
 // RetentionHandler deletes the archives of completed exports older than
 // Retention (by completed_at) and sets their purged_at; the rows stay, as the
 // record of what was exported, and the API answers 410 Gone for their
 // download. Retention 0 keeps archives forever.
+//
+// Each pass also sweeps orphans (SweepOrphans): objects under any project's
+// exports/ prefix, older than OrphanGrace, that are not the archive of a
+// completed export (a run that died between completing its upload and
+// recording it, an export cancelled or failed whose clean-up did not happen).
 //
 // Deleting the object comes first and marking the row second, so a pass cut
 // off in between leaves a row that the next pass deletes again (a no-op in S3)
@@ -38,13 +53,17 @@ type RetentionHandler struct {
 	Now func() time.Time
 	// BatchSize is how many exports one query lists; default 100.
 	BatchSize int32
+	// OrphanGrace is the age under which the orphan sweep leaves an object
+	// alone; default DefaultOrphanGrace.
+	OrphanGrace time.Duration
 }
 
 // Work runs one retention pass (tasks.ExportRetention, periodic). Mount it with
 // tasks.Register.
 func (r *RetentionHandler) Work(ctx context.Context, _ tasks.ExportRetention) error {
 	_, err := r.Run(ctx)
-	return err
+	_, serr := r.SweepOrphans(ctx)
+	return errors.Join(err, serr)
 }
 
 // Run purges every expired archive and returns how many it purged. An archive
@@ -116,4 +135,116 @@ func (r *RetentionHandler) purge(ctx context.Context, e db.ExportLogListExpiredR
 			"storage_path": deref(e.StoragePath), "completed_at": e.CompletedAt, "retention": r.Retention.String(),
 		})
 	})
+}
+
+// SweepOrphans deletes the objects under every project's exports/ prefix that
+// are older than OrphanGrace and are not the archive of a completed, unpurged
+// export, and returns how many it deleted. It walks the bucket (orgs/, then
+// each org's projects/, then each project's exports/) rather than the rows, so
+// it finds objects whose row is gone or never existed; it lists no file
+// objects. An object that cannot be deleted is logged and left for the next
+// pass.
+func (r *RetentionHandler) SweepOrphans(ctx context.Context) (int, error) {
+	now := time.Now
+	if r.Now != nil {
+		now = r.Now
+	}
+	log := r.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	log = logging.From(ctx, log)
+	grace := r.OrphanGrace
+	if grace <= 0 {
+		grace = DefaultOrphanGrace
+	}
+	cutoff := now().Add(-grace)
+	swept := 0
+	var errs []error
+	orgs, err := r.prefixes(ctx, "orgs/")
+	if err != nil {
+		return 0, err
+	}
+	for _, org := range orgs {
+		orgID, ok := idOf(org, "orgs/")
+		if !ok {
+			continue
+		}
+		projects, err := r.prefixes(ctx, org+"projects/")
+		if err != nil {
+			errs = append(errs, err)
+			continue
+		}
+		for _, pr := range projects {
+			projectID, ok := idOf(pr, org+"projects/")
+			if !ok {
+				continue
+			}
+			n, err := r.sweepProject(ctx, log, orgID, projectID, pr+"exports/", cutoff)
+			swept += n
+			if err != nil {
+				errs = append(errs, err)
+			}
+		}
+	}
+	if swept > 0 {
+		log.InfoContext(ctx, "orphaned export objects deleted", slog.Int("count", swept), slog.Duration("grace", grace))
+	}
+	return swept, errors.Join(errs...)
+}
+
+// sweepProject deletes the orphans under one project's exports/ prefix.
+func (r *RetentionHandler) sweepProject(ctx context.Context, log *slog.Logger, orgID, projectID int64, prefix string, cutoff time.Time) (int, error) {
+	var old []string
+	for o := range r.Store.Client.ListObjects(ctx, r.Store.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			return 0, fmt.Errorf("list %s: %w", prefix, o.Err)
+		}
+		if o.LastModified.Before(cutoff) {
+			old = append(old, o.Key)
+		}
+	}
+	q := db.New(r.Pool)
+	swept := 0
+	var errs []error
+	for chunk := range slices.Chunk(old, defaultRetentionBatch) {
+		kept, err := q.ExportLogKeptPaths(ctx, db.ExportLogKeptPathsParams{ProjectID: projectID, OrgID: orgID, Paths: chunk})
+		if err != nil {
+			return swept, fmt.Errorf("look up the archives under %s: %w", prefix, err)
+		}
+		for _, key := range chunk {
+			if slices.Contains(kept, key) {
+				continue
+			}
+			if err := r.Store.Client.RemoveObject(ctx, r.Store.Bucket, key, minio.RemoveObjectOptions{}); err != nil && !storage.IsNotFound(err) {
+				log.ErrorContext(ctx, "could not delete an orphaned export object; the next pass tries again",
+					slog.String("key", key), slog.String("error", err.Error()))
+				errs = append(errs, fmt.Errorf("delete orphan %s: %w", key, err))
+				continue
+			}
+			log.InfoContext(ctx, "orphaned export object deleted", slog.String("key", key))
+			swept++
+		}
+	}
+	return swept, errors.Join(errs...)
+}
+
+// prefixes lists the "directories" right under prefix.
+func (r *RetentionHandler) prefixes(ctx context.Context, prefix string) ([]string, error) {
+	var out []string
+	for o := range r.Store.Client.ListObjects(ctx, r.Store.Bucket, minio.ListObjectsOptions{Prefix: prefix}) {
+		if o.Err != nil {
+			return nil, fmt.Errorf("list %s: %w", prefix, o.Err)
+		}
+		if strings.HasSuffix(o.Key, "/") {
+			out = append(out, o.Key)
+		}
+	}
+	return out, nil
+}
+
+// idOf reads the id in a prefix such as "orgs/12/" after parent "orgs/".
+func idOf(prefix, parent string) (int64, bool) {
+	id, err := strconv.ParseInt(strings.TrimSuffix(strings.TrimPrefix(prefix, parent), "/"), 10, 64)
+	return id, err == nil && id > 0
 }

@@ -2,6 +2,7 @@ package export_test
 
 import (
 	"context"
+	"fmt"
 	"testing"
 	"time"
 
@@ -82,4 +83,51 @@ func TestRetentionPeriodicTask(t *testing.T) {
 	}
 	require.Equal(t, queue.QueueDefault, opts[asynq.QueueOpt])
 	require.Equal(t, 0, opts[asynq.MaxRetryOpt])
+}
+
+// TestRetentionSweepsOrphanedArchives: objects under an exports/ prefix that
+// are not the archive of a completed export (no row at all, a failed or
+// cancelled row, a run that never recorded its upload) are deleted once older
+// than the grace period; younger ones, and completed exports' archives, stay.
+func TestRetentionSweepsOrphanedArchives(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	ctx := context.Background()
+	raw := f.dataset("a.txt", []byte("hello"), "text/plain")
+	f.approved(raw, "a.json", []byte(`{}`))
+	completed := f.newExport(`{}`)
+	require.NoError(t, f.run(ctx, f.handler(export.Options{}), completed.ID))
+	kept := f.exportKey(completed.ID)
+
+	failed := f.newExport(`{}`)
+	_, err := f.pg.Pool.Exec(ctx, `UPDATE export_logs SET status = 'failed', error = 'x', attempts = 1, completed_at = now() WHERE id = $1`, failed.ID)
+	require.NoError(t, err)
+	orphans := []string{
+		f.attemptKey(failed.ID, 1),       // a failed export's archive
+		f.attemptKey(completed.ID, 7),    // a run of a completed export that lost
+		f.attemptKey(completed.ID+99, 1), // no row at all
+		fmt.Sprintf("orgs/%d/projects/%d/exports/%d.zip", f.org.ID, f.pr.ID, failed.ID), // the old layout
+	}
+	for _, k := range orphans {
+		f.s3.Put(t, k, []byte("PK orphan"), minio.PutObjectOptions{})
+	}
+	// Not an export object: never looked at.
+	other := fmt.Sprintf("orgs/%d/projects/%d/files/1/v1", f.org.ID, f.pr.ID)
+	f.s3.Put(t, other, []byte("a file"), minio.PutObjectOptions{})
+
+	r := &export.RetentionHandler{Pool: f.pg.Pool, Store: f.s3.Store, Log: f.log, OrphanGrace: time.Hour}
+	n, err := r.SweepOrphans(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "objects younger than the grace period may belong to a live run")
+	require.Len(t, f.exportObjects(), 1+len(orphans))
+
+	r.Now = func() time.Time { return time.Now().Add(2 * time.Hour) }
+	require.NoError(t, tasks.Handle(r.Work).ProcessTask(ctx, asynq.NewTask(tasks.ExportRetention{}.Kind(), []byte(`{}`))))
+	require.Equal(t, []string{kept}, f.exportObjects(), "only the completed export's archive is left")
+	require.Equal(t, []string{other}, f.objects(other))
+	f.completedArchive(completed.ID)
+
+	n, err = r.SweepOrphans(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "a second pass has nothing left to sweep")
 }
