@@ -75,7 +75,8 @@ LIMIT 1;
 UPDATE file_versions SET
     validation_status = 'valid', validation_error = NULL,
     checksum = @checksum, size_bytes = @size_bytes, mime_type = @mime_type,
-    validated_at = @validated_at, duplicate_of = sqlc.narg('duplicate_of')
+    validated_at = @validated_at, duplicate_of = sqlc.narg('duplicate_of'),
+    object_etag = sqlc.narg('object_etag'), object_version_id = sqlc.narg('object_version_id')
 WHERE id = @id AND validation_status = 'pending';
 
 -- name: FileVersionMarkFailed :exec
@@ -160,3 +161,17 @@ WHERE v.validation_status = 'valid' AND v.updated_at < @older_than
   AND NOT EXISTS (SELECT 1 FROM llm_runs r WHERE r.file_version_id = v.id)
 ORDER BY v.id
 LIMIT @max_rows;
+
+-- name: FileVersionRevalidate :one
+-- Sends a valid version back to pending when its object is no longer the one
+-- file:validate measured (overwritten after validation, e.g. through a still-valid
+-- presigned URL: another ETag, or bytes that no longer hash to the checksum): what
+-- was measured is forgotten, and the caller queues file:validate through the outbox
+-- in the same transaction. No row when the version is no longer valid with that
+-- checksum (another run got there first).
+UPDATE file_versions SET
+    validation_status = 'pending', validation_error = NULL, validation_attempts = 0,
+    checksum = NULL, size_bytes = NULL, mime_type = NULL, validated_at = NULL, duplicate_of = NULL,
+    object_etag = NULL, object_version_id = NULL
+WHERE id = @id AND validation_status = 'valid' AND checksum = @checksum::text
+RETURNING *;

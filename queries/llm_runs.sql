@@ -24,9 +24,10 @@ WHERE file_version_id = @file_version_id AND model = @model AND prompt_hash = @p
 SELECT * FROM llm_runs WHERE id = @id FOR UPDATE;
 
 -- name: LLMRunFindCached :one
--- The run that paid for this cache key, if any (at most one: llm_runs_paid_cache_key).
+-- The run of the organization that paid for this cache key, if any (at most one:
+-- llm_runs_paid_cache_key). The cache never crosses organizations.
 SELECT * FROM llm_runs
-WHERE cache_key = @cache_key::text AND status = 'succeeded' AND cached_from_id IS NULL;
+WHERE org_id = @org_id AND cache_key = @cache_key::text AND status = 'succeeded' AND cached_from_id IS NULL;
 
 -- name: LLMRunRecord :one
 -- Sets a run's status and adds one step's usage to it. Usage accumulates over
@@ -74,3 +75,12 @@ LIMIT @max_rows;
 
 -- name: LLMRunGet :one
 SELECT * FROM llm_runs WHERE id = @id;
+
+-- name: LLMRunRestartForInput :one
+-- Opens again a run skipped because its version's object was overwritten after
+-- validation, now that the version is validated again: the run's settings are the
+-- same, its input may not be (changed_reason is the skip reason that says so). No
+-- row when the run is not such a run.
+UPDATE llm_runs SET status = 'pending', input_sha256 = @input_sha256, error = NULL, finished_at = NULL
+WHERE id = @id AND status = 'skipped' AND (input_sha256 <> @input_sha256 OR error = @changed_reason::text)
+RETURNING *;

@@ -32,6 +32,8 @@ var internalColumns = []string{
 // internalBySchema are columns internal to one resource only.
 var internalBySchema = map[string][]string{
 	"Export": {"storage_path"}, // where labelq keeps the archive; /download gives a URL
+	// The object file:validate measured, as S3 named it: for If-Match reads only.
+	"Version": {"object_etag", "object_version_id"},
 }
 
 // TestResponseTypesAreNotRows: no response is, embeds or holds a type of

@@ -20,7 +20,7 @@ INSERT INTO file_versions (
     (SELECT COALESCE(MAX(v.version_number), 0) + 1 FROM file_versions v WHERE v.file_id = $3),
     $4, $5, $6, $7, $8
 )
-RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at
+RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id
 `
 
 type FileVersionCreateParams struct {
@@ -72,6 +72,8 @@ func (q *Queries) FileVersionCreate(ctx context.Context, arg FileVersionCreatePa
 		&i.UploadedBy,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ObjectEtag,
+		&i.ObjectVersionID,
 	)
 	return i, err
 }
@@ -87,7 +89,7 @@ INSERT INTO file_versions (
     $4, $5, $6, $7, 'valid', now(),
     'llm', $8, $9, $10
 )
-RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at
+RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id
 `
 
 type FileVersionCreateLLMOutputParams struct {
@@ -145,6 +147,8 @@ func (q *Queries) FileVersionCreateLLMOutput(ctx context.Context, arg FileVersio
 		&i.UploadedBy,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ObjectEtag,
+		&i.ObjectVersionID,
 	)
 	return i, err
 }
@@ -173,7 +177,7 @@ func (q *Queries) FileVersionFindDuplicate(ctx context.Context, arg FileVersionF
 }
 
 const fileVersionGet = `-- name: FileVersionGet :one
-SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at FROM file_versions WHERE id = $1 AND org_id = $2
+SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id FROM file_versions WHERE id = $1 AND org_id = $2
 `
 
 type FileVersionGetParams struct {
@@ -209,12 +213,14 @@ func (q *Queries) FileVersionGet(ctx context.Context, arg FileVersionGetParams) 
 		&i.UploadedBy,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ObjectEtag,
+		&i.ObjectVersionID,
 	)
 	return i, err
 }
 
 const fileVersionGetByID = `-- name: FileVersionGetByID :one
-SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at FROM file_versions WHERE id = $1
+SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id FROM file_versions WHERE id = $1
 `
 
 func (q *Queries) FileVersionGetByID(ctx context.Context, id int64) (FileVersion, error) {
@@ -245,12 +251,14 @@ func (q *Queries) FileVersionGetByID(ctx context.Context, id int64) (FileVersion
 		&i.UploadedBy,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ObjectEtag,
+		&i.ObjectVersionID,
 	)
 	return i, err
 }
 
 const fileVersionGetForUpdate = `-- name: FileVersionGetForUpdate :one
-SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at FROM file_versions WHERE id = $1 FOR UPDATE
+SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id FROM file_versions WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) FileVersionGetForUpdate(ctx context.Context, id int64) (FileVersion, error) {
@@ -281,12 +289,14 @@ func (q *Queries) FileVersionGetForUpdate(ctx context.Context, id int64) (FileVe
 		&i.UploadedBy,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ObjectEtag,
+		&i.ObjectVersionID,
 	)
 	return i, err
 }
 
 const fileVersionGetForValidation = `-- name: FileVersionGetForValidation :one
-SELECT v.id, v.org_id, v.project_id, v.file_id, v.version_number, v.storage_path, v.expected_sha256, v.expected_size, v.expected_mime_type, v.checksum, v.size_bytes, v.mime_type, v.validation_status, v.validation_error, v.validation_attempts, v.validated_at, v.duplicate_of, v.generation_method, v.source_file_version_id, v.llm_model, v.llm_params, v.uploaded_by, v.created_at, v.updated_at, f.file_type, (f.deleted_at IS NOT NULL OR p.deleted_at IS NOT NULL)::boolean AS retired,
+SELECT v.id, v.org_id, v.project_id, v.file_id, v.version_number, v.storage_path, v.expected_sha256, v.expected_size, v.expected_mime_type, v.checksum, v.size_bytes, v.mime_type, v.validation_status, v.validation_error, v.validation_attempts, v.validated_at, v.duplicate_of, v.generation_method, v.source_file_version_id, v.llm_model, v.llm_params, v.uploaded_by, v.created_at, v.updated_at, v.object_etag, v.object_version_id, f.file_type, (f.deleted_at IS NOT NULL OR p.deleted_at IS NOT NULL)::boolean AS retired,
        p.llm_enabled, p.allowed_content_types
 FROM file_versions v
 JOIN files f ON f.id = v.file_id
@@ -333,6 +343,8 @@ func (q *Queries) FileVersionGetForValidation(ctx context.Context, id int64) (Fi
 		&i.FileVersion.UploadedBy,
 		&i.FileVersion.CreatedAt,
 		&i.FileVersion.UpdatedAt,
+		&i.FileVersion.ObjectEtag,
+		&i.FileVersion.ObjectVersionID,
 		&i.FileType,
 		&i.Retired,
 		&i.LlmEnabled,
@@ -357,7 +369,7 @@ func (q *Queries) FileVersionIncrementAttempts(ctx context.Context, id int64) (i
 }
 
 const fileVersionListByFile = `-- name: FileVersionListByFile :many
-SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at FROM file_versions WHERE file_id = $1 AND org_id = $2 ORDER BY version_number
+SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id FROM file_versions WHERE file_id = $1 AND org_id = $2 ORDER BY version_number
 `
 
 type FileVersionListByFileParams struct {
@@ -399,6 +411,8 @@ func (q *Queries) FileVersionListByFile(ctx context.Context, arg FileVersionList
 			&i.UploadedBy,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.ObjectEtag,
+			&i.ObjectVersionID,
 		); err != nil {
 			return nil, err
 		}
@@ -650,17 +664,20 @@ const fileVersionMarkValid = `-- name: FileVersionMarkValid :exec
 UPDATE file_versions SET
     validation_status = 'valid', validation_error = NULL,
     checksum = $1, size_bytes = $2, mime_type = $3,
-    validated_at = $4, duplicate_of = $5
-WHERE id = $6 AND validation_status = 'pending'
+    validated_at = $4, duplicate_of = $5,
+    object_etag = $6, object_version_id = $7
+WHERE id = $8 AND validation_status = 'pending'
 `
 
 type FileVersionMarkValidParams struct {
-	Checksum    *string    `json:"checksum"`
-	SizeBytes   *int64     `json:"size_bytes"`
-	MimeType    *string    `json:"mime_type"`
-	ValidatedAt *time.Time `json:"validated_at"`
-	DuplicateOf *int64     `json:"duplicate_of"`
-	ID          int64      `json:"id"`
+	Checksum        *string    `json:"checksum"`
+	SizeBytes       *int64     `json:"size_bytes"`
+	MimeType        *string    `json:"mime_type"`
+	ValidatedAt     *time.Time `json:"validated_at"`
+	DuplicateOf     *int64     `json:"duplicate_of"`
+	ObjectEtag      *string    `json:"object_etag"`
+	ObjectVersionID *string    `json:"object_version_id"`
+	ID              int64      `json:"id"`
 }
 
 // :exec, like MarkFailed: the caller holds the row lock and has seen it pending, and
@@ -672,6 +689,8 @@ func (q *Queries) FileVersionMarkValid(ctx context.Context, arg FileVersionMarkV
 		arg.MimeType,
 		arg.ValidatedAt,
 		arg.DuplicateOf,
+		arg.ObjectEtag,
+		arg.ObjectVersionID,
 		arg.ID,
 	)
 	return err
@@ -682,7 +701,7 @@ UPDATE file_versions
 SET validation_status = 'pending', validation_error = NULL, validated_at = NULL, validation_attempts = 0,
     checksum = NULL, size_bytes = NULL, mime_type = NULL, duplicate_of = NULL
 WHERE id = $1 AND org_id = $2
-RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at
+RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id
 `
 
 type FileVersionResetForRevalidationParams struct {
@@ -718,6 +737,62 @@ func (q *Queries) FileVersionResetForRevalidation(ctx context.Context, arg FileV
 		&i.UploadedBy,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ObjectEtag,
+		&i.ObjectVersionID,
+	)
+	return i, err
+}
+
+const fileVersionRevalidate = `-- name: FileVersionRevalidate :one
+UPDATE file_versions SET
+    validation_status = 'pending', validation_error = NULL, validation_attempts = 0,
+    checksum = NULL, size_bytes = NULL, mime_type = NULL, validated_at = NULL, duplicate_of = NULL,
+    object_etag = NULL, object_version_id = NULL
+WHERE id = $1 AND validation_status = 'valid' AND checksum = $2::text
+RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id
+`
+
+type FileVersionRevalidateParams struct {
+	ID       int64  `json:"id"`
+	Checksum string `json:"checksum"`
+}
+
+// Sends a valid version back to pending when its object is no longer the one
+// file:validate measured (overwritten after validation, e.g. through a still-valid
+// presigned URL: another ETag, or bytes that no longer hash to the checksum): what
+// was measured is forgotten, and the caller queues file:validate through the outbox
+// in the same transaction. No row when the version is no longer valid with that
+// checksum (another run got there first).
+func (q *Queries) FileVersionRevalidate(ctx context.Context, arg FileVersionRevalidateParams) (FileVersion, error) {
+	row := q.db.QueryRow(ctx, fileVersionRevalidate, arg.ID, arg.Checksum)
+	var i FileVersion
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.FileID,
+		&i.VersionNumber,
+		&i.StoragePath,
+		&i.ExpectedSha256,
+		&i.ExpectedSize,
+		&i.ExpectedMimeType,
+		&i.Checksum,
+		&i.SizeBytes,
+		&i.MimeType,
+		&i.ValidationStatus,
+		&i.ValidationError,
+		&i.ValidationAttempts,
+		&i.ValidatedAt,
+		&i.DuplicateOf,
+		&i.GenerationMethod,
+		&i.SourceFileVersionID,
+		&i.LlmModel,
+		&i.LlmParams,
+		&i.UploadedBy,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.ObjectEtag,
+		&i.ObjectVersionID,
 	)
 	return i, err
 }

@@ -12,12 +12,18 @@ import (
 
 const lLMRunFindCached = `-- name: LLMRunFindCached :one
 SELECT id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at FROM llm_runs
-WHERE cache_key = $1::text AND status = 'succeeded' AND cached_from_id IS NULL
+WHERE org_id = $1 AND cache_key = $2::text AND status = 'succeeded' AND cached_from_id IS NULL
 `
 
-// The run that paid for this cache key, if any (at most one: llm_runs_paid_cache_key).
-func (q *Queries) LLMRunFindCached(ctx context.Context, cacheKey string) (LlmRun, error) {
-	row := q.db.QueryRow(ctx, lLMRunFindCached, cacheKey)
+type LLMRunFindCachedParams struct {
+	OrgID    int64  `json:"org_id"`
+	CacheKey string `json:"cache_key"`
+}
+
+// The run of the organization that paid for this cache key, if any (at most one:
+// llm_runs_paid_cache_key). The cache never crosses organizations.
+func (q *Queries) LLMRunFindCached(ctx context.Context, arg LLMRunFindCachedParams) (LlmRun, error) {
+	row := q.db.QueryRow(ctx, lLMRunFindCached, arg.OrgID, arg.CacheKey)
 	var i LlmRun
 	err := row.Scan(
 		&i.ID,
@@ -314,6 +320,53 @@ func (q *Queries) LLMRunRecord(ctx context.Context, arg LLMRunRecordParams) (Llm
 		arg.CachedFromID,
 		arg.ID,
 	)
+	var i LlmRun
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.FileVersionID,
+		&i.Model,
+		&i.PromptHash,
+		&i.SchemaHash,
+		&i.InputSha256,
+		&i.CacheKey,
+		&i.Status,
+		&i.Error,
+		&i.Attempts,
+		&i.PromptTokens,
+		&i.CompletionTokens,
+		&i.LatencyMs,
+		&i.CostUsd,
+		&i.CachedFromID,
+		&i.OutputVersionID,
+		&i.RawOutput,
+		&i.StartedAt,
+		&i.FinishedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const lLMRunRestartForInput = `-- name: LLMRunRestartForInput :one
+UPDATE llm_runs SET status = 'pending', input_sha256 = $1, error = NULL, finished_at = NULL
+WHERE id = $2 AND status = 'skipped' AND (input_sha256 <> $1 OR error = $3::text)
+RETURNING id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at
+`
+
+type LLMRunRestartForInputParams struct {
+	InputSha256   string `json:"input_sha256"`
+	ID            int64  `json:"id"`
+	ChangedReason string `json:"changed_reason"`
+}
+
+// Opens again a run skipped because its version's object was overwritten after
+// validation, now that the version is validated again: the run's settings are the
+// same, its input may not be (changed_reason is the skip reason that says so). No
+// row when the run is not such a run.
+func (q *Queries) LLMRunRestartForInput(ctx context.Context, arg LLMRunRestartForInputParams) (LlmRun, error) {
+	row := q.db.QueryRow(ctx, lLMRunRestartForInput, arg.InputSha256, arg.ID, arg.ChangedReason)
 	var i LlmRun
 	err := row.Scan(
 		&i.ID,

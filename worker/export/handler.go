@@ -17,6 +17,7 @@ import (
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/logging"
 	"github.com/labelq/labelq/internal/metrics"
+	"github.com/labelq/labelq/internal/publicerr"
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/storage"
 	"github.com/labelq/labelq/internal/tasks"
@@ -93,19 +94,20 @@ type Deps struct {
 // Handler is the project:export handler.
 //
 // A run of an export goes: take the row (start), stream the archive into a
-// multipart upload at the export's own key (pack), then finish the upload and
-// record it under the row lock (complete). Any run may be redelivered, cut off
-// or overtaken, so:
+// multipart upload at the run's own key (pack), then finish the upload and
+// record it (complete). No row lock is held during any call to the bucket: a
+// cancel never waits on S3. Any run may be redelivered, cut off or overtaken,
+// so:
 //   - each run is identified by the attempts count it set, and every later
 //     write is conditional on it: a run that a newer one overtook can change
 //     nothing, and notices within ProgressEvery that it should stop;
-//   - the upload only becomes an object when it completes, and it completes
-//     only while its run holds the row lock and still owns a running row, so
-//     the object at the key is always the one the row describes, and a
-//     cancel either aborts the upload or arrives after the export completed;
-//   - failed and cancelled runs delete whatever a crashed earlier attempt may
-//     have left at the key, and each run first aborts the multipart uploads a
-//     killed one could not.
+//   - each run uploads to a key of its own (objectKey), and the row records
+//     only the key of the run that completed it, so the object the row names
+//     is always the one it describes; a run whose record is refused (the
+//     export was cancelled or overtaken meanwhile) deletes its own object;
+//   - failed and cancelled exports delete every object of the export, and
+//     each run first deletes what earlier runs left (objects and multipart
+//     uploads a killed worker could not abort).
 type Handler struct {
 	pool    *pgxpool.Pool
 	store   *storage.Store
@@ -119,6 +121,9 @@ type Handler struct {
 	// onProgress, set by tests only, runs after each progress snapshot on the
 	// goroutine writing the archive, with the pack's context.
 	onProgress func(ctx context.Context, p zipstream.Progress)
+	// beforeFinish, set by tests only, runs just before the upload is
+	// completed in the bucket: a slow S3 step a test can hold.
+	beforeFinish func(ctx context.Context)
 }
 
 // NewHandler builds the handler.
@@ -200,7 +205,7 @@ func (h *Handler) Run(ctx context.Context, exportID int64) error {
 // start takes the export in one transaction: under the row lock it checks the
 // status, selects the content, and sets running, the attempt and the totals.
 func (h *Handler) start(ctx context.Context, id int64, log *slog.Logger) (*run, error) {
-	var rn *run
+	var rn, leftover *run
 	var failed string // a reason the export can never succeed, written on the row
 	err := database.Tx(ctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
 		e, err := q.ExportLogGetForUpdate(ctx, id)
@@ -211,12 +216,18 @@ func (h *Handler) start(ctx context.Context, id int64, log *slog.Logger) (*run, 
 			return fmt.Errorf("lock export %d: %w", id, err)
 		}
 		switch e.Status {
-		case db.ExportStatusCompleted, db.ExportStatusFailed, db.ExportStatusCancelled:
+		case db.ExportStatusFailed, db.ExportStatusCancelled:
+			// A run may have completed its upload and died, or been cut off,
+			// before it could delete it: no archive may outlive the export.
+			leftover = &run{id: id, orgID: e.OrgID, projectID: e.ProjectID, attempt: e.Attempts, log: log}
+			fallthrough
+		case db.ExportStatusCompleted:
 			log.InfoContext(ctx, "export already finished; nothing to do", slog.String("status", string(e.Status)))
 			return nil
 		}
 		fail := func(reason string) error {
 			failed = reason
+			leftover = &run{id: id, orgID: e.OrgID, projectID: e.ProjectID, attempt: e.Attempts, log: log}
 			return recordFailure(ctx, q, e, e.Attempts, reason, h.now())
 		}
 		if int(e.Attempts) >= h.opts.MaxAttempts {
@@ -256,7 +267,7 @@ func (h *Handler) start(ctx context.Context, id int64, log *slog.Logger) (*run, 
 		}
 		rn = &run{
 			id: id, orgID: e.OrgID, projectID: e.ProjectID, attempt: st.Attempts,
-			key: objectKey(e.OrgID, e.ProjectID, id), modified: e.RequestedAt, plan: pl, started: now,
+			key: objectKey(e.OrgID, e.ProjectID, id, st.Attempts), modified: e.RequestedAt, plan: pl, started: now,
 		}
 		rn.log = log.With(slog.Int64("project_id", e.ProjectID), slog.Int("attempt", int(st.Attempts)))
 		if len(pl.skipped) > 0 {
@@ -277,19 +288,23 @@ func (h *Handler) start(ctx context.Context, id int64, log *slog.Logger) (*run, 
 	case err != nil:
 		return nil, err
 	case failed != "":
+		// Failed before this run uploaded anything; earlier runs may have.
+		h.removeArchives(ctx, leftover, "")
 		return nil, queue.Permanent(fmt.Errorf("export %d: %s", id, failed))
+	case leftover != nil:
+		h.removeArchives(ctx, leftover, "")
+		return nil, nil
 	}
 	return rn, nil
 }
 
 // pack streams the archive into the bucket and, when it is whole, records it.
 func (h *Handler) pack(ctx context.Context, rn *run) error {
-	// A worker killed mid-upload never aborts its multipart upload; the parts
-	// it sent would sit in the bucket, unseen and billed. Only runs of this
-	// export upload to this key, and this run has just taken the export over.
-	if err := h.store.Client.RemoveIncompleteUpload(ctx, h.store.Bucket, rn.key); err != nil && ctx.Err() == nil {
-		rn.log.WarnContext(ctx, "could not abort multipart uploads left by earlier attempts", slog.String("error", err.Error()))
-	}
+	// A worker killed mid-upload never aborts its multipart upload, and one
+	// killed after completing it never records or deletes the object; either
+	// would sit in the bucket, unseen and billed. This run has just taken the
+	// export over, so what earlier runs left is no one's any more.
+	h.removeArchives(ctx, rn, rn.key)
 
 	pctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
@@ -334,6 +349,7 @@ func (h *Handler) packFailed(ctx context.Context, rn *run, err, cause, uploadErr
 		return fmt.Errorf("export %d interrupted before it finished; it will run again from the start: %w", rn.id, err)
 	}
 	if reason, ok := permanentReason(err); ok {
+		h.revalidateChanged(ctx, rn, err)
 		return h.fail(ctx, rn, reason, err)
 	}
 	if uploadErr != nil {
@@ -376,7 +392,11 @@ func noSuchKey(err error) bool {
 	return errors.As(err, &er) && er.Code == "NoSuchKey"
 }
 
-// fail records a permanent failure, unless the row moved on meanwhile.
+// fail records a permanent failure, unless the row moved on meanwhile, and
+// then deletes every archive of the export: an earlier attempt may have
+// finished its upload and died before recording it, and no archive may
+// outlive a failed export. The bucket is called after the commit, never under
+// the row lock.
 func (h *Handler) fail(ctx context.Context, rn *run, reason string, cause error) error {
 	recorded := false
 	err := database.Tx(ctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
@@ -387,10 +407,6 @@ func (h *Handler) fail(ctx context.Context, rn *run, reason string, cause error)
 		if e.Status != db.ExportStatusRunning || e.Attempts != rn.attempt {
 			return nil
 		}
-		// An earlier attempt may have finished its upload and died before
-		// recording it; no archive may outlive a failed export. Under the
-		// lock, because only a run holding it completes an upload.
-		h.removeArchive(ctx, rn)
 		recorded = true
 		return recordFailure(ctx, q, e, rn.attempt, reason, h.now())
 	})
@@ -402,13 +418,16 @@ func (h *Handler) fail(ctx context.Context, rn *run, reason string, cause error)
 	if !recorded {
 		return h.interrupted(ctx, rn)
 	}
+	h.removeArchives(ctx, rn, "")
 	return queue.Permanent(fmt.Errorf("export %d: %s: %w", rn.id, reason, cause))
 }
 
 // retry notes a transient error on the row and hands it to asynq, which runs
 // the export again with backoff.
 func (h *Handler) retry(ctx context.Context, rn *run, err error) error {
-	msg := fmt.Sprintf("attempt %d did not finish, retrying: %v", rn.attempt, err)
+	// The row is read by the tenant: a transport error's addresses stay in the log.
+	msg := fmt.Sprintf("attempt %d did not finish, retrying: %s", rn.attempt, publicerr.Reason(err, publicerr.Storage))
+	rn.log.WarnContext(ctx, "export attempt did not finish; retrying", slog.Int("attempt", int(rn.attempt)), slog.String("error", err.Error()))
 	n, nerr := db.New(h.pool).ExportLogNoteError(ctx, db.ExportLogNoteErrorParams{ID: rn.id, Attempt: rn.attempt, Error: &msg})
 	if nerr == nil && n == 0 {
 		// Cancelled or taken over while this run failed: not this run's
@@ -421,26 +440,23 @@ func (h *Handler) retry(ctx context.Context, rn *run, err error) error {
 	return fmt.Errorf("export %d: %w", rn.id, err)
 }
 
-// interrupted ends a run whose row no longer wants it. A cancelled export
-// keeps its status, and no archive of it may stay in the bucket; an export a
-// newer run took over is that run's to finish.
+// interrupted ends a run whose row no longer wants it. A cancelled or failed
+// export keeps its status, and no archive of it may stay in the bucket; an
+// export a newer run took over (or completed) is that run's to finish, and
+// only this run's own object, if it made one, is deleted.
 func (h *Handler) interrupted(ctx context.Context, rn *run) error {
-	var status db.ExportStatus
-	var attempts int32
-	err := database.Tx(ctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
-		e, err := q.ExportLogGetForUpdate(ctx, rn.id)
-		if err != nil {
-			return fmt.Errorf("lock export %d: %w", rn.id, err)
-		}
-		status, attempts = e.Status, e.Attempts
-		if status == db.ExportStatusCancelled {
-			h.removeArchive(ctx, rn)
-		}
-		return nil
-	})
+	e, err := db.New(h.pool).ExportLogGet(ctx, db.ExportLogGetParams{ID: rn.id, OrgID: rn.orgID})
+	if err != nil {
+		return fmt.Errorf("read export %d: %w", rn.id, err)
+	}
+	status, attempts := e.Status, e.Attempts
 	switch {
-	case err != nil:
-		return err
+	case status == db.ExportStatusCancelled || status == db.ExportStatusFailed:
+		h.removeArchives(ctx, rn, "")
+	case attempts != rn.attempt || status == db.ExportStatusCompleted:
+		h.removeObject(ctx, rn, rn.key)
+	}
+	switch {
 	case status == db.ExportStatusCancelled:
 		rn.log.InfoContext(ctx, "export cancelled; upload aborted and no archive kept")
 		return nil
@@ -454,39 +470,50 @@ func (h *Handler) interrupted(ctx context.Context, rn *run) error {
 	return nil
 }
 
-// complete finishes the upload and records the export, in one transaction
-// that holds the row lock from before the upload completes until the row says
-// completed. Holding it means: a cancel that arrives first is seen and the
-// upload aborted, so no object appears; a cancel that arrives later waits and
-// then finds the export completed; and a newer run cannot start, upload and
-// complete in between, so the object at the key is always the one the row
-// describes.
+// complete finishes the upload and records the export, claim, release, act:
+// it checks the row is still this run's (no lock), completes the upload at the
+// run's own key with no transaction open, and then records it in one short
+// transaction conditional on the run's attempt. A cancel is never kept waiting
+// on S3: one that arrives before the record makes it fail, and the run deletes
+// its object (the export stays cancelled, with no archive); one that arrives
+// after finds the export completed. A newer run uploads to a key of its own, so
+// the object the row names is always the one it describes.
 func (h *Handler) complete(ctx context.Context, rn *run, up *upload, hw *zipstream.HashingWriter) error {
-	interrupted := false
+	q := db.New(h.pool)
+	e, err := q.ExportLogGet(ctx, db.ExportLogGetParams{ID: rn.id, OrgID: rn.orgID})
+	if err != nil {
+		up.abort(err)
+		return h.retry(ctx, rn, fmt.Errorf("read export %d: %w", rn.id, err))
+	}
+	if e.Status != db.ExportStatusRunning || e.Attempts != rn.attempt {
+		up.abort(errNotOwner)
+		return h.interrupted(ctx, rn)
+	}
+	if h.beforeFinish != nil {
+		h.beforeFinish(ctx)
+	}
+	info, err := up.finish()
+	if err != nil {
+		return h.retry(ctx, rn, fmt.Errorf("upload archive: %w", err))
+	}
+	if info.Size != hw.Size() {
+		h.removeObject(ctx, rn, rn.key)
+		return h.retry(ctx, rn, fmt.Errorf("upload archive: the bucket took %d bytes of %d", info.Size, hw.Size()))
+	}
 	var done db.ExportLog
-	err := database.Tx(ctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
-		e, err := q.ExportLogGetForUpdate(ctx, rn.id)
-		if err != nil {
-			return fmt.Errorf("lock export %d: %w", rn.id, err)
-		}
-		if e.Status != db.ExportStatusRunning || e.Attempts != rn.attempt {
-			up.abort(errNotOwner)
-			interrupted = true
-			return nil
-		}
-		info, err := up.finish()
-		if err != nil {
-			return fmt.Errorf("upload archive: %w", err)
-		}
-		if info.Size != hw.Size() {
-			return fmt.Errorf("upload archive: the bucket took %d bytes of %d", info.Size, hw.Size())
-		}
+	stale := false
+	err = database.Tx(ctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
 		now := h.now()
 		sum, size, count := hw.SHA256(), hw.Size(), int32(len(rn.plan.items))
+		var err error
 		done, err = q.ExportLogComplete(ctx, db.ExportLogCompleteParams{
 			ID: rn.id, Attempt: rn.attempt, StoragePath: &rn.key, ArchiveSha256: &sum, SizeBytes: &size,
 			FileCount: &count, CompletedAt: &now,
 		})
+		if errors.Is(err, pgx.ErrNoRows) {
+			stale = true // cancelled, failed or overtaken while the upload completed
+			return nil
+		}
 		if err != nil {
 			return fmt.Errorf("complete export %d: %w", rn.id, err)
 		}
@@ -506,12 +533,12 @@ func (h *Handler) complete(ctx context.Context, rn *run, up *upload, hw *zipstre
 		})
 	})
 	if err != nil {
-		// The upload may or may not have completed; the row says running
-		// either way, and the retry's upload overwrites the same key.
-		up.abort(err)
+		// The commit's outcome is unknown, so the object stays: if the row
+		// says completed it is the export's archive, and if it says running
+		// the retry (a newer attempt, at a key of its own) deletes it.
 		return h.retry(ctx, rn, err)
 	}
-	if interrupted {
+	if stale {
 		return h.interrupted(ctx, rn)
 	}
 	elapsed := h.now().Sub(rn.started)
@@ -522,15 +549,52 @@ func (h *Handler) complete(ctx context.Context, rn *run, up *upload, hw *zipstre
 	return nil
 }
 
-// removeArchive deletes the export's object, if any. It runs detached from the
-// task's context so that a cancel's clean-up is not itself cancelled; failing
-// is logged, not returned, because the row's outcome does not depend on it.
-func (h *Handler) removeArchive(ctx context.Context, rn *run) {
+// removeArchives deletes the objects and aborts the multipart uploads of every
+// run of the export up to rn.attempt except the one at keep (none when keep is empty), and the
+// archive at the key exports used before runs had keys of their own. Call it
+// only when no run other than keep's may still record a completion: the export
+// is cancelled or failed, or keep's run has just taken it over. Like every
+// bucket call here it runs with no row lock held.
+func (h *Handler) removeArchives(ctx context.Context, rn *run, keep string) {
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	if err := h.store.Client.RemoveObject(rctx, h.store.Bucket, rn.key, minio.RemoveObjectOptions{}); err != nil && !storage.IsNotFound(err) {
-		rn.log.ErrorContext(ctx, "could not delete the archive of an export that did not complete; delete it by hand",
-			slog.String("key", rn.key), slog.String("error", err.Error()))
+	// Multipart uploads are listed per key (MinIO lists none by prefix); the
+	// runs of an export are numbered up to rn.attempt.
+	for a := int32(1); a <= rn.attempt; a++ {
+		if k := objectKey(rn.orgID, rn.projectID, rn.id, a); k != keep {
+			if err := h.store.Client.RemoveIncompleteUpload(rctx, h.store.Bucket, k); err != nil && !storage.IsNotFound(err) {
+				rn.log.WarnContext(ctx, "could not abort the multipart upload of an earlier run",
+					slog.String("key", k), slog.String("error", err.Error()))
+			}
+		}
+	}
+	prefix := exportPrefix(rn.orgID, rn.projectID, rn.id)
+	keys := []string{legacyObjectKey(rn.orgID, rn.projectID, rn.id)}
+	for o := range h.store.Client.ListObjects(rctx, h.store.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+		if o.Err != nil {
+			rn.log.WarnContext(ctx, "could not list the archives of the export; retention's orphan sweep deletes them",
+				slog.String("error", o.Err.Error()))
+			break
+		}
+		if o.Key != keep {
+			keys = append(keys, o.Key)
+		}
+	}
+	for _, k := range keys {
+		h.removeObject(rctx, rn, k)
+	}
+}
+
+// removeObject deletes one object, if it exists. It runs detached from the
+// task's context so that a cancel's clean-up is not itself cancelled; failing
+// is logged, not returned, because the row's outcome does not depend on it
+// (and retention's orphan sweep deletes it later).
+func (h *Handler) removeObject(ctx context.Context, rn *run, key string) {
+	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
+	defer cancel()
+	if err := h.store.Client.RemoveObject(rctx, h.store.Bucket, key, minio.RemoveObjectOptions{}); err != nil && !storage.IsNotFound(err) {
+		rn.log.ErrorContext(ctx, "could not delete the archive of an export run that did not complete; retention's orphan sweep retries",
+			slog.String("key", key), slog.String("error", err.Error()))
 	}
 }
 

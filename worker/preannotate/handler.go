@@ -23,6 +23,8 @@ import (
 	"github.com/labelq/labelq/internal/llm"
 	"github.com/labelq/labelq/internal/logging"
 	"github.com/labelq/labelq/internal/metrics"
+	"github.com/labelq/labelq/internal/outbox"
+	"github.com/labelq/labelq/internal/publicerr"
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/ratelimit"
 	"github.com/labelq/labelq/internal/storage"
@@ -198,7 +200,11 @@ func (h *Handler) load(ctx context.Context, log *slog.Logger, versionID int64) (
 		SystemPrompt: pr.LlmSystemPrompt,
 		Instructions: pr.RequirementsText,
 		Schema:       pr.AnnotationSchema,
-		Input:        llm.Input{Name: f.Name, ContentType: contentType(v)},
+		// The file name is not sent: it is tenant-chosen text that is not part of
+		// the cache key (two files with the same bytes share one answer), and a
+		// name in the prompt would let one file steer the answer all its
+		// duplicates reuse.
+		Input: llm.Input{ContentType: contentType(v)},
 	}
 	key, err := h.llm.CacheKey(*v.Checksum, req)
 	if err != nil {
@@ -215,6 +221,17 @@ func (h *Handler) load(ctx context.Context, log *slog.Logger, versionID int64) (
 	}
 	if err != nil {
 		return nil, fmt.Errorf("find run of version %d: %w", v.ID, err)
+	}
+	if run.Status == db.LlmRunStatusSkipped && (run.InputSha256 != key.InputSHA256 || (run.Error != nil && *run.Error == objectChangedReason)) {
+		// Skipped because the object changed after validation, and validated
+		// again since: these bytes are to be pre-annotated.
+		if r, err := q.LLMRunRestartForInput(ctx, db.LLMRunRestartForInputParams{
+			ID: run.ID, InputSha256: key.InputSHA256, ChangedReason: objectChangedReason,
+		}); err == nil {
+			run = r
+		} else if !errors.Is(err, pgx.ErrNoRows) {
+			return nil, fmt.Errorf("reopen run %d for the version's new bytes: %w", run.ID, err)
+		}
 	}
 	log = log.With(slog.Int64("run_id", run.ID), slog.String("model", key.Model))
 	if run.Status == db.LlmRunStatusSucceeded || run.Status == db.LlmRunStatusSkipped {
@@ -284,7 +301,7 @@ func (h *Handler) process(ctx context.Context, j *job) error {
 	// bytes must not both pay. The loser comes back once the winner's output is
 	// committed and reuses it. (llm_runs_paid_cache_key stands behind this if Redis
 	// ever loses the lock.)
-	lock, err := h.limiter.TryLock(ctx, "cache:"+keyHash(j.key))
+	lock, err := h.limiter.TryLock(ctx, fmt.Sprintf("cache:%d:%s", j.version.OrgID, keyHash(j.key)))
 	if err != nil {
 		return fmt.Errorf("lock cache key: %w", err)
 	}
@@ -308,7 +325,7 @@ func (h *Handler) process(ctx context.Context, j *job) error {
 		return nil
 	}
 	j.run = cur
-	src, err := q.LLMRunFindCached(ctx, j.key.String())
+	src, err := q.LLMRunFindCached(ctx, db.LLMRunFindCachedParams{OrgID: j.version.OrgID, CacheKey: j.key.String()})
 	switch {
 	case err == nil:
 		return h.reuse(ctx, j, src, usage{})
@@ -324,7 +341,10 @@ func (h *Handler) process(ctx context.Context, j *job) error {
 	if isImage {
 		limit = lim.MaxImageBytes + 1
 	}
-	data, err := h.read(ctx, j.version.StoragePath, limit)
+	data, err := h.read(ctx, j.version, limit)
+	if errors.Is(err, errObjectChanged) {
+		return h.revalidate(ctx, j)
+	}
 	if storage.IsNotFound(err) {
 		return h.fail(ctx, j, usage{}, fmt.Sprintf("the version's object %q is no longer in the bucket", j.version.StoragePath), nil)
 	}
@@ -384,13 +404,84 @@ func keyHash(k llm.CacheKey) string {
 // than its budget of a text, and refuses images over its size limit, so more
 // would be read for nothing. A text cut here reports its size to the model as
 // the bytes read (a lower bound), and says it was truncated.
-func (h *Handler) read(ctx context.Context, key string, limit int64) ([]byte, error) {
-	obj, err := h.store.Client.GetObject(ctx, h.store.Bucket, key, minio.GetObjectOptions{})
+//
+// The bytes are the ones file:validate measured, or none: the object is read
+// If-Match the ETag recorded at validation, and a version validated before ETags
+// were recorded is hashed to its end and compared with its checksum. Either
+// mismatch is errObjectChanged, and nothing read is returned.
+func (h *Handler) read(ctx context.Context, v db.FileVersion, limit int64) ([]byte, error) {
+	var opts minio.GetObjectOptions
+	if v.ObjectEtag != nil {
+		if err := opts.SetMatchETag(*v.ObjectEtag); err != nil {
+			return nil, err
+		}
+	}
+	obj, err := h.store.Client.GetObject(ctx, h.store.Bucket, v.StoragePath, opts)
 	if err != nil {
-		return nil, err
+		return nil, objectChanged(err)
 	}
 	defer func() { _ = obj.Close() }()
-	return io.ReadAll(io.LimitReader(obj, limit))
+	if v.ObjectEtag != nil {
+		data, err := io.ReadAll(io.LimitReader(obj, limit))
+		return data, objectChanged(err)
+	}
+	sum := sha256.New()
+	data, err := io.ReadAll(io.LimitReader(io.TeeReader(obj, sum), limit))
+	if err == nil {
+		_, err = io.Copy(sum, obj)
+	}
+	if err != nil {
+		return nil, objectChanged(err)
+	}
+	if v.Checksum == nil || !strings.EqualFold(hex.EncodeToString(sum.Sum(nil)), *v.Checksum) {
+		return nil, errObjectChanged
+	}
+	return data, nil
+}
+
+// objectChangedReason is the skip reason of a run whose version's object changed
+// after validation; the run is opened again once the version is valid again.
+const objectChangedReason = "the file's stored bytes changed after validation; the version is being validated again"
+
+// errObjectChanged: the version's object is not the one file:validate measured.
+var errObjectChanged = errors.New("the stored object changed after validation")
+
+// objectChanged maps S3's answer to a failed If-Match onto errObjectChanged.
+func objectChanged(err error) error {
+	if minio.ToErrorResponse(err).Code == "PreconditionFailed" {
+		return errObjectChanged
+	}
+	return err
+}
+
+// revalidate sends a version whose object changed after validation back to
+// file:validate (pending, with a file:validate task through the outbox) and skips
+// the run: the new bytes are judged before anything is sent to the model, and the
+// task validation queues then pre-annotates them with this run.
+func (h *Handler) revalidate(ctx context.Context, j *job) error {
+	const reason = objectChangedReason
+	err := database.Tx(ctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
+		if _, err := q.FileVersionRevalidate(ctx, db.FileVersionRevalidateParams{ID: j.version.ID, Checksum: *j.version.Checksum}); err != nil {
+			if errors.Is(err, pgx.ErrNoRows) {
+				return nil // validated again by another task meanwhile
+			}
+			return fmt.Errorf("send version %d back to validation: %w", j.version.ID, err)
+		}
+		if err := outbox.Add(ctx, q, j.version.OrgID, tasks.Validate{VersionID: j.version.ID}); err != nil {
+			return err
+		}
+		r := reason
+		if _, err := q.LLMRunRecord(ctx, recordParams(j.run.ID, db.LlmRunStatusSkipped, usage{}, &r, nil, nil, nil)); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+			return fmt.Errorf("mark run %d skipped: %w", j.run.ID, err)
+		}
+		return event(ctx, q, j.version, "preannotation_skipped", fmt.Sprintf("preannotate:run:%d:object-changed", j.run.ID),
+			map[string]any{"run_id": j.run.ID, "reason": reason})
+	})
+	if err != nil {
+		return err
+	}
+	j.log.WarnContext(ctx, "object changed after validation; version sent back to validation, nothing sent to the model")
+	return nil
 }
 
 // checkBudget delays the task to the next UTC day when the project has spent its
@@ -501,7 +592,13 @@ func (h *Handler) callFailed(ctx context.Context, j *job, u usage, resp llm.Resp
 		return queue.RetryAfter(d, err)
 	}
 	kind, after := llm.Classify(err)
-	reason := strings.TrimPrefix(err.Error(), "llm: ")
+	// The run's error is read by the tenant: a transport failure is told as a plain
+	// reason there, with the detail (addresses, host names) in this log only.
+	detail := strings.TrimPrefix(err.Error(), "llm: ")
+	reason := publicerr.Text(detail, publicerr.Model)
+	if reason != detail {
+		j.log.WarnContext(ctx, "model endpoint unavailable", slog.String("error", detail))
+	}
 	switch kind {
 	case llm.KindRateLimited:
 		if after <= 0 {

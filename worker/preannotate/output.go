@@ -18,6 +18,7 @@ import (
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/llm"
+	"github.com/labelq/labelq/internal/publicerr"
 	"github.com/labelq/labelq/internal/storage"
 )
 
@@ -91,7 +92,8 @@ func (h *Handler) storeNew(ctx context.Context, j *job, u usage, resp llm.Respon
 	key := objectKey(j, ext)
 	if _, err := h.store.Client.PutObject(wctx, h.store.Bucket, key, bytes.NewReader(body), int64(len(body)),
 		minio.PutObjectOptions{ContentType: mime}); err != nil {
-		reason := "could not store the output: " + err.Error()
+		reason := "could not store the output: " + publicerr.Reason(err, publicerr.Storage)
+		j.log.WarnContext(ctx, "could not store the output", slog.String("key", key), slog.String("error", err.Error()))
 		if _, rerr := h.record(ctx, j, db.LlmRunStatusRunning, u, &reason, nil); rerr != nil {
 			return rerr
 		}
@@ -113,7 +115,7 @@ func (h *Handler) storeNew(ctx context.Context, j *job, u usage, resp llm.Respon
 		// lock prevents unless Redis lost it. Only one paid run per key may exist:
 		// this one becomes a cache hit of the other (its own call still counted),
 		// and the other's output replaces ours at the same object key.
-		src, ferr := db.New(h.pool).LLMRunFindCached(wctx, j.key.String())
+		src, ferr := db.New(h.pool).LLMRunFindCached(wctx, db.LLMRunFindCachedParams{OrgID: j.version.OrgID, CacheKey: j.key.String()})
 		if ferr != nil {
 			return fmt.Errorf("find the run that paid for the same content: %w", ferr)
 		}

@@ -198,7 +198,7 @@ func (h *Handler) validate(ctx context.Context, log *slog.Logger, row db.FileVer
 		return fmt.Errorf("read object %q of version %d: %w", v.StoragePath, v.ID, err)
 	}
 	_ = body.Close()
-	return h.decide(ctx, log, row, outcome{report: rep, m: &m, size: &m.Size})
+	return h.decide(ctx, log, row, outcome{report: rep, m: &m, size: &m.Size, etag: info.ETag, objectVersion: info.VersionID})
 }
 
 // get starts the GET of key and returns its body and the object's metadata from the
@@ -285,8 +285,8 @@ func objectMissing(err error) bool {
 var errSlowRead = errors.New("object read slower than the minimum throughput")
 
 // read makes one streaming pass over body (SHA-256, size, content type and the extra
-// digests the references call for) and checks it; a ZIP archive is then inspected
-// entry by entry through ranged reads of the same object (If-Match its ETag, so a
+// digests the references call for) and checks it; an archive (ZIP, tar, gzip) is then
+// inspected entry by entry through ranged reads of the same object (If-Match its ETag, so a
 // replaced object fails the reads instead of mixing two uploads), with the budget
 // timer re-armed for that second pass.
 func (h *Handler) read(ctx context.Context, timer *time.Timer, budget time.Duration, body io.Reader, key string,
@@ -308,7 +308,7 @@ func (h *Handler) read(ctx context.Context, timer *time.Timer, budget time.Durat
 		return verify.Measurement{}, verify.Report{}, withCause(ctx, err)
 	}
 	rep := verify.Check(m, refs, opts)
-	if rep.Verdict == verify.Valid && m.IsZip() {
+	if rep.Verdict == verify.Valid && m.IsArchive() {
 		timer.Reset(budget)
 		getOpts := minio.GetObjectOptions{}
 		if info.ETag != "" {
@@ -321,7 +321,7 @@ func (h *Handler) read(ctx context.Context, timer *time.Timer, budget time.Durat
 			return verify.Measurement{}, verify.Report{}, err
 		}
 		defer func() { _ = obj.Close() }()
-		z, err := verify.InspectZip(ctx, obj, m.Size, opts)
+		z, err := verify.InspectArchive(ctx, obj, m.Size, opts)
 		if err != nil {
 			return verify.Measurement{}, verify.Report{}, withCause(ctx, err)
 		}
@@ -375,6 +375,9 @@ type outcome struct {
 	m       *verify.Measurement // nil when no bytes were read
 	size    *int64              // bytes measured, or storage's size when not read
 	missing string              // set for a missing object: the message
+	// etag and objectVersion identify the object whose bytes were measured (as the
+	// GET's response reported them); later readers read it If-Match the ETag.
+	etag, objectVersion string
 }
 
 func (o outcome) status() db.ValidationStatus {
@@ -497,7 +500,7 @@ func (h *Handler) commitValid(ctx context.Context, q *db.Queries, row db.FileVer
 	mime := o.report.ContentType
 	if err := q.FileVersionMarkValid(ctx, db.FileVersionMarkValidParams{
 		ID: v.ID, Checksum: &sum, SizeBytes: &o.m.Size, MimeType: nonEmpty(mime), ValidatedAt: &now,
-		DuplicateOf: res.duplicateOf,
+		DuplicateOf: res.duplicateOf, ObjectEtag: nonEmpty(o.etag), ObjectVersionID: nonEmpty(o.objectVersion),
 	}); err != nil {
 		return fmt.Errorf("mark valid: %w", err)
 	}
