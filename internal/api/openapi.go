@@ -31,7 +31,10 @@ func GenerateOpenAPI(routes []Route) ([]byte, error) {
 			"summary":     rt.Summary,
 			"tags":        []string{rt.Tag},
 			"operationId": operationID(rt),
-			"security":    []map[string][]string{{"bearer": {}}},
+			// OpenAPI 3.1 lets a non-OAuth scheme name the roles it needs: the
+			// token scope, repeated as x-scope for tools that show only extensions.
+			"security": []map[string][]string{{"bearer": {string(rt.Scope)}}},
+			"x-scope":  string(rt.Scope),
 		}
 		var params []map[string]any
 		for _, m := range pathParam.FindAllStringSubmatch(rt.Path, -1) {
@@ -88,8 +91,11 @@ func GenerateOpenAPI(routes []Route) ([]byte, error) {
 		},
 		"paths": paths,
 		"components": map[string]any{
-			"schemas":         schemas,
-			"securitySchemes": map[string]any{"bearer": map[string]any{"type": "http", "scheme": "bearer"}},
+			"schemas": schemas,
+			"securitySchemes": map[string]any{"bearer": map[string]any{
+				"type": "http", "scheme": "bearer",
+				"description": "an API token from `labelq token create`; each operation needs the scope its security requirement and x-scope name (read, upload or manage), else 403",
+			}},
 		},
 	}
 	return json.MarshalIndent(doc, "", "  ")

@@ -1,6 +1,10 @@
 package api
 
-import "net/http"
+import (
+	"net/http"
+
+	"github.com/labelq/labelq/internal/admin"
+)
 
 // Routes is the whole API, one row per endpoint.
 func (s *Server) Routes() []Route {
@@ -9,46 +13,53 @@ func (s *Server) Routes() []Route {
 		created  = http.StatusCreated
 		accepted = http.StatusAccepted
 	)
+	// The scope a token needs: read for every GET, upload for bringing files in,
+	// manage for everything else that changes state.
+	const (
+		read   = admin.ScopeRead
+		upload = admin.ScopeUpload
+		manage = admin.ScopeManage
+	)
 	return []Route{
-		{"POST", "/v1/projects", "Create a project", "projects", ProjectInput{}, Project{}, created, createProject},
-		{"GET", "/v1/projects", "List projects", "projects", nil, List[Project]{}, ok, listProjects},
-		{"GET", "/v1/projects/{project_id}", "Read a project", "projects", nil, Project{}, ok, getProject},
-		{"PATCH", "/v1/projects/{project_id}", "Update a project (LLM, schema and matching settings)", "projects", ProjectInput{}, Project{}, ok, updateProject},
-		{"GET", "/v1/projects/{project_id}/llm-usage", "LLM runs, cache hits, tokens and cost of a project", "projects", nil, LLMUsage{}, ok, llmUsage},
+		{"POST", "/v1/projects", "Create a project", "projects", ProjectInput{}, Project{}, created, createProject, manage},
+		{"GET", "/v1/projects", "List projects", "projects", nil, List[Project]{}, ok, listProjects, read},
+		{"GET", "/v1/projects/{project_id}", "Read a project", "projects", nil, Project{}, ok, getProject, read},
+		{"PATCH", "/v1/projects/{project_id}", "Update a project (LLM, schema and matching settings)", "projects", ProjectInput{}, Project{}, ok, updateProject, manage},
+		{"GET", "/v1/projects/{project_id}/llm-usage", "LLM runs, cache hits, tokens and cost of a project", "projects", nil, LLMUsage{}, ok, llmUsage, read},
 
-		{"POST", "/v1/users", "Create a person (annotator, reviewer, manager) with their matching inputs", "people", UserInput{}, User{}, created, createUser},
-		{"GET", "/v1/users", "List people", "people", nil, List[User]{}, ok, listUsers},
-		{"GET", "/v1/users/{user_id}", "Read a person", "people", nil, User{}, ok, getUser},
-		{"PATCH", "/v1/users/{user_id}", "Update a person's languages, skills, availability or capacity", "people", UserInput{}, User{}, ok, updateUser},
+		{"POST", "/v1/users", "Create a person (annotator, reviewer, manager) with their matching inputs", "people", UserInput{}, User{}, created, createUser, manage},
+		{"GET", "/v1/users", "List people", "people", nil, List[User]{}, ok, listUsers, read},
+		{"GET", "/v1/users/{user_id}", "Read a person", "people", nil, User{}, ok, getUser, read},
+		{"PATCH", "/v1/users/{user_id}", "Update a person's languages, skills, availability or capacity", "people", UserInput{}, User{}, ok, updateUser, manage},
 
-		{"POST", "/v1/projects/{project_id}/files", "Create a file in a project", "files", FileInput{}, File{}, created, createFile},
-		{"GET", "/v1/projects/{project_id}/files", "List a project's files", "files", nil, List[File]{}, ok, listFiles},
-		{"GET", "/v1/files/{file_id}", "Read a file", "files", nil, File{}, ok, getFile},
-		{"POST", "/v1/files/{file_id}/upload-url", "Get a presigned PUT URL and key for a new version", "files", nil, UploadURL{}, ok, uploadURL},
-		{"POST", "/v1/files/{file_id}/versions", "Register an uploaded version; starts the pipeline (validate → pre-annotate → match)", "files", VersionInput{}, Enqueued{}, accepted, registerVersion},
-		{"GET", "/v1/files/{file_id}/versions", "List a file's versions", "files", nil, List[Version]{}, ok, listVersions},
-		{"GET", "/v1/versions/{version_id}", "Read a version with its validation status and error", "files", nil, Version{}, ok, getVersion},
-		{"POST", "/v1/versions/{version_id}/revalidate", "Validate a version again", "files", nil, Enqueued{}, accepted, revalidateVersion},
-		{"POST", "/v1/versions/{version_id}/preannotate", "Pre-annotate a valid version now", "files", nil, Enqueued{}, accepted, preannotateVersion},
+		{"POST", "/v1/projects/{project_id}/files", "Create a file in a project", "files", FileInput{}, File{}, created, createFile, upload},
+		{"GET", "/v1/projects/{project_id}/files", "List a project's files", "files", nil, List[File]{}, ok, listFiles, read},
+		{"GET", "/v1/files/{file_id}", "Read a file", "files", nil, File{}, ok, getFile, read},
+		{"POST", "/v1/files/{file_id}/upload-url", "Get a presigned PUT URL and key for a new version", "files", nil, UploadURL{}, ok, uploadURL, upload},
+		{"POST", "/v1/files/{file_id}/versions", "Register an uploaded version; starts the pipeline (validate → pre-annotate → match)", "files", VersionInput{}, Enqueued{}, accepted, registerVersion, upload},
+		{"GET", "/v1/files/{file_id}/versions", "List a file's versions", "files", nil, List[Version]{}, ok, listVersions, read},
+		{"GET", "/v1/versions/{version_id}", "Read a version with its validation status and error", "files", nil, Version{}, ok, getVersion, read},
+		{"POST", "/v1/versions/{version_id}/revalidate", "Validate a version again", "files", nil, Enqueued{}, accepted, revalidateVersion, upload},
+		{"POST", "/v1/versions/{version_id}/preannotate", "Pre-annotate a valid version now", "files", nil, Enqueued{}, accepted, preannotateVersion, upload},
 
-		{"GET", "/v1/projects/{project_id}/jobs", "List a project's annotation jobs", "matching", nil, List[Job]{}, ok, listJobs},
-		{"PATCH", "/v1/jobs/{job_id}", "Update a job's status, review status or approved result", "matching", JobInput{}, Job{}, ok, updateJob},
-		{"POST", "/v1/projects/{project_id}/match", "Run assignment matching for a project now", "matching", nil, Enqueued{}, accepted, runMatch},
-		{"GET", "/v1/projects/{project_id}/assignments", "List a project's assignments with their scores", "matching", nil, List[Assignment]{}, ok, listAssignments},
-		{"POST", "/v1/assignments/{assignment_id}/revoke", "Revoke an assignment; its job is matched again without that person", "matching", nil, Enqueued{}, accepted, revokeAssignment},
+		{"GET", "/v1/projects/{project_id}/jobs", "List a project's annotation jobs", "matching", nil, List[Job]{}, ok, listJobs, read},
+		{"PATCH", "/v1/jobs/{job_id}", "Update a job's status, review status or approved result", "matching", JobInput{}, Job{}, ok, updateJob, manage},
+		{"POST", "/v1/projects/{project_id}/match", "Run assignment matching for a project now", "matching", nil, Enqueued{}, accepted, runMatch, manage},
+		{"GET", "/v1/projects/{project_id}/assignments", "List a project's assignments with their scores", "matching", nil, List[Assignment]{}, ok, listAssignments, read},
+		{"POST", "/v1/assignments/{assignment_id}/revoke", "Revoke an assignment; its job is matched again without that person", "matching", nil, Enqueued{}, accepted, revokeAssignment, manage},
 
-		{"POST", "/v1/projects/{project_id}/exports", "Request a ZIP export", "exports", ExportInput{}, Enqueued{}, accepted, createExport},
-		{"GET", "/v1/projects/{project_id}/exports", "List a project's exports, newest first", "exports", nil, List[Export]{}, ok, listExports},
-		{"GET", "/v1/exports/{export_id}", "Read an export: status, progress, checksum, size", "exports", nil, Export{}, ok, getExport},
-		{"POST", "/v1/exports/{export_id}/cancel", "Cancel a pending or running export", "exports", nil, Export{}, accepted, cancelExport},
-		{"GET", "/v1/exports/{export_id}/download", "Get a short-lived download URL for a completed export", "exports", nil, Download{}, ok, downloadExport},
+		{"POST", "/v1/projects/{project_id}/exports", "Request a ZIP export", "exports", ExportInput{}, Enqueued{}, accepted, createExport, manage},
+		{"GET", "/v1/projects/{project_id}/exports", "List a project's exports, newest first", "exports", nil, List[Export]{}, ok, listExports, read},
+		{"GET", "/v1/exports/{export_id}", "Read an export: status, progress, checksum, size", "exports", nil, Export{}, ok, getExport, read},
+		{"POST", "/v1/exports/{export_id}/cancel", "Cancel a pending or running export", "exports", nil, Export{}, accepted, cancelExport, manage},
+		{"GET", "/v1/exports/{export_id}/download", "Get a short-lived download URL for a completed export", "exports", nil, Download{}, ok, downloadExport, read},
 
-		{"POST", "/v1/projects/{project_id}/export-schedules", "Create an export schedule (cron spec and time zone)", "exports", ScheduleInput{}, Schedule{}, created, createSchedule},
-		{"GET", "/v1/projects/{project_id}/export-schedules", "List a project's export schedules", "exports", nil, List[Schedule]{}, ok, listSchedules},
-		{"PATCH", "/v1/export-schedules/{schedule_id}", "Update an export schedule", "exports", ScheduleInput{}, Schedule{}, ok, updateSchedule},
-		{"DELETE", "/v1/export-schedules/{schedule_id}", "Delete an export schedule", "exports", nil, map[string]any{}, ok, deleteSchedule},
+		{"POST", "/v1/projects/{project_id}/export-schedules", "Create an export schedule (cron spec and time zone)", "exports", ScheduleInput{}, Schedule{}, created, createSchedule, manage},
+		{"GET", "/v1/projects/{project_id}/export-schedules", "List a project's export schedules", "exports", nil, List[Schedule]{}, ok, listSchedules, read},
+		{"PATCH", "/v1/export-schedules/{schedule_id}", "Update an export schedule", "exports", ScheduleInput{}, Schedule{}, ok, updateSchedule, manage},
+		{"DELETE", "/v1/export-schedules/{schedule_id}", "Delete an export schedule", "exports", nil, map[string]any{}, ok, deleteSchedule, manage},
 
-		{"GET", "/v1/tasks/{task_id}", "Read a task's state by id", "tasks", nil, TaskState{}, ok, getTask},
-		{"GET", "/v1/events", "List the events of an entity (?entity_type=&entity_id=)", "tasks", nil, List[Event]{}, ok, listEvents},
+		{"GET", "/v1/tasks/{task_id}", "Read a task's state by id", "tasks", nil, TaskState{}, ok, getTask, read},
+		{"GET", "/v1/events", "List the events of an entity (?entity_type=&entity_id=)", "tasks", nil, List[Event]{}, ok, listEvents, read},
 	}
 }

@@ -28,6 +28,20 @@ import (
 
 // Open connects a pool and checks the server answers.
 func Open(ctx context.Context, databaseURL string, maxConns int32) (*pgxpool.Pool, error) {
+	pool, err := OpenLazy(ctx, databaseURL, maxConns)
+	if err != nil {
+		return nil, err
+	}
+	if err := Ping(ctx, pool); err != nil {
+		pool.Close()
+		return nil, err
+	}
+	return pool, nil
+}
+
+// OpenLazy is Open without the check: the pool connects on first use, so a process
+// that never uses it (a worker never serves the API) never logs in with it.
+func OpenLazy(ctx context.Context, databaseURL string, maxConns int32) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse database URL: %w", redactURLError(err))
@@ -40,13 +54,18 @@ func Open(ctx context.Context, databaseURL string, maxConns int32) (*pgxpool.Poo
 	if err != nil {
 		return nil, fmt.Errorf("connect to Postgres: %w", err)
 	}
+	return pool, nil
+}
+
+// Ping checks the pool's server answers and accepts its login, within 10 seconds.
+func Ping(ctx context.Context, pool *pgxpool.Pool) error {
 	pingCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
 	if err := pool.Ping(pingCtx); err != nil {
-		pool.Close()
-		return nil, fmt.Errorf("connect to Postgres at %s: %w (is it running? see `make services`)", HostOf(databaseURL), err)
+		c := pool.Config().ConnConfig
+		return fmt.Errorf("connect to Postgres at %s:%d/%s as %s: %w (is it running? see `make services`)", c.Host, c.Port, c.Database, c.User, err)
 	}
-	return pool, nil
+	return nil
 }
 
 // HostOf returns host:port/dbname of a database URL, with no credentials, for messages.
@@ -78,7 +97,9 @@ func Tx(ctx context.Context, pool *pgxpool.Pool, fn func(q *db.Queries, tx pgx.T
 // TenantTx is Tx for API requests: the transaction runs as role labelq_api with the
 // caller's organization set, so row-level security hides every other organization's
 // rows even from a query that forgets its org_id filter. The two settings ride
-// with the transaction's first statement.
+// with the transaction's first statement. The API's pool logs in as
+// labelq_api_login (migrations/00008: NOSUPERUSER NOBYPASSRLS), so a RESET ROLE
+// inside the transaction still leaves it under the policies.
 func TenantTx(ctx context.Context, pool *pgxpool.Pool, orgID int64, fn func(q *db.Queries, tx pgx.Tx) error) error {
 	return tx(ctx, pool, func(t *pipeTx) {
 		t.pending.Queue(tenantSQL, strconv.FormatInt(orgID, 10))

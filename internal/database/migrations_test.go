@@ -30,11 +30,11 @@ UNION ALL SELECT 'constraint ' || conrelid::regclass || ' ' || conname || ' ' ||
 UNION ALL SELECT 'index ' || indexdef FROM pg_indexes WHERE schemaname = 'public'
 UNION ALL SELECT 'trigger ' || tgrelid::regclass || ' ' || tgname FROM pg_trigger WHERE NOT tgisinternal
 UNION ALL SELECT 'policy ' || tablename || ' ' || policyname || ' ' || coalesce(qual, '') || ' ' || coalesce(with_check, '') FROM pg_policies
-UNION ALL SELECT 'rls ' || relname || ' ' || relrowsecurity FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'
+UNION ALL SELECT 'rls ' || relname || ' ' || relrowsecurity || ' force ' || relforcerowsecurity FROM pg_class WHERE relnamespace = 'public'::regnamespace AND relkind = 'r'
 UNION ALL SELECT 'function ' || p.oid::regprocedure || ' ' || md5(pg_get_functiondef(p.oid)) FROM pg_proc p WHERE pronamespace = 'public'::regnamespace
 UNION ALL SELECT 'enum ' || t.typname || ' ' || string_agg(e.enumlabel, ',' ORDER BY e.enumsortorder)
   FROM pg_type t JOIN pg_enum e ON e.enumtypid = t.oid GROUP BY t.typname
-UNION ALL SELECT 'grant ' || table_name || ' ' || privilege_type FROM information_schema.role_table_grants WHERE grantee = 'labelq_api'
+UNION ALL SELECT 'grant ' || grantee || ' ' || table_name || ' ' || privilege_type FROM information_schema.role_table_grants WHERE grantee IN ('labelq_api', 'labelq_worker')
 ORDER BY 1`
 	rows, err := conn.Query(ctx, q)
 	require.NoError(t, err)

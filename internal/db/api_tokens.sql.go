@@ -7,45 +7,43 @@ package db
 
 import (
 	"context"
+	"time"
 )
 
 const aPITokenAuthenticate = `-- name: APITokenAuthenticate :one
-WITH t AS (
-    SELECT api_tokens.id, api_tokens.org_id, api_tokens.last_used_at FROM api_tokens
-    WHERE api_tokens.token_hash = $1 AND api_tokens.revoked_at IS NULL
-), touched AS (
-    UPDATE api_tokens a SET last_used_at = now()
-    FROM t
-    WHERE a.id = t.id AND (t.last_used_at IS NULL OR t.last_used_at < now() - interval '1 minute')
-)
-SELECT t.id, t.org_id FROM t
+SELECT id::bigint AS id, org_id::bigint AS org_id, scopes::text[] AS scopes
+FROM labelq_token_authenticate($1::bytea)
 `
 
 type APITokenAuthenticateRow struct {
-	ID    int64 `json:"id"`
-	OrgID int64 `json:"org_id"`
+	ID     int64    `json:"id"`
+	OrgID  int64    `json:"org_id"`
+	Scopes []string `json:"scopes"`
 }
 
-// The live token with this hash, and last_used_at touched (at most once a minute, so
-// a busy client does not rewrite the row on every request), in one round trip.
+// The live token with this hash (not revoked, not expired, its organization not
+// deleted), last_used_at touched at most once a minute, in one round trip. It is a
+// SECURITY DEFINER function (migrations/00008) because the API role's row-level
+// security hides every token until the caller's organization is known.
 func (q *Queries) APITokenAuthenticate(ctx context.Context, tokenHash []byte) (APITokenAuthenticateRow, error) {
 	row := q.db.QueryRow(ctx, aPITokenAuthenticate, tokenHash)
 	var i APITokenAuthenticateRow
-	err := row.Scan(&i.ID, &i.OrgID)
+	err := row.Scan(&i.ID, &i.OrgID, &i.Scopes)
 	return i, err
 }
 
 const aPITokenCreate = `-- name: APITokenCreate :one
-INSERT INTO api_tokens (org_id, name, token_hash, scopes)
-VALUES ($1, $2, $3, $4)
-RETURNING id, org_id, name, token_hash, scopes, last_used_at, revoked_at, created_at, updated_at
+INSERT INTO api_tokens (org_id, name, token_hash, scopes, expires_at)
+VALUES ($1, $2, $3, $4, $5)
+RETURNING id, org_id, name, token_hash, scopes, last_used_at, revoked_at, created_at, updated_at, expires_at
 `
 
 type APITokenCreateParams struct {
-	OrgID     int64    `json:"org_id"`
-	Name      string   `json:"name"`
-	TokenHash []byte   `json:"token_hash"`
-	Scopes    []string `json:"scopes"`
+	OrgID     int64      `json:"org_id"`
+	Name      string     `json:"name"`
+	TokenHash []byte     `json:"token_hash"`
+	Scopes    []string   `json:"scopes"`
+	ExpiresAt *time.Time `json:"expires_at"`
 }
 
 func (q *Queries) APITokenCreate(ctx context.Context, arg APITokenCreateParams) (ApiToken, error) {
@@ -54,6 +52,7 @@ func (q *Queries) APITokenCreate(ctx context.Context, arg APITokenCreateParams) 
 		arg.Name,
 		arg.TokenHash,
 		arg.Scopes,
+		arg.ExpiresAt,
 	)
 	var i ApiToken
 	err := row.Scan(
@@ -66,6 +65,84 @@ func (q *Queries) APITokenCreate(ctx context.Context, arg APITokenCreateParams) 
 		&i.RevokedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.ExpiresAt,
+	)
+	return i, err
+}
+
+const aPITokenList = `-- name: APITokenList :many
+SELECT t.id, t.org_id, o.name AS org_name, t.name, t.scopes, t.created_at, t.last_used_at,
+       t.expires_at, t.revoked_at
+FROM api_tokens t JOIN organizations o ON o.id = t.org_id
+WHERE ($1::text IS NULL OR o.name = $1)
+ORDER BY t.id DESC
+`
+
+type APITokenListRow struct {
+	ID         int64      `json:"id"`
+	OrgID      int64      `json:"org_id"`
+	OrgName    string     `json:"org_name"`
+	Name       string     `json:"name"`
+	Scopes     []string   `json:"scopes"`
+	CreatedAt  time.Time  `json:"created_at"`
+	LastUsedAt *time.Time `json:"last_used_at"`
+	ExpiresAt  *time.Time `json:"expires_at"`
+	RevokedAt  *time.Time `json:"revoked_at"`
+}
+
+// Every token with its organization's name, newest first; never the hash.
+func (q *Queries) APITokenList(ctx context.Context, orgName *string) ([]APITokenListRow, error) {
+	rows, err := q.db.Query(ctx, aPITokenList, orgName)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []APITokenListRow
+	for rows.Next() {
+		var i APITokenListRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrgID,
+			&i.OrgName,
+			&i.Name,
+			&i.Scopes,
+			&i.CreatedAt,
+			&i.LastUsedAt,
+			&i.ExpiresAt,
+			&i.RevokedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const aPITokenRevoke = `-- name: APITokenRevoke :one
+UPDATE api_tokens SET revoked_at = coalesce(revoked_at, now()), updated_at = now()
+WHERE id = $1
+RETURNING id, org_id, name, revoked_at
+`
+
+type APITokenRevokeRow struct {
+	ID        int64      `json:"id"`
+	OrgID     int64      `json:"org_id"`
+	Name      string     `json:"name"`
+	RevokedAt *time.Time `json:"revoked_at"`
+}
+
+// Revokes a token (once: revoking again keeps the first time) and returns it.
+func (q *Queries) APITokenRevoke(ctx context.Context, id int64) (APITokenRevokeRow, error) {
+	row := q.db.QueryRow(ctx, aPITokenRevoke, id)
+	var i APITokenRevokeRow
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.Name,
+		&i.RevokedAt,
 	)
 	return i, err
 }

@@ -968,6 +968,7 @@ type ApiToken struct {
 	RevokedAt  *time.Time `json:"revoked_at"`
 	CreatedAt  time.Time  `json:"created_at"`
 	UpdatedAt  time.Time  `json:"updated_at"`
+	ExpiresAt  *time.Time `json:"expires_at"`
 }
 
 type Assignment struct {
@@ -1089,6 +1090,8 @@ type FileVersion struct {
 	UploadedBy          *int64           `json:"uploaded_by"`
 	CreatedAt           time.Time        `json:"created_at"`
 	UpdatedAt           time.Time        `json:"updated_at"`
+	ObjectEtag          *string          `json:"object_etag"`
+	ObjectVersionID     *string          `json:"object_version_id"`
 }
 
 type IdempotencyKey struct {
@@ -1147,20 +1150,22 @@ type Organization struct {
 }
 
 type Outbox struct {
-	ID          int64           `json:"id"`
-	TaskID      string          `json:"task_id"`
-	TaskType    string          `json:"task_type"`
-	Queue       string          `json:"queue"`
-	Payload     json.RawMessage `json:"payload"`
-	Options     json.RawMessage `json:"options"`
-	OrgID       *int64          `json:"org_id"`
-	Attempts    int32           `json:"attempts"`
-	LastError   *string         `json:"last_error"`
-	AvailableAt time.Time       `json:"available_at"`
-	EnqueuedAt  *time.Time      `json:"enqueued_at"`
-	CreatedAt   time.Time       `json:"created_at"`
-	UpdatedAt   time.Time       `json:"updated_at"`
-	SubjectID   *int64          `json:"subject_id"`
+	ID           int64           `json:"id"`
+	TaskID       string          `json:"task_id"`
+	TaskType     string          `json:"task_type"`
+	Queue        string          `json:"queue"`
+	Payload      json.RawMessage `json:"payload"`
+	Options      json.RawMessage `json:"options"`
+	OrgID        *int64          `json:"org_id"`
+	Attempts     int32           `json:"attempts"`
+	LastError    *string         `json:"last_error"`
+	AvailableAt  time.Time       `json:"available_at"`
+	EnqueuedAt   *time.Time      `json:"enqueued_at"`
+	CreatedAt    time.Time       `json:"created_at"`
+	UpdatedAt    time.Time       `json:"updated_at"`
+	SubjectID    *int64          `json:"subject_id"`
+	ClaimedBy    *string         `json:"claimed_by"`
+	ClaimedUntil *time.Time      `json:"claimed_until"`
 }
 
 type Project struct {

@@ -26,6 +26,7 @@ func (e *Env) Config(t testing.TB, overrides map[string]string) *config.Config {
 	t.Helper()
 	vars := map[string]string{
 		"LABELQ_DATABASE_URL":        e.PG.URL,
+		"LABELQ_API_DATABASE_URL":    e.PG.APIURL,
 		"LABELQ_REDIS_URL":           e.Redis.URL(),
 		"LABELQ_S3_ENDPOINT":         e.S3.Endpoint,
 		"LABELQ_S3_ACCESS_KEY":       e.S3.AccessKey,

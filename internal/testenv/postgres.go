@@ -46,6 +46,22 @@ type PG struct {
 	Name string
 	Pool *pgxpool.Pool
 	Q    *db.Queries
+	// APIURL and APIPool log in as the API's role (labelq_api_login, no superuser,
+	// under row-level security), as the API process does.
+	APIURL  string
+	APIPool *pgxpool.Pool
+}
+
+// APIRole is the login role of the API process (migrations/00008).
+const APIRole = "labelq_api_login"
+
+// WithUser is a database URL logging in as user instead, with no password.
+func WithUser(u, user string) string {
+	cfg, err := pgx.ParseConfig(u)
+	if err != nil {
+		panic(err)
+	}
+	return fmt.Sprintf("postgres://%s@%s:%d/%s?sslmode=disable", user, cfg.Host, cfg.Port, cfg.Database)
 }
 
 var (
@@ -198,7 +214,14 @@ func Postgres(t testing.TB) *PG {
 	if err != nil {
 		t.Fatalf("testenv: %v", err)
 	}
+	apiURL := WithUser(u, APIRole)
+	apiPool, err := database.Open(ctx, apiURL, 8)
+	if err != nil {
+		pool.Close()
+		t.Fatalf("testenv: as %s: %v", APIRole, err)
+	}
 	t.Cleanup(func() {
+		apiPool.Close()
 		pool.Close()
 		c, err := adminConn(context.Background())
 		if err != nil {
@@ -210,7 +233,7 @@ func Postgres(t testing.TB) *PG {
 			t.Errorf("testenv: drop %s: %v", name, err)
 		}
 	})
-	return &PG{URL: u, Name: name, Pool: pool, Q: db.New(pool)}
+	return &PG{URL: u, Name: name, Pool: pool, Q: db.New(pool), APIURL: apiURL, APIPool: apiPool}
 }
 
 // EmptyDatabase gives the test a database with no migrations applied, for the
