@@ -32,3 +32,15 @@ SELECT * FROM export_schedules WHERE id = @id AND deleted_at IS NULL;
 -- name: ExportScheduleSetLastFired :exec
 UPDATE export_schedules SET last_fired_at = @fired_at
 WHERE id = @id AND (last_fired_at IS NULL OR last_fired_at < @fired_at);
+
+-- name: ExportScheduleLockProject :one
+-- Taken before counting a project's schedules, so that concurrent creates wait
+-- for each other and the per-project maximum holds. NO KEY UPDATE does not
+-- block the inserts that merely reference the project.
+SELECT id FROM projects
+WHERE id = @project_id AND org_id = @org_id AND deleted_at IS NULL
+FOR NO KEY UPDATE;
+
+-- name: ExportScheduleCountByProject :one
+SELECT count(*) FROM export_schedules
+WHERE project_id = @project_id AND org_id = @org_id AND deleted_at IS NULL;

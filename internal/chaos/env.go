@@ -82,6 +82,11 @@ func (e *Env) Vars(extra ...string) []string {
 		"LABELQ_RECONCILE_INTERVAL=3s",
 		"LABELQ_RECONCILE_AFTER=6s",
 		"LABELQ_SCHEDULE_SYNC=2s",
+		// The run's schedule ticks every 8 s and its project uses the test server's
+		// model; its workload (and -load's) is far above a tenant's request budget.
+		"LABELQ_SCHEDULE_MIN_INTERVAL=1s",
+		"LABELQ_LLM_PRICES=chaos-model=0/0",
+		"LABELQ_API_RATE_LIMIT=100000/min",
 		"LABELQ_RELAY_POLL_INTERVAL=300ms",
 		"LABELQ_SHUTDOWN_TIMEOUT=5s",
 		"LABELQ_WORKER_CONCURRENCY=6",

@@ -11,6 +11,23 @@ import (
 	"time"
 )
 
+const exportScheduleCountByProject = `-- name: ExportScheduleCountByProject :one
+SELECT count(*) FROM export_schedules
+WHERE project_id = $1 AND org_id = $2 AND deleted_at IS NULL
+`
+
+type ExportScheduleCountByProjectParams struct {
+	ProjectID int64 `json:"project_id"`
+	OrgID     int64 `json:"org_id"`
+}
+
+func (q *Queries) ExportScheduleCountByProject(ctx context.Context, arg ExportScheduleCountByProjectParams) (int64, error) {
+	row := q.db.QueryRow(ctx, exportScheduleCountByProject, arg.ProjectID, arg.OrgID)
+	var count int64
+	err := row.Scan(&count)
+	return count, err
+}
+
 const exportScheduleCreate = `-- name: ExportScheduleCreate :one
 INSERT INTO export_schedules (org_id, project_id, cron_spec, timezone, options, enabled, created_by)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
@@ -178,6 +195,27 @@ func (q *Queries) ExportScheduleListEnabled(ctx context.Context) ([]ExportSchedu
 		return nil, err
 	}
 	return items, nil
+}
+
+const exportScheduleLockProject = `-- name: ExportScheduleLockProject :one
+SELECT id FROM projects
+WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL
+FOR NO KEY UPDATE
+`
+
+type ExportScheduleLockProjectParams struct {
+	ProjectID int64 `json:"project_id"`
+	OrgID     int64 `json:"org_id"`
+}
+
+// Taken before counting a project's schedules, so that concurrent creates wait
+// for each other and the per-project maximum holds. NO KEY UPDATE does not
+// block the inserts that merely reference the project.
+func (q *Queries) ExportScheduleLockProject(ctx context.Context, arg ExportScheduleLockProjectParams) (int64, error) {
+	row := q.db.QueryRow(ctx, exportScheduleLockProject, arg.ProjectID, arg.OrgID)
+	var id int64
+	err := row.Scan(&id)
+	return id, err
 }
 
 const exportScheduleSetLastFired = `-- name: ExportScheduleSetLastFired :exec

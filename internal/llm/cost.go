@@ -3,9 +3,14 @@ package llm
 import (
 	"fmt"
 	"math"
+	"slices"
 	"strconv"
 	"strings"
 )
+
+// AnyModel as a price table entry's name allows (and prices) every model not
+// listed otherwise: "*=0/0" for a local endpoint whose models cost nothing.
+const AnyModel = "*"
 
 // Price is what a model costs, in US dollars per one million tokens.
 type Price struct {
@@ -31,13 +36,37 @@ func (p Prices) Lookup(model string) (Price, bool) {
 		}
 	}
 	if !found {
-		return Price{}, false
+		pr, ok := p[AnyModel]
+		return pr, ok
 	}
 	return p[best], true
 }
 
-// Cost in US dollars of one call; 0 for a model without a price (a local
-// vLLM or Ollama model costs nothing per token).
+// Allows reports whether a project may use model: the price table is the
+// operator's allow-list. Only an exact entry (or AnyModel) allows a model; the
+// prefix rule of Lookup is for the dated names a provider echoes back, and
+// would otherwise let "gpt-4o" admit every "gpt-4o-…" model at gpt-4o's price.
+func (p Prices) Allows(model string) bool {
+	if model == "" {
+		return false
+	}
+	_, exact := p[model]
+	_, wildcard := p[AnyModel]
+	return exact || wildcard
+}
+
+// Models lists the table's model names, sorted, for messages.
+func (p Prices) Models() []string {
+	names := make([]string, 0, len(p))
+	for name := range p {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	return names
+}
+
+// Cost in US dollars of one call; 0 for a model without a price (the API
+// refuses such models, see Allows, but a project may predate the table).
 func (p Prices) Cost(model string, promptTokens, completionTokens int) float64 {
 	pr, ok := p.Lookup(model)
 	if !ok {

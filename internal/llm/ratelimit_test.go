@@ -122,3 +122,21 @@ func TestParsePrices(t *testing.T) {
 		require.Error(t, err, bad)
 	}
 }
+
+func TestPricesAllowOnlyListedModels(t *testing.T) {
+	p, err := ParsePrices("gpt-4o=2.50/10,gpt-4o-mini=0.15/0.60")
+	require.NoError(t, err)
+	require.True(t, p.Allows("gpt-4o"))
+	require.True(t, p.Allows("gpt-4o-mini"))
+	require.False(t, p.Allows("gpt-4o-realtime-preview"), "a prefix prices echoed snapshots, it does not allow models")
+	require.False(t, p.Allows("llama3.1:8b"))
+	require.False(t, p.Allows(""))
+	require.Equal(t, []string{"gpt-4o", "gpt-4o-mini"}, p.Models())
+
+	local, err := ParsePrices("*=0/0")
+	require.NoError(t, err)
+	require.True(t, local.Allows("llama3.1:8b"), "* allows every model")
+	pr, ok := local.Lookup("llama3.1:8b")
+	require.True(t, ok)
+	require.Zero(t, pr)
+}

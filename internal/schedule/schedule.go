@@ -12,6 +12,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -44,6 +45,33 @@ type Provider struct {
 	Pool   *pgxpool.Pool
 	Log    *slog.Logger
 	Static func() ([]*asynq.PeriodicTaskConfig, error)
+	// MinInterval (LABELQ_SCHEDULE_MIN_INTERVAL) skips schedules that fire more
+	// often: the API refuses them, but a row may predate the limit or have been
+	// written by hand. Zero checks nothing.
+	MinInterval time.Duration
+
+	mu       sync.Mutex
+	tooOften map[string]error // by time zone and spec: CheckInterval's verdict
+}
+
+// checkInterval is CheckInterval, remembered per spec: GetConfigs runs every
+// sync over every schedule, and specs repeat.
+func (p *Provider) checkInterval(cronSpec, timezone string) error {
+	if p.MinInterval <= 0 {
+		return nil
+	}
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	key := timezone + " " + cronSpec
+	if err, ok := p.tooOften[key]; ok {
+		return err
+	}
+	if p.tooOften == nil || len(p.tooOften) > 10000 {
+		p.tooOften = map[string]error{}
+	}
+	err := CheckInterval(cronSpec, timezone, p.MinInterval, time.Now())
+	p.tooOften[key] = err
+	return err
 }
 
 // GetConfigs lists one periodic task per enabled schedule.
@@ -68,6 +96,11 @@ func (p *Provider) GetConfigs() ([]*asynq.PeriodicTaskConfig, error) {
 		if err != nil {
 			// The API validates specs; a row edited by hand must not stop the others.
 			p.Log.Error("export schedule has an invalid cron spec; skipped",
+				slog.Int64("schedule_id", s.ID), slog.String("cron_spec", s.CronSpec), slog.String("error", err.Error()))
+			continue
+		}
+		if err := p.checkInterval(s.CronSpec, s.Timezone); err != nil {
+			p.Log.Warn("export schedule fires more often than LABELQ_SCHEDULE_MIN_INTERVAL allows; skipped",
 				slog.Int64("schedule_id", s.ID), slog.String("cron_spec", s.CronSpec), slog.String("error", err.Error()))
 			continue
 		}
@@ -179,4 +212,60 @@ func (h *Handler) Work(ctx context.Context, p tasks.ScheduleExport) error {
 			DedupKey: &key, Metadata: meta,
 		})
 	})
+}
+
+// gapHorizon and gapTicks bound how far CheckInterval looks ahead: a year
+// catches month ends and DST changes, and any spec with more ticks than that
+// within the year has had every chance to show a short gap.
+const (
+	gapHorizon = 366 * 24 * time.Hour
+	gapTicks   = 2000
+)
+
+// TooFrequentError says a spec fires more often than the operator allows.
+type TooFrequentError struct {
+	Gap, Min time.Duration
+	At       time.Time
+}
+
+func (e *TooFrequentError) Error() string {
+	return fmt.Sprintf("fires %s apart (at %s); schedules may fire at most once every %s",
+		e.Gap, e.At.Format(time.RFC3339), e.Min)
+}
+
+// CheckInterval refuses a cron spec (in its time zone) two of whose consecutive
+// ticks are less than min apart, over the ticks after from (up to a year ahead or
+// gapTicks ticks): "@every 1s", "*/5 * * * *", but also "0,30 2 * * *", whose
+// ticks are a day apart on average and half an hour at worst. It returns a
+// *TooFrequentError for a spec that fires too often.
+func CheckInterval(cronSpec, timezone string, min time.Duration, from time.Time) error {
+	s, err := Parser.Parse(Spec(cronSpec, timezone))
+	if err != nil {
+		return err
+	}
+	if min <= 0 {
+		return nil
+	}
+	if cd, ok := s.(cron.ConstantDelaySchedule); ok {
+		if cd.Delay < min {
+			return &TooFrequentError{Gap: cd.Delay, Min: min, At: from}
+		}
+		return nil
+	}
+	end := from.Add(gapHorizon)
+	prev := s.Next(from)
+	for range gapTicks {
+		if prev.IsZero() || prev.After(end) {
+			return nil
+		}
+		next := s.Next(prev)
+		if next.IsZero() {
+			return nil
+		}
+		if gap := next.Sub(prev); gap < min {
+			return &TooFrequentError{Gap: gap, Min: min, At: prev}
+		}
+		prev = next
+	}
+	return nil
 }

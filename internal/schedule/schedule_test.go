@@ -146,3 +146,65 @@ func TestRealSchedulers(t *testing.T) {
 	require.NoError(t, rows.Err())
 	require.GreaterOrEqual(t, ticks, 2, "the schedule fired")
 }
+
+func TestCheckIntervalRefusesSpecsThatFireTooOften(t *testing.T) {
+	from := time.Date(2026, 1, 15, 10, 0, 0, 0, time.UTC)
+	for _, c := range []struct {
+		spec, tz string
+		min      time.Duration
+		ok       bool
+	}{
+		{"@every 1s", "UTC", time.Hour, false},
+		{"@every 59m", "UTC", time.Hour, false},
+		{"@every 1h", "UTC", time.Hour, true},
+		{"@hourly", "UTC", time.Hour, true},
+		{"@daily", "Europe/Paris", time.Hour, true},
+		{"* * * * *", "UTC", time.Hour, false},
+		{"*/5 * * * *", "UTC", time.Hour, false},
+		{"0 2 * * *", "Europe/Paris", time.Hour, true},
+		// A day apart on average, half an hour apart at worst.
+		{"0,30 2 * * *", "UTC", time.Hour, false},
+		// 23:00 and the next day's 00:00 are exactly the minimum apart.
+		{"0 0,23 * * *", "UTC", time.Hour, true},
+		{"59 0,23 * * *", "UTC", 2 * time.Hour, false},
+		{"0 0 1,31 * *", "UTC", 48 * time.Hour, false}, // the 31st and the 1st are a day apart
+		{"0 0 1,15 * *", "UTC", 48 * time.Hour, true},
+		{"* * * * *", "UTC", time.Second, true},
+		{"@every 8s", "UTC", time.Second, true},
+		{"@every 1s", "UTC", 0, true},
+	} {
+		err := schedule.CheckInterval(c.spec, c.tz, c.min, from)
+		if c.ok {
+			require.NoError(t, err, "%s in %s, min %s", c.spec, c.tz, c.min)
+			continue
+		}
+		var tf *schedule.TooFrequentError
+		require.ErrorAs(t, err, &tf, "%s in %s, min %s", c.spec, c.tz, c.min)
+		require.Less(t, tf.Gap, c.min)
+	}
+	require.Error(t, schedule.CheckInterval("every tuesday", "UTC", time.Hour, from))
+}
+
+// A row that fires more often than the minimum (written before the limit, or by
+// hand) is not scheduled; the others are.
+func TestProviderSkipsSchedulesThatFireTooOften(t *testing.T) {
+	t.Parallel()
+	pg := testenv.Postgres(t)
+	fast := mkSchedule(t, pg, "@every 1s", "UTC")
+	slow := mkSchedule(t, pg, "0 2 * * *", "Europe/Paris")
+	specs := func(p *schedule.Provider) []string {
+		cfgs, err := p.GetConfigs()
+		require.NoError(t, err)
+		var out []string
+		for _, c := range cfgs {
+			out = append(out, c.Cronspec)
+		}
+		return out
+	}
+	want := []string{schedule.Spec(fast.CronSpec, "UTC"), schedule.Spec(slow.CronSpec, "Europe/Paris")}
+	require.ElementsMatch(t, want, specs(&schedule.Provider{Pool: pg.Pool, Log: quiet}), "no minimum, no check")
+	p := &schedule.Provider{Pool: pg.Pool, Log: quiet, MinInterval: time.Hour}
+	for range 2 { // the second sync reads the remembered verdicts
+		require.Equal(t, want[1:], specs(p))
+	}
+}
