@@ -82,11 +82,11 @@ build: ## build bin/labelq
 	go build -o bin/labelq ./cmd/labelq
 
 .PHONY: migrate
-migrate: services-db build ## create the database if missing and apply migrations
+migrate: services-db build ## create the database if missing and apply migrations (as the owner, LABELQ_DATABASE_URL)
 	./bin/labelq migrate up
 
 .PHONY: run
-run: services migrate ## start everything (API, workers, scheduler, relay, asynqmon) on :8080
+run: services migrate ## start everything (API, workers, scheduler, relay, asynqmon) on 127.0.0.1:8080 (loopback: dev credentials allowed)
 	@echo
 	@echo "  API         http://localhost:8080/v1   (token: ./bin/labelq token create --org acme --name dev)"
 	@echo "  asynqmon    http://localhost:8080/monitoring/   (user operator, password $$LABELQ_OPERATOR_PASSWORD)"
@@ -94,7 +94,9 @@ run: services migrate ## start everything (API, workers, scheduler, relay, asynq
 	@echo "  health      http://localhost:8080/healthz  http://localhost:8080/readyz"
 	@echo "  Ctrl-C stops it."
 	@echo
-	exec ./bin/labelq all
+	@# migrate ran as the schema owner; the workers run as labelq_worker and the API
+	@# as labelq_api_login (LABELQ_API_DATABASE_URL derives it), the roles it created.
+	LABELQ_DATABASE_URL="$${LABELQ_DATABASE_URL:-postgres://labelq_worker@$(PG_HOST):$(PG_PORT)/labelq?sslmode=disable}" exec ./bin/labelq all
 
 .PHONY: test
 test: tools services-db lint ## lint, then run every test against the real Postgres, Redis and MinIO

@@ -57,9 +57,9 @@ func TestOperatorSurface(t *testing.T) {
 
 	resp := get("/readyz", false)
 	require.Equal(t, http.StatusOK, resp.StatusCode)
-	var ready map[string]string
+	var ready map[string]any
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&ready))
-	require.Equal(t, map[string]string{"postgres": "ok", "redis": "ok", "s3": "ok"}, ready)
+	require.Equal(t, map[string]any{"postgres": "ok", "redis": "ok", "s3": "ok", "status": "ok", "paused_queues": []any{}}, ready)
 
 	require.Equal(t, http.StatusUnauthorized, get("/monitoring/", false).StatusCode)
 	require.Equal(t, http.StatusUnauthorized, get("/metrics", false).StatusCode)
@@ -116,8 +116,9 @@ func TestReadyzReportsAnUnreachableDependency(t *testing.T) {
 	require.NoError(t, err)
 	defer func() { _ = resp.Body.Close() }()
 	require.Equal(t, http.StatusServiceUnavailable, resp.StatusCode)
-	var ready map[string]string
+	var ready map[string]any
 	require.NoError(t, json.NewDecoder(resp.Body).Decode(&ready))
+	require.Equal(t, "unavailable", ready["status"])
 	require.Equal(t, "unreachable", ready["postgres"])
 	require.Equal(t, "ok", ready["redis"])
 }

@@ -14,8 +14,12 @@ import (
 	"os"
 	"os/signal"
 	"strconv"
+	"strings"
 	"syscall"
+	"text/tabwriter"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/labelq/labelq/internal/admin"
 	"github.com/labelq/labelq/internal/app"
@@ -38,9 +42,13 @@ Commands:
   migrate up          creates the database if missing and applies migrations
   migrate down [N]    rolls back N migrations (default 1; "all" for every one)
   migrate status      lists migrations and whether each is applied
-  token create --org NAME --name NAME
+  token create --org NAME --name NAME [--scopes read,upload,manage] [--expires 720h]
                       creates an API token (and the organization if missing);
-                      prints the secret once
+                      prints the secret once; scopes default to all three
+  token list [--org NAME]
+                      lists tokens: id, organization, name, scopes, created,
+                      last used, expires, revoked (never a secret)
+  token revoke ID     revokes a token; the API refuses it from then on
   healthcheck [URL]   exits 0 when URL (default: this host's /healthz) answers 200
   version             prints the version
 
@@ -164,29 +172,110 @@ func migrate(ctx context.Context, cfg *config.Config, args []string, stdout io.W
 	return fmt.Errorf("unknown migrate command %q (want up, down or status)", sub)
 }
 
+const tokenUsage = `usage: labelq token create --org NAME --name NAME [--scopes read,upload,manage] [--expires 720h]
+       labelq token list [--org NAME]
+       labelq token revoke ID`
+
 func token(ctx context.Context, cfg *config.Config, args []string, stdout io.Writer) error {
-	if len(args) == 0 || args[0] != "create" {
-		return errors.New("usage: labelq token create --org NAME --name NAME")
+	if len(args) == 0 {
+		return errors.New(tokenUsage)
 	}
-	fs := flag.NewFlagSet("token create", flag.ContinueOnError)
-	org := fs.String("org", "", "organization name (created if missing)")
-	name := fs.String("name", "", "a name for the token, such as upload-endpoint")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	if *org == "" || *name == "" {
-		return errors.New("token create needs --org and --name")
+	sub, args := args[0], args[1:]
+	fs := flag.NewFlagSet("token "+sub, flag.ContinueOnError)
+	fs.SetOutput(io.Discard) // the returned error says what is wrong
+	var run func(context.Context, *pgxpool.Pool) error
+	switch sub {
+	case "create":
+		org := fs.String("org", "", "organization name (created if missing)")
+		name := fs.String("name", "", "a name for the token, such as upload-endpoint")
+		scopes := fs.String("scopes", "read,upload,manage", "comma-separated scopes: read, upload, manage")
+		expires := fs.Duration("expires", 0, "expire the token this long from now, such as 720h (default: never)")
+		if err := fs.Parse(args); err != nil {
+			return fmt.Errorf("token create: %w\n%s", err, tokenUsage)
+		}
+		if *org == "" || *name == "" {
+			return errors.New("token create needs --org and --name")
+		}
+		sc, err := admin.ParseScopes(*scopes)
+		if err != nil {
+			return fmt.Errorf("token create --scopes: %w", err)
+		}
+		if *expires < 0 {
+			return fmt.Errorf("token create --expires %s: must be positive", *expires)
+		}
+		run = func(ctx context.Context, pool *pgxpool.Pool) error {
+			tok, err := admin.CreateTokenWith(ctx, pool, *org, *name, admin.TokenOptions{Scopes: sc, TTL: *expires})
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "organization_id=%d\ntoken_id=%d\nscopes=%s\n", tok.OrgID, tok.TokenID, joinScopes(tok.Scopes))
+			if tok.ExpiresAt != nil {
+				fmt.Fprintf(stdout, "expires_at=%s\n", tok.ExpiresAt.Format(time.RFC3339))
+			}
+			fmt.Fprintf(stdout, "token=%s\n", tok.Secret)
+			fmt.Fprintln(os.Stderr, "The token is shown once; labelq keeps only its SHA-256.")
+			return nil
+		}
+	case "list":
+		org := fs.String("org", "", "only this organization's tokens")
+		if err := fs.Parse(args); err != nil {
+			return fmt.Errorf("token list: %w\n%s", err, tokenUsage)
+		}
+		run = func(ctx context.Context, pool *pgxpool.Pool) error {
+			toks, err := admin.ListTokens(ctx, pool, *org)
+			if err != nil {
+				return err
+			}
+			return writeTokens(stdout, toks)
+		}
+	case "revoke":
+		if len(args) != 1 {
+			return errors.New("usage: labelq token revoke ID (the id from `labelq token list`)")
+		}
+		id, err := strconv.ParseInt(args[0], 10, 64)
+		if err != nil || id <= 0 {
+			return fmt.Errorf("token revoke: %q is not a token id (a positive number from `labelq token list`)", args[0])
+		}
+		run = func(ctx context.Context, pool *pgxpool.Pool) error {
+			at, err := admin.RevokeToken(ctx, pool, id)
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(stdout, "token_id=%d\nrevoked_at=%s\n", id, at.UTC().Format(time.RFC3339))
+			return nil
+		}
+	default:
+		return fmt.Errorf("unknown token command %q\n%s", sub, tokenUsage)
 	}
 	pool, err := database.Open(ctx, cfg.DatabaseURL, 2)
 	if err != nil {
 		return err
 	}
 	defer pool.Close()
-	tok, err := admin.CreateToken(ctx, pool, *org, *name)
-	if err != nil {
-		return err
+	return run(ctx, pool)
+}
+
+func joinScopes(scopes []admin.Scope) string {
+	s := make([]string, len(scopes))
+	for i, sc := range scopes {
+		s[i] = string(sc)
 	}
-	fmt.Fprintf(stdout, "organization_id=%d\ntoken_id=%d\ntoken=%s\n", tok.OrgID, tok.TokenID, tok.Secret)
-	fmt.Fprintln(os.Stderr, "The token is shown once; labelq keeps only its SHA-256.")
-	return nil
+	return strings.Join(s, ",")
+}
+
+// writeTokens prints tokens as a table; times are UTC, "-" when unset.
+func writeTokens(w io.Writer, toks []admin.TokenInfo) error {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "ID\tORG\tNAME\tSCOPES\tCREATED\tLAST USED\tEXPIRES\tREVOKED")
+	when := func(t *time.Time) string {
+		if t == nil {
+			return "-"
+		}
+		return t.UTC().Format(time.RFC3339)
+	}
+	for _, t := range toks {
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", t.ID, t.OrgName, t.Name, strings.Join(t.Scopes, ","),
+			when(&t.CreatedAt), when(t.LastUsedAt), when(t.ExpiresAt), when(t.RevokedAt))
+	}
+	return tw.Flush()
 }

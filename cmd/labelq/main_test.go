@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"net"
 	"os"
+	"regexp"
 	"strings"
 	"testing"
 
@@ -66,7 +67,7 @@ func TestDockerCompose(t *testing.T) {
 	var cf composeFile
 	require.NoError(t, yaml.Unmarshal(raw, &cf))
 
-	for _, name := range []string{"postgres", "redis", "minio", "createbucket", "asynqmon", "migrate", "api", "worker", "scheduler", "relay"} {
+	for _, name := range []string{"postgres", "redis", "minio", "minio-init", "migrate", "api", "worker", "scheduler", "relay"} {
 		require.Contains(t, cf.Services, name, "service %s", name)
 	}
 	for _, name := range []string{"postgres", "redis", "minio", "api"} {
@@ -98,22 +99,29 @@ func TestDockerCompose(t *testing.T) {
 		}
 		env := map[string]string{}
 		for k, v := range s.Environment {
-			env[k] = strings.ReplaceAll(v, "${OPENAI_API_KEY:-}", "")
+			env[k] = interpolate(t, v)
 		}
 		cfg, err := config.Load(func(k string) string { return env[k] })
 		require.NoError(t, err, "%s's environment does not load", svc)
 
 		require.Contains(t, cfg.DatabaseURL, "@postgres:5432/")
-		require.Contains(t, published("postgres"), "5432")
-		require.Equal(t, "redis://redis:6379/0", cfg.RedisURL)
-		require.Contains(t, published("redis"), "6379")
-		host, port, err := net.SplitHostPort(cfg.S3Endpoint)
+		// Only migrations run as the schema owner; every other process logs in as a
+		// least-privilege role (migrations/00008) with a password from .env.
+		if svc == "migrate" {
+			require.True(t, strings.HasPrefix(cfg.DatabaseURL, "postgres://labelq:"), "migrate runs as the owner")
+		} else {
+			require.True(t, strings.HasPrefix(cfg.DatabaseURL, "postgres://labelq_worker:"+composeVars["LABELQ_WORKER_DB_PASSWORD"]+"@"), "%s runs as labelq_worker", svc)
+			require.True(t, strings.HasPrefix(cfg.APIDatabaseURL, "postgres://labelq_api_login:"+composeVars["LABELQ_API_DB_PASSWORD"]+"@"), "%s's API pool is labelq_api_login", svc)
+		}
+		require.Equal(t, "redis://:"+composeVars["REDIS_PASSWORD"]+"@redis:6379/0", cfg.RedisURL)
+		host, _, err := net.SplitHostPort(cfg.S3Endpoint)
 		require.NoError(t, err)
 		require.Equal(t, "minio", host)
-		require.Contains(t, published("minio"), port)
-		require.Contains(t, string(raw), "local/"+cfg.S3Bucket, "createbucket makes the configured bucket")
-		require.Equal(t, cf.Services["minio"].Environment["MINIO_ROOT_USER"], cfg.S3AccessKey)
-		require.Equal(t, cf.Services["minio"].Environment["MINIO_ROOT_PASSWORD"], cfg.S3SecretKey)
+		require.Contains(t, string(raw), "local/"+cfg.S3Bucket, "minio-init makes the configured bucket")
+		// labelq uses a MinIO user of its own, which minio-init creates, not the root keys.
+		require.NotEqual(t, interpolate(t, cf.Services["minio"].Environment["MINIO_ROOT_USER"]), cfg.S3AccessKey)
+		require.Equal(t, composeVars["LABELQ_S3_ACCESS_KEY"], cfg.S3AccessKey)
+		require.Equal(t, composeVars["LABELQ_S3_SECRET_KEY"], cfg.S3SecretKey)
 		if svc == "api" {
 			_, httpPort, err := net.SplitHostPort(cfg.HTTPAddr)
 			require.NoError(t, err)
@@ -122,4 +130,63 @@ func TestDockerCompose(t *testing.T) {
 		}
 	}
 	require.Equal(t, "service_completed_successfully", cf.Services["api"].DependsOn["migrate"].Condition)
+	require.Equal(t, "service_completed_successfully", cf.Services["api"].DependsOn["minio-init"].Condition)
+
+	// Nothing but labelq's port is published beyond loopback; no standalone asynqmon.
+	for name, s := range cf.Services {
+		require.NotContains(t, s.Image, "asynqmon", "%s: labelq serves its own asynqmon at /monitoring", name)
+		for _, p := range s.Ports {
+			if name == "api" {
+				continue
+			}
+			require.True(t, strings.HasPrefix(p, "127.0.0.1:"), "%s publishes %s beyond loopback", name, p)
+		}
+	}
+	require.Equal(t, []string{"8080:8080"}, cf.Services["api"].Ports)
+	require.NotContains(t, strings.ToLower(string(raw)), "minioadmin")
+	redisCmd, _ := cf.Services["redis"].Command.([]any)
+	require.Contains(t, redisCmd, "--requirepass")
+	// Every credential comes from .env: compose refuses to run without it.
+	for _, v := range []string{"POSTGRES_PASSWORD", "REDIS_PASSWORD", "MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD",
+		"LABELQ_S3_ACCESS_KEY", "LABELQ_S3_SECRET_KEY", "LABELQ_OPERATOR_PASSWORD"} {
+		require.Contains(t, string(raw), "${"+v+":?", "%s must be required", v)
+	}
+	for _, k := range []string{"POSTGRES_PASSWORD"} {
+		require.True(t, strings.HasPrefix(cf.Services["postgres"].Environment[k], "${"), "postgres %s is a literal", k)
+	}
+	for _, k := range []string{"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"} {
+		require.True(t, strings.HasPrefix(cf.Services["minio"].Environment[k], "${"), "minio %s is a literal", k)
+	}
+	example, err := os.ReadFile("../../deploy/compose.env.example")
+	require.NoError(t, err)
+	for v := range composeVars {
+		if v != "LABELQ_PUBLIC_URL" && v != "OPENAI_API_KEY" {
+			require.Contains(t, string(example), v+"=", "deploy/compose.env.example lacks %s", v)
+		}
+	}
+}
+
+// composeVars stand for a filled-in .env in TestDockerCompose.
+var composeVars = map[string]string{
+	"POSTGRES_PASSWORD": "pgsecret0123456789abcdef", "REDIS_PASSWORD": "redissecret0123456789abcdef",
+	"LABELQ_API_DB_PASSWORD": "apidbsecret0123456789abcdef", "LABELQ_WORKER_DB_PASSWORD": "workerdbsecret0123456789abcdef",
+	"MINIO_ROOT_USER": "root-user", "MINIO_ROOT_PASSWORD": "rootsecret0123456789abcdef",
+	"LABELQ_S3_ACCESS_KEY": "labelq", "LABELQ_S3_SECRET_KEY": "s3secret0123456789abcdef",
+	"LABELQ_OPERATOR_PASSWORD": "operator-secret-0123456789", "LABELQ_PUBLIC_URL": "", "OPENAI_API_KEY": "",
+}
+
+var composeVar = regexp.MustCompile(`\$\{([A-Z0-9_]+)(?::([?-])([^}]*))?\}`)
+
+// interpolate expands ${VAR}, ${VAR:-default} and ${VAR:?message} as compose does.
+func interpolate(t *testing.T, s string) string {
+	t.Helper()
+	return composeVar.ReplaceAllStringFunc(s, func(m string) string {
+		g := composeVar.FindStringSubmatch(m)
+		v, ok := composeVars[g[1]]
+		require.True(t, ok, "docker-compose.yml uses ${%s}, which composeVars lacks", g[1])
+		if v == "" && g[2] == "-" {
+			return g[3]
+		}
+		return v
+	})
 }

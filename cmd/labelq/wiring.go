@@ -7,6 +7,7 @@ import (
 
 	"github.com/labelq/labelq/internal/app"
 	"github.com/labelq/labelq/internal/tasks"
+	"github.com/labelq/labelq/internal/verify"
 	"github.com/labelq/labelq/worker/export"
 	"github.com/labelq/labelq/worker/match"
 	"github.com/labelq/labelq/worker/preannotate"
@@ -16,11 +17,12 @@ import (
 // mountWorkers is the one place the worker packages are linked: one line per task
 // type (see the README's "Adding a task type").
 func mountWorkers(a *app.App, mux *asynq.ServeMux) {
-	tasks.Register(mux, validate.NewHandler(validate.Deps{Pool: a.Pool, Store: a.Store, Log: a.Log, Metrics: a.Metrics, Now: a.Now}).Work)
+	tasks.Register(mux, validate.NewHandler(validate.Deps{Pool: a.Pool, Store: a.Store, Log: a.Log, Metrics: a.Metrics, Now: a.Now,
+		Options: validate.Options{Verify: verify.Options{MaxArchiveDepth: a.Cfg.ArchiveMaxDepth}}}).Work)
 	mountPreannotate(a, mux)
 	tasks.Register(mux, match.NewHandler(match.Deps{Pool: a.Pool, Log: a.Log, Metrics: a.Metrics, Now: a.Now}).Work)
 	tasks.Register(mux, export.NewHandler(export.Deps{Pool: a.Pool, Store: a.Store, Log: a.Log, Metrics: a.Metrics, Now: a.Now, Version: app.Version}).Work)
-	tasks.Register(mux, (&export.RetentionHandler{Pool: a.Pool, Store: a.Store, Log: a.Log, Retention: a.Cfg.ExportRetention, Now: a.Now}).Work)
+	tasks.Register(mux, (&export.RetentionHandler{Pool: a.Pool, Store: a.Store, Log: a.Log, Retention: a.Cfg.ExportRetention, OrphanGrace: a.Cfg.ExportOrphanGrace, Now: a.Now}).Work)
 }
 
 // mountPreannotate builds file:preannotate from the LLM settings. Settings that

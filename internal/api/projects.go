@@ -3,7 +3,10 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"net/http"
+
+	"github.com/jackc/pgx/v5"
 
 	"github.com/labelq/labelq/internal/db"
 )
@@ -75,6 +78,33 @@ func (in *ProjectInput) validate(create bool) error {
 	return v.Err()
 }
 
+// noSuchUser is the one answer for a PM id that is not a user of the caller's
+// organization, whether it is another organization's user or no user at all, so
+// that the answer tells nothing about other tenants.
+const noSuchUser = "is not a user of your organization (see GET /v1/users)"
+
+// checkPMs refuses PM ids that are not live users of the caller's organization
+// (projects_client_pm_fk and projects_our_pm_fk back this up in the database).
+func (c *Call) checkPMs(in *ProjectInput) error {
+	var v Validation
+	for _, pm := range []struct {
+		field string
+		id    *int64
+	}{{"client_pm_id", in.ClientPMID}, {"our_pm_id", in.OurPMID}} {
+		if pm.id == nil {
+			continue
+		}
+		_, err := c.Q.UserGet(c.R.Context(), db.UserGetParams{ID: *pm.id, OrgID: c.OrgID})
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			v.Add(pm.field, noSuchUser)
+		case err != nil:
+			return err
+		}
+	}
+	return v.Err()
+}
+
 func deref[T any](p *T) T {
 	var zero T
 	if p == nil {
@@ -99,7 +129,13 @@ func createProject(c *Call) (int, any, error) {
 	if err := in.validate(true); err != nil {
 		return 0, nil, err
 	}
-	maxTokens := int32(1024)
+	if err := c.S.Quotas.checkLLM(&in); err != nil {
+		return 0, nil, err
+	}
+	if err := c.checkPMs(&in); err != nil {
+		return 0, nil, err
+	}
+	maxTokens := min(int32(1024), c.S.Quotas.maxTokens())
 	if in.LLMMaxTokens != nil {
 		maxTokens = *in.LLMMaxTokens
 	}
@@ -158,6 +194,12 @@ func updateProject(c *Call) (int, any, error) {
 		return 0, nil, err
 	}
 	if err := in.validate(false); err != nil {
+		return 0, nil, err
+	}
+	if err := c.S.Quotas.checkLLM(&in); err != nil {
+		return 0, nil, err
+	}
+	if err := c.checkPMs(&in); err != nil {
 		return 0, nil, err
 	}
 	arg := db.ProjectUpdateParams{

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"net/http"
 	"runtime/debug"
+	"slices"
 	"strings"
 	"time"
 
@@ -54,6 +55,8 @@ type Server struct {
 	UploadURLTTL time.Duration
 	ExportURLTTL time.Duration
 	Now          func() time.Time
+	// Quotas are the operator's limits on tenants (quotas.go).
+	Quotas Quotas
 }
 
 // Call is one request as a handler sees it: inside the caller's tenant transaction.
@@ -82,6 +85,8 @@ type Route struct {
 	// Status is the success status (202 for every enqueueing call).
 	Status  int
 	Handler HandlerFunc
+	// Scope is what a token needs to call the route (see admin.Scope).
+	Scope admin.Scope
 }
 
 // Register mounts every route on mux.
@@ -137,14 +142,17 @@ func (s *Server) wrap(rt Route) http.Handler {
 	})
 }
 
-// serve answers one request in stages: authenticate, read the body, read the
+// serve answers one request in stages: authorize, read the body, read the
 // Idempotency-Key, answer (run the handler, or replay), write the answer. Every
 // refusal on the way is written by writeError.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt Route) {
 	ctx := r.Context()
-	tok, err := s.authenticate(ctx, r)
+	tok, err := s.authorize(ctx, r, rt)
 	if err != nil {
 		s.writeError(ctx, w, err)
+		return
+	}
+	if s.rateLimited(ctx, w, tok) {
 		return
 	}
 	body, err := s.readBody(r, rt)
@@ -335,29 +343,45 @@ func (s *Server) internalError(ctx context.Context, w http.ResponseWriter, err e
 }
 
 type token struct {
-	ID    int64
-	OrgID int64
+	ID     int64
+	OrgID  int64
+	Scopes []string
 }
 
-// authenticate checks the bearer token. Tokens are looked up by their SHA-256, so
-// comparing hashes of equal length leaks nothing about the secret.
+// authorize authenticates the request's token and checks it has the route's scope:
+// 401 without a valid token, 403 with one lacking the scope.
+func (s *Server) authorize(ctx context.Context, r *http.Request, rt Route) (token, error) {
+	tok, err := s.authenticate(ctx, r)
+	if err != nil {
+		return token{}, err
+	}
+	if !slices.Contains(tok.Scopes, string(rt.Scope)) {
+		return token{}, problem(http.StatusForbidden, "Missing scope",
+			fmt.Sprintf("%s %s needs a token with the %q scope; this token has %s; create one with `labelq token create --scopes %s`",
+				rt.Method, rt.Path, rt.Scope, strings.Join(tok.Scopes, ","), rt.Scope))
+	}
+	return tok, nil
+}
+
+// authenticate checks the bearer token (the scheme is case-insensitive, RFC 9110
+// 11.1). Tokens are looked up by their SHA-256, so comparing hashes of equal length
+// leaks nothing about the secret.
 func (s *Server) authenticate(ctx context.Context, r *http.Request) (token, error) {
-	h := r.Header.Get("Authorization")
-	secret, ok := strings.CutPrefix(h, "Bearer ")
-	if !ok || strings.TrimSpace(secret) == "" {
+	scheme, secret, _ := strings.Cut(strings.TrimSpace(r.Header.Get("Authorization")), " ")
+	secret = strings.TrimSpace(secret)
+	if !strings.EqualFold(scheme, "Bearer") || secret == "" {
 		return token{}, problem(http.StatusUnauthorized, "Authentication required",
 			"send an API token as `Authorization: Bearer <token>`; create one with `labelq token create`")
 	}
-	hash := admin.HashToken(strings.TrimSpace(secret))
-	q := db.New(s.Pool)
-	t, err := q.APITokenAuthenticate(ctx, hash)
+	t, err := db.New(s.Pool).APITokenAuthenticate(ctx, admin.HashToken(secret))
 	if errors.Is(err, pgx.ErrNoRows) {
-		return token{}, problem(http.StatusUnauthorized, "Invalid token", "the API token is unknown or revoked")
+		return token{}, problem(http.StatusUnauthorized, "Invalid token",
+			"the API token is unknown, revoked or expired, or its organization was deleted")
 	}
 	if err != nil {
 		return token{}, fmt.Errorf("look up token: %w", err)
 	}
-	return token{ID: t.ID, OrgID: t.OrgID}, nil
+	return token{ID: t.ID, OrgID: t.OrgID, Scopes: t.Scopes}, nil
 }
 
 // constraintProblem turns a refused row into the client's mistake it reflects.
@@ -381,7 +405,9 @@ var constraintMessages = map[string]struct {
 }{
 	"projects_org_name_key":           {http.StatusConflict, "Name taken", "a project with this name already exists in your organization"},
 	"files_project_name_key":          {http.StatusConflict, "Name taken", "a file with this name already exists in the project"},
-	"users_email_key":                 {http.StatusConflict, "Email taken", "a user with this email already exists"},
+	"users_org_email_key":             {http.StatusConflict, "Email taken", "a user with this email already exists in your organization"},
+	"projects_our_pm_fk":              {http.StatusUnprocessableEntity, "Invalid reference", "our_pm_id: " + noSuchUser},
+	"projects_client_pm_fk":           {http.StatusUnprocessableEntity, "Invalid reference", "client_pm_id: " + noSuchUser},
 	"assignments_live_job_role_key":   {http.StatusConflict, "Already assigned", "the job already has a live assignment for this role"},
 	"projects_llm_model_when_enabled": {http.StatusUnprocessableEntity, "Invalid request", "llm_model: set a model before enabling pre-annotation"},
 }

@@ -11,6 +11,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/outbox"
@@ -235,7 +236,16 @@ func cancelExport(c *Call) (int, any, error) {
 		return 0, nil, err
 	}
 	ctx := c.R.Context()
+	// A worker holds the row only for a few statements, never across a call to
+	// the bucket; still, a cancel waits for it a bounded time, not forever.
+	if err := c.Q.ExportLogSetLockTimeout(ctx, cancelLockTimeout.String()); err != nil {
+		return 0, nil, err
+	}
 	e, err := c.Q.ExportLogCancel(ctx, db.ExportLogCancelParams{ID: id, OrgID: c.OrgID})
+	if isLockTimeout(err) {
+		return 0, nil, problem(http.StatusServiceUnavailable, "Export busy",
+			fmt.Sprintf("export %d is being updated by its worker; retry the cancel in a few seconds", id))
+	}
 	if errors.Is(err, pgx.ErrNoRows) {
 		cur, gerr := c.Q.ExportLogGet(ctx, db.ExportLogGetParams{ID: id, OrgID: c.OrgID})
 		if gerr != nil {
@@ -250,6 +260,15 @@ func cancelExport(c *Call) (int, any, error) {
 		return 0, nil, err
 	}
 	return http.StatusAccepted, exportFromRow(e), nil
+}
+
+// cancelLockTimeout bounds how long a cancel waits for the export row.
+const cancelLockTimeout = 2 * time.Second
+
+// isLockTimeout reports a lock_timeout (or NOWAIT) refusal.
+func isLockTimeout(err error) bool {
+	var pe *pgconn.PgError
+	return errors.As(err, &pe) && pe.Code == "55P03"
 }
 
 // Download is a short-lived link to a finished export.
@@ -317,6 +336,12 @@ func createSchedule(c *Call) (int, any, error) {
 	if err := in.validate(true); err != nil {
 		return 0, nil, err
 	}
+	if err := c.checkScheduleInterval(*in.CronSpec, cmp.Or(deref(in.Timezone), "UTC")); err != nil {
+		return 0, nil, err
+	}
+	if err := c.checkScheduleCount(pid); err != nil {
+		return 0, nil, err
+	}
 	ctx := c.R.Context()
 	opts := ExportOptions{}
 	if in.Options != nil {
@@ -371,6 +396,13 @@ func updateSchedule(c *Call) (int, any, error) {
 	s, err := c.Q.ExportScheduleUpdate(c.R.Context(), arg)
 	if err != nil {
 		return 0, nil, orNotFound(err, "export schedule")
+	}
+	// Checked on the updated row, whose spec and zone may come half from the
+	// request and half from before; an error rolls the update back.
+	if in.CronSpec != nil || in.Timezone != nil || deref(in.Enabled) {
+		if err := c.checkScheduleInterval(s.CronSpec, s.Timezone); err != nil {
+			return 0, nil, err
+		}
 	}
 	return http.StatusOK, scheduleFromRow(s), nil
 }
@@ -456,6 +488,15 @@ func listEvents(c *Call) (int, any, error) {
 	after, limit, err := page(c.R)
 	if err != nil {
 		return 0, nil, err
+	}
+	// Another organization's entity is a 404, like every foreign resource, not an
+	// empty list; so is an entity that does not exist.
+	found, err := c.Q.EventLogEntityExists(c.R.Context(), db.EventLogEntityExistsParams{EntityType: et, EntityID: id, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, err
+	}
+	if !found {
+		return 0, nil, notFound("the " + string(et))
 	}
 	es, err := c.Q.EventLogListByEntity(c.R.Context(), db.EventLogListByEntityParams{
 		OrgID: c.OrgID, EntityType: et, EntityID: id, AfterID: after, MaxRows: limit,

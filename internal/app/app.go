@@ -42,6 +42,7 @@ type App struct {
 	Cfg       *config.Config
 	Log       *slog.Logger
 	Pool      *pgxpool.Pool
+	APIPool   *pgxpool.Pool // the API's: labelq_api_login (Config.APIDatabase), under RLS even after a RESET ROLE
 	Store     *storage.Store
 	Redis     asynq.RedisConnOpt
 	Client    *asynq.Client
@@ -83,10 +84,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		_ = inspector.Close()
 		return nil, fmt.Errorf("connect to Redis: %w (is it running? see `make services`)", err)
 	}
+	// Lazy: only the api role uses it (role checks it can log in).
+	apiPool, err := database.OpenLazy(ctx, cfg.APIDatabase(), cfg.DatabaseMaxConns)
+	if err != nil {
+		pool.Close()
+		_ = inspector.Close()
+		return nil, fmt.Errorf("LABELQ_API_DATABASE_URL: %w", err)
+	}
 	m := metrics.New()
 	m.RegisterQueues(inspector)
 	return &App{
-		Cfg: cfg, Log: log, Pool: pool, Store: store, Redis: redisOpt,
+		Cfg: cfg, Log: log, Pool: pool, APIPool: apiPool, Store: store, Redis: redisOpt,
 		Client: asynq.NewClient(redisOpt), Inspector: inspector, Metrics: m, Now: time.Now,
 	}, nil
 }
@@ -96,6 +104,7 @@ func (a *App) Close() {
 	_ = a.Client.Close()
 	_ = a.Inspector.Close()
 	a.Pool.Close()
+	a.APIPool.Close()
 }
 
 // Run runs the roles until ctx ends or one fails, then stops the rest and waits for
@@ -137,6 +146,9 @@ func (a *App) Run(ctx context.Context, roles ...Role) error {
 func (a *App) role(r Role) (func(context.Context) error, error) {
 	switch r {
 	case RoleAPI:
+		if err := database.Ping(context.Background(), a.APIPool); err != nil {
+			return nil, fmt.Errorf("the API's database role (LABELQ_API_DATABASE_URL; `labelq migrate up` creates labelq_api_login): %w", err)
+		}
 		return a.runHTTP, nil
 	case RoleWorker:
 		return a.runWorker, nil

@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/hibiken/asynqmon"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
 	"github.com/labelq/labelq/internal/logging"
@@ -151,24 +150,19 @@ func (a *App) Handler() http.Handler {
 		writeJSON(w, http.StatusOK, map[string]string{"status": "ok", "version": Version})
 	})
 	mux.HandleFunc("GET /readyz", a.ready)
-	mon := asynqmon.New(asynqmon.Options{
-		RootPath:         "/monitoring",
-		RedisConnOpt:     a.Redis,
-		PayloadFormatter: asynqmon.PayloadFormatterFunc(safePayload),
-		ResultFormatter:  asynqmon.ResultFormatterFunc(safePayload),
-	})
-	mux.Handle("/monitoring/", a.operatorOnly(mon))
+	mux.Handle("/monitoring/", a.operatorOnly(a.monitoring()))
 	mux.Handle("/monitoring", http.RedirectHandler("/monitoring/", http.StatusMovedPermanently))
 	mux.Handle("GET /metrics", a.operatorOnly(promhttp.HandlerFor(a.Metrics.Registry, promhttp.HandlerOpts{})))
 	a.mountAPI(mux)
 	return mux
 }
 
-// ready answers 200 only when Postgres, Redis and S3 all answer.
+// ready answers 200 only when Postgres, Redis and S3 all answer; paused queues are
+// listed (see readyPaused) without failing it.
 func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), 3*time.Second)
 	defer cancel()
-	checks := map[string]string{}
+	checks := map[string]any{}
 	ok := true
 	if err := a.Pool.Ping(ctx); err != nil {
 		checks["postgres"], ok = "unreachable", false
@@ -189,6 +183,7 @@ func (a *App) ready(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		code = http.StatusServiceUnavailable
 	}
+	a.readyPaused(checks, ok)
 	writeJSON(w, code, checks)
 }
 

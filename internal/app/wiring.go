@@ -78,7 +78,7 @@ func (a *App) Reconciler() *reconcile.Reconciler {
 // enabled export schedule. Uniqueness makes a second scheduler copy harmless for
 // maintenance; export ticks are made unique by the database (see internal/schedule).
 func (a *App) periodicTasks() asynq.PeriodicTaskConfigProvider {
-	return &schedule.Provider{Pool: a.Pool, Log: a.Log, Static: func() ([]*asynq.PeriodicTaskConfig, error) {
+	return &schedule.Provider{Pool: a.Pool, Log: a.Log, MinInterval: a.Cfg.ScheduleMinInterval, Static: func() ([]*asynq.PeriodicTaskConfig, error) {
 		reconcile, err := tasks.Periodic(tasks.Reconcile{}, a.Cfg.ReconcileInterval)
 		if err != nil {
 			return nil, err
@@ -94,8 +94,9 @@ func (a *App) periodicTasks() asynq.PeriodicTaskConfigProvider {
 // mountAPI mounts the /v1 API and its OpenAPI document.
 func (a *App) mountAPI(mux *http.ServeMux) {
 	s := &api.Server{
-		Pool: a.Pool, Store: a.Store, Inspector: a.Inspector, Log: a.Log, Metrics: a.Metrics,
+		Pool: a.APIPool, Store: a.Store, Inspector: a.Inspector, Log: a.Log, Metrics: a.Metrics,
 		MaxBodyBytes: a.Cfg.MaxBodyBytes, UploadURLTTL: a.Cfg.UploadURLTTL, ExportURLTTL: a.Cfg.ExportURLTTL, Now: a.Now,
+		Quotas: a.apiQuotas(),
 	}
 	s.Register(mux)
 }

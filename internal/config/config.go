@@ -29,7 +29,8 @@ import (
 //	help:    one line for --help and the README
 //	secret:  "true" for values that must never be printed or logged
 type Config struct {
-	DatabaseURL      string `env:"LABELQ_DATABASE_URL" default:"postgres://postgres@127.0.0.1:5432/labelq?sslmode=disable" help:"PostgreSQL connection URL (the source of truth)" secret:"true"`
+	DatabaseURL      string `env:"LABELQ_DATABASE_URL" default:"postgres://postgres@127.0.0.1:5432/labelq?sslmode=disable" help:"PostgreSQL connection URL (the source of truth) of migrations, token commands and the worker, scheduler and relay roles: the schema owner for migrate, labelq_worker for the others" secret:"true"`
+	APIDatabaseURL   string `env:"LABELQ_API_DATABASE_URL" default:"" help:"PostgreSQL URL of the api role, as the non-superuser labelq_api_login under row-level security; empty: LABELQ_DATABASE_URL with its user replaced by labelq_api_login and no password" secret:"true"`
 	DatabaseMaxConns int32  `env:"LABELQ_DATABASE_MAX_CONNS" default:"10" help:"maximum Postgres connections per process"`
 
 	RedisURL          string `env:"LABELQ_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Redis for asynq: redis://[:password@]host:port/db, rediss://… for TLS, redis-sentinel://[:password@]host1:port,host2:port?master=name for Sentinel" secret:"true"`
@@ -43,18 +44,19 @@ type Config struct {
 	S3Region    string `env:"LABELQ_S3_REGION" default:"us-east-1" help:"S3 region"`
 	S3UseTLS    bool   `env:"LABELQ_S3_USE_TLS" default:"false" help:"use HTTPS for S3"`
 
-	HTTPAddr         string `env:"LABELQ_HTTP_ADDR" default:":8080" help:"listen address of the API, /monitoring, /metrics, /healthz"`
-	PublicURL        string `env:"LABELQ_PUBLIC_URL" default:"http://localhost:8080" help:"URL users reach the API at (printed by make run)"`
-	OperatorUser     string `env:"LABELQ_OPERATOR_USER" default:"operator" help:"basic-auth user for /monitoring and /metrics"`
-	OperatorPassword string `env:"LABELQ_OPERATOR_PASSWORD" default:"" help:"basic-auth password for /monitoring and /metrics; empty disables those routes" secret:"true"`
-	MaxBodyBytes     int64  `env:"LABELQ_MAX_BODY_BYTES" default:"1048576" help:"largest accepted API request body"`
+	HTTPAddr           string `env:"LABELQ_HTTP_ADDR" default:"127.0.0.1:8080" help:"listen address of the API, /monitoring, /metrics, /healthz; beyond loopback (such as :8080) labelq refuses default or short operator passwords and MinIO's default keys"`
+	PublicURL          string `env:"LABELQ_PUBLIC_URL" default:"http://localhost:8080" help:"URL users reach the API at (printed by make run)"`
+	OperatorUser       string `env:"LABELQ_OPERATOR_USER" default:"operator" help:"basic-auth user for /monitoring and /metrics"`
+	OperatorPassword   string `env:"LABELQ_OPERATOR_PASSWORD" default:"" help:"basic-auth password for /monitoring and /metrics; empty disables those routes" secret:"true"`
+	MonitoringWritable bool   `env:"LABELQ_MONITORING_WRITABLE" default:"false" help:"let /monitoring (asynqmon) pause queues and delete, run or archive tasks; read-only when false; cross-origin writes are refused either way"`
+	MaxBodyBytes       int64  `env:"LABELQ_MAX_BODY_BYTES" default:"1048576" help:"largest accepted API request body"`
 
 	WorkerConcurrency  int           `env:"LABELQ_WORKER_CONCURRENCY" default:"10" help:"tasks one worker process runs at once"`
 	WorkerPollInterval time.Duration `env:"LABELQ_WORKER_POLL_INTERVAL" default:"200ms" help:"how long an idle worker waits before asking Redis for work again (asynq's TaskCheckInterval, 1s there); the wait is this ±50%"`
 	ShutdownTimeout    time.Duration `env:"LABELQ_SHUTDOWN_TIMEOUT" default:"25s" help:"how long a stopping process waits for in-flight work"`
 
 	RelayPollInterval time.Duration `env:"LABELQ_RELAY_POLL_INTERVAL" default:"1s" help:"outbox relay polling fallback (LISTEN/NOTIFY wakes it sooner)"`
-	RelayBatchSize    int           `env:"LABELQ_RELAY_BATCH_SIZE" default:"500" help:"outbox rows moved to asynq per transaction"`
+	RelayBatchSize    int           `env:"LABELQ_RELAY_BATCH_SIZE" default:"500" help:"outbox rows one relay claims and moves to asynq at a time"`
 	ReconcileInterval time.Duration `env:"LABELQ_RECONCILE_INTERVAL" default:"1m" help:"how often the reconciler looks for stuck rows"`
 	ReconcileAfter    time.Duration `env:"LABELQ_RECONCILE_AFTER" default:"5m" help:"a pending row older than this with no live task is queued again"`
 	OutboxRetention   time.Duration `env:"LABELQ_OUTBOX_RETENTION" default:"24h" help:"relayed outbox rows are kept this long (GET /v1/tasks/{id} and the reconciler read them)"`
@@ -65,12 +67,22 @@ type Config struct {
 	LLMRequestsPerMinute int           `env:"LABELQ_LLM_RPM" default:"60" help:"requests per minute to the LLM, shared by every worker process"`
 	LLMTokensPerMinute   int           `env:"LABELQ_LLM_TPM" default:"100000" help:"tokens per minute to the LLM, shared by every worker process"`
 	LLMMaxConcurrent     int           `env:"LABELQ_LLM_MAX_CONCURRENT" default:"4" help:"model calls in flight at once, across every worker process"`
-	LLMPrices            string        `env:"LABELQ_LLM_PRICES" default:"" help:"USD per million input/output tokens, for the cost recorded on every model call: gpt-4o-mini=0.15/0.60,gpt-4o=2.50/10 (a name also prices its dated snapshots); a model not listed costs 0"`
+	LLMPrices            string        `env:"LABELQ_LLM_PRICES" default:"gpt-4o-mini=0.15/0.60,gpt-4o=2.50/10,gpt-4.1-nano=0.10/0.40,gpt-4.1-mini=0.40/1.60,gpt-4.1=2/8" help:"the models projects may use, with their USD per million input/output tokens for the cost recorded on every call (a name also prices the dated snapshots the provider echoes); a project's llm_model must be listed exactly; *=0/0 allows any model at no cost (a local endpoint)"`
+	LLMMaxTokensCap      int32         `env:"LABELQ_LLM_MAX_TOKENS_CAP" default:"4096" help:"largest llm_max_tokens a project may set"`
+	LLMSystemPromptMax   int           `env:"LABELQ_LLM_SYSTEM_PROMPT_MAX" default:"8000" help:"longest llm_system_prompt a project may set, in characters"`
 
 	UploadURLTTL    time.Duration `env:"LABELQ_UPLOAD_URL_TTL" default:"15m" help:"lifetime of a presigned upload (PUT) URL"`
 	ExportURLTTL    time.Duration `env:"LABELQ_EXPORT_URL_TTL" default:"15m" help:"lifetime of an export's presigned download URL"`
 	ExportRetention time.Duration `env:"LABELQ_EXPORT_RETENTION" default:"720h" help:"completed export archives older than this are deleted (0 keeps them)"`
 	ScheduleSync    time.Duration `env:"LABELQ_SCHEDULE_SYNC" default:"30s" help:"how often the scheduler re-reads export_schedules"`
+
+	ExportOrphanGrace time.Duration `env:"LABELQ_EXPORT_ORPHAN_GRACE" default:"13h" help:"export objects with no completed export are deleted once older than this (keep it above the export task timeout, 12h)"`
+
+	ScheduleMinInterval   time.Duration `env:"LABELQ_SCHEDULE_MIN_INTERVAL" default:"1h" help:"shortest time between two ticks of an export schedule (checked over a year of a cron spec's ticks)"`
+	ScheduleMaxPerProject int           `env:"LABELQ_SCHEDULE_MAX_PER_PROJECT" default:"10" help:"most export schedules one project may have"`
+	APIRateLimit          string        `env:"LABELQ_API_RATE_LIMIT" default:"600/min" help:"requests one API token may make, shared by every API process through Redis: N/s, N/min or N/h (a burst of N, then N per period), 0 for no limit; over it: 429 with Retry-After"`
+
+	ArchiveMaxDepth int `env:"LABELQ_ARCHIVE_MAX_DEPTH" default:"3" help:"levels of archives inside archives that validation opens, the uploaded file counting as 1 and a .tar.gz as one level; a file nested deeper is rejected (1: no archive inside an archive)"`
 
 	LogLevel  string `env:"LABELQ_LOG_LEVEL" default:"info" help:"debug, info, warn or error"`
 	LogFormat string `env:"LABELQ_LOG_FORMAT" default:"json" help:"json or text"`
@@ -170,6 +182,11 @@ func (c *Config) validate() []error {
 	if u, err := url.Parse(c.DatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
 		bad("LABELQ_DATABASE_URL", "want postgres://user@host:port/dbname")
 	}
+	if c.APIDatabaseURL != "" {
+		if u, err := url.Parse(c.APIDatabaseURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			bad("LABELQ_API_DATABASE_URL", "want postgres://labelq_api_login@host:port/dbname, or leave it empty")
+		}
+	}
 	if c.DatabaseMaxConns < 2 {
 		bad("LABELQ_DATABASE_MAX_CONNS", "must be at least 2")
 	}
@@ -186,8 +203,9 @@ func (c *Config) validate() []error {
 		bad("LABELQ_S3_ACCESS_KEY", "the S3 access key and LABELQ_S3_SECRET_KEY must both be set")
 	}
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
-		bad("LABELQ_HTTP_ADDR", "want [host]:port, such as :8080")
+		bad("LABELQ_HTTP_ADDR", "want [host]:port, such as 127.0.0.1:8080")
 	}
+	errs = append(errs, c.exposureProblems()...)
 	if c.MaxBodyBytes < 1024 {
 		bad("LABELQ_MAX_BODY_BYTES", "must be at least 1024")
 	}
@@ -210,11 +228,17 @@ func (c *Config) validate() []error {
 	if c.ExportRetention < 0 {
 		bad("LABELQ_EXPORT_RETENTION", "must be 0 (keep) or positive")
 	}
+	if c.ExportOrphanGrace <= 0 {
+		bad("LABELQ_EXPORT_ORPHAN_GRACE", "must be positive, and longer than an export may run (12h)")
+	}
 	if c.ExportURLTTL > 7*24*time.Hour {
 		bad("LABELQ_EXPORT_URL_TTL", "S3 presigned URLs last at most 7 days")
 	}
 	if c.UploadURLTTL > 7*24*time.Hour {
 		bad("LABELQ_UPLOAD_URL_TTL", "S3 presigned URLs last at most 7 days")
+	}
+	if c.ArchiveMaxDepth < 1 || c.ArchiveMaxDepth > 16 {
+		bad("LABELQ_ARCHIVE_MAX_DEPTH", "must be between 1 and 16")
 	}
 	if c.RelayBatchSize < 1 || c.RelayBatchSize > 10000 {
 		bad("LABELQ_RELAY_BATCH_SIZE", "must be between 1 and 10000")
@@ -224,6 +248,21 @@ func (c *Config) validate() []error {
 	}
 	if _, err := llm.ParsePrices(c.LLMPrices); err != nil {
 		bad("LABELQ_LLM_PRICES", "%s", err)
+	}
+	if c.LLMMaxTokensCap < 1 || c.LLMMaxTokensCap > 1000000 {
+		bad("LABELQ_LLM_MAX_TOKENS_CAP", "must be between 1 and 1000000")
+	}
+	if c.LLMSystemPromptMax < 1 {
+		bad("LABELQ_LLM_SYSTEM_PROMPT_MAX", "must be at least 1")
+	}
+	if c.ScheduleMinInterval < time.Second {
+		bad("LABELQ_SCHEDULE_MIN_INTERVAL", "must be at least 1s (the finest a schedule ticks)")
+	}
+	if c.ScheduleMaxPerProject < 1 {
+		bad("LABELQ_SCHEDULE_MAX_PER_PROJECT", "must be at least 1")
+	}
+	if _, _, err := ParseRate(c.APIRateLimit); err != nil {
+		bad("LABELQ_API_RATE_LIMIT", "%s", err)
 	}
 	if c.LLMRequestsPerMinute < 1 || c.LLMTokensPerMinute < 1 || c.LLMMaxConcurrent < 1 {
 		bad("LABELQ_LLM_RPM", "LLM limits (LABELQ_LLM_RPM, LABELQ_LLM_TPM, LABELQ_LLM_MAX_CONCURRENT) must be at least 1")
@@ -249,6 +288,24 @@ func validBucket(s string) bool {
 		}
 	}
 	return true
+}
+
+// APIRoleUser is the login role migrations/00008 creates for the API.
+const APIRoleUser = "labelq_api_login"
+
+// APIDatabase is the API role's database URL: LABELQ_API_DATABASE_URL, or
+// LABELQ_DATABASE_URL logging in as APIRoleUser without a password (what a
+// developer machine's trust authentication accepts).
+func (c *Config) APIDatabase() string {
+	if c.APIDatabaseURL != "" {
+		return c.APIDatabaseURL
+	}
+	u, err := url.Parse(c.DatabaseURL)
+	if err != nil {
+		return c.DatabaseURL // validate refused it already
+	}
+	u.User = url.User(APIRoleUser)
+	return u.String()
 }
 
 // RedisConnOpt turns the Redis settings into asynq connection options: a single

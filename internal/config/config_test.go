@@ -20,7 +20,7 @@ func TestDefaultsWorkLocally(t *testing.T) {
 	c, err := config.Load(env(nil))
 	require.NoError(t, err)
 	require.Equal(t, "127.0.0.1:9000", c.S3Endpoint)
-	require.Equal(t, ":8080", c.HTTPAddr)
+	require.Equal(t, "127.0.0.1:8080", c.HTTPAddr)
 	opt, err := c.RedisConnOpt()
 	require.NoError(t, err)
 	require.Equal(t, "127.0.0.1:6379", opt.(asynq.RedisClientOpt).Addr)

@@ -64,9 +64,10 @@ func New() *Metrics {
 	return m
 }
 
-// RegisterQueues adds asynq's queue collector (sizes, latency, by queue and state).
+// RegisterQueues adds asynq's queue collector (sizes, latency, by queue and state)
+// and labelq_queue_paused{queue}.
 func (m *Metrics) RegisterQueues(inspector *asynq.Inspector) {
-	m.Registry.MustRegister(asynqmetrics.NewQueueMetricsCollector(inspector))
+	m.Registry.MustRegister(asynqmetrics.NewQueueMetricsCollector(inspector), pausedCollector{inspector})
 }
 
 // Middleware counts every task by type and outcome and times it.
