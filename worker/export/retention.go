@@ -66,21 +66,28 @@ func (r *RetentionHandler) Work(ctx context.Context, _ tasks.ExportRetention) er
 	return errors.Join(err, serr)
 }
 
+func (r *RetentionHandler) clock() func() time.Time {
+	if r.Now != nil {
+		return r.Now
+	}
+	return time.Now
+}
+
+func (r *RetentionHandler) logger(ctx context.Context) *slog.Logger {
+	log := r.Log
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return logging.From(ctx, log)
+}
+
 // Run purges every expired archive and returns how many it purged. An archive
 // that cannot be deleted is logged and left for the next pass.
 func (r *RetentionHandler) Run(ctx context.Context) (int, error) {
 	if r.Retention <= 0 {
 		return 0, nil
 	}
-	now := time.Now
-	if r.Now != nil {
-		now = r.Now
-	}
-	log := r.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log = logging.From(ctx, log)
+	now, log := r.clock(), r.logger(ctx)
 	batch := r.BatchSize
 	if batch <= 0 {
 		batch = defaultRetentionBatch
@@ -145,15 +152,7 @@ func (r *RetentionHandler) purge(ctx context.Context, e db.ExportLogListExpiredR
 // objects. An object that cannot be deleted is logged and left for the next
 // pass.
 func (r *RetentionHandler) SweepOrphans(ctx context.Context) (int, error) {
-	now := time.Now
-	if r.Now != nil {
-		now = r.Now
-	}
-	log := r.Log
-	if log == nil {
-		log = slog.New(slog.DiscardHandler)
-	}
-	log = logging.From(ctx, log)
+	now, log := r.clock(), r.logger(ctx)
 	grace := r.OrphanGrace
 	if grace <= 0 {
 		grace = DefaultOrphanGrace
