@@ -217,3 +217,32 @@ func TestWorkerRole(t *testing.T) {
 		require.Regexp(t, "permission denied|must be owner", err.Error(), stmt)
 	}
 }
+
+// TestEveryTenantTableForcesRowLevelSecurity: a table that holds an organization's
+// rows (it has an org_id column, or is organizations itself) has row-level security
+// enabled and forced, so a migration that adds one and forgets its policy fails here
+// rather than opening the table to every tenant through the API role.
+func TestEveryTenantTableForcesRowLevelSecurity(t *testing.T) {
+	pg := testenv.Postgres(t)
+	rows, err := pg.Pool.Query(context.Background(), `
+SELECT c.relname, c.relrowsecurity, c.relforcerowsecurity
+FROM pg_class c
+WHERE c.relnamespace = 'public'::regnamespace AND c.relkind = 'r'
+  AND (c.relname = 'organizations' OR EXISTS (
+      SELECT 1 FROM pg_attribute a WHERE a.attrelid = c.oid AND a.attname = 'org_id' AND NOT a.attisdropped))
+ORDER BY 1`)
+	require.NoError(t, err)
+	type table struct {
+		name           string
+		enabled, force bool
+	}
+	tables, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (table, error) {
+		var tb table
+		return tb, r.Scan(&tb.name, &tb.enabled, &tb.force)
+	})
+	require.NoError(t, err)
+	require.Greater(t, len(tables), 10, "the query found too few tenant tables to mean anything")
+	for _, tb := range tables {
+		require.True(t, tb.enabled && tb.force, "table %s holds an organization's rows but row-level security is enabled=%v forced=%v: enable and force it in its migration with the org_id policy of 00002", tb.name, tb.enabled, tb.force)
+	}
+}
