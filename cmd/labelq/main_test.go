@@ -130,6 +130,15 @@ func TestDockerCompose(t *testing.T) {
 		}
 	}
 	require.Equal(t, "service_completed_successfully", cf.Services["api"].DependsOn["migrate"].Condition)
+	// The login roles of migration 00008 are created on a new volume with passwords
+	// from .env, never a password written in the file.
+	for _, role := range []string{"labelq_api_login", "labelq_worker"} {
+		require.Regexp(t, `CREATE ROLE `+role+` LOGIN NOSUPERUSER .*PASSWORD :'`, string(raw))
+	}
+	require.NotRegexp(t, `PASSWORD '`, string(raw), "a role password is written in docker-compose.yml")
+	for _, v := range []string{"LABELQ_API_DB_PASSWORD", "LABELQ_WORKER_DB_PASSWORD"} {
+		require.Equal(t, composeVars[v], interpolate(t, cf.Services["postgres"].Environment[v]), "postgres's init script reads %s", v)
+	}
 	require.Equal(t, "service_completed_successfully", cf.Services["api"].DependsOn["minio-init"].Condition)
 
 	// Nothing but labelq's port is published beyond loopback; no standalone asynqmon.
@@ -157,11 +166,11 @@ func TestDockerCompose(t *testing.T) {
 	for _, k := range []string{"MINIO_ROOT_USER", "MINIO_ROOT_PASSWORD"} {
 		require.True(t, strings.HasPrefix(cf.Services["minio"].Environment[k], "${"), "minio %s is a literal", k)
 	}
-	example, err := os.ReadFile("../../deploy/compose.env.example")
+	example, err := os.ReadFile("../../.env.example")
 	require.NoError(t, err)
 	for v := range composeVars {
 		if v != "LABELQ_PUBLIC_URL" && v != "OPENAI_API_KEY" {
-			require.Contains(t, string(example), v+"=", "deploy/compose.env.example lacks %s", v)
+			require.Contains(t, string(example), v+"=", ".env.example lacks %s", v)
 		}
 	}
 }
