@@ -3,8 +3,6 @@ package verify
 import (
 	"archive/tar"
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
 	"context"
 	"errors"
 	"runtime"
@@ -13,64 +11,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/labelq/labelq/internal/verify/archivetest"
 )
-
-// tarEntry describes one entry for buildTar.
-type tarEntry struct {
-	name string
-	data []byte
-	typ  byte // tar.TypeReg when zero
-	link string
-}
-
-func buildTar(t testing.TB, entries ...tarEntry) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, e := range entries {
-		typ := e.typ
-		if typ == 0 {
-			typ = tar.TypeReg
-		}
-		h := &tar.Header{Name: e.name, Typeflag: typ, Linkname: e.link, Mode: 0o644, ModTime: time.Unix(1e9, 0)}
-		if typ == tar.TypeReg {
-			h.Size = int64(len(e.data))
-		}
-		require.NoError(t, tw.WriteHeader(h))
-		if typ == tar.TypeReg {
-			_, err := tw.Write(e.data)
-			require.NoError(t, err)
-		}
-	}
-	require.NoError(t, tw.Close())
-	return b.Bytes()
-}
-
-func gzipOf(t testing.TB, data []byte) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	zw := gzip.NewWriter(&b)
-	_, err := zw.Write(data)
-	require.NoError(t, err)
-	require.NoError(t, zw.Close())
-	return b.Bytes()
-}
-
-// gzipZeros is a gzip stream of size zero bytes (a multiple of 8 MiB),
-// built in a fraction of a second: one 8 MiB member compressed once, then
-// repeated (concatenated members are one valid gzip stream, and
-// compress/gzip reads them as one). 10 GiB come to about 10 MB.
-func gzipZeros(t testing.TB, size int64) []byte {
-	t.Helper()
-	const member = 8 << 20
-	var m bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&m, flate.BestCompression)
-	require.NoError(t, err)
-	_, err = zw.Write(make([]byte, member))
-	require.NoError(t, err)
-	require.NoError(t, zw.Close())
-	return bytes.Repeat(m.Bytes(), int(size/member))
-}
 
 func inspectArchive(t testing.TB, data []byte, opts Options) Report {
 	t.Helper()
@@ -82,12 +25,12 @@ func inspectArchive(t testing.TB, data []byte, opts Options) Report {
 func TestInspectArchiveValid(t *testing.T) {
 	text := bytes.Repeat([]byte("id,label\n1,cat\n"), 100)
 	img := pngBytes(t)
-	plainTar := buildTar(t,
-		tarEntry{name: "data/", typ: tar.TypeDir},
-		tarEntry{name: "data/labels.csv", data: text},
-		tarEntry{name: "data/cat.png", data: img},
+	plainTar := archivetest.Tar(t,
+		archivetest.TarEntry{Name: "data/", Type: tar.TypeDir},
+		archivetest.TarEntry{Name: "data/labels.csv", Body: text},
+		archivetest.TarEntry{Name: "data/cat.png", Body: img},
 	)
-	for name, data := range map[string][]byte{"tar": plainTar, "tar.gz": gzipOf(t, plainTar)} {
+	for name, data := range map[string][]byte{"tar": plainTar, "tar.gz": archivetest.Gzip(t, plainTar)} {
 		t.Run(name, func(t *testing.T) {
 			rep := inspectArchive(t, data, Options{})
 			require.Equal(t, Valid, rep.Verdict, "%+v", rep.Findings)
@@ -95,16 +38,16 @@ func TestInspectArchiveValid(t *testing.T) {
 		})
 	}
 	t.Run("plain gzip", func(t *testing.T) {
-		rep := inspectArchive(t, gzipOf(t, text), Options{})
+		rep := inspectArchive(t, archivetest.Gzip(t, text), Options{})
 		require.Equal(t, Valid, rep.Verdict, "%+v", rep.Findings)
 		require.Equal(t, &ArchiveStats{Files: 1, UncompressedBytes: int64(len(text))}, rep.Archive)
 	})
 	t.Run("links inside the archive when links are allowed", func(t *testing.T) {
-		data := buildTar(t,
-			tarEntry{name: "a/b.csv", data: text},
-			tarEntry{name: "a/link.csv", typ: tar.TypeSymlink, link: "b.csv"},
-			tarEntry{name: "a/c/up.csv", typ: tar.TypeSymlink, link: "../b.csv"},
-			tarEntry{name: "hard.csv", typ: tar.TypeLink, link: "a/b.csv"},
+		data := archivetest.Tar(t,
+			archivetest.TarEntry{Name: "a/b.csv", Body: text},
+			archivetest.TarEntry{Name: "a/link.csv", Type: tar.TypeSymlink, Link: "b.csv"},
+			archivetest.TarEntry{Name: "a/c/up.csv", Type: tar.TypeSymlink, Link: "../b.csv"},
+			archivetest.TarEntry{Name: "hard.csv", Type: tar.TypeLink, Link: "a/b.csv"},
 		)
 		require.Equal(t, Valid, inspectArchive(t, data, Options{AllowZipSymlinks: true}).Verdict)
 		rep := inspectArchive(t, data, Options{})
@@ -120,32 +63,32 @@ func TestInspectArchiveValid(t *testing.T) {
 }
 
 func TestInspectArchiveTarUnsafeEntries(t *testing.T) {
-	ok := tarEntry{name: "ok.csv", data: []byte("a,b\n")}
+	ok := archivetest.TarEntry{Name: "ok.csv", Body: []byte("a,b\n")}
 	tests := []struct {
 		name  string
-		entry tarEntry
+		entry archivetest.TarEntry
 		opts  Options
 		code  Code
 		msg   string
 	}{
-		{"parent traversal", tarEntry{name: "../../etc/passwd", data: []byte("root:x:0:0")}, Options{}, CodeZipUnsafePath,
+		{"parent traversal", archivetest.TarEntry{Name: "../../etc/passwd", Body: []byte("root:x:0:0")}, Options{}, CodeZipUnsafePath,
 			`entry 2 "../../etc/passwd" (".." component)`},
-		{"absolute path", tarEntry{name: "/etc/cron.d/x", data: []byte("x")}, Options{}, CodeZipUnsafePath,
+		{"absolute path", archivetest.TarEntry{Name: "/etc/cron.d/x", Body: []byte("x")}, Options{}, CodeZipUnsafePath,
 			`entry 2 "/etc/cron.d/x" (absolute path)`},
-		{"backslash traversal", tarEntry{name: `..\..\evil.txt`, data: []byte("x")}, Options{}, CodeZipUnsafePath, `(".." component)`},
-		{"symlink out of the archive", tarEntry{name: "passwd", typ: tar.TypeSymlink, link: "/etc/passwd"}, Options{AllowZipSymlinks: true},
+		{"backslash traversal", archivetest.TarEntry{Name: `..\..\evil.txt`, Body: []byte("x")}, Options{}, CodeZipUnsafePath, `(".." component)`},
+		{"symlink out of the archive", archivetest.TarEntry{Name: "passwd", Type: tar.TypeSymlink, Link: "/etc/passwd"}, Options{AllowZipSymlinks: true},
 			CodeZipSpecialFile, `entry 2 "passwd" (symbolic link to "/etc/passwd", outside the archive)`},
-		{"symlink climbing out", tarEntry{name: "a/b/up", typ: tar.TypeSymlink, link: "../../../x"}, Options{AllowZipSymlinks: true},
+		{"symlink climbing out", archivetest.TarEntry{Name: "a/b/up", Type: tar.TypeSymlink, Link: "../../../x"}, Options{AllowZipSymlinks: true},
 			CodeZipSpecialFile, `(symbolic link to "../../../x", outside the archive)`},
-		{"hard link out of the archive", tarEntry{name: "h", typ: tar.TypeLink, link: "../h"}, Options{AllowZipSymlinks: true},
+		{"hard link out of the archive", archivetest.TarEntry{Name: "h", Type: tar.TypeLink, Link: "../h"}, Options{AllowZipSymlinks: true},
 			CodeZipSpecialFile, `entry 2 "h" (hard link to "../h", outside the archive)`},
-		{"character device", tarEntry{name: "tty", typ: tar.TypeChar}, Options{}, CodeZipSpecialFile, `entry 2 "tty" (device)`},
-		{"block device", tarEntry{name: "sda", typ: tar.TypeBlock}, Options{}, CodeZipSpecialFile, `entry 2 "sda" (device)`},
-		{"named pipe", tarEntry{name: "fifo", typ: tar.TypeFifo}, Options{}, CodeZipSpecialFile, `entry 2 "fifo" (named pipe)`},
+		{"character device", archivetest.TarEntry{Name: "tty", Type: tar.TypeChar}, Options{}, CodeZipSpecialFile, `entry 2 "tty" (device)`},
+		{"block device", archivetest.TarEntry{Name: "sda", Type: tar.TypeBlock}, Options{}, CodeZipSpecialFile, `entry 2 "sda" (device)`},
+		{"named pipe", archivetest.TarEntry{Name: "fifo", Type: tar.TypeFifo}, Options{}, CodeZipSpecialFile, `entry 2 "fifo" (named pipe)`},
 	}
 	for _, tt := range tests {
-		plain := buildTar(t, ok, tt.entry)
-		for kind, data := range map[string][]byte{"tar": plain, "tar.gz": gzipOf(t, plain)} {
+		plain := archivetest.Tar(t, ok, tt.entry)
+		for kind, data := range map[string][]byte{"tar": plain, "tar.gz": archivetest.Gzip(t, plain)} {
 			t.Run(kind+" "+tt.name, func(t *testing.T) {
 				rep := inspectArchive(t, data, tt.opts)
 				require.Equal(t, Rejected, rep.Verdict, "%+v", rep.Findings)
@@ -156,8 +99,8 @@ func TestInspectArchiveTarUnsafeEntries(t *testing.T) {
 		}
 	}
 	t.Run("an unsafe name stops content checks but not the listing", func(t *testing.T) {
-		rep := inspectArchive(t, buildTar(t,
-			tarEntry{name: "../a", data: []byte("x")}, tarEntry{name: "tools/run", data: elfBytes()}, tarEntry{name: "../b", data: []byte("x")},
+		rep := inspectArchive(t, archivetest.Tar(t,
+			archivetest.TarEntry{Name: "../a", Body: []byte("x")}, archivetest.TarEntry{Name: "tools/run", Body: elfBytes()}, archivetest.TarEntry{Name: "../b", Body: []byte("x")},
 		), Options{})
 		require.Equal(t, []Code{CodeZipUnsafePath}, codes(rep))
 		require.Contains(t, rep.Message(), `entry 1 "../a" (".." component), entry 3 "../b" (".." component)`)
@@ -165,59 +108,59 @@ func TestInspectArchiveTarUnsafeEntries(t *testing.T) {
 }
 
 func TestInspectArchiveTarLimitsAndDamage(t *testing.T) {
-	var many []tarEntry
+	var many []archivetest.TarEntry
 	for i := range 6 {
-		many = append(many, tarEntry{name: string(rune('a'+i)) + ".txt", data: []byte("x")})
+		many = append(many, archivetest.TarEntry{Name: string(rune('a'+i)) + ".txt", Body: []byte("x")})
 	}
 	t.Run("too many entries", func(t *testing.T) {
-		require.Equal(t, Valid, inspectArchive(t, buildTar(t, many[:5]...), Options{MaxZipEntries: 5}).Verdict)
-		rep := inspectArchive(t, buildTar(t, many...), Options{MaxZipEntries: 5})
+		require.Equal(t, Valid, inspectArchive(t, archivetest.Tar(t, many[:5]...), Options{MaxZipEntries: 5}).Verdict)
+		rep := inspectArchive(t, archivetest.Tar(t, many...), Options{MaxZipEntries: 5})
 		require.Equal(t, []Code{CodeZipTooManyEntries}, codes(rep))
 		require.Contains(t, rep.Message(), "archive has more than 5 entries, the limit")
 	})
 	t.Run("total expanded size", func(t *testing.T) {
-		rep := inspectArchive(t, gzipOf(t, buildTar(t, tarEntry{name: "big.bin", data: randomBytes(3000, 1)})), Options{MaxZipUncompressed: 1000})
+		rep := inspectArchive(t, archivetest.Gzip(t, archivetest.Tar(t, archivetest.TarEntry{Name: "big.bin", Body: randomBytes(3000, 1)})), Options{MaxZipUncompressed: 1000})
 		require.Equal(t, []Code{CodeZipTooLarge}, codes(rep))
 		require.Contains(t, rep.Message(), "more than the 1,000 bytes limit")
 	})
 	t.Run("executable inside", func(t *testing.T) {
-		rep := inspectArchive(t, gzipOf(t, buildTar(t, tarEntry{name: "a.txt", data: []byte("a")}, tarEntry{name: "tools/run", data: elfBytes()})), Options{})
+		rep := inspectArchive(t, archivetest.Gzip(t, archivetest.Tar(t, archivetest.TarEntry{Name: "a.txt", Body: []byte("a")}, archivetest.TarEntry{Name: "tools/run", Body: elfBytes()})), Options{})
 		require.Equal(t, []Code{CodeZipBlockedEntry}, codes(rep))
 		require.Contains(t, rep.Message(), `entry "tools/run" is application/x-executable`)
 	})
 	t.Run("empty", func(t *testing.T) {
-		data := buildTar(t, tarEntry{name: "only-a-folder/", typ: tar.TypeDir})
+		data := archivetest.Tar(t, archivetest.TarEntry{Name: "only-a-folder/", Type: tar.TypeDir})
 		require.Equal(t, []Code{CodeEmpty}, codes(inspectArchive(t, data, Options{})))
 		require.Equal(t, Valid, inspectArchive(t, data, Options{AllowEmpty: true}).Verdict)
 	})
 	t.Run("truncated in the middle of an entry", func(t *testing.T) {
-		data := buildTar(t, tarEntry{name: "a.bin", data: randomBytes(5000, 2)})
+		data := archivetest.Tar(t, archivetest.TarEntry{Name: "a.bin", Body: randomBytes(5000, 2)})
 		rep := inspectArchive(t, data[:2000], Options{})
 		require.Equal(t, []Code{CodeArchiveDamaged}, codes(rep))
 		require.Equal(t, Corrupt, rep.Verdict)
 		require.Contains(t, rep.Message(), "tar archive is damaged or truncated")
 	})
 	t.Run("damaged gzip", func(t *testing.T) {
-		data := gzipOf(t, buildTar(t, tarEntry{name: "a.csv", data: bytes.Repeat([]byte("a,b,c\n"), 500)}))
+		data := archivetest.Gzip(t, archivetest.Tar(t, archivetest.TarEntry{Name: "a.csv", Body: bytes.Repeat([]byte("a,b,c\n"), 500)}))
 		data[len(data)-6] ^= 0xff // in the CRC-32 trailer
 		rep := inspectArchive(t, data, Options{})
 		require.Equal(t, Corrupt, rep.Verdict, "%+v", rep.Findings)
 		require.Equal(t, []Code{CodeArchiveDamaged}, codes(rep))
 	})
 	t.Run("data hidden after the end of the tar", func(t *testing.T) {
-		data := append(buildTar(t, many[0]), buildZip(t, zipEntry{name: "hidden.txt", data: []byte("x")})...)
+		data := append(archivetest.Tar(t, many[0]), buildZip(t, zipEntry{name: "hidden.txt", data: []byte("x")})...)
 		rep := inspectArchive(t, data, Options{})
 		require.Equal(t, []Code{CodePolyglot}, codes(rep))
 		require.Contains(t, rep.Message(), "data after its end marker")
 		// Zero padding after the end marker is what tar writes itself.
-		require.Equal(t, Valid, inspectArchive(t, append(buildTar(t, many[0]), make([]byte, 10240)...), Options{}).Verdict)
+		require.Equal(t, Valid, inspectArchive(t, append(archivetest.Tar(t, many[0]), make([]byte, 10240)...), Options{}).Verdict)
 	})
 }
 
 // A gzip of 10 GiB of zeros (10 MB compressed) is stopped at the ratio limit,
 // after reading a little of it, in constant memory and well under a second.
 func TestInspectArchiveGzipBomb(t *testing.T) {
-	bomb := gzipZeros(t, 10<<30)
+	bomb := archivetest.GzipZeros(t, 10<<30)
 	require.Less(t, len(bomb), 12<<20)
 
 	var before, after runtime.MemStats
@@ -236,12 +179,12 @@ func TestInspectArchiveGzipBomb(t *testing.T) {
 	require.Less(t, elapsed, 5*time.Second)
 
 	t.Run("without a ratio limit the size limit stops it", func(t *testing.T) {
-		rep := inspectArchive(t, gzipZeros(t, 128<<20), Options{MaxZipRatio: -1, MaxZipUncompressed: 64 << 20})
+		rep := inspectArchive(t, archivetest.GzipZeros(t, 128<<20), Options{MaxZipRatio: -1, MaxZipUncompressed: 64 << 20})
 		require.Equal(t, []Code{CodeZipTooLarge}, codes(rep))
 		require.Contains(t, rep.Message(), "more than the 64 MiB limit")
 	})
 	t.Run("inside a tar.gz", func(t *testing.T) {
-		rep := inspectArchive(t, gzipOf(t, buildTar(t, tarEntry{name: "zeros.csv", data: make([]byte, 16<<20)})), Options{})
+		rep := inspectArchive(t, archivetest.Gzip(t, archivetest.Tar(t, archivetest.TarEntry{Name: "zeros.csv", Body: make([]byte, 16<<20)})), Options{})
 		require.Equal(t, []Code{CodeZipBomb}, codes(rep))
 		require.Contains(t, rep.Message(), "gzip stream expands more than 100 times")
 	})
@@ -268,13 +211,13 @@ func TestInspectArchiveNested(t *testing.T) {
 		require.Equal(t, []Code{CodeArchiveTooDeep}, codes(rep), "depth 1: no archive inside an archive")
 	})
 	t.Run("a .tar.gz is one level", func(t *testing.T) {
-		data := wrap("a.tar.gz", gzipOf(t, buildTar(t, tarEntry{name: "b.zip", data: wrap("c.csv", csv)})))
+		data := wrap("a.tar.gz", archivetest.Gzip(t, archivetest.Tar(t, archivetest.TarEntry{Name: "b.zip", Body: wrap("c.csv", csv)})))
 		rep := inspectArchive(t, data, Options{})
 		require.Equal(t, Valid, rep.Verdict, "zip › tar.gz › zip is 3 levels: %+v", rep.Findings)
 		require.Equal(t, []Code{CodeArchiveTooDeep}, codes(inspectArchive(t, wrap("x.zip", data), Options{})))
 
 		// A gzip of anything but a tar is a level of its own.
-		data = wrap("a.tar.gz", gzipOf(t, buildTar(t, tarEntry{name: "b.zip", data: wrap("c.csv.gz", gzipOf(t, csv))})))
+		data = wrap("a.tar.gz", archivetest.Gzip(t, archivetest.Tar(t, archivetest.TarEntry{Name: "b.zip", Body: wrap("c.csv.gz", archivetest.Gzip(t, csv))})))
 		rep = inspectArchive(t, data, Options{})
 		require.Equal(t, []Code{CodeArchiveTooDeep}, codes(rep))
 		require.Contains(t, rep.Message(), `nested archive depth 4 exceeds the limit of 3: entry "c.csv.gz" in "b.zip" in "a.tar.gz"`)
@@ -309,24 +252,24 @@ func TestInspectArchiveNested(t *testing.T) {
 		require.Equal(t, []Code{CodeZipTooManyEntries}, codes(rep), "%+v", rep.Findings)
 	})
 	t.Run("tar with ../ inside a zip", func(t *testing.T) {
-		data := wrap("inner.tar", buildTar(t, tarEntry{name: "../../etc/passwd", data: []byte("root")}))
+		data := wrap("inner.tar", archivetest.Tar(t, archivetest.TarEntry{Name: "../../etc/passwd", Body: []byte("root")}))
 		rep := inspectArchive(t, data, Options{})
 		require.Equal(t, []Code{CodeZipUnsafePath}, codes(rep))
 		require.Contains(t, rep.Message(), `archive "inner.tar" has entries that would be written outside`)
 		require.Contains(t, rep.Message(), `entry 1 "../../etc/passwd" in "inner.tar" (".." component)`)
 	})
 	t.Run("zip with ../ inside a tar.gz", func(t *testing.T) {
-		data := gzipOf(t, buildTar(t, tarEntry{name: "in.zip", data: buildZip(t, zipEntry{name: "../evil", data: []byte("x")})}))
+		data := archivetest.Gzip(t, archivetest.Tar(t, archivetest.TarEntry{Name: "in.zip", Body: buildZip(t, zipEntry{name: "../evil", data: []byte("x")})}))
 		rep := inspectArchive(t, data, Options{})
 		require.Equal(t, []Code{CodeZipUnsafePath}, codes(rep))
 		require.Contains(t, rep.Message(), `"../evil" in "in.zip" (".." component)`)
 	})
 	t.Run("executable in a gzip in a zip", func(t *testing.T) {
-		rep := inspectArchive(t, wrap("tool.gz", gzipOf(t, elfBytes())), Options{})
+		rep := inspectArchive(t, wrap("tool.gz", archivetest.Gzip(t, elfBytes())), Options{})
 		require.Equal(t, []Code{CodeZipBlockedEntry}, codes(rep))
 	})
 	t.Run("gzip bomb in a zip", func(t *testing.T) {
-		rep := inspectArchive(t, buildZip(t, zipEntry{name: "z.gz", data: gzipZeros(t, 64<<20), store: true}), Options{})
+		rep := inspectArchive(t, buildZip(t, zipEntry{name: "z.gz", data: archivetest.GzipZeros(t, 64<<20), store: true}), Options{})
 		require.Equal(t, []Code{CodeZipBomb}, codes(rep))
 		require.Contains(t, rep.Message(), `gzip stream "z.gz" expands more than 100 times`)
 	})
@@ -365,7 +308,7 @@ func TestPolyglot(t *testing.T) {
 		{"JPEG", "image/jpeg", jpegBytes(t)},
 		{"PNG", "image/png", pngBytes(t)},
 		{"PDF", "application/pdf", []byte("%PDF-1.4\n1 0 obj << >> endobj\ntrailer << >>\n%%EOF\n")},
-		{"gzip", "application/gzip", gzipOf(t, []byte("hello"))},
+		{"gzip", "application/gzip", archivetest.Gzip(t, []byte("hello"))},
 	} {
 		t.Run(tt.name+" with a ZIP appended", func(t *testing.T) {
 			require.Equal(t, Valid, check(t, tt.data, tt.mime).Verdict, "the file alone is fine")
@@ -387,7 +330,7 @@ func TestPolyglot(t *testing.T) {
 	})
 	t.Run("a ZIP is no polyglot, nor a tar ending with one", func(t *testing.T) {
 		require.Equal(t, Valid, check(t, zipped, "application/zip").Verdict)
-		tarred := buildTar(t, tarEntry{name: "last.zip", data: zipped})
+		tarred := archivetest.Tar(t, archivetest.TarEntry{Name: "last.zip", Body: zipped})
 		require.Equal(t, Valid, check(t, tarred, "application/x-tar").Verdict)
 		require.Equal(t, Valid, inspectArchive(t, tarred, Options{}).Verdict, "the ZIP is opened as a nested archive instead")
 	})
@@ -416,12 +359,12 @@ func TestKeepTail(t *testing.T) {
 
 // Failures of the reader itself are errors to retry, never a verdict.
 func TestInspectArchiveReadFailures(t *testing.T) {
-	data := buildTar(t, tarEntry{name: "a.bin", data: randomBytes(200_000, 6)})
+	data := archivetest.Tar(t, archivetest.TarEntry{Name: "a.bin", Body: randomBytes(200_000, 6)})
 	boom := errors.New("connection reset by peer")
 	_, err := InspectArchive(context.Background(), failingReaderAt{data: data, failAt: 100_000, err: boom}, int64(len(data)), Options{ZipBlockSize: 4096})
 	require.ErrorIs(t, err, boom)
 
-	gz := gzipOf(t, randomBytes(200_000, 7))
+	gz := archivetest.Gzip(t, randomBytes(200_000, 7))
 	_, err = InspectArchive(context.Background(), failingReaderAt{data: gz, failAt: 100_000, err: boom}, int64(len(gz)), Options{ZipBlockSize: 4096})
 	require.ErrorIs(t, err, boom)
 

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+
+	"github.com/labelq/labelq/internal/verify/archivetest"
 )
 
 // FuzzInspectZip: no input may panic, hang, or be reported as an I/O error
@@ -42,21 +44,21 @@ func FuzzInspectZip(f *testing.F) {
 // (tar, tar.gz, gzip, ZIP and archives nested in them), and the limits hold
 // across the whole tree.
 func FuzzInspectArchive(f *testing.F) {
-	plainTar := buildTar(f,
-		tarEntry{name: "dir/", typ: tar.TypeDir},
-		tarEntry{name: "dir/a.txt", data: []byte("hello hello hello")},
-		tarEntry{name: "dir/link", typ: tar.TypeSymlink, link: "a.txt"},
+	plainTar := archivetest.Tar(f,
+		archivetest.TarEntry{Name: "dir/", Type: tar.TypeDir},
+		archivetest.TarEntry{Name: "dir/a.txt", Body: []byte("hello hello hello")},
+		archivetest.TarEntry{Name: "dir/link", Type: tar.TypeSymlink, Link: "a.txt"},
 	)
 	f.Add(plainTar)
 	f.Add(plainTar[:len(plainTar)-600])
-	f.Add(gzipOf(f, plainTar))
-	f.Add(buildTar(f, tarEntry{name: "../x", data: []byte("x")}))
-	f.Add(buildTar(f, tarEntry{name: "/etc/passwd", data: []byte("x")}))
-	f.Add(buildTar(f, tarEntry{name: "l", typ: tar.TypeSymlink, link: "../../etc"}))
-	f.Add(buildTar(f, tarEntry{name: "dev", typ: tar.TypeChar}))
-	f.Add(buildTar(f, tarEntry{name: "in.zip", data: buildZip(f, zipEntry{name: "a", data: []byte("a")})}))
-	f.Add(gzipOf(f, make([]byte, 3<<20)))
-	f.Add(buildZip(f, zipEntry{name: "in.tar.gz", data: gzipOf(f, plainTar)}))
+	f.Add(archivetest.Gzip(f, plainTar))
+	f.Add(archivetest.Tar(f, archivetest.TarEntry{Name: "../x", Body: []byte("x")}))
+	f.Add(archivetest.Tar(f, archivetest.TarEntry{Name: "/etc/passwd", Body: []byte("x")}))
+	f.Add(archivetest.Tar(f, archivetest.TarEntry{Name: "l", Type: tar.TypeSymlink, Link: "../../etc"}))
+	f.Add(archivetest.Tar(f, archivetest.TarEntry{Name: "dev", Type: tar.TypeChar}))
+	f.Add(archivetest.Tar(f, archivetest.TarEntry{Name: "in.zip", Body: buildZip(f, zipEntry{name: "a", data: []byte("a")})}))
+	f.Add(archivetest.Gzip(f, make([]byte, 3<<20)))
+	f.Add(buildZip(f, zipEntry{name: "in.tar.gz", data: archivetest.Gzip(f, plainTar)}))
 	f.Add(append(bytes.Clone(plainTar), "PK\x05\x06"...))
 	f.Add([]byte("\x1f\x8b"))
 
@@ -82,7 +84,7 @@ func FuzzMeasure(f *testing.F) {
 	f.Add(pngBytes(f), "image/png", "abc-2")
 	f.Add([]byte{}, "", "")
 	f.Add(buildZip(f, zipEntry{name: "a", data: []byte("a")}), "application/zip", `"d41d8cd98f00b204e9800998ecf8427e-12"`)
-	f.Add(buildTar(f, tarEntry{name: "a", data: []byte("a")}), "application/x-tar", "")
+	f.Add(archivetest.Tar(f, archivetest.TarEntry{Name: "a", Body: []byte("a")}), "application/x-tar", "")
 	f.Add(append(jpegBytes(f), buildZip(f, zipEntry{name: "a", data: []byte("a")})...), "image/jpeg", "")
 
 	f.Fuzz(func(t *testing.T, data []byte, declaredMIME, etag string) {

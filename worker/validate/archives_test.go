@@ -4,8 +4,6 @@ import (
 	"archive/tar"
 	"archive/zip"
 	"bytes"
-	"compress/flate"
-	"compress/gzip"
 	"image"
 	"image/jpeg"
 	"testing"
@@ -15,6 +13,7 @@ import (
 
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/verify"
+	"github.com/labelq/labelq/internal/verify/archivetest"
 )
 
 // Archives other than a flat ZIP are inspected through the real validate path
@@ -24,10 +23,10 @@ func TestValidateArchives(t *testing.T) {
 	t.Parallel()
 	hs := newFixture(t, testOptions)
 
-	okTarGz := gzipBytes(t, tarBytes(t,
-		tarEntry{name: "images/", typ: tar.TypeDir},
-		tarEntry{name: "images/labels.csv", body: csvBytes(50)},
-		tarEntry{name: "images/more.zip", body: zipBytes(t, zipEntry{name: "a.csv", body: csvBytes(5), method: zip.Deflate})},
+	okTarGz := archivetest.Gzip(t, archivetest.Tar(t,
+		archivetest.TarEntry{Name: "images/", Type: tar.TypeDir},
+		archivetest.TarEntry{Name: "images/labels.csv", Body: csvBytes(50)},
+		archivetest.TarEntry{Name: "images/more.zip", Body: zipBytes(t, zipEntry{name: "a.csv", body: csvBytes(5), method: zip.Deflate})},
 	))
 	innermost := zipBytes(t, zipEntry{name: "deep.csv", body: csvBytes(5), method: zip.Deflate})
 	level3 := zipBytes(t, zipEntry{name: "l3.zip", body: innermost, method: zip.Store})
@@ -42,16 +41,16 @@ func TestValidateArchives(t *testing.T) {
 		errHas []string
 	}{
 		{"valid tar.gz", okTarGz, "application/gzip", db.ValidationStatusValid, nil},
-		{"tar with ../", tarBytes(t,
-			tarEntry{name: "ok.csv", body: csvBytes(5)},
-			tarEntry{name: "../../etc/passwd", body: []byte("root:x:0:0:root:/root:/bin/bash\n")}),
+		{"tar with ../", archivetest.Tar(t,
+			archivetest.TarEntry{Name: "ok.csv", Body: csvBytes(5)},
+			archivetest.TarEntry{Name: "../../etc/passwd", Body: []byte("root:x:0:0:root:/root:/bin/bash\n")}),
 			"application/x-tar", db.ValidationStatusRejected,
 			[]string{`entry 2 "../../etc/passwd" (".." component)`, "outside the folder"}},
-		{"tar.gz with a symlink out of the archive", gzipBytes(t, tarBytes(t,
-			tarEntry{name: "ok.csv", body: csvBytes(5)},
-			tarEntry{name: "passwd", typ: tar.TypeSymlink, link: "/etc/passwd"})),
+		{"tar.gz with a symlink out of the archive", archivetest.Gzip(t, archivetest.Tar(t,
+			archivetest.TarEntry{Name: "ok.csv", Body: csvBytes(5)},
+			archivetest.TarEntry{Name: "passwd", Type: tar.TypeSymlink, Link: "/etc/passwd"})),
 			"application/gzip", db.ValidationStatusRejected, []string{`"passwd" (symbolic link to "/etc/passwd"`}},
-		{"gzip bomb", gzipZeros(t, 10<<30), "application/gzip", db.ValidationStatusRejected,
+		{"gzip bomb", archivetest.GzipZeros(t, 10<<30), "application/gzip", db.ValidationStatusRejected,
 			[]string{"expands more than 100 times", "compression bomb"}},
 		{"nested zip bomb", zipBytes(t, zipEntry{name: "inner.zip", body: zipBytes(t,
 			zipEntry{name: "zeros.csv", body: make([]byte, 8<<20), method: zip.Deflate}), method: zip.Store}),
@@ -96,61 +95,6 @@ func TestValidateArchiveDepthOption(t *testing.T) {
 	row := hs.version(t, v.ID)
 	require.Equal(t, db.ValidationStatusRejected, row.ValidationStatus)
 	require.Contains(t, *row.ValidationError, `nested archive depth 2 exceeds the limit of 1: entry "inner.zip"`)
-}
-
-type tarEntry struct {
-	name string
-	body []byte
-	typ  byte
-	link string
-}
-
-func tarBytes(t testing.TB, entries ...tarEntry) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	tw := tar.NewWriter(&b)
-	for _, e := range entries {
-		typ := e.typ
-		if typ == 0 {
-			typ = tar.TypeReg
-		}
-		h := &tar.Header{Name: e.name, Typeflag: typ, Linkname: e.link, Mode: 0o644}
-		if typ == tar.TypeReg {
-			h.Size = int64(len(e.body))
-		}
-		require.NoError(t, tw.WriteHeader(h))
-		if typ == tar.TypeReg {
-			_, err := tw.Write(e.body)
-			require.NoError(t, err)
-		}
-	}
-	require.NoError(t, tw.Close())
-	return b.Bytes()
-}
-
-func gzipBytes(t testing.TB, data []byte) []byte {
-	t.Helper()
-	var b bytes.Buffer
-	zw := gzip.NewWriter(&b)
-	_, err := zw.Write(data)
-	require.NoError(t, err)
-	require.NoError(t, zw.Close())
-	return b.Bytes()
-}
-
-// gzipZeros is a gzip stream of size zero bytes (a multiple of 8 MiB), built
-// fast: one 8 MiB member compressed once and repeated (concatenated gzip
-// members are one valid stream). 10 GiB come to about 10 MB.
-func gzipZeros(t testing.TB, size int64) []byte {
-	t.Helper()
-	const member = 8 << 20
-	var m bytes.Buffer
-	zw, err := gzip.NewWriterLevel(&m, flate.BestCompression)
-	require.NoError(t, err)
-	_, err = zw.Write(make([]byte, member))
-	require.NoError(t, err)
-	require.NoError(t, zw.Close())
-	return bytes.Repeat(m.Bytes(), int(size/member))
 }
 
 func jpegBytes(t testing.TB) []byte {
