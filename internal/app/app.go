@@ -14,6 +14,7 @@ import (
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/redis/go-redis/v9"
 
 	"github.com/labelq/labelq/internal/config"
 	"github.com/labelq/labelq/internal/database"
@@ -51,6 +52,26 @@ type App struct {
 	Now       func() time.Time
 	// Mount wires the worker role's task handlers (cmd/labelq sets it).
 	Mount Mount
+
+	// rdb is the one go-redis client the LLM limiter and the API's request limiter
+	// share, made on first use and closed by Close.
+	rdbOnce sync.Once
+	rdb     redis.UniversalClient
+	rdbErr  error
+}
+
+// redisClient is the App's go-redis client (for the Lua-script limiters; asynq
+// keeps its own connections).
+func (a *App) redisClient() (redis.UniversalClient, error) {
+	a.rdbOnce.Do(func() {
+		rdb, ok := a.Redis.MakeRedisClient().(redis.UniversalClient)
+		if !ok {
+			a.rdbErr = fmt.Errorf("redis connection option %T makes no go-redis client", a.Redis)
+			return
+		}
+		a.rdb = rdb
+	})
+	return a.rdb, a.rdbErr
 }
 
 // New connects to every dependency and fails with a message naming the one that is
@@ -105,6 +126,9 @@ func (a *App) Close() {
 	_ = a.Inspector.Close()
 	a.Pool.Close()
 	a.APIPool.Close()
+	if a.rdb != nil {
+		_ = a.rdb.Close()
+	}
 }
 
 // Run runs the roles until ctx ends or one fails, then stops the rest and waits for

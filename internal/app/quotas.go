@@ -3,8 +3,6 @@ package app
 import (
 	"log/slog"
 
-	"github.com/redis/go-redis/v9"
-
 	"github.com/labelq/labelq/internal/api"
 	"github.com/labelq/labelq/internal/config"
 	"github.com/labelq/labelq/internal/llm"
@@ -28,9 +26,9 @@ func (a *App) apiQuotas() api.Quotas {
 		return q
 	}
 	rate := ratelimit.Rate{N: n, Per: per}
-	rdb, ok := a.Redis.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		a.Log.Error("the Redis connection makes no go-redis client; the API rate limit is off")
+	rdb, err := a.redisClient()
+	if err != nil {
+		a.Log.Error("API rate limit is off", slog.String("error", err.Error()))
 		return q
 	}
 	if q.RateLimit, err = api.NewRateLimiter(rdb, rate); err != nil {

@@ -7,7 +7,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/redis/go-redis/v9"
 
 	"github.com/labelq/labelq/internal/api"
 	"github.com/labelq/labelq/internal/llm"
@@ -49,9 +48,9 @@ func (a *App) LLMClient() (*llm.Client, *ratelimit.Limiter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	rdb, ok := a.Redis.MakeRedisClient().(redis.UniversalClient)
-	if !ok {
-		return nil, nil, fmt.Errorf("redis connection option %T makes no go-redis client", a.Redis)
+	rdb, err := a.redisClient()
+	if err != nil {
+		return nil, nil, err
 	}
 	lim, err := ratelimit.New(rdb, ratelimit.Config{
 		Prefix:            ratelimit.PrefixFor(a.Cfg.LLMBaseURL),
