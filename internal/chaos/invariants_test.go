@@ -21,6 +21,7 @@ import (
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/llm/llmtest"
 	"github.com/labelq/labelq/internal/queue"
+	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
 )
 
@@ -246,6 +247,13 @@ func TestQueueInvariantsFailWhenRedisIsUnreachable(t *testing.T) {
 
 		c := asynq.NewClient(rd.Opt())
 		defer c.Close()
+		// A heartbeat (the periodic reconcile) in the queue is not work left.
+		_, err = c.Enqueue(asynq.NewTask(tasks.Reconcile{}.Kind(), nil), asynq.Queue(queue.QueueDefault))
+		require.NoError(t, err)
+		requireClean(t, checkQueues(insp, names))
+		idle, err = queuesIdle(insp, names)
+		require.NoError(t, err)
+		require.True(t, idle)
 		_, err = c.Enqueue(asynq.NewTask("chaos:test", []byte(`{"key":"`+chaosSecrets[1]+`"}`)), asynq.Queue(queue.QueueDefault))
 		require.NoError(t, err)
 		require.Equal(t, Figure{"asynq_tasks_left_active_or_pending", "1", "0", false}, checkQueues(insp, names)[0])
