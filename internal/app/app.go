@@ -18,6 +18,7 @@ import (
 
 	"github.com/labelq/labelq/internal/config"
 	"github.com/labelq/labelq/internal/database"
+	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/metrics"
 	"github.com/labelq/labelq/internal/storage"
 )
@@ -40,11 +41,14 @@ var AllRoles = []Role{RoleAPI, RoleWorker, RoleScheduler, RoleRelay}
 
 // App holds the shared dependencies of a process.
 type App struct {
-	Cfg       *config.Config
-	Log       *slog.Logger
-	Pool      *pgxpool.Pool
-	APIPool   *pgxpool.Pool // the API's: labelq_api_login (Config.APIDatabase), under RLS even after a RESET ROLE
-	Store     *storage.Store
+	Cfg     *config.Config
+	Log     *slog.Logger
+	Pool    *pgxpool.Pool
+	APIPool *pgxpool.Pool // the API's: labelq_api_login (Config.APIDatabase), under RLS even after a RESET ROLE
+	Store   *storage.Store
+	// Storages resolves a version's or an export's storage id to its client
+	// (labelq's own bucket for none).
+	Storages  *storage.Resolver
 	Redis     asynq.RedisConnOpt
 	Client    *asynq.Client
 	Inspector *asynq.Inspector
@@ -93,6 +97,17 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		pool.Close()
 		return nil, err
 	}
+	keys, err := storage.ParseKeyring(cfg.SecretKey)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	allow, err := storage.ParseAllowlist(cfg.StorageAllowedEndpoints, cfg.S3Endpoint)
+	if err != nil {
+		pool.Close()
+		return nil, err
+	}
+	resolver := storage.NewResolver(store, keys, allow, db.New(pool))
 	bctx, cancel := context.WithTimeout(ctx, 15*time.Second)
 	defer cancel()
 	if err := store.EnsureBucket(bctx); err != nil {
@@ -115,7 +130,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	m := metrics.New()
 	m.RegisterQueues(inspector)
 	return &App{
-		Cfg: cfg, Log: log, Pool: pool, APIPool: apiPool, Store: store, Redis: redisOpt,
+		Cfg: cfg, Log: log, Pool: pool, APIPool: apiPool, Store: store, Storages: resolver, Redis: redisOpt,
 		Client: asynq.NewClient(redisOpt), Inspector: inspector, Metrics: m, Now: time.Now,
 	}, nil
 }

@@ -44,6 +44,9 @@ type Config struct {
 	S3Region    string `env:"LABELQ_S3_REGION" default:"us-east-1" help:"S3 region"`
 	S3UseTLS    bool   `env:"LABELQ_S3_USE_TLS" default:"false" help:"use HTTPS for S3"`
 
+	SecretKey               string `env:"LABELQ_SECRET_KEY" default:"" help:"keys that encrypt storage credentials at rest: kid:base64(32 bytes)[,kid:base64...]; the first encrypts, all decrypt (rotation); empty refuses storages with credentials" secret:"true"`
+	StorageAllowedEndpoints string `env:"LABELQ_STORAGE_ALLOWED_ENDPOINTS" default:"" help:"S3 endpoints (host:port, or *.domain:port) tenants may use for import and export storages, comma-separated; empty allows only LABELQ_S3_ENDPOINT"`
+
 	HTTPAddr           string `env:"LABELQ_HTTP_ADDR" default:"127.0.0.1:8080" help:"listen address of the API, /monitoring, /metrics, /healthz; beyond loopback (such as :8080) labelq refuses default or short operator passwords and MinIO's default keys"`
 	PublicURL          string `env:"LABELQ_PUBLIC_URL" default:"http://localhost:8080" help:"URL users reach the API at (printed by make run)"`
 	OperatorUser       string `env:"LABELQ_OPERATOR_USER" default:"operator" help:"basic-auth user for /monitoring and /metrics"`

@@ -14,7 +14,7 @@ import (
 const exportLogCancel = `-- name: ExportLogCancel :one
 UPDATE export_logs SET status = 'cancelled', completed_at = now()
 WHERE id = $1 AND org_id = $2 AND status IN ('pending', 'running')
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id
 `
 
 type ExportLogCancelParams struct {
@@ -50,6 +50,7 @@ func (q *Queries) ExportLogCancel(ctx context.Context, arg ExportLogCancelParams
 		&i.PurgedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.StorageID,
 	)
 	return i, err
 }
@@ -66,7 +67,7 @@ UPDATE export_logs SET
     error          = NULL,
     completed_at   = $5
 WHERE id = $6 AND attempts = $7 AND status = 'running'
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id
 `
 
 type ExportLogCompleteParams struct {
@@ -116,6 +117,7 @@ func (q *Queries) ExportLogComplete(ctx context.Context, arg ExportLogCompletePa
 		&i.PurgedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.StorageID,
 	)
 	return i, err
 }
@@ -123,7 +125,7 @@ func (q *Queries) ExportLogComplete(ctx context.Context, arg ExportLogCompletePa
 const exportLogCreate = `-- name: ExportLogCreate :one
 INSERT INTO export_logs (org_id, project_id, requested_by, schedule_id, scheduled_for, options)
 VALUES ($1, $2, $3, $4, $5, $6)
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id
 `
 
 type ExportLogCreateParams struct {
@@ -170,6 +172,7 @@ func (q *Queries) ExportLogCreate(ctx context.Context, arg ExportLogCreateParams
 		&i.PurgedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.StorageID,
 	)
 	return i, err
 }
@@ -178,7 +181,7 @@ const exportLogCreateForTick = `-- name: ExportLogCreateForTick :one
 INSERT INTO export_logs (org_id, project_id, schedule_id, scheduled_for, options)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id
 `
 
 type ExportLogCreateForTickParams struct {
@@ -224,6 +227,7 @@ func (q *Queries) ExportLogCreateForTick(ctx context.Context, arg ExportLogCreat
 		&i.PurgedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.StorageID,
 	)
 	return i, err
 }
@@ -255,7 +259,7 @@ func (q *Queries) ExportLogFail(ctx context.Context, arg ExportLogFailParams) (i
 }
 
 const exportLogGet = `-- name: ExportLogGet :one
-SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at FROM export_logs WHERE id = $1 AND org_id = $2
+SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id FROM export_logs WHERE id = $1 AND org_id = $2
 `
 
 type ExportLogGetParams struct {
@@ -291,12 +295,13 @@ func (q *Queries) ExportLogGet(ctx context.Context, arg ExportLogGetParams) (Exp
 		&i.PurgedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.StorageID,
 	)
 	return i, err
 }
 
 const exportLogGetForUpdate = `-- name: ExportLogGetForUpdate :one
-SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at FROM export_logs WHERE id = $1 FOR UPDATE
+SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id FROM export_logs WHERE id = $1 FOR UPDATE
 `
 
 // project:export holds this lock while it starts a run or records its failure (a
@@ -330,6 +335,7 @@ func (q *Queries) ExportLogGetForUpdate(ctx context.Context, id int64) (ExportLo
 		&i.PurgedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.StorageID,
 	)
 	return i, err
 }
@@ -369,7 +375,7 @@ func (q *Queries) ExportLogKeptPaths(ctx context.Context, arg ExportLogKeptPaths
 }
 
 const exportLogListByProject = `-- name: ExportLogListByProject :many
-SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at FROM export_logs
+SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id FROM export_logs
 WHERE project_id = $1 AND org_id = $2 AND ($3::bigint IS NULL OR id < $3)
 ORDER BY id DESC
 LIMIT $4
@@ -421,6 +427,7 @@ func (q *Queries) ExportLogListByProject(ctx context.Context, arg ExportLogListB
 			&i.PurgedAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.StorageID,
 		); err != nil {
 			return nil, err
 		}
@@ -606,7 +613,7 @@ UPDATE export_logs SET
     files_total = $2,
     bytes_total = $3
 WHERE id = $4 AND status IN ('pending', 'running')
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id
 `
 
 type ExportLogStartParams struct {
@@ -653,6 +660,7 @@ func (q *Queries) ExportLogStart(ctx context.Context, arg ExportLogStartParams) 
 		&i.PurgedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.StorageID,
 	)
 	return i, err
 }

@@ -31,7 +31,7 @@ func (q *Queries) ExportScheduleCountByProject(ctx context.Context, arg ExportSc
 const exportScheduleCreate = `-- name: ExportScheduleCreate :one
 INSERT INTO export_schedules (org_id, project_id, cron_spec, timezone, options, enabled, created_by)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
-RETURNING id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at
+RETURNING id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at, storage_id
 `
 
 type ExportScheduleCreateParams struct {
@@ -68,6 +68,7 @@ func (q *Queries) ExportScheduleCreate(ctx context.Context, arg ExportScheduleCr
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.StorageID,
 	)
 	return i, err
 }
@@ -91,7 +92,7 @@ func (q *Queries) ExportScheduleDelete(ctx context.Context, arg ExportScheduleDe
 }
 
 const exportScheduleGetByID = `-- name: ExportScheduleGetByID :one
-SELECT id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at FROM export_schedules WHERE id = $1 AND deleted_at IS NULL
+SELECT id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at, storage_id FROM export_schedules WHERE id = $1 AND deleted_at IS NULL
 `
 
 // For the scheduler, which is not tenant-scoped.
@@ -111,12 +112,13 @@ func (q *Queries) ExportScheduleGetByID(ctx context.Context, id int64) (ExportSc
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.StorageID,
 	)
 	return i, err
 }
 
 const exportScheduleListByProject = `-- name: ExportScheduleListByProject :many
-SELECT id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at FROM export_schedules
+SELECT id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at, storage_id FROM export_schedules
 WHERE project_id = $1 AND org_id = $2 AND deleted_at IS NULL
 ORDER BY id
 `
@@ -148,6 +150,7 @@ func (q *Queries) ExportScheduleListByProject(ctx context.Context, arg ExportSch
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.DeletedAt,
+			&i.StorageID,
 		); err != nil {
 			return nil, err
 		}
@@ -160,7 +163,7 @@ func (q *Queries) ExportScheduleListByProject(ctx context.Context, arg ExportSch
 }
 
 const exportScheduleListEnabled = `-- name: ExportScheduleListEnabled :many
-SELECT id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at FROM export_schedules WHERE enabled AND deleted_at IS NULL ORDER BY id
+SELECT id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at, storage_id FROM export_schedules WHERE enabled AND deleted_at IS NULL ORDER BY id
 `
 
 // Every enabled schedule, for the scheduler (not tenant-scoped).
@@ -186,6 +189,7 @@ func (q *Queries) ExportScheduleListEnabled(ctx context.Context) ([]ExportSchedu
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.DeletedAt,
+			&i.StorageID,
 		); err != nil {
 			return nil, err
 		}
@@ -240,7 +244,7 @@ UPDATE export_schedules SET
     options   = COALESCE($3, options),
     enabled   = COALESCE($4, enabled)
 WHERE id = $5 AND org_id = $6 AND deleted_at IS NULL
-RETURNING id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at
+RETURNING id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at, storage_id
 `
 
 type ExportScheduleUpdateParams struct {
@@ -275,6 +279,7 @@ func (q *Queries) ExportScheduleUpdate(ctx context.Context, arg ExportScheduleUp
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.StorageID,
 	)
 	return i, err
 }

@@ -20,7 +20,7 @@ INSERT INTO file_versions (
     (SELECT COALESCE(MAX(v.version_number), 0) + 1 FROM file_versions v WHERE v.file_id = $3),
     $4, $5, $6, $7, $8
 )
-RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id
+RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date
 `
 
 type FileVersionCreateParams struct {
@@ -74,6 +74,10 @@ func (q *Queries) FileVersionCreate(ctx context.Context, arg FileVersionCreatePa
 		&i.UpdatedAt,
 		&i.ObjectEtag,
 		&i.ObjectVersionID,
+		&i.StorageID,
+		&i.JobLanguage,
+		&i.JobPriority,
+		&i.JobDueDate,
 	)
 	return i, err
 }
@@ -89,7 +93,7 @@ INSERT INTO file_versions (
     $4, $5, $6, $7, 'valid', now(),
     'llm', $8, $9, $10
 )
-RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id
+RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date
 `
 
 type FileVersionCreateLLMOutputParams struct {
@@ -149,6 +153,10 @@ func (q *Queries) FileVersionCreateLLMOutput(ctx context.Context, arg FileVersio
 		&i.UpdatedAt,
 		&i.ObjectEtag,
 		&i.ObjectVersionID,
+		&i.StorageID,
+		&i.JobLanguage,
+		&i.JobPriority,
+		&i.JobDueDate,
 	)
 	return i, err
 }
@@ -177,7 +185,7 @@ func (q *Queries) FileVersionFindDuplicate(ctx context.Context, arg FileVersionF
 }
 
 const fileVersionGet = `-- name: FileVersionGet :one
-SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id FROM file_versions WHERE id = $1 AND org_id = $2
+SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date FROM file_versions WHERE id = $1 AND org_id = $2
 `
 
 type FileVersionGetParams struct {
@@ -215,12 +223,16 @@ func (q *Queries) FileVersionGet(ctx context.Context, arg FileVersionGetParams) 
 		&i.UpdatedAt,
 		&i.ObjectEtag,
 		&i.ObjectVersionID,
+		&i.StorageID,
+		&i.JobLanguage,
+		&i.JobPriority,
+		&i.JobDueDate,
 	)
 	return i, err
 }
 
 const fileVersionGetByID = `-- name: FileVersionGetByID :one
-SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id FROM file_versions WHERE id = $1
+SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date FROM file_versions WHERE id = $1
 `
 
 func (q *Queries) FileVersionGetByID(ctx context.Context, id int64) (FileVersion, error) {
@@ -253,12 +265,16 @@ func (q *Queries) FileVersionGetByID(ctx context.Context, id int64) (FileVersion
 		&i.UpdatedAt,
 		&i.ObjectEtag,
 		&i.ObjectVersionID,
+		&i.StorageID,
+		&i.JobLanguage,
+		&i.JobPriority,
+		&i.JobDueDate,
 	)
 	return i, err
 }
 
 const fileVersionGetForUpdate = `-- name: FileVersionGetForUpdate :one
-SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id FROM file_versions WHERE id = $1 FOR UPDATE
+SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date FROM file_versions WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) FileVersionGetForUpdate(ctx context.Context, id int64) (FileVersion, error) {
@@ -291,12 +307,16 @@ func (q *Queries) FileVersionGetForUpdate(ctx context.Context, id int64) (FileVe
 		&i.UpdatedAt,
 		&i.ObjectEtag,
 		&i.ObjectVersionID,
+		&i.StorageID,
+		&i.JobLanguage,
+		&i.JobPriority,
+		&i.JobDueDate,
 	)
 	return i, err
 }
 
 const fileVersionGetForValidation = `-- name: FileVersionGetForValidation :one
-SELECT v.id, v.org_id, v.project_id, v.file_id, v.version_number, v.storage_path, v.expected_sha256, v.expected_size, v.expected_mime_type, v.checksum, v.size_bytes, v.mime_type, v.validation_status, v.validation_error, v.validation_attempts, v.validated_at, v.duplicate_of, v.generation_method, v.source_file_version_id, v.llm_model, v.llm_params, v.uploaded_by, v.created_at, v.updated_at, v.object_etag, v.object_version_id, f.file_type, (f.deleted_at IS NOT NULL OR p.deleted_at IS NOT NULL)::boolean AS retired,
+SELECT v.id, v.org_id, v.project_id, v.file_id, v.version_number, v.storage_path, v.expected_sha256, v.expected_size, v.expected_mime_type, v.checksum, v.size_bytes, v.mime_type, v.validation_status, v.validation_error, v.validation_attempts, v.validated_at, v.duplicate_of, v.generation_method, v.source_file_version_id, v.llm_model, v.llm_params, v.uploaded_by, v.created_at, v.updated_at, v.object_etag, v.object_version_id, v.storage_id, v.job_language, v.job_priority, v.job_due_date, f.file_type, (f.deleted_at IS NOT NULL OR p.deleted_at IS NOT NULL)::boolean AS retired,
        p.llm_enabled, p.allowed_content_types
 FROM file_versions v
 JOIN files f ON f.id = v.file_id
@@ -345,6 +365,10 @@ func (q *Queries) FileVersionGetForValidation(ctx context.Context, id int64) (Fi
 		&i.FileVersion.UpdatedAt,
 		&i.FileVersion.ObjectEtag,
 		&i.FileVersion.ObjectVersionID,
+		&i.FileVersion.StorageID,
+		&i.FileVersion.JobLanguage,
+		&i.FileVersion.JobPriority,
+		&i.FileVersion.JobDueDate,
 		&i.FileType,
 		&i.Retired,
 		&i.LlmEnabled,
@@ -369,7 +393,7 @@ func (q *Queries) FileVersionIncrementAttempts(ctx context.Context, id int64) (i
 }
 
 const fileVersionListByFile = `-- name: FileVersionListByFile :many
-SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id FROM file_versions WHERE file_id = $1 AND org_id = $2 ORDER BY version_number
+SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date FROM file_versions WHERE file_id = $1 AND org_id = $2 ORDER BY version_number
 `
 
 type FileVersionListByFileParams struct {
@@ -413,6 +437,10 @@ func (q *Queries) FileVersionListByFile(ctx context.Context, arg FileVersionList
 			&i.UpdatedAt,
 			&i.ObjectEtag,
 			&i.ObjectVersionID,
+			&i.StorageID,
+			&i.JobLanguage,
+			&i.JobPriority,
+			&i.JobDueDate,
 		); err != nil {
 			return nil, err
 		}
@@ -701,7 +729,7 @@ UPDATE file_versions
 SET validation_status = 'pending', validation_error = NULL, validated_at = NULL, validation_attempts = 0,
     checksum = NULL, size_bytes = NULL, mime_type = NULL, duplicate_of = NULL
 WHERE id = $1 AND org_id = $2
-RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id
+RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date
 `
 
 type FileVersionResetForRevalidationParams struct {
@@ -739,6 +767,10 @@ func (q *Queries) FileVersionResetForRevalidation(ctx context.Context, arg FileV
 		&i.UpdatedAt,
 		&i.ObjectEtag,
 		&i.ObjectVersionID,
+		&i.StorageID,
+		&i.JobLanguage,
+		&i.JobPriority,
+		&i.JobDueDate,
 	)
 	return i, err
 }
@@ -749,7 +781,7 @@ UPDATE file_versions SET
     checksum = NULL, size_bytes = NULL, mime_type = NULL, validated_at = NULL, duplicate_of = NULL,
     object_etag = NULL, object_version_id = NULL
 WHERE id = $1 AND validation_status = 'valid' AND checksum = $2::text
-RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id
+RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date
 `
 
 type FileVersionRevalidateParams struct {
@@ -793,6 +825,10 @@ func (q *Queries) FileVersionRevalidate(ctx context.Context, arg FileVersionReva
 		&i.UpdatedAt,
 		&i.ObjectEtag,
 		&i.ObjectVersionID,
+		&i.StorageID,
+		&i.JobLanguage,
+		&i.JobPriority,
+		&i.JobDueDate,
 	)
 	return i, err
 }

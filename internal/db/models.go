@@ -154,6 +154,8 @@ const (
 	EntityTypeLlmRun         EntityType = "llm_run"
 	EntityTypeExport         EntityType = "export"
 	EntityTypeExportSchedule EntityType = "export_schedule"
+	EntityTypeStorage        EntityType = "storage"
+	EntityTypeSyncRun        EntityType = "sync_run"
 )
 
 func (e *EntityType) Scan(src interface{}) error {
@@ -204,7 +206,9 @@ func (e EntityType) Valid() bool {
 		EntityTypeReview,
 		EntityTypeLlmRun,
 		EntityTypeExport,
-		EntityTypeExportSchedule:
+		EntityTypeExportSchedule,
+		EntityTypeStorage,
+		EntityTypeSyncRun:
 		return true
 	}
 	return false
@@ -224,6 +228,8 @@ func AllEntityTypeValues() []EntityType {
 		EntityTypeLlmRun,
 		EntityTypeExport,
 		EntityTypeExportSchedule,
+		EntityTypeStorage,
+		EntityTypeSyncRun,
 	}
 }
 
@@ -806,6 +812,131 @@ func AllReviewStatusValues() []ReviewStatus {
 	}
 }
 
+type StorageKind string
+
+const (
+	StorageKindImport StorageKind = "import"
+	StorageKindExport StorageKind = "export"
+)
+
+func (e *StorageKind) Scan(src interface{}) error {
+	switch s := src.(type) {
+	case []byte:
+		*e = StorageKind(s)
+	case string:
+		*e = StorageKind(s)
+	default:
+		return fmt.Errorf("unsupported scan type for StorageKind: %T", src)
+	}
+	return nil
+}
+
+type NullStorageKind struct {
+	StorageKind StorageKind `json:"storage_kind"`
+	Valid       bool        `json:"valid"` // Valid is true if StorageKind is not NULL
+}
+
+// Scan implements the Scanner interface.
+func (ns *NullStorageKind) Scan(value interface{}) error {
+	if value == nil {
+		ns.StorageKind, ns.Valid = "", false
+		return nil
+	}
+	ns.Valid = true
+	return ns.StorageKind.Scan(value)
+}
+
+// Value implements the driver Valuer interface.
+func (ns NullStorageKind) Value() (driver.Value, error) {
+	if !ns.Valid {
+		return nil, nil
+	}
+	return string(ns.StorageKind), nil
+}
+
+func (e StorageKind) Valid() bool {
+	switch e {
+	case StorageKindImport,
+		StorageKindExport:
+		return true
+	}
+	return false
+}
+
+func AllStorageKindValues() []StorageKind {
+	return []StorageKind{
+		StorageKindImport,
+		StorageKindExport,
+	}
+}
+
+type SyncRunStatus string
+
+const (
+	SyncRunStatusPending   SyncRunStatus = "pending"
+	SyncRunStatusRunning   SyncRunStatus = "running"
+	SyncRunStatusCompleted SyncRunStatus = "completed"
+	SyncRunStatusFailed    SyncRunStatus = "failed"
+	SyncRunStatusCancelled SyncRunStatus = "cancelled"
+)
+
+func (e *SyncRunStatus) Scan(src interface{}) error {
+	switch s := src.(type) {
+	case []byte:
+		*e = SyncRunStatus(s)
+	case string:
+		*e = SyncRunStatus(s)
+	default:
+		return fmt.Errorf("unsupported scan type for SyncRunStatus: %T", src)
+	}
+	return nil
+}
+
+type NullSyncRunStatus struct {
+	SyncRunStatus SyncRunStatus `json:"sync_run_status"`
+	Valid         bool          `json:"valid"` // Valid is true if SyncRunStatus is not NULL
+}
+
+// Scan implements the Scanner interface.
+func (ns *NullSyncRunStatus) Scan(value interface{}) error {
+	if value == nil {
+		ns.SyncRunStatus, ns.Valid = "", false
+		return nil
+	}
+	ns.Valid = true
+	return ns.SyncRunStatus.Scan(value)
+}
+
+// Value implements the driver Valuer interface.
+func (ns NullSyncRunStatus) Value() (driver.Value, error) {
+	if !ns.Valid {
+		return nil, nil
+	}
+	return string(ns.SyncRunStatus), nil
+}
+
+func (e SyncRunStatus) Valid() bool {
+	switch e {
+	case SyncRunStatusPending,
+		SyncRunStatusRunning,
+		SyncRunStatusCompleted,
+		SyncRunStatusFailed,
+		SyncRunStatusCancelled:
+		return true
+	}
+	return false
+}
+
+func AllSyncRunStatusValues() []SyncRunStatus {
+	return []SyncRunStatus{
+		SyncRunStatusPending,
+		SyncRunStatusRunning,
+		SyncRunStatusCompleted,
+		SyncRunStatusFailed,
+		SyncRunStatusCancelled,
+	}
+}
+
 type UserRole string
 
 const (
@@ -1024,6 +1155,7 @@ type ExportLog struct {
 	PurgedAt      *time.Time      `json:"purged_at"`
 	CreatedAt     time.Time       `json:"created_at"`
 	UpdatedAt     time.Time       `json:"updated_at"`
+	StorageID     *int64          `json:"storage_id"`
 }
 
 type ExportSchedule struct {
@@ -1039,6 +1171,7 @@ type ExportSchedule struct {
 	CreatedAt   time.Time       `json:"created_at"`
 	UpdatedAt   time.Time       `json:"updated_at"`
 	DeletedAt   *time.Time      `json:"deleted_at"`
+	StorageID   *int64          `json:"storage_id"`
 }
 
 type ExportedFile struct {
@@ -1092,6 +1225,10 @@ type FileVersion struct {
 	UpdatedAt           time.Time        `json:"updated_at"`
 	ObjectEtag          *string          `json:"object_etag"`
 	ObjectVersionID     *string          `json:"object_version_id"`
+	StorageID           *int64           `json:"storage_id"`
+	JobLanguage         *string          `json:"job_language"`
+	JobPriority         *JobPriority     `json:"job_priority"`
+	JobDueDate          *time.Time       `json:"job_due_date"`
 }
 
 type IdempotencyKey struct {
@@ -1202,6 +1339,76 @@ type Review struct {
 	Feedback   string       `json:"feedback"`
 	CreatedAt  time.Time    `json:"created_at"`
 	UpdatedAt  time.Time    `json:"updated_at"`
+}
+
+type Storage struct {
+	ID               int64           `json:"id"`
+	OrgID            int64           `json:"org_id"`
+	ProjectID        int64           `json:"project_id"`
+	Kind             StorageKind     `json:"kind"`
+	Name             string          `json:"name"`
+	Endpoint         string          `json:"endpoint"`
+	Bucket           string          `json:"bucket"`
+	Prefix           string          `json:"prefix"`
+	Region           string          `json:"region"`
+	UseTls           bool            `json:"use_tls"`
+	AccessKeyHint    string          `json:"access_key_hint"`
+	Credentials      []byte          `json:"credentials"`
+	CredentialsKeyID *string         `json:"credentials_key_id"`
+	KeyFilter        string          `json:"key_filter"`
+	KeyFilterKind    string          `json:"key_filter_kind"`
+	FileType         FileType        `json:"file_type"`
+	Rules            json.RawMessage `json:"rules"`
+	ArchiveGone      bool            `json:"archive_gone"`
+	SyncCron         *string         `json:"sync_cron"`
+	SyncTimezone     string          `json:"sync_timezone"`
+	NotifySecretHash []byte          `json:"notify_secret_hash"`
+	Enabled          bool            `json:"enabled"`
+	CreatedAt        time.Time       `json:"created_at"`
+	UpdatedAt        time.Time       `json:"updated_at"`
+	DeletedAt        *time.Time      `json:"deleted_at"`
+}
+
+type StorageLink struct {
+	StorageID int64      `json:"storage_id"`
+	Key       string     `json:"key"`
+	OrgID     int64      `json:"org_id"`
+	ProjectID int64      `json:"project_id"`
+	FileID    int64      `json:"file_id"`
+	VersionID int64      `json:"version_id"`
+	Etag      string     `json:"etag"`
+	SizeBytes int64      `json:"size_bytes"`
+	GoneAt    *time.Time `json:"gone_at"`
+	CreatedAt time.Time  `json:"created_at"`
+	UpdatedAt time.Time  `json:"updated_at"`
+}
+
+type SyncRun struct {
+	ID                int64           `json:"id"`
+	OrgID             int64           `json:"org_id"`
+	ProjectID         int64           `json:"project_id"`
+	StorageID         int64           `json:"storage_id"`
+	Trigger           string          `json:"trigger"`
+	ScheduledFor      *time.Time      `json:"scheduled_for"`
+	Status            SyncRunStatus   `json:"status"`
+	Checkpoint        *string         `json:"checkpoint"`
+	Pages             int32           `json:"pages"`
+	KeysListed        int64           `json:"keys_listed"`
+	KeysNew           int64           `json:"keys_new"`
+	KeysChanged       int64           `json:"keys_changed"`
+	KeysUnchanged     int64           `json:"keys_unchanged"`
+	KeysFiltered      int64           `json:"keys_filtered"`
+	KeysGone          int64           `json:"keys_gone"`
+	KeysSkipped       int64           `json:"keys_skipped"`
+	Skipped           json.RawMessage `json:"skipped"`
+	Attempts          int32           `json:"attempts"`
+	Error             *string         `json:"error"`
+	CancelRequestedAt *time.Time      `json:"cancel_requested_at"`
+	RequestedAt       time.Time       `json:"requested_at"`
+	StartedAt         *time.Time      `json:"started_at"`
+	CompletedAt       *time.Time      `json:"completed_at"`
+	CreatedAt         time.Time       `json:"created_at"`
+	UpdatedAt         time.Time       `json:"updated_at"`
 }
 
 type User struct {

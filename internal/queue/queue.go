@@ -25,7 +25,9 @@ const (
 	QueuePreannotate = "preannotate"
 	QueueMatch       = "match"
 	QueueExport      = "export"
-	QueueDefault     = "default"
+	// QueueSync runs storage:sync: long, paged, resumable walks of a bucket.
+	QueueSync    = "sync"
+	QueueDefault = "default"
 )
 
 // Weights are the relative shares of worker slots each queue gets when all are busy.
@@ -34,12 +36,13 @@ var Weights = map[string]int{
 	QueueMatch:       4,
 	QueuePreannotate: 3,
 	QueueExport:      2,
+	QueueSync:        2,
 	QueueDefault:     1,
 }
 
 // Names lists the queues in a stable order.
 func Names() []string {
-	return []string{QueueValidate, QueuePreannotate, QueueMatch, QueueExport, QueueDefault}
+	return []string{QueueValidate, QueuePreannotate, QueueMatch, QueueExport, QueueSync, QueueDefault}
 }
 
 // RetryAfterError asks for the next attempt after a given delay (a rate limit's

@@ -36,6 +36,7 @@ func TestShippedContracts(t *testing.T) {
 		{tasks.MatchTrigger{ProjectID: 3, Run: "42"}, "project:match", `{"project_id":3}`, "match", "project:match:3:t:42", 3},
 		{tasks.Export{ExportID: 5}, "project:export", `{"export_id":5}`, "export", "project:export:5", 5},
 		{tasks.Export{ExportID: 5, Run: "rc1"}, "project:export", `{"export_id":5}`, "export", "project:export:5:rc1", 5},
+		{tasks.StorageSync{RunID: 9}, "storage:sync", `{"run_id":9}`, "sync", "storage:sync:9", 9},
 	}
 	for _, tc := range cases {
 		t.Run(tc.taskID, func(t *testing.T) {
@@ -53,6 +54,7 @@ func TestShippedContracts(t *testing.T) {
 	require.Equal(t, "project:3", tasks.MatchTrigger{ProjectID: 3}.InsertOpts().Group, "triggers aggregate per project")
 	require.Empty(t, tasks.Match{ProjectID: 3}.InsertOpts().Group, "run-now is not held for the group")
 	require.Equal(t, "schedule:export", tasks.ScheduleExport{}.Kind())
+	require.Equal(t, "schedule:storage_sync", tasks.ScheduleSync{}.Kind())
 	require.Equal(t, "maintenance:reconcile", tasks.Reconcile{}.Kind())
 	require.Equal(t, "maintenance:export_retention", tasks.ExportRetention{}.Kind())
 }
