@@ -96,6 +96,10 @@ run: services migrate ## start everything (API, workers, scheduler, relay, asynq
 	@echo
 	@# migrate ran as the schema owner; the workers run as labelq_worker and the API
 	@# as labelq_api_login (LABELQ_API_DATABASE_URL derives it), the roles it created.
+	@# Storage credentials are sealed under a development key made once in .tmp/secret-key
+	@# (kept: what it sealed must open on the next run); set LABELQ_SECRET_KEY to use yours.
+	@mkdir -p .tmp; [ -s .tmp/secret-key ] || { umask 077; printf 'dev1:%s' "$$(head -c 32 /dev/urandom | base64)" > .tmp/secret-key; }
+	LABELQ_SECRET_KEY="$${LABELQ_SECRET_KEY:-$$(cat .tmp/secret-key)}" \
 	LABELQ_DATABASE_URL="$${LABELQ_DATABASE_URL:-postgres://labelq_worker@$(PG_HOST):$(PG_PORT)/labelq?sslmode=disable}" exec ./bin/labelq all
 
 .PHONY: test

@@ -26,6 +26,7 @@ import (
 	"github.com/labelq/labelq/internal/config"
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/logging"
+	"github.com/labelq/labelq/internal/storage"
 )
 
 const usage = `labelq — background jobs for data-annotation platforms
@@ -49,6 +50,8 @@ Commands:
                       lists tokens: id, organization, name, scopes, created,
                       last used, expires, revoked (never a secret)
   token revoke ID     revokes a token; the API refuses it from then on
+  storage rekey       seals every storage's credentials again under the first key
+                      of LABELQ_SECRET_KEY (after adding a new key in front)
   healthcheck [URL]   exits 0 when URL (default: this host's /healthz) answers 200
   version             prints the version
 
@@ -90,6 +93,8 @@ func run(args []string, stdout, stderr io.Writer) int {
 		return fail(stderr, migrate(ctx, cfg, args, stdout))
 	case "token":
 		return fail(stderr, token(ctx, cfg, args, stdout))
+	case "storage":
+		return fail(stderr, storageCmd(ctx, cfg, args, stdout))
 	}
 	roles := map[string][]app.Role{
 		"all": app.AllRoles, "api": {app.RoleAPI}, "worker": {app.RoleWorker},
@@ -170,6 +175,28 @@ func migrate(ctx context.Context, cfg *config.Config, args []string, stdout io.W
 		return err
 	}
 	return fmt.Errorf("unknown migrate command %q (want up, down or status)", sub)
+}
+
+// storageCmd is `labelq storage rekey`.
+func storageCmd(ctx context.Context, cfg *config.Config, args []string, stdout io.Writer) error {
+	if len(args) != 1 || args[0] != "rekey" {
+		return errors.New("usage: labelq storage rekey")
+	}
+	keys, err := storage.ParseKeyring(cfg.SecretKey)
+	if err != nil {
+		return err
+	}
+	pool, err := database.Open(ctx, cfg.DatabaseURL, 2)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+	n, err := admin.Rekey(ctx, pool, keys)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, "resealed=%d\nkey_id=%s\n", n, keys.Current())
+	return nil
 }
 
 const tokenUsage = `usage: labelq token create --org NAME --name NAME [--scopes read,upload,manage] [--expires 720h]

@@ -182,6 +182,7 @@ var composeVars = map[string]string{
 	"MINIO_ROOT_USER": "root-user", "MINIO_ROOT_PASSWORD": "rootsecret0123456789abcdef",
 	"LABELQ_S3_ACCESS_KEY": "labelq", "LABELQ_S3_SECRET_KEY": "s3secret0123456789abcdef",
 	"LABELQ_OPERATOR_PASSWORD": "operator-secret-0123456789", "LABELQ_PUBLIC_URL": "", "OPENAI_API_KEY": "",
+	"LABELQ_SECRET_KEY": "k1:MDEyMzQ1Njc4OWFiY2RlZjAxMjM0NTY3ODlhYmNkZWY=", "LABELQ_STORAGE_ALLOWED_ENDPOINTS": "",
 }
 
 var composeVar = regexp.MustCompile(`\$\{([A-Z0-9_]+)(?::([?-])([^}]*))?\}`)

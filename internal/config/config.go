@@ -20,6 +20,7 @@ import (
 	"github.com/hibiken/asynq"
 
 	"github.com/labelq/labelq/internal/llm"
+	"github.com/labelq/labelq/internal/storage"
 )
 
 // Config is every setting of every labelq process. Field tags:
@@ -201,6 +202,13 @@ func (c *Config) validate() []error {
 	}
 	if !validBucket(c.S3Bucket) {
 		bad("LABELQ_S3_BUCKET", "%q is not a valid bucket name (3-63 lowercase letters, digits, dots, hyphens)", c.S3Bucket)
+	}
+	// Both name their variable; neither prints key material.
+	if _, err := storage.ParseKeyring(c.SecretKey); err != nil {
+		errs = append(errs, err)
+	}
+	if _, err := storage.ParseAllowlist(c.StorageAllowedEndpoints, c.S3Endpoint); err != nil {
+		errs = append(errs, err)
 	}
 	if c.S3AccessKey == "" || c.S3SecretKey == "" {
 		bad("LABELQ_S3_ACCESS_KEY", "the S3 access key and LABELQ_S3_SECRET_KEY must both be set")
