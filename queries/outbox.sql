@@ -55,3 +55,10 @@ LIMIT 1;
 
 -- name: OutboxGetByTaskID :one
 SELECT * FROM outbox WHERE task_id = @task_id AND org_id = @org_id ORDER BY id DESC LIMIT 1;
+
+-- name: OutboxInsertMany :exec
+-- Many tasks in one statement (arrays zipped, one element per task), as OutboxInsert.
+INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, subject_id, available_at)
+SELECT unnest(@task_ids::text[]), unnest(@task_types::text[]), unnest(@queues::text[]),
+       unnest(@payloads::text[])::jsonb, unnest(@options::text[])::jsonb, @org_id::bigint,
+       unnest(@subject_ids::bigint[]), unnest(@available_ats::timestamptz[]);

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"os"
 	"os/exec"
 	"strings"
 	"testing"
@@ -24,7 +25,18 @@ func TestImportRules(t *testing.T) {
 	for _, d := range internal {
 		require.False(t, strings.HasPrefix(d, mod+"worker/"), "internal/... links %s", d)
 	}
-	for _, w := range []string{"validate", "preannotate", "match", "export"} {
+	// Every directory of worker/ is a worker package: a new one is checked without
+	// anyone remembering to list it.
+	entries, err := os.ReadDir("../../worker")
+	require.NoError(t, err)
+	var workers []string
+	for _, e := range entries {
+		if e.IsDir() {
+			workers = append(workers, e.Name())
+		}
+	}
+	require.Subset(t, workers, []string{"validate", "preannotate", "match", "export", "sync"})
+	for _, w := range workers {
 		for _, d := range deps("../../worker/" + w) {
 			if strings.HasPrefix(d, mod+"worker/") {
 				own := strings.TrimSuffix(strings.TrimSuffix(strings.TrimPrefix(d, mod+"worker/"), ".test"), "_test")

@@ -161,6 +161,39 @@ func (q *Queries) OutboxInsert(ctx context.Context, arg OutboxInsertParams) erro
 	return err
 }
 
+const outboxInsertMany = `-- name: OutboxInsertMany :exec
+INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, subject_id, available_at)
+SELECT unnest($1::text[]), unnest($2::text[]), unnest($3::text[]),
+       unnest($4::text[])::jsonb, unnest($5::text[])::jsonb, $6::bigint,
+       unnest($7::bigint[]), unnest($8::timestamptz[])
+`
+
+type OutboxInsertManyParams struct {
+	TaskIds      []string    `json:"task_ids"`
+	TaskTypes    []string    `json:"task_types"`
+	Queues       []string    `json:"queues"`
+	Payloads     []string    `json:"payloads"`
+	Options      []string    `json:"options"`
+	OrgID        int64       `json:"org_id"`
+	SubjectIds   []int64     `json:"subject_ids"`
+	AvailableAts []time.Time `json:"available_ats"`
+}
+
+// Many tasks in one statement (arrays zipped, one element per task), as OutboxInsert.
+func (q *Queries) OutboxInsertMany(ctx context.Context, arg OutboxInsertManyParams) error {
+	_, err := q.db.Exec(ctx, outboxInsertMany,
+		arg.TaskIds,
+		arg.TaskTypes,
+		arg.Queues,
+		arg.Payloads,
+		arg.Options,
+		arg.OrgID,
+		arg.SubjectIds,
+		arg.AvailableAts,
+	)
+	return err
+}
+
 const outboxLatestForSubject = `-- name: OutboxLatestForSubject :one
 SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at, subject_id, claimed_by, claimed_until FROM outbox
 WHERE task_type = $1 AND subject_id = $2::bigint
