@@ -7,7 +7,189 @@ package db
 
 import (
 	"context"
+	"encoding/json"
+	"time"
 )
+
+const storageCreate = `-- name: StorageCreate :one
+INSERT INTO storages (
+    org_id, project_id, kind, name, endpoint, bucket, prefix, region, use_tls,
+    access_key_hint, credentials, credentials_key_id, key_filter, key_filter_kind,
+    file_type, rules, archive_gone, sync_cron, sync_timezone, notify_secret_hash, enabled
+) VALUES (
+    $1, $2, $3, $4, $5, $6, $7, $8, $9,
+    $10, $11, $12, $13, $14,
+    $15, $16, $17, $18, $19, $20, $21
+)
+RETURNING id, org_id, project_id, kind, name, endpoint, bucket, prefix, region, use_tls, access_key_hint, credentials, credentials_key_id, key_filter, key_filter_kind, file_type, rules, archive_gone, sync_cron, sync_timezone, notify_secret_hash, enabled, created_at, updated_at, deleted_at
+`
+
+type StorageCreateParams struct {
+	OrgID            int64           `json:"org_id"`
+	ProjectID        int64           `json:"project_id"`
+	Kind             StorageKind     `json:"kind"`
+	Name             string          `json:"name"`
+	Endpoint         string          `json:"endpoint"`
+	Bucket           string          `json:"bucket"`
+	Prefix           string          `json:"prefix"`
+	Region           string          `json:"region"`
+	UseTls           bool            `json:"use_tls"`
+	AccessKeyHint    string          `json:"access_key_hint"`
+	Credentials      []byte          `json:"credentials"`
+	CredentialsKeyID *string         `json:"credentials_key_id"`
+	KeyFilter        string          `json:"key_filter"`
+	KeyFilterKind    string          `json:"key_filter_kind"`
+	FileType         FileType        `json:"file_type"`
+	Rules            json.RawMessage `json:"rules"`
+	ArchiveGone      bool            `json:"archive_gone"`
+	SyncCron         *string         `json:"sync_cron"`
+	SyncTimezone     string          `json:"sync_timezone"`
+	NotifySecretHash []byte          `json:"notify_secret_hash"`
+	Enabled          bool            `json:"enabled"`
+}
+
+func (q *Queries) StorageCreate(ctx context.Context, arg StorageCreateParams) (Storage, error) {
+	row := q.db.QueryRow(ctx, storageCreate,
+		arg.OrgID,
+		arg.ProjectID,
+		arg.Kind,
+		arg.Name,
+		arg.Endpoint,
+		arg.Bucket,
+		arg.Prefix,
+		arg.Region,
+		arg.UseTls,
+		arg.AccessKeyHint,
+		arg.Credentials,
+		arg.CredentialsKeyID,
+		arg.KeyFilter,
+		arg.KeyFilterKind,
+		arg.FileType,
+		arg.Rules,
+		arg.ArchiveGone,
+		arg.SyncCron,
+		arg.SyncTimezone,
+		arg.NotifySecretHash,
+		arg.Enabled,
+	)
+	var i Storage
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.Kind,
+		&i.Name,
+		&i.Endpoint,
+		&i.Bucket,
+		&i.Prefix,
+		&i.Region,
+		&i.UseTls,
+		&i.AccessKeyHint,
+		&i.Credentials,
+		&i.CredentialsKeyID,
+		&i.KeyFilter,
+		&i.KeyFilterKind,
+		&i.FileType,
+		&i.Rules,
+		&i.ArchiveGone,
+		&i.SyncCron,
+		&i.SyncTimezone,
+		&i.NotifySecretHash,
+		&i.Enabled,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DeletedAt,
+	)
+	return i, err
+}
+
+const storageDelete = `-- name: StorageDelete :one
+UPDATE storages SET deleted_at = now(), enabled = false, notify_secret_hash = NULL
+WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL
+RETURNING id, org_id, project_id, kind, name, endpoint, bucket, prefix, region, use_tls, access_key_hint, credentials, credentials_key_id, key_filter, key_filter_kind, file_type, rules, archive_gone, sync_cron, sync_timezone, notify_secret_hash, enabled, created_at, updated_at, deleted_at
+`
+
+type StorageDeleteParams struct {
+	ID    int64 `json:"id"`
+	OrgID int64 `json:"org_id"`
+}
+
+// Soft deletion: versions registered from the storage keep naming it (and read
+// "storage deleted" from the resolver); the name is free again.
+func (q *Queries) StorageDelete(ctx context.Context, arg StorageDeleteParams) (Storage, error) {
+	row := q.db.QueryRow(ctx, storageDelete, arg.ID, arg.OrgID)
+	var i Storage
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.Kind,
+		&i.Name,
+		&i.Endpoint,
+		&i.Bucket,
+		&i.Prefix,
+		&i.Region,
+		&i.UseTls,
+		&i.AccessKeyHint,
+		&i.Credentials,
+		&i.CredentialsKeyID,
+		&i.KeyFilter,
+		&i.KeyFilterKind,
+		&i.FileType,
+		&i.Rules,
+		&i.ArchiveGone,
+		&i.SyncCron,
+		&i.SyncTimezone,
+		&i.NotifySecretHash,
+		&i.Enabled,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DeletedAt,
+	)
+	return i, err
+}
+
+const storageGet = `-- name: StorageGet :one
+SELECT id, org_id, project_id, kind, name, endpoint, bucket, prefix, region, use_tls, access_key_hint, credentials, credentials_key_id, key_filter, key_filter_kind, file_type, rules, archive_gone, sync_cron, sync_timezone, notify_secret_hash, enabled, created_at, updated_at, deleted_at FROM storages WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL
+`
+
+type StorageGetParams struct {
+	ID    int64 `json:"id"`
+	OrgID int64 `json:"org_id"`
+}
+
+func (q *Queries) StorageGet(ctx context.Context, arg StorageGetParams) (Storage, error) {
+	row := q.db.QueryRow(ctx, storageGet, arg.ID, arg.OrgID)
+	var i Storage
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.Kind,
+		&i.Name,
+		&i.Endpoint,
+		&i.Bucket,
+		&i.Prefix,
+		&i.Region,
+		&i.UseTls,
+		&i.AccessKeyHint,
+		&i.Credentials,
+		&i.CredentialsKeyID,
+		&i.KeyFilter,
+		&i.KeyFilterKind,
+		&i.FileType,
+		&i.Rules,
+		&i.ArchiveGone,
+		&i.SyncCron,
+		&i.SyncTimezone,
+		&i.NotifySecretHash,
+		&i.Enabled,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DeletedAt,
+	)
+	return i, err
+}
 
 const storageGetByID = `-- name: StorageGetByID :one
 SELECT id, org_id, project_id, kind, name, endpoint, bucket, prefix, region, use_tls, access_key_hint, credentials, credentials_key_id, key_filter, key_filter_kind, file_type, rules, archive_gone, sync_cron, sync_timezone, notify_secret_hash, enabled, created_at, updated_at, deleted_at FROM storages WHERE id = $1
@@ -43,6 +225,661 @@ func (q *Queries) StorageGetByID(ctx context.Context, id int64) (Storage, error)
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+	)
+	return i, err
+}
+
+const storageGetForShare = `-- name: StorageGetForShare :one
+SELECT id, org_id, project_id, kind, name, endpoint, bucket, prefix, region, use_tls, access_key_hint, credentials, credentials_key_id, key_filter, key_filter_kind, file_type, rules, archive_gone, sync_cron, sync_timezone, notify_secret_hash, enabled, created_at, updated_at, deleted_at FROM storages WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL
+FOR SHARE
+`
+
+type StorageGetForShareParams struct {
+	ID    int64 `json:"id"`
+	OrgID int64 `json:"org_id"`
+}
+
+// A sync request holds the row against a concurrent DELETE until its run is
+// committed, so that the DELETE (which waits) then sees and cancels that run.
+func (q *Queries) StorageGetForShare(ctx context.Context, arg StorageGetForShareParams) (Storage, error) {
+	row := q.db.QueryRow(ctx, storageGetForShare, arg.ID, arg.OrgID)
+	var i Storage
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.Kind,
+		&i.Name,
+		&i.Endpoint,
+		&i.Bucket,
+		&i.Prefix,
+		&i.Region,
+		&i.UseTls,
+		&i.AccessKeyHint,
+		&i.Credentials,
+		&i.CredentialsKeyID,
+		&i.KeyFilter,
+		&i.KeyFilterKind,
+		&i.FileType,
+		&i.Rules,
+		&i.ArchiveGone,
+		&i.SyncCron,
+		&i.SyncTimezone,
+		&i.NotifySecretHash,
+		&i.Enabled,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DeletedAt,
+	)
+	return i, err
+}
+
+const storageGetForUpdate = `-- name: StorageGetForUpdate :one
+SELECT id, org_id, project_id, kind, name, endpoint, bucket, prefix, region, use_tls, access_key_hint, credentials, credentials_key_id, key_filter, key_filter_kind, file_type, rules, archive_gone, sync_cron, sync_timezone, notify_secret_hash, enabled, created_at, updated_at, deleted_at FROM storages WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL
+FOR NO KEY UPDATE
+`
+
+type StorageGetForUpdateParams struct {
+	ID    int64 `json:"id"`
+	OrgID int64 `json:"org_id"`
+}
+
+// PATCH and DELETE hold the row while they read, check and write it back.
+func (q *Queries) StorageGetForUpdate(ctx context.Context, arg StorageGetForUpdateParams) (Storage, error) {
+	row := q.db.QueryRow(ctx, storageGetForUpdate, arg.ID, arg.OrgID)
+	var i Storage
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.Kind,
+		&i.Name,
+		&i.Endpoint,
+		&i.Bucket,
+		&i.Prefix,
+		&i.Region,
+		&i.UseTls,
+		&i.AccessKeyHint,
+		&i.Credentials,
+		&i.CredentialsKeyID,
+		&i.KeyFilter,
+		&i.KeyFilterKind,
+		&i.FileType,
+		&i.Rules,
+		&i.ArchiveGone,
+		&i.SyncCron,
+		&i.SyncTimezone,
+		&i.NotifySecretHash,
+		&i.Enabled,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DeletedAt,
+	)
+	return i, err
+}
+
+const storageListByProject = `-- name: StorageListByProject :many
+SELECT id, org_id, project_id, kind, name, endpoint, bucket, prefix, region, use_tls, access_key_hint, credentials, credentials_key_id, key_filter, key_filter_kind, file_type, rules, archive_gone, sync_cron, sync_timezone, notify_secret_hash, enabled, created_at, updated_at, deleted_at FROM storages
+WHERE project_id = $1 AND org_id = $2 AND deleted_at IS NULL AND id > $3
+ORDER BY id
+LIMIT $4
+`
+
+type StorageListByProjectParams struct {
+	ProjectID int64 `json:"project_id"`
+	OrgID     int64 `json:"org_id"`
+	AfterID   int64 `json:"after_id"`
+	MaxRows   int32 `json:"max_rows"`
+}
+
+func (q *Queries) StorageListByProject(ctx context.Context, arg StorageListByProjectParams) ([]Storage, error) {
+	rows, err := q.db.Query(ctx, storageListByProject,
+		arg.ProjectID,
+		arg.OrgID,
+		arg.AfterID,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []Storage
+	for rows.Next() {
+		var i Storage
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrgID,
+			&i.ProjectID,
+			&i.Kind,
+			&i.Name,
+			&i.Endpoint,
+			&i.Bucket,
+			&i.Prefix,
+			&i.Region,
+			&i.UseTls,
+			&i.AccessKeyHint,
+			&i.Credentials,
+			&i.CredentialsKeyID,
+			&i.KeyFilter,
+			&i.KeyFilterKind,
+			&i.FileType,
+			&i.Rules,
+			&i.ArchiveGone,
+			&i.SyncCron,
+			&i.SyncTimezone,
+			&i.NotifySecretHash,
+			&i.Enabled,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.DeletedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const storageSetNotifySecret = `-- name: StorageSetNotifySecret :one
+UPDATE storages SET notify_secret_hash = $1
+WHERE id = $2 AND org_id = $3 AND deleted_at IS NULL AND kind = 'import'
+RETURNING id, org_id, project_id, kind, name, endpoint, bucket, prefix, region, use_tls, access_key_hint, credentials, credentials_key_id, key_filter, key_filter_kind, file_type, rules, archive_gone, sync_cron, sync_timezone, notify_secret_hash, enabled, created_at, updated_at, deleted_at
+`
+
+type StorageSetNotifySecretParams struct {
+	NotifySecretHash []byte `json:"notify_secret_hash"`
+	ID               int64  `json:"id"`
+	OrgID            int64  `json:"org_id"`
+}
+
+func (q *Queries) StorageSetNotifySecret(ctx context.Context, arg StorageSetNotifySecretParams) (Storage, error) {
+	row := q.db.QueryRow(ctx, storageSetNotifySecret, arg.NotifySecretHash, arg.ID, arg.OrgID)
+	var i Storage
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.Kind,
+		&i.Name,
+		&i.Endpoint,
+		&i.Bucket,
+		&i.Prefix,
+		&i.Region,
+		&i.UseTls,
+		&i.AccessKeyHint,
+		&i.Credentials,
+		&i.CredentialsKeyID,
+		&i.KeyFilter,
+		&i.KeyFilterKind,
+		&i.FileType,
+		&i.Rules,
+		&i.ArchiveGone,
+		&i.SyncCron,
+		&i.SyncTimezone,
+		&i.NotifySecretHash,
+		&i.Enabled,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DeletedAt,
+	)
+	return i, err
+}
+
+const storageUpdate = `-- name: StorageUpdate :one
+UPDATE storages SET
+    name               = $1,
+    endpoint           = $2,
+    bucket             = $3,
+    prefix             = $4,
+    region             = $5,
+    use_tls            = $6,
+    access_key_hint    = $7,
+    credentials        = $8,
+    credentials_key_id = $9,
+    key_filter         = $10,
+    key_filter_kind    = $11,
+    file_type          = $12,
+    rules              = $13,
+    archive_gone       = $14,
+    sync_cron          = $15,
+    sync_timezone      = $16,
+    enabled            = $17
+WHERE id = $18 AND org_id = $19 AND deleted_at IS NULL
+RETURNING id, org_id, project_id, kind, name, endpoint, bucket, prefix, region, use_tls, access_key_hint, credentials, credentials_key_id, key_filter, key_filter_kind, file_type, rules, archive_gone, sync_cron, sync_timezone, notify_secret_hash, enabled, created_at, updated_at, deleted_at
+`
+
+type StorageUpdateParams struct {
+	Name             string          `json:"name"`
+	Endpoint         string          `json:"endpoint"`
+	Bucket           string          `json:"bucket"`
+	Prefix           string          `json:"prefix"`
+	Region           string          `json:"region"`
+	UseTls           bool            `json:"use_tls"`
+	AccessKeyHint    string          `json:"access_key_hint"`
+	Credentials      []byte          `json:"credentials"`
+	CredentialsKeyID *string         `json:"credentials_key_id"`
+	KeyFilter        string          `json:"key_filter"`
+	KeyFilterKind    string          `json:"key_filter_kind"`
+	FileType         FileType        `json:"file_type"`
+	Rules            json.RawMessage `json:"rules"`
+	ArchiveGone      bool            `json:"archive_gone"`
+	SyncCron         *string         `json:"sync_cron"`
+	SyncTimezone     string          `json:"sync_timezone"`
+	Enabled          bool            `json:"enabled"`
+	ID               int64           `json:"id"`
+	OrgID            int64           `json:"org_id"`
+}
+
+// Writes back every column a PATCH may change: the handler merges the request
+// into the locked row and checks the result as a whole.
+func (q *Queries) StorageUpdate(ctx context.Context, arg StorageUpdateParams) (Storage, error) {
+	row := q.db.QueryRow(ctx, storageUpdate,
+		arg.Name,
+		arg.Endpoint,
+		arg.Bucket,
+		arg.Prefix,
+		arg.Region,
+		arg.UseTls,
+		arg.AccessKeyHint,
+		arg.Credentials,
+		arg.CredentialsKeyID,
+		arg.KeyFilter,
+		arg.KeyFilterKind,
+		arg.FileType,
+		arg.Rules,
+		arg.ArchiveGone,
+		arg.SyncCron,
+		arg.SyncTimezone,
+		arg.Enabled,
+		arg.ID,
+		arg.OrgID,
+	)
+	var i Storage
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.Kind,
+		&i.Name,
+		&i.Endpoint,
+		&i.Bucket,
+		&i.Prefix,
+		&i.Region,
+		&i.UseTls,
+		&i.AccessKeyHint,
+		&i.Credentials,
+		&i.CredentialsKeyID,
+		&i.KeyFilter,
+		&i.KeyFilterKind,
+		&i.FileType,
+		&i.Rules,
+		&i.ArchiveGone,
+		&i.SyncCron,
+		&i.SyncTimezone,
+		&i.NotifySecretHash,
+		&i.Enabled,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DeletedAt,
+	)
+	return i, err
+}
+
+const syncRunCancelLive = `-- name: SyncRunCancelLive :many
+UPDATE sync_runs SET
+    status              = CASE WHEN status = 'pending' THEN 'cancelled'::sync_run_status ELSE status END,
+    completed_at        = CASE WHEN status = 'pending' THEN now() ELSE completed_at END,
+    cancel_requested_at = COALESCE(cancel_requested_at, now())
+WHERE storage_id = $1 AND org_id = $2 AND status IN ('pending', 'running')
+RETURNING id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at
+`
+
+type SyncRunCancelLiveParams struct {
+	StorageID int64 `json:"storage_id"`
+	OrgID     int64 `json:"org_id"`
+}
+
+// SyncRunRequestCancel for a storage's live run (a deleted storage's).
+func (q *Queries) SyncRunCancelLive(ctx context.Context, arg SyncRunCancelLiveParams) ([]SyncRun, error) {
+	rows, err := q.db.Query(ctx, syncRunCancelLive, arg.StorageID, arg.OrgID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []SyncRun
+	for rows.Next() {
+		var i SyncRun
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrgID,
+			&i.ProjectID,
+			&i.StorageID,
+			&i.Trigger,
+			&i.ScheduledFor,
+			&i.Status,
+			&i.Checkpoint,
+			&i.Pages,
+			&i.KeysListed,
+			&i.KeysNew,
+			&i.KeysChanged,
+			&i.KeysUnchanged,
+			&i.KeysFiltered,
+			&i.KeysGone,
+			&i.KeysSkipped,
+			&i.Skipped,
+			&i.Attempts,
+			&i.Error,
+			&i.CancelRequestedAt,
+			&i.RequestedAt,
+			&i.StartedAt,
+			&i.CompletedAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const syncRunCreate = `-- name: SyncRunCreate :one
+INSERT INTO sync_runs (org_id, project_id, storage_id, trigger, scheduled_for)
+VALUES ($1, $2, $3, $4, $5)
+ON CONFLICT DO NOTHING
+RETURNING id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at
+`
+
+type SyncRunCreateParams struct {
+	OrgID        int64      `json:"org_id"`
+	ProjectID    int64      `json:"project_id"`
+	StorageID    int64      `json:"storage_id"`
+	Trigger      string     `json:"trigger"`
+	ScheduledFor *time.Time `json:"scheduled_for"`
+}
+
+// A pending run, unless the storage already has a live one (sync_runs_one_live_key)
+// or the schedule tick already has its run (sync_runs_schedule_tick_key): then no
+// row, and the caller joins that run.
+func (q *Queries) SyncRunCreate(ctx context.Context, arg SyncRunCreateParams) (SyncRun, error) {
+	row := q.db.QueryRow(ctx, syncRunCreate,
+		arg.OrgID,
+		arg.ProjectID,
+		arg.StorageID,
+		arg.Trigger,
+		arg.ScheduledFor,
+	)
+	var i SyncRun
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.StorageID,
+		&i.Trigger,
+		&i.ScheduledFor,
+		&i.Status,
+		&i.Checkpoint,
+		&i.Pages,
+		&i.KeysListed,
+		&i.KeysNew,
+		&i.KeysChanged,
+		&i.KeysUnchanged,
+		&i.KeysFiltered,
+		&i.KeysGone,
+		&i.KeysSkipped,
+		&i.Skipped,
+		&i.Attempts,
+		&i.Error,
+		&i.CancelRequestedAt,
+		&i.RequestedAt,
+		&i.StartedAt,
+		&i.CompletedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const syncRunGet = `-- name: SyncRunGet :one
+SELECT id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at FROM sync_runs WHERE id = $1 AND org_id = $2
+`
+
+type SyncRunGetParams struct {
+	ID    int64 `json:"id"`
+	OrgID int64 `json:"org_id"`
+}
+
+func (q *Queries) SyncRunGet(ctx context.Context, arg SyncRunGetParams) (SyncRun, error) {
+	row := q.db.QueryRow(ctx, syncRunGet, arg.ID, arg.OrgID)
+	var i SyncRun
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.StorageID,
+		&i.Trigger,
+		&i.ScheduledFor,
+		&i.Status,
+		&i.Checkpoint,
+		&i.Pages,
+		&i.KeysListed,
+		&i.KeysNew,
+		&i.KeysChanged,
+		&i.KeysUnchanged,
+		&i.KeysFiltered,
+		&i.KeysGone,
+		&i.KeysSkipped,
+		&i.Skipped,
+		&i.Attempts,
+		&i.Error,
+		&i.CancelRequestedAt,
+		&i.RequestedAt,
+		&i.StartedAt,
+		&i.CompletedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const syncRunGetForTick = `-- name: SyncRunGetForTick :one
+SELECT id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at FROM sync_runs WHERE storage_id = $1 AND scheduled_for = $2
+`
+
+type SyncRunGetForTickParams struct {
+	StorageID    int64      `json:"storage_id"`
+	ScheduledFor *time.Time `json:"scheduled_for"`
+}
+
+func (q *Queries) SyncRunGetForTick(ctx context.Context, arg SyncRunGetForTickParams) (SyncRun, error) {
+	row := q.db.QueryRow(ctx, syncRunGetForTick, arg.StorageID, arg.ScheduledFor)
+	var i SyncRun
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.StorageID,
+		&i.Trigger,
+		&i.ScheduledFor,
+		&i.Status,
+		&i.Checkpoint,
+		&i.Pages,
+		&i.KeysListed,
+		&i.KeysNew,
+		&i.KeysChanged,
+		&i.KeysUnchanged,
+		&i.KeysFiltered,
+		&i.KeysGone,
+		&i.KeysSkipped,
+		&i.Skipped,
+		&i.Attempts,
+		&i.Error,
+		&i.CancelRequestedAt,
+		&i.RequestedAt,
+		&i.StartedAt,
+		&i.CompletedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const syncRunGetLive = `-- name: SyncRunGetLive :one
+SELECT id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at FROM sync_runs WHERE storage_id = $1 AND status IN ('pending', 'running')
+`
+
+func (q *Queries) SyncRunGetLive(ctx context.Context, storageID int64) (SyncRun, error) {
+	row := q.db.QueryRow(ctx, syncRunGetLive, storageID)
+	var i SyncRun
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.StorageID,
+		&i.Trigger,
+		&i.ScheduledFor,
+		&i.Status,
+		&i.Checkpoint,
+		&i.Pages,
+		&i.KeysListed,
+		&i.KeysNew,
+		&i.KeysChanged,
+		&i.KeysUnchanged,
+		&i.KeysFiltered,
+		&i.KeysGone,
+		&i.KeysSkipped,
+		&i.Skipped,
+		&i.Attempts,
+		&i.Error,
+		&i.CancelRequestedAt,
+		&i.RequestedAt,
+		&i.StartedAt,
+		&i.CompletedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+	)
+	return i, err
+}
+
+const syncRunListByStorage = `-- name: SyncRunListByStorage :many
+SELECT id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at FROM sync_runs
+WHERE storage_id = $1 AND org_id = $2
+  AND ($3::bigint IS NULL OR id < $3)
+ORDER BY id DESC
+LIMIT $4
+`
+
+type SyncRunListByStorageParams struct {
+	StorageID int64  `json:"storage_id"`
+	OrgID     int64  `json:"org_id"`
+	BeforeID  *int64 `json:"before_id"`
+	MaxRows   int32  `json:"max_rows"`
+}
+
+// Newest first; ?before= pages back.
+func (q *Queries) SyncRunListByStorage(ctx context.Context, arg SyncRunListByStorageParams) ([]SyncRun, error) {
+	rows, err := q.db.Query(ctx, syncRunListByStorage,
+		arg.StorageID,
+		arg.OrgID,
+		arg.BeforeID,
+		arg.MaxRows,
+	)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []SyncRun
+	for rows.Next() {
+		var i SyncRun
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrgID,
+			&i.ProjectID,
+			&i.StorageID,
+			&i.Trigger,
+			&i.ScheduledFor,
+			&i.Status,
+			&i.Checkpoint,
+			&i.Pages,
+			&i.KeysListed,
+			&i.KeysNew,
+			&i.KeysChanged,
+			&i.KeysUnchanged,
+			&i.KeysFiltered,
+			&i.KeysGone,
+			&i.KeysSkipped,
+			&i.Skipped,
+			&i.Attempts,
+			&i.Error,
+			&i.CancelRequestedAt,
+			&i.RequestedAt,
+			&i.StartedAt,
+			&i.CompletedAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const syncRunRequestCancel = `-- name: SyncRunRequestCancel :one
+UPDATE sync_runs SET
+    status              = CASE WHEN status = 'pending' THEN 'cancelled'::sync_run_status ELSE status END,
+    completed_at        = CASE WHEN status = 'pending' THEN now() ELSE completed_at END,
+    cancel_requested_at = COALESCE(cancel_requested_at, now())
+WHERE id = $1 AND org_id = $2 AND status IN ('pending', 'running')
+RETURNING id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at
+`
+
+type SyncRunRequestCancelParams struct {
+	ID    int64 `json:"id"`
+	OrgID int64 `json:"org_id"`
+}
+
+// A pending run is cancelled at once; a running one is asked to stop (its worker
+// checks cancel_requested_at after each page and marks it cancelled). Terminal
+// runs are left alone: no row.
+func (q *Queries) SyncRunRequestCancel(ctx context.Context, arg SyncRunRequestCancelParams) (SyncRun, error) {
+	row := q.db.QueryRow(ctx, syncRunRequestCancel, arg.ID, arg.OrgID)
+	var i SyncRun
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.StorageID,
+		&i.Trigger,
+		&i.ScheduledFor,
+		&i.Status,
+		&i.Checkpoint,
+		&i.Pages,
+		&i.KeysListed,
+		&i.KeysNew,
+		&i.KeysChanged,
+		&i.KeysUnchanged,
+		&i.KeysFiltered,
+		&i.KeysGone,
+		&i.KeysSkipped,
+		&i.Skipped,
+		&i.Attempts,
+		&i.Error,
+		&i.CancelRequestedAt,
+		&i.RequestedAt,
+		&i.StartedAt,
+		&i.CompletedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
 	)
 	return i, err
 }
