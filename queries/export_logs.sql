@@ -1,6 +1,7 @@
 -- name: ExportLogCreate :one
-INSERT INTO export_logs (org_id, project_id, requested_by, schedule_id, scheduled_for, options)
-VALUES (@org_id, @project_id, @requested_by, @schedule_id, @scheduled_for, @options)
+-- storage_id: the export storage the archive goes to (NULL: labelq's bucket).
+INSERT INTO export_logs (org_id, project_id, requested_by, schedule_id, scheduled_for, options, storage_id)
+VALUES (@org_id, @project_id, @requested_by, @schedule_id, @scheduled_for, @options, sqlc.narg('storage_id'))
 RETURNING *;
 
 -- name: ExportLogGet :one
@@ -25,9 +26,12 @@ ORDER BY id
 LIMIT @max_rows;
 
 -- name: ExportLogCreateForTick :one
--- One export per schedule tick, however many schedulers fire it.
-INSERT INTO export_logs (org_id, project_id, schedule_id, scheduled_for, options)
-VALUES (@org_id, @project_id, @schedule_id, @scheduled_for, @options)
+-- One export per schedule tick, however many schedulers fire it. The export goes
+-- where the schedule says (its storage_id, read here so the scheduler need not
+-- carry it).
+INSERT INTO export_logs (org_id, project_id, schedule_id, scheduled_for, options, storage_id)
+VALUES (@org_id, @project_id, @schedule_id, @scheduled_for, @options,
+        (SELECT s.storage_id FROM export_schedules s WHERE s.id = @schedule_id))
 ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
 RETURNING *;
 
@@ -88,7 +92,7 @@ WHERE id = @id AND attempts = @attempt AND status IN ('pending', 'running');
 
 -- name: ExportLogListExpired :many
 -- Completed exports whose archive is older than the retention and still stored.
-SELECT id, org_id, project_id, storage_path, completed_at FROM export_logs
+SELECT id, org_id, project_id, storage_id, storage_path, completed_at FROM export_logs
 WHERE status = 'completed' AND purged_at IS NULL AND completed_at < @completed_before
 ORDER BY completed_at, id
 LIMIT @max_rows;
@@ -109,3 +113,14 @@ SELECT set_config('lock_timeout', @timeout::text, true);
 SELECT storage_path::text FROM export_logs
 WHERE project_id = @project_id AND org_id = @org_id AND status = 'completed' AND purged_at IS NULL
   AND storage_path = ANY(@paths::text[]);
+
+-- name: ExportLogGetStorage :one
+-- The storage an export's archive goes to (NULL: labelq's bucket), read before
+-- the run takes the row: it never changes after the export is created.
+SELECT storage_id FROM export_logs WHERE id = @id;
+
+-- name: StorageGetForExport :one
+-- A storage of the project, for the export API to check a requested target
+-- (the caller checks its kind, to say why an import storage does not do).
+SELECT * FROM storages
+WHERE id = @id AND org_id = @org_id AND project_id = @project_id AND deleted_at IS NULL;

@@ -1,6 +1,6 @@
 -- name: ExportScheduleCreate :one
-INSERT INTO export_schedules (org_id, project_id, cron_spec, timezone, options, enabled, created_by)
-VALUES (@org_id, @project_id, @cron_spec, @timezone, @options, @enabled, @created_by)
+INSERT INTO export_schedules (org_id, project_id, cron_spec, timezone, options, enabled, created_by, storage_id)
+VALUES (@org_id, @project_id, @cron_spec, @timezone, @options, @enabled, @created_by, sqlc.narg('storage_id'))
 RETURNING *;
 
 -- name: ExportScheduleListByProject :many
@@ -13,7 +13,9 @@ UPDATE export_schedules SET
     cron_spec = COALESCE(sqlc.narg('cron_spec'), cron_spec),
     timezone  = COALESCE(sqlc.narg('timezone'), timezone),
     options   = COALESCE(sqlc.narg('options'), options),
-    enabled   = COALESCE(sqlc.narg('enabled'), enabled)
+    enabled   = COALESCE(sqlc.narg('enabled'), enabled),
+    -- set_storage: storage_id was given (NULL: back to labelq's bucket).
+    storage_id = CASE WHEN @set_storage::boolean THEN sqlc.narg('storage_id')::bigint ELSE storage_id END
 WHERE id = @id AND org_id = @org_id AND deleted_at IS NULL
 RETURNING *;
 
@@ -44,3 +46,10 @@ FOR NO KEY UPDATE;
 -- name: ExportScheduleCountByProject :one
 SELECT count(*) FROM export_schedules
 WHERE project_id = @project_id AND org_id = @org_id AND deleted_at IS NULL;
+
+-- name: ExportScheduleIDsByStorage :many
+-- The live schedules whose exports go to an export storage: deleting the storage
+-- is refused while there are any.
+SELECT id FROM export_schedules
+WHERE storage_id = @storage_id AND org_id = @org_id AND deleted_at IS NULL
+ORDER BY id;

@@ -123,8 +123,8 @@ func (q *Queries) ExportLogComplete(ctx context.Context, arg ExportLogCompletePa
 }
 
 const exportLogCreate = `-- name: ExportLogCreate :one
-INSERT INTO export_logs (org_id, project_id, requested_by, schedule_id, scheduled_for, options)
-VALUES ($1, $2, $3, $4, $5, $6)
+INSERT INTO export_logs (org_id, project_id, requested_by, schedule_id, scheduled_for, options, storage_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7)
 RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id
 `
 
@@ -135,8 +135,10 @@ type ExportLogCreateParams struct {
 	ScheduleID   *int64          `json:"schedule_id"`
 	ScheduledFor *time.Time      `json:"scheduled_for"`
 	Options      json.RawMessage `json:"options"`
+	StorageID    *int64          `json:"storage_id"`
 }
 
+// storage_id: the export storage the archive goes to (NULL: labelq's bucket).
 func (q *Queries) ExportLogCreate(ctx context.Context, arg ExportLogCreateParams) (ExportLog, error) {
 	row := q.db.QueryRow(ctx, exportLogCreate,
 		arg.OrgID,
@@ -145,6 +147,7 @@ func (q *Queries) ExportLogCreate(ctx context.Context, arg ExportLogCreateParams
 		arg.ScheduleID,
 		arg.ScheduledFor,
 		arg.Options,
+		arg.StorageID,
 	)
 	var i ExportLog
 	err := row.Scan(
@@ -178,8 +181,9 @@ func (q *Queries) ExportLogCreate(ctx context.Context, arg ExportLogCreateParams
 }
 
 const exportLogCreateForTick = `-- name: ExportLogCreateForTick :one
-INSERT INTO export_logs (org_id, project_id, schedule_id, scheduled_for, options)
-VALUES ($1, $2, $3, $4, $5)
+INSERT INTO export_logs (org_id, project_id, schedule_id, scheduled_for, options, storage_id)
+VALUES ($1, $2, $3, $4, $5,
+        (SELECT s.storage_id FROM export_schedules s WHERE s.id = $3))
 ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
 RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id
 `
@@ -192,7 +196,9 @@ type ExportLogCreateForTickParams struct {
 	Options      json.RawMessage `json:"options"`
 }
 
-// One export per schedule tick, however many schedulers fire it.
+// One export per schedule tick, however many schedulers fire it. The export goes
+// where the schedule says (its storage_id, read here so the scheduler need not
+// carry it).
 func (q *Queries) ExportLogCreateForTick(ctx context.Context, arg ExportLogCreateForTickParams) (ExportLog, error) {
 	row := q.db.QueryRow(ctx, exportLogCreateForTick,
 		arg.OrgID,
@@ -340,6 +346,19 @@ func (q *Queries) ExportLogGetForUpdate(ctx context.Context, id int64) (ExportLo
 	return i, err
 }
 
+const exportLogGetStorage = `-- name: ExportLogGetStorage :one
+SELECT storage_id FROM export_logs WHERE id = $1
+`
+
+// The storage an export's archive goes to (NULL: labelq's bucket), read before
+// the run takes the row: it never changes after the export is created.
+func (q *Queries) ExportLogGetStorage(ctx context.Context, id int64) (*int64, error) {
+	row := q.db.QueryRow(ctx, exportLogGetStorage, id)
+	var storage_id *int64
+	err := row.Scan(&storage_id)
+	return storage_id, err
+}
+
 const exportLogKeptPaths = `-- name: ExportLogKeptPaths :many
 SELECT storage_path::text FROM export_logs
 WHERE project_id = $1 AND org_id = $2 AND status = 'completed' AND purged_at IS NULL
@@ -440,7 +459,7 @@ func (q *Queries) ExportLogListByProject(ctx context.Context, arg ExportLogListB
 }
 
 const exportLogListExpired = `-- name: ExportLogListExpired :many
-SELECT id, org_id, project_id, storage_path, completed_at FROM export_logs
+SELECT id, org_id, project_id, storage_id, storage_path, completed_at FROM export_logs
 WHERE status = 'completed' AND purged_at IS NULL AND completed_at < $1
 ORDER BY completed_at, id
 LIMIT $2
@@ -455,6 +474,7 @@ type ExportLogListExpiredRow struct {
 	ID          int64      `json:"id"`
 	OrgID       int64      `json:"org_id"`
 	ProjectID   int64      `json:"project_id"`
+	StorageID   *int64     `json:"storage_id"`
 	StoragePath *string    `json:"storage_path"`
 	CompletedAt *time.Time `json:"completed_at"`
 }
@@ -473,6 +493,7 @@ func (q *Queries) ExportLogListExpired(ctx context.Context, arg ExportLogListExp
 			&i.ID,
 			&i.OrgID,
 			&i.ProjectID,
+			&i.StorageID,
 			&i.StoragePath,
 			&i.CompletedAt,
 		); err != nil {
@@ -661,6 +682,52 @@ func (q *Queries) ExportLogStart(ctx context.Context, arg ExportLogStartParams) 
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.StorageID,
+	)
+	return i, err
+}
+
+const storageGetForExport = `-- name: StorageGetForExport :one
+SELECT id, org_id, project_id, kind, name, endpoint, bucket, prefix, region, use_tls, access_key_hint, credentials, credentials_key_id, key_filter, key_filter_kind, file_type, rules, archive_gone, sync_cron, sync_timezone, notify_secret_hash, enabled, created_at, updated_at, deleted_at FROM storages
+WHERE id = $1 AND org_id = $2 AND project_id = $3 AND deleted_at IS NULL
+`
+
+type StorageGetForExportParams struct {
+	ID        int64 `json:"id"`
+	OrgID     int64 `json:"org_id"`
+	ProjectID int64 `json:"project_id"`
+}
+
+// A storage of the project, for the export API to check a requested target
+// (the caller checks its kind, to say why an import storage does not do).
+func (q *Queries) StorageGetForExport(ctx context.Context, arg StorageGetForExportParams) (Storage, error) {
+	row := q.db.QueryRow(ctx, storageGetForExport, arg.ID, arg.OrgID, arg.ProjectID)
+	var i Storage
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.Kind,
+		&i.Name,
+		&i.Endpoint,
+		&i.Bucket,
+		&i.Prefix,
+		&i.Region,
+		&i.UseTls,
+		&i.AccessKeyHint,
+		&i.Credentials,
+		&i.CredentialsKeyID,
+		&i.KeyFilter,
+		&i.KeyFilterKind,
+		&i.FileType,
+		&i.Rules,
+		&i.ArchiveGone,
+		&i.SyncCron,
+		&i.SyncTimezone,
+		&i.NotifySecretHash,
+		&i.Enabled,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DeletedAt,
 	)
 	return i, err
 }

@@ -29,8 +29,8 @@ func (q *Queries) ExportScheduleCountByProject(ctx context.Context, arg ExportSc
 }
 
 const exportScheduleCreate = `-- name: ExportScheduleCreate :one
-INSERT INTO export_schedules (org_id, project_id, cron_spec, timezone, options, enabled, created_by)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
+INSERT INTO export_schedules (org_id, project_id, cron_spec, timezone, options, enabled, created_by, storage_id)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
 RETURNING id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at, storage_id
 `
 
@@ -42,6 +42,7 @@ type ExportScheduleCreateParams struct {
 	Options   json.RawMessage `json:"options"`
 	Enabled   bool            `json:"enabled"`
 	CreatedBy *int64          `json:"created_by"`
+	StorageID *int64          `json:"storage_id"`
 }
 
 func (q *Queries) ExportScheduleCreate(ctx context.Context, arg ExportScheduleCreateParams) (ExportSchedule, error) {
@@ -53,6 +54,7 @@ func (q *Queries) ExportScheduleCreate(ctx context.Context, arg ExportScheduleCr
 		arg.Options,
 		arg.Enabled,
 		arg.CreatedBy,
+		arg.StorageID,
 	)
 	var i ExportSchedule
 	err := row.Scan(
@@ -115,6 +117,39 @@ func (q *Queries) ExportScheduleGetByID(ctx context.Context, id int64) (ExportSc
 		&i.StorageID,
 	)
 	return i, err
+}
+
+const exportScheduleIDsByStorage = `-- name: ExportScheduleIDsByStorage :many
+SELECT id FROM export_schedules
+WHERE storage_id = $1 AND org_id = $2 AND deleted_at IS NULL
+ORDER BY id
+`
+
+type ExportScheduleIDsByStorageParams struct {
+	StorageID *int64 `json:"storage_id"`
+	OrgID     int64  `json:"org_id"`
+}
+
+// The live schedules whose exports go to an export storage: deleting the storage
+// is refused while there are any.
+func (q *Queries) ExportScheduleIDsByStorage(ctx context.Context, arg ExportScheduleIDsByStorageParams) ([]int64, error) {
+	rows, err := q.db.Query(ctx, exportScheduleIDsByStorage, arg.StorageID, arg.OrgID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []int64
+	for rows.Next() {
+		var id int64
+		if err := rows.Scan(&id); err != nil {
+			return nil, err
+		}
+		items = append(items, id)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const exportScheduleListByProject = `-- name: ExportScheduleListByProject :many
@@ -242,18 +277,22 @@ UPDATE export_schedules SET
     cron_spec = COALESCE($1, cron_spec),
     timezone  = COALESCE($2, timezone),
     options   = COALESCE($3, options),
-    enabled   = COALESCE($4, enabled)
-WHERE id = $5 AND org_id = $6 AND deleted_at IS NULL
+    enabled   = COALESCE($4, enabled),
+    -- set_storage: storage_id was given (NULL: back to labelq's bucket).
+    storage_id = CASE WHEN $5::boolean THEN $6::bigint ELSE storage_id END
+WHERE id = $7 AND org_id = $8 AND deleted_at IS NULL
 RETURNING id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at, storage_id
 `
 
 type ExportScheduleUpdateParams struct {
-	CronSpec *string         `json:"cron_spec"`
-	Timezone *string         `json:"timezone"`
-	Options  json.RawMessage `json:"options"`
-	Enabled  *bool           `json:"enabled"`
-	ID       int64           `json:"id"`
-	OrgID    int64           `json:"org_id"`
+	CronSpec   *string         `json:"cron_spec"`
+	Timezone   *string         `json:"timezone"`
+	Options    json.RawMessage `json:"options"`
+	Enabled    *bool           `json:"enabled"`
+	SetStorage bool            `json:"set_storage"`
+	StorageID  *int64          `json:"storage_id"`
+	ID         int64           `json:"id"`
+	OrgID      int64           `json:"org_id"`
 }
 
 func (q *Queries) ExportScheduleUpdate(ctx context.Context, arg ExportScheduleUpdateParams) (ExportSchedule, error) {
@@ -262,6 +301,8 @@ func (q *Queries) ExportScheduleUpdate(ctx context.Context, arg ExportScheduleUp
 		arg.Timezone,
 		arg.Options,
 		arg.Enabled,
+		arg.SetStorage,
+		arg.StorageID,
 		arg.ID,
 		arg.OrgID,
 	)

@@ -97,7 +97,7 @@ func BenchmarkExport4x(b *testing.B) {
 
 // benchHandler is the handler as production runs it: default options.
 func (f *fixture) benchHandler() *export.Handler {
-	return export.NewHandler(export.Deps{Pool: f.pg.Pool, Store: f.s3.Store, Metrics: f.metrics, Version: "bench"})
+	return export.NewHandler(export.Deps{Pool: f.pg.Pool, Store: f.s3.Store, Storages: f.res, Metrics: f.metrics, Version: "bench"})
 }
 
 // timeExport runs one default export end to end and returns its wall time,

@@ -79,9 +79,15 @@ type Options struct {
 
 // Deps are the handler's dependencies.
 type Deps struct {
-	Pool  *pgxpool.Pool
+	Pool *pgxpool.Pool
+	// Store is labelq's own bucket: where archives go by default, and where a
+	// version with no storage_id is read from.
 	Store *storage.Store
-	Log   *slog.Logger
+	// Storages reaches the storages versions' and exports' storage_id name.
+	// Nil: only Store is known, and an export that needs a storage is retried
+	// until the worker is wired with a resolver.
+	Storages *storage.Resolver
+	Log      *slog.Logger
 	// Metrics is optional: without it nothing is reported to Prometheus.
 	Metrics *metrics.Metrics
 	// Now stamps started_at and completed_at; nil means time.Now.
@@ -109,14 +115,14 @@ type Deps struct {
 //     each run first deletes what earlier runs left (objects and multipart
 //     uploads a killed worker could not abort).
 type Handler struct {
-	pool    *pgxpool.Pool
-	store   *storage.Store
-	open    func(key string) zipstream.Opener
-	log     *slog.Logger
-	metrics *metrics.Metrics
-	now     func() time.Time
-	version string
-	opts    Options
+	pool     *pgxpool.Pool
+	storages *storage.Resolver
+	open     func(it item) zipstream.Opener
+	log      *slog.Logger
+	metrics  *metrics.Metrics
+	now      func() time.Time
+	version  string
+	opts     Options
 
 	// onProgress, set by tests only, runs after each progress snapshot on the
 	// goroutine writing the archive, with the pack's context.
@@ -129,8 +135,12 @@ type Handler struct {
 // NewHandler builds the handler.
 func NewHandler(d Deps) *Handler {
 	h := &Handler{
-		pool: d.Pool, store: d.Store, log: d.Log, metrics: d.Metrics, now: d.Now, version: d.Version, opts: d.Options,
+		pool: d.Pool, storages: d.Storages, log: d.Log, metrics: d.Metrics, now: d.Now, version: d.Version, opts: d.Options,
 	}
+	if h.storages == nil {
+		h.storages = storage.OwnOnly(d.Store)
+	}
+	h.open = h.openItem
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -151,9 +161,6 @@ func NewHandler(d Deps) *Handler {
 	}
 	if h.opts.MaxAttempts <= 0 {
 		h.opts.MaxAttempts = DefaultMaxAttempts
-	}
-	if d.Store != nil {
-		h.open = openObject(minio.Core{Client: d.Store.Client}, d.Store.Bucket)
 	}
 	return h
 }
@@ -180,7 +187,11 @@ type run struct {
 	// attempt is export_logs.attempts as this run set it: every later write
 	// of the run is conditional on it, so a run that a newer one overtook
 	// (a redelivery while it still ran) can no longer change the row.
-	attempt  int32
+	attempt int32
+	// dst is where the archive goes: labelq's bucket, or the export's
+	// storage. Nil when that storage cannot be used (nothing is uploaded, and
+	// nothing can be cleaned up there).
+	dst      *storage.Source
 	key      string
 	modified time.Time
 	plan     *plan
@@ -205,9 +216,13 @@ func (h *Handler) Run(ctx context.Context, exportID int64) error {
 // start takes the export in one transaction: under the row lock it checks the
 // status, selects the content, and sets running, the attempt and the totals.
 func (h *Handler) start(ctx context.Context, id int64, log *slog.Logger) (*run, error) {
+	dst, unusable, err := h.target(ctx, id)
+	if err != nil {
+		return nil, err
+	}
 	var rn, leftover *run
 	var failed string // a reason the export can never succeed, written on the row
-	err := database.Tx(ctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
+	err = database.Tx(ctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
 		e, err := q.ExportLogGetForUpdate(ctx, id)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return errExportNotFound
@@ -219,7 +234,7 @@ func (h *Handler) start(ctx context.Context, id int64, log *slog.Logger) (*run, 
 		case db.ExportStatusFailed, db.ExportStatusCancelled:
 			// A run may have completed its upload and died, or been cut off,
 			// before it could delete it: no archive may outlive the export.
-			leftover = &run{id: id, orgID: e.OrgID, projectID: e.ProjectID, attempt: e.Attempts, log: log}
+			leftover = &run{id: id, orgID: e.OrgID, projectID: e.ProjectID, attempt: e.Attempts, dst: dst, log: log}
 			fallthrough
 		case db.ExportStatusCompleted:
 			log.InfoContext(ctx, "export already finished; nothing to do", slog.String("status", string(e.Status)))
@@ -227,8 +242,11 @@ func (h *Handler) start(ctx context.Context, id int64, log *slog.Logger) (*run, 
 		}
 		fail := func(reason string) error {
 			failed = reason
-			leftover = &run{id: id, orgID: e.OrgID, projectID: e.ProjectID, attempt: e.Attempts, log: log}
+			leftover = &run{id: id, orgID: e.OrgID, projectID: e.ProjectID, attempt: e.Attempts, dst: dst, log: log}
 			return recordFailure(ctx, q, e, e.Attempts, reason, h.now())
+		}
+		if unusable != nil {
+			return fail(fmt.Sprintf("the export storage cannot be used: %s; fix it, or request the export again without storage_id", unusable.Error()))
 		}
 		if int(e.Attempts) >= h.opts.MaxAttempts {
 			return fail(fmt.Sprintf("gave up after %d attempts; the last one ended with: %s", e.Attempts, deref(e.Error)))
@@ -266,8 +284,8 @@ func (h *Handler) start(ctx context.Context, id int64, log *slog.Logger) (*run, 
 			return fmt.Errorf("start export %d: %w", id, err)
 		}
 		rn = &run{
-			id: id, orgID: e.OrgID, projectID: e.ProjectID, attempt: st.Attempts,
-			key: objectKey(e.OrgID, e.ProjectID, id, st.Attempts), modified: e.RequestedAt, plan: pl, started: now,
+			id: id, orgID: e.OrgID, projectID: e.ProjectID, attempt: st.Attempts, dst: dst,
+			key: objectKey(dst, e.OrgID, e.ProjectID, id, st.Attempts), modified: e.RequestedAt, plan: pl, started: now,
 		}
 		rn.log = log.With(slog.Int64("project_id", e.ProjectID), slog.Int("attempt", int(st.Attempts)))
 		if len(pl.skipped) > 0 {
@@ -298,6 +316,31 @@ func (h *Handler) start(ctx context.Context, id int64, log *slog.Logger) (*run, 
 	return rn, nil
 }
 
+// target finds where export id's archive goes: labelq's bucket, or the export
+// storage its storage_id names. The storage is looked up before the row is
+// locked (storage_id never changes once the export exists), so no lock is held
+// across that read. A storage that cannot be used as it is (deleted, endpoint
+// no longer allowed, credentials not opening) comes back as unusable, and the
+// export fails with that reason; failing to read the storage's row is an
+// error, and the export is retried.
+func (h *Handler) target(ctx context.Context, id int64) (dst *storage.Source, unusable *storage.UnusableError, err error) {
+	storageID, err := db.New(h.pool).ExportLogGetStorage(ctx, id)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil, queue.Permanent(fmt.Errorf("export %d: %w", id, errExportNotFound))
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("read export %d: %w", id, err)
+	}
+	dst, err = h.storages.Resolve(ctx, storageID)
+	if errors.As(err, &unusable) {
+		return nil, unusable, nil
+	}
+	if err != nil {
+		return nil, nil, fmt.Errorf("find the export storage of export %d: %w", id, err)
+	}
+	return dst, nil, nil
+}
+
 // pack streams the archive into the bucket and, when it is whole, records it.
 func (h *Handler) pack(ctx context.Context, rn *run) error {
 	// A worker killed mid-upload never aborts its multipart upload, and one
@@ -308,7 +351,7 @@ func (h *Handler) pack(ctx context.Context, rn *run) error {
 
 	pctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	up := h.startUpload(ctx, rn.key, partSize(rn.plan, h.opts.PartSize))
+	up := h.startUpload(ctx, rn.dst.Store, rn.key, partSize(rn.plan, h.opts.PartSize))
 	hw := zipstream.NewHashingWriter(up.pw)
 	mon := h.startMonitor(ctx, rn, func(cause error) {
 		stop(cause)
@@ -353,6 +396,11 @@ func (h *Handler) packFailed(ctx context.Context, rn *run, err, cause, uploadErr
 		return h.fail(ctx, rn, reason, err)
 	}
 	if uploadErr != nil {
+		// An export storage refusing the archive (credentials, permissions, a
+		// bucket gone) is its owner's to fix: retrying cannot help.
+		if reason := rn.dst.Refusal("write", rn.key, uploadErr); reason != "" {
+			return h.fail(ctx, rn, reason, uploadErr)
+		}
 		err = fmt.Errorf("upload archive: %w", uploadErr)
 	}
 	return h.retry(ctx, rn, err)
@@ -365,7 +413,16 @@ func permanentReason(err error) (string, bool) {
 	var cm *zipstream.ChecksumMismatchError
 	var sm *zipstream.SizeMismatchError
 	var ee *zipstream.EntryError
+	var ue *storage.UnusableError
+	var re *refusedError
 	switch {
+	case errors.As(err, &ee) && errors.As(ee.Err, &ue):
+		// The version's storage cannot be used as it is (deleted, endpoint no
+		// longer allowed, credentials not opening): not a passing outage.
+		return fmt.Sprintf("%s (version %d): %s; fix the storage or leave the file out, then request the export again",
+			ee.Path, ee.VersionID, ue.Error()), true
+	case errors.As(err, &ee) && errors.As(ee.Err, &re):
+		return fmt.Sprintf("%s (version %d): %s; then request the export again", ee.Path, ee.VersionID, re.reason), true
 	case errors.As(err, &cm):
 		return fmt.Sprintf("%s (version %d): stored bytes no longer match the recorded SHA-256 (recorded %s, read %s); %s",
 			cm.Path, cm.VersionID, cm.Expected, cm.Got, fix), true
@@ -494,6 +551,9 @@ func (h *Handler) complete(ctx context.Context, rn *run, up *upload, hw *zipstre
 	}
 	info, err := up.finish()
 	if err != nil {
+		if reason := rn.dst.Refusal("write", rn.key, err); reason != "" {
+			return h.fail(ctx, rn, reason, err)
+		}
 		return h.retry(ctx, rn, fmt.Errorf("upload archive: %w", err))
 	}
 	if info.Size != hw.Size() {
@@ -527,10 +587,14 @@ func (h *Handler) complete(ctx context.Context, rn *run, up *upload, hw *zipstre
 		}); err != nil {
 			return fmt.Errorf("record the files of export %d: %w", rn.id, err)
 		}
-		return event(ctx, q, rn.orgID, rn.id, EventExported, fmt.Sprintf("export:%d:exported", rn.id), map[string]any{
+		meta := map[string]any{
 			"attempt": rn.attempt, "files": count, "bytes": rn.plan.bytes, "size_bytes": size, "sha256": sum,
 			"storage_path": rn.key, "skipped": len(rn.plan.skipped), "duration_ms": now.Sub(rn.started).Milliseconds(),
-		})
+		}
+		if rn.dst.StorageID != 0 {
+			meta["storage_id"] = rn.dst.StorageID
+		}
+		return event(ctx, q, rn.orgID, rn.id, EventExported, fmt.Sprintf("export:%d:exported", rn.id), meta)
 	})
 	if err != nil {
 		// The commit's outcome is unknown, so the object stays: if the row
@@ -556,21 +620,31 @@ func (h *Handler) complete(ctx context.Context, rn *run, up *upload, hw *zipstre
 // is cancelled or failed, or keep's run has just taken it over. Like every
 // bucket call here it runs with no row lock held.
 func (h *Handler) removeArchives(ctx context.Context, rn *run, keep string) {
+	if rn.dst == nil {
+		// The export storage cannot be used: nothing was uploaded to it by
+		// this run, and what earlier runs left there cannot be reached.
+		rn.log.WarnContext(ctx, "the export storage cannot be used; archives earlier runs may have left there are not cleaned up")
+		return
+	}
+	st := rn.dst.Store
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
 	// Multipart uploads are listed per key (MinIO lists none by prefix); the
 	// runs of an export are numbered up to rn.attempt.
 	for a := int32(1); a <= rn.attempt; a++ {
-		if k := objectKey(rn.orgID, rn.projectID, rn.id, a); k != keep {
-			if err := h.store.Client.RemoveIncompleteUpload(rctx, h.store.Bucket, k); err != nil && !storage.IsNotFound(err) {
+		if k := objectKey(rn.dst, rn.orgID, rn.projectID, rn.id, a); k != keep {
+			if err := st.Client.RemoveIncompleteUpload(rctx, st.Bucket, k); err != nil && !storage.IsNotFound(err) {
 				rn.log.WarnContext(ctx, "could not abort the multipart upload of an earlier run",
 					slog.String("key", k), slog.String("error", err.Error()))
 			}
 		}
 	}
-	prefix := exportPrefix(rn.orgID, rn.projectID, rn.id)
-	keys := []string{legacyObjectKey(rn.orgID, rn.projectID, rn.id)}
-	for o := range h.store.Client.ListObjects(rctx, h.store.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
+	prefix := exportPrefix(rn.dst, rn.orgID, rn.projectID, rn.id)
+	var keys []string
+	if rn.dst.StorageID == 0 {
+		keys = append(keys, legacyObjectKey(rn.orgID, rn.projectID, rn.id))
+	}
+	for o := range st.Client.ListObjects(rctx, st.Bucket, minio.ListObjectsOptions{Prefix: prefix, Recursive: true}) {
 		if o.Err != nil {
 			rn.log.WarnContext(ctx, "could not list the archives of the export; retention's orphan sweep deletes them",
 				slog.String("error", o.Err.Error()))
@@ -590,9 +664,12 @@ func (h *Handler) removeArchives(ctx context.Context, rn *run, keep string) {
 // is logged, not returned, because the row's outcome does not depend on it
 // (and retention's orphan sweep deletes it later).
 func (h *Handler) removeObject(ctx context.Context, rn *run, key string) {
+	if rn.dst == nil {
+		return
+	}
 	rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), time.Minute)
 	defer cancel()
-	if err := h.store.Client.RemoveObject(rctx, h.store.Bucket, key, minio.RemoveObjectOptions{}); err != nil && !storage.IsNotFound(err) {
+	if err := rn.dst.Client.RemoveObject(rctx, rn.dst.Bucket, key, minio.RemoveObjectOptions{}); err != nil && !storage.IsNotFound(err) {
 		rn.log.ErrorContext(ctx, "could not delete the archive of an export run that did not complete; retention's orphan sweep retries",
 			slog.String("key", key), slog.String("error", err.Error()))
 	}

@@ -23,6 +23,7 @@ import (
 
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/metrics"
+	"github.com/labelq/labelq/internal/storage"
 	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
 	"github.com/labelq/labelq/worker/export"
@@ -42,6 +43,10 @@ type fixture struct {
 	log     *slog.Logger
 	logs    *testenv.LogBuffer
 	metrics *metrics.Metrics
+	// keys and res are the handler's storage resolver: labelq's bucket, and
+	// what a test allows beside it (useRemote).
+	keys *storage.Keyring
+	res  *storage.Resolver
 }
 
 func newFixture(t testing.TB) *fixture {
@@ -49,10 +54,21 @@ func newFixture(t testing.TB) *fixture {
 	pg := testenv.Postgres(t)
 	org := pg.Org(t)
 	log, logs := testenv.Logger(t)
-	return &fixture{
+	f := &fixture{
 		t: t, pg: pg, s3: testenv.MinIO(t), org: org, pr: pg.Project(t, org.ID),
-		log: log, logs: logs, metrics: metrics.New(),
+		log: log, logs: logs, metrics: metrics.New(), keys: testenv.StorageKeyring(t),
 	}
+	f.res = testenv.StorageResolver(t, pg, f.s3, f.keys)
+	return f
+}
+
+// useRemote returns a bucket on a second MinIO server, whose endpoint the
+// fixture's resolver now allows: handlers built after this reach it.
+func (f *fixture) useRemote() *testenv.S3 {
+	f.t.Helper()
+	remote := testenv.SecondMinIO(f.t)
+	f.res = testenv.StorageResolver(f.t, f.pg, f.s3, f.keys, remote.Endpoint)
+	return remote
 }
 
 // handler builds a project:export handler over the fixture's services. Tests
@@ -65,7 +81,7 @@ func (f *fixture) handler(opts export.Options) *export.Handler {
 		opts.PartSize = minPartSize
 	}
 	return export.NewHandler(export.Deps{
-		Pool: f.pg.Pool, Store: f.s3.Store, Metrics: f.metrics, Version: "test", Options: opts,
+		Pool: f.pg.Pool, Store: f.s3.Store, Storages: f.res, Metrics: f.metrics, Version: "test", Options: opts,
 		Log: f.log,
 	})
 }

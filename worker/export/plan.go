@@ -15,6 +15,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/storage"
 	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/zipstream"
 )
@@ -42,6 +43,7 @@ type item struct {
 	fileName      string
 	versionID     int64
 	versionNumber int32
+	storageID     *int64 // the version's storage; nil: labelq's bucket
 	key           string
 	sha256        string
 	size          int64
@@ -121,7 +123,7 @@ func buildPlan(e db.ExportLog, pr db.Project, sel Selection, rows []db.FileVersi
 		}
 		p.items = append(p.items, item{
 			kind: r.Kind, fileID: r.FileID, fileName: r.FileName, versionID: r.ID, versionNumber: r.VersionNumber,
-			key: r.StoragePath, sha256: strings.ToLower(*r.Checksum), size: *r.SizeBytes, mime: deref(r.MimeType),
+			storageID: r.StorageID, key: r.StoragePath, sha256: strings.ToLower(*r.Checksum), size: *r.SizeBytes, mime: deref(r.MimeType),
 		})
 	}
 	slices.SortFunc(p.items, func(a, b item) int {
@@ -194,13 +196,13 @@ func (p *plan) indexBytes() ([]byte, error) {
 // recorded checksums and a pack never succeeds with bytes that differ from
 // them (see zipstream's doc), so a reader streaming the archive meets it before
 // the files it describes.
-func (p *plan) entries(open func(key string) zipstream.Opener) []zipstream.Entry {
+func (p *plan) entries(open func(it item) zipstream.Opener) []zipstream.Entry {
 	out := make([]zipstream.Entry, 0, len(p.items)+2)
 	out = append(out, p.manifest.entry())
 	for _, it := range p.items {
 		out = append(out, zipstream.Entry{
 			Path: it.path, Size: it.size, SHA256: it.sha256, MIMEType: it.mime, VersionID: it.versionID,
-			Open: open(it.key),
+			Open: open(it),
 		})
 	}
 	return append(out, p.index.entry())
@@ -215,35 +217,67 @@ func (p *plan) filesDone(pr zipstream.Progress) (files int32, bytes int64) {
 	return int32(f), b
 }
 
-// openObject returns an opener reading key from the bucket. It uses minio's
-// Core GetObject, which hands back the HTTP response body as it is: the
-// high-level Object adds a goroutine hand-off per Read and a lazy first
-// request, neither of which a front-to-back read needs. The body is bound to
-// ctx, which zipstream cancels when the pack stops.
-func openObject(core minio.Core, bucket string) func(key string) zipstream.Opener {
-	return func(key string) zipstream.Opener {
-		return func(ctx context.Context) (io.ReadCloser, error) {
-			body, _, _, err := core.GetObject(ctx, bucket, key, minio.GetObjectOptions{})
-			if err != nil {
-				return nil, err
-			}
-			return body, nil
+// openItem returns an opener reading the item's object from the storage that
+// holds it (the resolver caches one client per storage, so this is a map
+// lookup per entry). It uses minio's Core GetObject, which hands back the HTTP
+// response body as it is: the high-level Object adds a goroutine hand-off per
+// Read and a lazy first request, neither of which a front-to-back read needs.
+// The body is bound to ctx, which zipstream cancels when the pack stops. A
+// storage that cannot be used, or that refuses labelq, comes back as an
+// *storage.UnusableError or *refusedError, which permanentReason turns into
+// the export's reason.
+func (h *Handler) openItem(it item) zipstream.Opener {
+	return func(ctx context.Context) (io.ReadCloser, error) {
+		src, err := h.storages.Resolve(ctx, it.storageID)
+		if err != nil {
+			return nil, err
 		}
+		body, _, _, err := minio.Core{Client: src.Client}.GetObject(ctx, src.Bucket, it.key, minio.GetObjectOptions{})
+		if err != nil {
+			if reason := src.Refusal("read", it.key, err); reason != "" {
+				return nil, &refusedError{reason: reason, err: err}
+			}
+			return nil, err
+		}
+		return body, nil
 	}
 }
 
-// objectKey is where one run (attempt) of an export uploads its archive. Each
-// run has a key of its own, so a run never overwrites or deletes what another
-// run of the export uploaded, and none of them needs the row lock while it
-// talks to the bucket: the row records the key of the run that completed, and
-// the others' objects are removed by their runs, by later runs of the export
-// (exportPrefix) or, failing both, by retention's orphan sweep.
-func objectKey(orgID, projectID, exportID int64, attempt int32) string {
-	return fmt.Sprintf("%sattempt-%d.zip", exportPrefix(orgID, projectID, exportID), attempt)
+// refusedError is a tenant's storage refusing labelq (access denied, no such
+// bucket), with the reason for a person.
+type refusedError struct {
+	reason string
+	err    error
 }
 
-// exportPrefix holds the objects of every run of an export.
-func exportPrefix(orgID, projectID, exportID int64) string {
+func (e *refusedError) Error() string { return e.reason + ": " + e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
+
+// objectKey is where one run (attempt) of an export uploads its archive in
+// dst. Each run has a key of its own, so a run never overwrites or deletes
+// what another run of the export uploaded, and none of them needs the row lock
+// while it talks to the bucket: the row records the key of the run that
+// completed, and the others' objects are removed by their runs, by later runs
+// of the export (exportPrefix) or, failing both (in labelq's bucket), by
+// retention's orphan sweep.
+func objectKey(dst *storage.Source, orgID, projectID, exportID int64, attempt int32) string {
+	return fmt.Sprintf("%sattempt-%d.zip", exportPrefix(dst, orgID, projectID, exportID), attempt)
+}
+
+// exportPrefix holds the objects of every run of an export. In labelq's
+// bucket it is orgs/<org>/projects/<project>/exports/<export>/; in an export
+// storage it is <prefix>exports/<export>/ (a "/" is put between a prefix and
+// "exports" when the prefix does not end with one): the storage belongs to
+// one project of one organization already, and the export id is unique, so
+// the shorter key is what the bucket's owner reads.
+func exportPrefix(dst *storage.Source, orgID, projectID, exportID int64) string {
+	if dst != nil && dst.StorageID != 0 {
+		p := dst.Prefix
+		if p != "" && !strings.HasSuffix(p, "/") {
+			p += "/"
+		}
+		return fmt.Sprintf("%sexports/%d/", p, exportID)
+	}
 	return fmt.Sprintf("orgs/%d/projects/%d/exports/%d/", orgID, projectID, exportID)
 }
 

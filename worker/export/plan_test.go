@@ -98,7 +98,7 @@ func TestBuildPlan(t *testing.T) {
 	require.True(t, m.CreatedAt.Equal(e.RequestedAt))
 	require.Len(t, m.Entries, 5)
 
-	entries := p.entries(func(key string) zipstream.Opener { return nil })
+	entries := p.entries(func(item) zipstream.Opener { return nil })
 	require.Len(t, entries, 7)
 	require.Equal(t, zipstream.ManifestPath, entries[0].Path)
 	require.Equal(t, zipstream.IndexPath, entries[6].Path)

@@ -43,10 +43,23 @@ const DefaultOrphanGrace = 13 * time.Hour
 //
 // Deleting the object comes first and marking the row second, so a pass cut
 // off in between leaves a row that the next pass deletes again (a no-op in S3)
-// and then marks: nothing is marked purged while its object still exists.
+// and then marks: nothing is marked purged while its object still exists. The
+// one exception is an archive in an export storage that labelq can no longer
+// delete (the storage deleted or unusable, or its credentials not allowed to
+// delete): the bucket is the tenant's, the row is marked purged all the same
+// (its download answers 410), and the event says the object was left there and
+// why, rather than failing every pass from now on.
+//
+// The orphan sweep walks labelq's own bucket only: an export storage is the
+// tenant's bucket, which labelq does not list, and a run's leftovers there are
+// deleted by the run itself or by the export's next run and its clean-up on
+// cancel or failure.
 type RetentionHandler struct {
-	Pool      *pgxpool.Pool
-	Store     *storage.Store
+	Pool  *pgxpool.Pool
+	Store *storage.Store
+	// Storages reaches the export storages archives may be in; nil: labelq's
+	// bucket only (an archive in a storage is then retried every pass).
+	Storages  *storage.Resolver
 	Log       *slog.Logger
 	Retention time.Duration
 	// Now is the clock the age is measured with; nil means time.Now.
@@ -124,11 +137,31 @@ func (r *RetentionHandler) Run(ctx context.Context) (int, error) {
 }
 
 func (r *RetentionHandler) purge(ctx context.Context, e db.ExportLogListExpiredRow, now time.Time) error {
+	left := "" // why the archive stays in the tenant's export storage
 	if e.StoragePath != nil {
-		err := r.Store.Client.RemoveObject(ctx, r.Store.Bucket, *e.StoragePath, minio.RemoveObjectOptions{})
-		if err != nil && !storage.IsNotFound(err) {
-			return fmt.Errorf("delete archive of export %d: %w", e.ID, err)
+		storages := r.Storages
+		if storages == nil {
+			storages = storage.OwnOnly(r.Store)
 		}
+		var ue *storage.UnusableError
+		src, err := storages.Resolve(ctx, e.StorageID)
+		switch {
+		case errors.As(err, &ue):
+			left = ue.Error()
+		case err != nil:
+			return fmt.Errorf("find the export storage of export %d: %w", e.ID, err)
+		default:
+			err := src.Client.RemoveObject(ctx, src.Bucket, *e.StoragePath, minio.RemoveObjectOptions{})
+			if reason := src.Refusal("delete", *e.StoragePath, err); reason != "" {
+				left = reason
+			} else if err != nil && !storage.IsNotFound(err) {
+				return fmt.Errorf("delete archive of export %d: %w", e.ID, err)
+			}
+		}
+	}
+	if left != "" {
+		r.logger(ctx).WarnContext(ctx, "an expired archive in an export storage could not be deleted; the export is marked purged and the object left there",
+			slog.Int64("export_id", e.ID), slog.String("reason", left))
 	}
 	return database.Tx(ctx, r.Pool, func(q *db.Queries, _ pgx.Tx) error {
 		n, err := q.ExportLogMarkPurged(ctx, db.ExportLogMarkPurgedParams{ID: e.ID, PurgedAt: &now})
@@ -138,13 +171,21 @@ func (r *RetentionHandler) purge(ctx context.Context, e db.ExportLogListExpiredR
 		if n == 0 {
 			return nil // another pass got there first
 		}
-		return event(ctx, q, e.OrgID, e.ID, EventPurged, fmt.Sprintf("export:%d:purged", e.ID), map[string]any{
+		meta := map[string]any{
 			"storage_path": deref(e.StoragePath), "completed_at": e.CompletedAt, "retention": r.Retention.String(),
-		})
+		}
+		if e.StorageID != nil {
+			meta["storage_id"] = *e.StorageID
+		}
+		if left != "" {
+			meta["left_in_storage"] = left
+		}
+		return event(ctx, q, e.OrgID, e.ID, EventPurged, fmt.Sprintf("export:%d:purged", e.ID), meta)
 	})
 }
 
-// SweepOrphans deletes the objects under every project's exports/ prefix that
+// SweepOrphans deletes the objects under every project's exports/ prefix in
+// labelq's own bucket (never an export storage's: see RetentionHandler) that
 // are older than OrphanGrace and are not the archive of a completed, unpurged
 // export, and returns how many it deleted. It walks the bucket (orgs/, then
 // each org's projects/, then each project's exports/) rather than the rows, so

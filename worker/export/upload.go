@@ -11,6 +11,7 @@ import (
 	"github.com/minio/minio-go/v7"
 
 	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/storage"
 	"github.com/labelq/labelq/internal/zipstream"
 )
 
@@ -64,13 +65,13 @@ var errUploadEnded = errors.New("archive upload ended")
 // startUpload starts PutObject on its own goroutine. It is bound to the task's
 // context: when that ends, minio-go aborts the upload (with a context of its
 // own, so the abort itself still goes out).
-func (h *Handler) startUpload(ctx context.Context, key string, partSize uint64) *upload {
+func (h *Handler) startUpload(ctx context.Context, st *storage.Store, key string, partSize uint64) *upload {
 	pr, pw := io.Pipe()
 	u := &upload{pw: pw, done: make(chan struct{})}
 	opts := minio.PutObjectOptions{ContentType: "application/zip", PartSize: partSize}
 	go func() {
 		defer close(u.done)
-		u.info, u.err = h.store.Client.PutObject(ctx, h.store.Bucket, key, pr, -1, opts)
+		u.info, u.err = st.Client.PutObject(ctx, st.Bucket, key, pr, -1, opts)
 		// Nothing reads the pipe any more: a write still waiting fails now
 		// instead of blocking forever.
 		pr.CloseWithError(errUploadEnded)

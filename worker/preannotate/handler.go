@@ -80,33 +80,43 @@ func (o Options) withDefaults() Options {
 
 // Deps are what the handler needs; Log, Metrics and Now may be nil.
 type Deps struct {
-	Pool    *pgxpool.Pool
-	Store   *storage.Store
-	LLM     *llm.Client
-	Limiter *ratelimit.Limiter
-	Log     *slog.Logger
-	Metrics *metrics.Metrics
-	Now     func() time.Time
-	Options Options
+	Pool *pgxpool.Pool
+	// Store is labelq's own bucket: outputs are stored there, and a version
+	// with no storage_id is read from it.
+	Store *storage.Store
+	// Storages reaches the storage a version's storage_id names. Nil: only
+	// Store is known, and a version of a storage is retried until the worker is
+	// wired with a resolver.
+	Storages *storage.Resolver
+	LLM      *llm.Client
+	Limiter  *ratelimit.Limiter
+	Log      *slog.Logger
+	Metrics  *metrics.Metrics
+	Now      func() time.Time
+	Options  Options
 }
 
 // Handler processes file:preannotate tasks.
 type Handler struct {
-	pool    *pgxpool.Pool
-	store   *storage.Store
-	llm     *llm.Client
-	limiter *ratelimit.Limiter
-	log     *slog.Logger
-	metrics *metrics.Metrics
-	now     func() time.Time
-	opts    Options
+	pool     *pgxpool.Pool
+	store    *storage.Store
+	storages *storage.Resolver
+	llm      *llm.Client
+	limiter  *ratelimit.Limiter
+	log      *slog.Logger
+	metrics  *metrics.Metrics
+	now      func() time.Time
+	opts     Options
 }
 
 // NewHandler builds the handler.
 func NewHandler(d Deps) *Handler {
 	h := &Handler{
-		pool: d.Pool, store: d.Store, llm: d.LLM, limiter: d.Limiter, log: d.Log,
+		pool: d.Pool, store: d.Store, storages: d.Storages, llm: d.LLM, limiter: d.Limiter, log: d.Log,
 		metrics: d.Metrics, now: d.Now, opts: d.Options.withDefaults(),
+	}
+	if h.storages == nil {
+		h.storages = storage.OwnOnly(d.Store)
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -345,6 +355,17 @@ func (h *Handler) process(ctx context.Context, j *job) error {
 	if errors.Is(err, errObjectChanged) {
 		return h.revalidate(ctx, j)
 	}
+	// A tenant's storage that cannot be used, or that refuses labelq, is theirs
+	// to fix: the run fails with the reason (a re-run picks it up once fixed)
+	// rather than retrying against a door that stays shut.
+	var ue *storage.UnusableError
+	var re *refusedError
+	switch {
+	case errors.As(err, &ue):
+		return h.fail(ctx, j, usage{}, fmt.Sprintf("the version's object %q cannot be read: %s", j.version.StoragePath, ue.Error()), nil)
+	case errors.As(err, &re):
+		return h.fail(ctx, j, usage{}, re.reason, nil)
+	}
 	if storage.IsNotFound(err) {
 		return h.fail(ctx, j, usage{}, fmt.Sprintf("the version's object %q is no longer in the bucket", j.version.StoragePath), nil)
 	}
@@ -410,20 +431,33 @@ func keyHash(k llm.CacheKey) string {
 // were recorded is hashed to its end and compared with its checksum. Either
 // mismatch is errObjectChanged, and nothing read is returned.
 func (h *Handler) read(ctx context.Context, v db.FileVersion, limit int64) ([]byte, error) {
+	src, err := h.storages.Resolve(ctx, v.StorageID)
+	if err != nil {
+		return nil, err
+	}
 	var opts minio.GetObjectOptions
 	if v.ObjectEtag != nil {
 		if err := opts.SetMatchETag(*v.ObjectEtag); err != nil {
 			return nil, err
 		}
 	}
-	obj, err := h.store.Client.GetObject(ctx, h.store.Bucket, v.StoragePath, opts)
+	sorted := func(err error) error {
+		if reason := src.Refusal("read", v.StoragePath, err); reason != "" {
+			return &refusedError{reason: reason, err: err}
+		}
+		return objectChanged(err)
+	}
+	obj, err := src.Client.GetObject(ctx, src.Bucket, v.StoragePath, opts)
 	if err != nil {
-		return nil, objectChanged(err)
+		return nil, sorted(err)
 	}
 	defer func() { _ = obj.Close() }()
 	if v.ObjectEtag != nil {
 		data, err := io.ReadAll(io.LimitReader(obj, limit))
-		return data, objectChanged(err)
+		if err != nil {
+			return nil, sorted(err)
+		}
+		return data, nil
 	}
 	sum := sha256.New()
 	data, err := io.ReadAll(io.LimitReader(io.TeeReader(obj, sum), limit))
@@ -431,13 +465,23 @@ func (h *Handler) read(ctx context.Context, v db.FileVersion, limit int64) ([]by
 		_, err = io.Copy(sum, obj)
 	}
 	if err != nil {
-		return nil, objectChanged(err)
+		return nil, sorted(err)
 	}
 	if v.Checksum == nil || !strings.EqualFold(hex.EncodeToString(sum.Sum(nil)), *v.Checksum) {
 		return nil, errObjectChanged
 	}
 	return data, nil
 }
+
+// refusedError is a tenant's bucket refusing to let labelq read a version's
+// object (access denied, no such bucket), with the reason for the run.
+type refusedError struct {
+	reason string
+	err    error
+}
+
+func (e *refusedError) Error() string { return e.reason + ": " + e.err.Error() }
+func (e *refusedError) Unwrap() error { return e.err }
 
 // objectChangedReason is the skip reason of a run whose version's object changed
 // after validation; the run is opened again once the version is valid again.

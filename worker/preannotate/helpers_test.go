@@ -19,6 +19,7 @@ import (
 	"github.com/labelq/labelq/internal/llm"
 	"github.com/labelq/labelq/internal/llm/llmtest"
 	"github.com/labelq/labelq/internal/ratelimit"
+	"github.com/labelq/labelq/internal/storage"
 	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
 	"github.com/labelq/labelq/worker/preannotate"
@@ -41,6 +42,11 @@ type fixture struct {
 	logs    *testenv.LogBuffer
 	org     db.Organization
 	project db.Project
+	// keys and res are the handler's storage resolver: labelq's bucket, and
+	// what a test allows beside it (useRemote).
+	keys *storage.Keyring
+	res  *storage.Resolver
+	opts preannotate.Options
 }
 
 type fixtureOpts struct {
@@ -59,7 +65,8 @@ func withSchema(schema string) testenv.ProjectOpt {
 func newFixture(t testing.TB, o fixtureOpts) *fixture {
 	t.Helper()
 	env := testenv.New(t)
-	w := &fixture{t: t, env: env, srv: llmtest.New(t, o.serverOpts...)}
+	w := &fixture{t: t, env: env, srv: llmtest.New(t, o.serverOpts...), keys: testenv.StorageKeyring(t), opts: o.options}
+	w.res = testenv.StorageResolver(t, env.PG, env.S3, w.keys)
 	w.log, w.logs = testenv.Logger(t)
 	key := o.clientKey
 	if key == "" {
@@ -92,9 +99,19 @@ func newFixture(t testing.TB, o fixtureOpts) *fixture {
 // second worker process has its own).
 func (w *fixture) handler(lim *ratelimit.Limiter, opts preannotate.Options) *preannotate.Handler {
 	return preannotate.NewHandler(preannotate.Deps{
-		Pool: w.env.PG.Pool, Store: w.env.S3.Store, LLM: w.client, Limiter: lim,
+		Pool: w.env.PG.Pool, Store: w.env.S3.Store, Storages: w.res, LLM: w.client, Limiter: lim,
 		Log: w.log, Options: opts,
 	})
+}
+
+// useRemote returns a bucket on a second MinIO server, whose endpoint the
+// fixture's handler now reaches.
+func (w *fixture) useRemote() *testenv.S3 {
+	w.t.Helper()
+	remote := testenv.SecondMinIO(w.t)
+	w.res = testenv.StorageResolver(w.t, w.env.PG, w.env.S3, w.keys, remote.Endpoint)
+	w.h = w.handler(w.limiter, w.opts)
+	return remote
 }
 
 // valid uploads content as a new file's version and marks it valid the way

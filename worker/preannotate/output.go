@@ -136,7 +136,11 @@ func (h *Handler) storeNew(ctx context.Context, j *job, u usage, resp llm.Respon
 // version, without a model call. The object is copied (server-side) to this
 // version's own key rather than shared: the paying run may belong to another
 // project or organization, and each version must own its object so that deleting
-// or expiring one never breaks another.
+// or expiring one never breaks another. What is copied is the cached output, an
+// llm_output version that storeNew wrote to labelq's bucket (outputs never have
+// a storage), not the version being pre-annotated: so source and destination
+// are one bucket even when that version's bytes are in a tenant's storage, and
+// no copy across endpoints is ever asked of S3.
 func (h *Handler) reuse(ctx context.Context, j *job, src db.LlmRun, u usage) error {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
@@ -149,6 +153,9 @@ func (h *Handler) reuse(ctx context.Context, j *job, src db.LlmRun, u usage) err
 	}
 	if sv.Checksum == nil || sv.SizeBytes == nil || sv.MimeType == nil {
 		return fmt.Errorf("output version %d of cached run %d is not measured", sv.ID, src.ID)
+	}
+	if sv.StorageID != nil {
+		return fmt.Errorf("output version %d of cached run %d names storage %d: outputs live in labelq's bucket", sv.ID, src.ID, *sv.StorageID)
 	}
 	ext, _ := format(j)
 	key := objectKey(j, ext)

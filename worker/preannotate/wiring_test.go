@@ -76,7 +76,7 @@ func TestHandlerFromConfig(t *testing.T) {
 	require.NoError(t, err)
 	m := metrics.New()
 	h, err := handlerFromConfig(cfg, preannotate.Deps{
-		Pool: w.env.PG.Pool, Store: w.env.S3.Store, Log: testenv.Quiet(), Metrics: m, Now: time.Now,
+		Pool: w.env.PG.Pool, Store: w.env.S3.Store, Storages: w.res, Log: testenv.Quiet(), Metrics: m, Now: time.Now,
 	}, redisOpt)
 	require.NoError(t, err)
 

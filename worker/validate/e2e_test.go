@@ -89,7 +89,8 @@ func TestValidatePipelineEndToEnd(t *testing.T) {
 	t.Parallel()
 	env := testenv.New(t)
 	m := metrics.New()
-	h := validate.NewHandler(validate.Deps{Pool: env.PG.Pool, Store: env.S3.Store, Metrics: m, Options: testOptions})
+	h := validate.NewHandler(validate.Deps{Pool: env.PG.Pool, Store: env.S3.Store, Metrics: m, Options: testOptions,
+		Storages: testenv.StorageResolver(t, env.PG, env.S3, testenv.StorageKeyring(t))})
 	p := startPipeline(t, env, h, m, 4, true)
 
 	pg := env.PG

@@ -21,7 +21,8 @@ func FuzzPayload(f *testing.F) {
 		f.Add([]byte(s))
 	}
 	env := testenv.New(f)
-	h := validate.NewHandler(validate.Deps{Pool: env.PG.Pool, Store: env.S3.Store, Log: testenv.Quiet()})
+	h := validate.NewHandler(validate.Deps{Pool: env.PG.Pool, Store: env.S3.Store, Log: testenv.Quiet(),
+		Storages: testenv.StorageResolver(f, env.PG, env.S3, testenv.StorageKeyring(f))})
 	f.Fuzz(func(t *testing.T, payload []byte) {
 		err := tasks.Handle(h.Work).ProcessTask(context.Background(), asynq.NewTask(tasks.Validate{}.Kind(), payload))
 		if !errors.Is(err, asynq.SkipRetry) {

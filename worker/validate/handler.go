@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"maps"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -89,27 +90,35 @@ func (o Options) withDefaults() Options {
 
 // Deps are what the handler needs; Log, Metrics and Now may be nil.
 type Deps struct {
-	Pool    *pgxpool.Pool
-	Store   *storage.Store
-	Log     *slog.Logger
-	Metrics *metrics.Metrics
-	Now     func() time.Time
-	Options Options
+	Pool *pgxpool.Pool
+	// Store is labelq's own bucket, where a version with no storage_id is.
+	Store *storage.Store
+	// Storages reaches the storage a version's storage_id names (and Store for
+	// none). Nil: only Store is known, and a version of a storage is retried
+	// until the worker is wired with a resolver.
+	Storages *storage.Resolver
+	Log      *slog.Logger
+	Metrics  *metrics.Metrics
+	Now      func() time.Time
+	Options  Options
 }
 
 // Handler processes file:validate tasks.
 type Handler struct {
-	pool    *pgxpool.Pool
-	store   *storage.Store
-	log     *slog.Logger
-	metrics *metrics.Metrics
-	now     func() time.Time
-	opts    Options
+	pool     *pgxpool.Pool
+	storages *storage.Resolver
+	log      *slog.Logger
+	metrics  *metrics.Metrics
+	now      func() time.Time
+	opts     Options
 }
 
 // NewHandler builds the handler.
 func NewHandler(d Deps) *Handler {
-	h := &Handler{pool: d.Pool, store: d.Store, log: d.Log, metrics: d.Metrics, now: d.Now, opts: d.Options.withDefaults()}
+	h := &Handler{pool: d.Pool, storages: d.Storages, log: d.Log, metrics: d.Metrics, now: d.Now, opts: d.Options.withDefaults()}
+	if h.storages == nil {
+		h.storages = storage.OwnOnly(d.Store)
+	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
 	}
@@ -144,6 +153,49 @@ func (h *Handler) Work(ctx context.Context, args tasks.Validate) error {
 	return h.validate(ctx, log, row)
 }
 
+// codeOutsideNamespace: a key in labelq's bucket outside the version's
+// organization's namespace.
+const codeOutsideNamespace verify.Code = "key_outside_namespace"
+
+// source finds the bucket that holds v's bytes. A storage that cannot be used as
+// it is (deleted, its endpoint no longer allowed, its credentials not opening)
+// is the tenant's or operator's to fix, not a passing outage: a deleted one
+// decides the version missing at once, the others get the looks a missing
+// object gets (someone may be fixing the storage right now) and then decide it
+// missing with the storage's reason. Only a failure to read the storage's row
+// (the database) is retried like any outage. done is true when err is the
+// task's result.
+func (h *Handler) source(ctx context.Context, log *slog.Logger, row db.FileVersionGetForValidationRow) (src *storage.Source, done bool, err error) {
+	v := row.FileVersion
+	src, err = h.storages.Resolve(ctx, v.StorageID)
+	var ue *storage.UnusableError
+	switch {
+	case errors.As(err, &ue) && errors.Is(err, storage.ErrStorageGone):
+		msg := fmt.Sprintf("the object %q cannot be read: storage %d, which held it, was deleted; register the file again from a storage that has it",
+			v.StoragePath, ue.StorageID)
+		return nil, true, h.decide(ctx, log, row, outcome{missing: msg})
+	case errors.As(err, &ue):
+		return nil, true, h.missing(ctx, log, row, err, fmt.Sprintf("the object %q cannot be read: %s; fix the storage, then validate the version again",
+			v.StoragePath, ue.Error()))
+	case err != nil:
+		return nil, true, fmt.Errorf("find the storage of version %d: %w", v.ID, err)
+	}
+	// A version of an own storage (in labelq's bucket) reads only its
+	// organization's namespace, whatever path wrote its row (sync, a
+	// notification, batch registration). A version with no storage is confined
+	// to orgs/<org>/ where it is registered (the API's checkStorageKey), as
+	// before storages existed. A storage in another bucket is the tenant's
+	// alone: any key in it is theirs, and none is refused for its shape.
+	if v.StorageID != nil && src.Own && !strings.HasPrefix(v.StoragePath, storage.OwnPrefix(v.OrgID)) {
+		rep := verify.Report{Verdict: verify.Rejected, Findings: []verify.Finding{{
+			Verdict: verify.Rejected, Code: codeOutsideNamespace,
+			Message: fmt.Sprintf("key %q is outside the organization's namespace %s of labelq's bucket", v.StoragePath, storage.OwnPrefix(v.OrgID)),
+		}}}
+		return nil, true, h.decide(ctx, log, row, outcome{report: rep})
+	}
+	return src, false, nil
+}
+
 // validate reads the object and decides. Nothing is written before the decision
 // except the count of attempts that found no object.
 func (h *Handler) validate(ctx context.Context, log *slog.Logger, row db.FileVersionGetForValidationRow) error {
@@ -153,6 +205,10 @@ func (h *Handler) validate(ctx context.Context, log *slog.Logger, row db.FileVer
 		// A project setting, not this version's fault: retry (with backoff) until an
 		// admin fixes it; the version stays pending meanwhile.
 		return fmt.Errorf("project allow-list unusable; version left pending: %w", err)
+	}
+	src, done, err := h.source(ctx, log, row)
+	if done {
+		return err
 	}
 
 	// One GET: its response headers are the object's metadata (size, ETag and, with
@@ -165,10 +221,16 @@ func (h *Handler) validate(ctx context.Context, log *slog.Logger, row db.FileVer
 		cancel(fmt.Errorf("%w: no response after %s", errSlowRead, h.opts.BaseTimeout))
 	})
 	defer timer.Stop()
-	body, info, err := h.get(octx, v.StoragePath)
+	body, info, err := h.get(octx, src, v.StoragePath)
 	if err != nil {
 		if objectMissing(err) {
-			return h.missing(ctx, log, row, err)
+			return h.missing(ctx, log, row, err, "")
+		}
+		// A tenant's bucket refusing labelq (wrong or narrowed credentials, a
+		// bucket gone) is theirs to fix: looked at again like a missing object,
+		// then decided with the reason.
+		if reason := src.Refusal("read", v.StoragePath, err); reason != "" {
+			return h.missing(ctx, log, row, err, reason+"; then validate the version again")
 		}
 		return fmt.Errorf("get object %q of version %d: %w", v.StoragePath, v.ID, withCause(octx, err))
 	}
@@ -184,7 +246,7 @@ func (h *Handler) validate(ctx context.Context, log *slog.Logger, row db.FileVer
 
 	budget := h.passBudget(info.Size)
 	timer.Reset(budget)
-	m, rep, err := h.read(octx, timer, budget, body, v.StoragePath, info, refs, opts)
+	m, rep, err := h.read(octx, timer, budget, body, src, v.StoragePath, info, refs, opts)
 	switch {
 	case errors.Is(err, verify.ErrTooLarge):
 		rep = verify.Report{Verdict: verify.Rejected, Findings: []verify.Finding{{
@@ -193,7 +255,7 @@ func (h *Handler) validate(ctx context.Context, log *slog.Logger, row db.FileVer
 		return h.decide(ctx, log, row, outcome{report: rep, size: &size})
 	case err != nil && objectMissing(err):
 		// Deleted between the GET and the ZIP inspection's reads.
-		return h.missing(ctx, log, row, err)
+		return h.missing(ctx, log, row, err, "")
 	case err != nil:
 		return fmt.Errorf("read object %q of version %d: %w", v.StoragePath, v.ID, err)
 	}
@@ -206,10 +268,10 @@ func (h *Handler) validate(ctx context.Context, log *slog.Logger, row db.FileVer
 // than GetObjectOptions.Checksum, which would make minio-go hash the body a second
 // time to verify one stored checksum (SHA-256 twice over for an object that has
 // one); Measure computes every digest the references need in its own pass.
-func (h *Handler) get(ctx context.Context, key string) (io.ReadCloser, minio.ObjectInfo, error) {
+func (h *Handler) get(ctx context.Context, src *storage.Source, key string) (io.ReadCloser, minio.ObjectInfo, error) {
 	var opts minio.GetObjectOptions
 	opts.Set("x-amz-checksum-mode", "ENABLED")
-	body, info, _, err := minio.Core{Client: h.store.Client}.GetObject(ctx, h.store.Bucket, key, opts)
+	body, info, _, err := minio.Core{Client: src.Client}.GetObject(ctx, src.Bucket, key, opts)
 	return body, info, err
 }
 
@@ -289,7 +351,7 @@ var errSlowRead = errors.New("object read slower than the minimum throughput")
 // inspected entry by entry through ranged reads of the same object (If-Match its ETag, so a
 // replaced object fails the reads instead of mixing two uploads), with the budget
 // timer re-armed for that second pass.
-func (h *Handler) read(ctx context.Context, timer *time.Timer, budget time.Duration, body io.Reader, key string,
+func (h *Handler) read(ctx context.Context, timer *time.Timer, budget time.Duration, body io.Reader, src *storage.Source, key string,
 	info minio.ObjectInfo, refs verify.References, opts verify.Options) (verify.Measurement, verify.Report, error) {
 	opts.Checksums = verify.Needed(refs)
 	opts.SizeHint = info.Size
@@ -316,7 +378,7 @@ func (h *Handler) read(ctx context.Context, timer *time.Timer, budget time.Durat
 				return verify.Measurement{}, verify.Report{}, err
 			}
 		}
-		obj, err := h.store.Client.GetObject(ctx, h.store.Bucket, key, getOpts)
+		obj, err := src.Client.GetObject(ctx, src.Bucket, key, getOpts)
 		if err != nil {
 			return verify.Measurement{}, verify.Report{}, err
 		}
@@ -343,9 +405,10 @@ func withCause(ctx context.Context, err error) error {
 	return err
 }
 
-// missing counts an attempt that found no object; it asks for a later retry until
-// the attempts run out, then decides the version missing.
-func (h *Handler) missing(ctx context.Context, log *slog.Logger, row db.FileVersionGetForValidationRow, cause error) error {
+// missing counts an attempt that found no object (or could not read it: see
+// source); it asks for a later retry until the attempts run out, then decides
+// the version missing with final as the reason ("": no object at the key).
+func (h *Handler) missing(ctx context.Context, log *slog.Logger, row db.FileVersionGetForValidationRow, cause error, final string) error {
 	v := row.FileVersion
 	n, err := db.New(h.pool).FileVersionIncrementAttempts(ctx, v.ID)
 	if errors.Is(err, pgx.ErrNoRows) {
@@ -357,14 +420,23 @@ func (h *Handler) missing(ctx context.Context, log *slog.Logger, row db.FileVers
 	}
 	if int(n) < h.opts.MissingAttempts {
 		delay := queue.Backoff(int(n)-1, h.opts.MissingDelay, h.opts.MissingMaxDelay)
-		log.InfoContext(ctx, "object not in the bucket yet; will look again",
+		log.InfoContext(ctx, "object not in the bucket yet (or its storage refused); will look again",
 			slog.String("storage_path", v.StoragePath), slog.Int("attempt", int(n)),
 			slog.Int("max_attempts", h.opts.MissingAttempts), slog.Duration("retry_in", delay))
-		return queue.RetryAfter(delay, fmt.Errorf("object %q of version %d not found (attempt %d of %d): %w",
+		return queue.RetryAfter(delay, fmt.Errorf("object %q of version %d not found or not readable (attempt %d of %d): %w",
 			v.StoragePath, v.ID, n, h.opts.MissingAttempts, cause))
 	}
-	msg := fmt.Sprintf("no object at %q in bucket %q (looked %d times); upload the file to that key, or register the version again with the key it was uploaded to, then validate it again",
-		v.StoragePath, h.store.Bucket, n)
+	msg := final
+	if msg == "" {
+		bucket := h.storages.Own.Bucket
+		if src, err := h.storages.For(ctx, v.StorageID); err == nil {
+			bucket = src.Bucket
+		}
+		msg = fmt.Sprintf("no object at %q in bucket %q (looked %d times); upload the file to that key, or register the version again with the key it was uploaded to, then validate it again",
+			v.StoragePath, bucket, n)
+	} else {
+		msg = fmt.Sprintf("%s (looked %d times)", msg, n)
+	}
 	return h.decide(ctx, log, row, outcome{missing: msg})
 }
 

@@ -37,6 +37,7 @@ func newFixture(t testing.TB, opts validate.Options) *fixture {
 	m := metrics.New()
 	h := validate.NewHandler(validate.Deps{
 		Pool: env.PG.Pool, Store: env.S3.Store, Metrics: m, Options: opts, Log: log,
+		Storages: testenv.StorageResolver(t, env.PG, env.S3, testenv.StorageKeyring(t)),
 	})
 	s3c, err := minio.New(env.S3.Endpoint, &minio.Options{
 		Creds: credentials.NewStaticV4(env.S3.AccessKey, env.S3.SecretKey, ""), Region: "us-east-1",
