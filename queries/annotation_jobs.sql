@@ -11,6 +11,15 @@ WHERE project_id = @project_id AND org_id = @org_id AND deleted_at IS NULL AND i
 ORDER BY id
 LIMIT @max_rows;
 
+-- name: AnnotationJobGetForUpdate :one
+-- The job as PATCH /v1/jobs/{id} finds it, locked against other updates until commit.
+-- FOR NO KEY UPDATE, not FOR UPDATE: a project:match run inserting an assignment for
+-- the job (whose foreign key check takes FOR KEY SHARE) is not blocked by it, so the
+-- PATCH can then wait for that run's project lock without the two deadlocking.
+SELECT * FROM annotation_jobs
+WHERE id = @id AND org_id = @org_id AND deleted_at IS NULL
+FOR NO KEY UPDATE;
+
 -- name: AnnotationJobUpdate :one
 UPDATE annotation_jobs SET
     language          = COALESCE(sqlc.narg('language'), language),
@@ -42,8 +51,10 @@ ORDER BY j.id;
 -- project:match's reviewer side: jobs of the project that have an annotator (live,
 -- or done and waiting for review) but no live reviewer. annotator_id is the live
 -- annotator, else the latest who completed it; excluded_user_ids are everyone else
--- who may not review it: previous and other annotators of the job and reviewers
--- revoked from it (so a revoke is not undone by the run it triggers).
+-- who may not review it: previous and other annotators of the job and reviewers a
+-- person revoked from it (so a revoke is not undone by the run it triggers). A
+-- reviewer labelq revoked for a hard rule (revoked_rule, a changed language) is not
+-- excluded: the rule itself keeps them off the job for as long as it applies.
 SELECT j.id, j.language, j.priority, j.due_date,
        (SELECT a.user_id FROM assignments a
         WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status <> 'revoked'
@@ -54,7 +65,7 @@ SELECT j.id, j.language, j.priority, j.due_date,
              SELECT a.user_id FROM assignments a
              WHERE a.job_id = j.id
                AND ((a.role = 'annotator' AND a.status <> 'revoked')
-                    OR (a.role IN ('reviewer', 'qc') AND a.status = 'revoked'))
+                    OR (a.role IN ('reviewer', 'qc') AND a.status = 'revoked' AND a.revoked_rule IS NULL))
              ORDER BY 1)::bigint[] AS excluded_user_ids
 FROM annotation_jobs j
 WHERE j.project_id = @project_id

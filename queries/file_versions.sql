@@ -1,12 +1,16 @@
 -- name: FileVersionCreate :one
 -- The version number is the next one for the file; the caller holds the file's row lock.
+-- job_language, job_priority and job_due_date are what the version's annotation job is
+-- born with (FileActivateVersion reads them); NULL takes the job defaults.
 INSERT INTO file_versions (
     org_id, project_id, file_id, version_number, storage_path,
-    expected_sha256, expected_size, expected_mime_type, uploaded_by
+    expected_sha256, expected_size, expected_mime_type, uploaded_by,
+    job_language, job_priority, job_due_date
 ) VALUES (
     @org_id, @project_id, @file_id,
     (SELECT COALESCE(MAX(v.version_number), 0) + 1 FROM file_versions v WHERE v.file_id = @file_id),
-    @storage_path, @expected_sha256, @expected_size, @expected_mime_type, @uploaded_by
+    @storage_path, @expected_sha256, @expected_size, @expected_mime_type, @uploaded_by,
+    sqlc.narg('job_language'), sqlc.narg('job_priority')::job_priority, sqlc.narg('job_due_date')
 )
 RETURNING *;
 
@@ -140,7 +144,7 @@ WITH approved AS (
     UNION
     SELECT 'llm'::text AS kind, l.id FROM llm l
 )
-SELECT p.kind::text AS kind, v.id, v.file_id, v.version_number, v.storage_path, v.checksum, v.size_bytes,
+SELECT p.kind::text AS kind, v.id, v.file_id, v.version_number, v.storage_id, v.storage_path, v.checksum, v.size_bytes,
        v.mime_type, v.validation_status, f.name AS file_name
 FROM picked p
 JOIN file_versions v ON v.id = p.id

@@ -22,8 +22,12 @@ LIMIT @max_rows;
 -- Makes a valid version the file's active one, unless a newer version already is
 -- (versions can finish validating out of order); mark_ready also moves a pending file
 -- to ready_for_annotation. When the version became active and want_job is set, its
--- annotation job (priority medium unless given) is created in the same round trip
--- (AnnotationJobCreate's insert).
+-- annotation job is created in the same round trip (AnnotationJobCreate's insert), born
+-- with the language, priority and due date registered on the version (job_language,
+-- job_priority, job_due_date: single and batch registration, a storage's rule); a
+-- version without them gets no language, medium and no due date. Reading them here
+-- rather than taking them as arguments means every path that validates a version
+-- (one by one, a batch, a sync) creates the job the registration asked for.
 -- active: the version is now the file's active one; job_id: the job created now, 0
 -- when none was (not active, not wanted, or a live job for the version exists from
 -- an earlier validation).
@@ -38,9 +42,10 @@ WITH act AS (
            OR (SELECT a.version_number FROM file_versions a WHERE a.id = f.active_version_id) < @version_number::integer)
     RETURNING f.id, f.org_id, f.project_id
 ), job AS (
-    INSERT INTO annotation_jobs (org_id, project_id, file_id, file_version_id, priority)
-    SELECT act.org_id, act.project_id, act.id, @version_id::bigint, COALESCE(sqlc.narg('priority')::job_priority, 'medium')
-    FROM act WHERE @want_job::boolean
+    INSERT INTO annotation_jobs (org_id, project_id, file_id, file_version_id, language, priority, due_date)
+    SELECT act.org_id, act.project_id, act.id, v.id, v.job_language, COALESCE(v.job_priority, 'medium'), v.job_due_date
+    FROM act JOIN file_versions v ON v.id = @version_id::bigint AND v.file_id = act.id
+    WHERE @want_job::boolean
     ON CONFLICT (file_version_id) WHERE deleted_at IS NULL DO NOTHING
     RETURNING id
 )

@@ -59,6 +59,44 @@ func (q *Queries) AnnotationJobCreate(ctx context.Context, arg AnnotationJobCrea
 	return i, err
 }
 
+const annotationJobGetForUpdate = `-- name: AnnotationJobGetForUpdate :one
+SELECT id, org_id, project_id, file_id, file_version_id, language, priority, status, review_status, result_version_id, due_date, completed_at, created_at, updated_at, deleted_at FROM annotation_jobs
+WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL
+FOR NO KEY UPDATE
+`
+
+type AnnotationJobGetForUpdateParams struct {
+	ID    int64 `json:"id"`
+	OrgID int64 `json:"org_id"`
+}
+
+// The job as PATCH /v1/jobs/{id} finds it, locked against other updates until commit.
+// FOR NO KEY UPDATE, not FOR UPDATE: a project:match run inserting an assignment for
+// the job (whose foreign key check takes FOR KEY SHARE) is not blocked by it, so the
+// PATCH can then wait for that run's project lock without the two deadlocking.
+func (q *Queries) AnnotationJobGetForUpdate(ctx context.Context, arg AnnotationJobGetForUpdateParams) (AnnotationJob, error) {
+	row := q.db.QueryRow(ctx, annotationJobGetForUpdate, arg.ID, arg.OrgID)
+	var i AnnotationJob
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.FileID,
+		&i.FileVersionID,
+		&i.Language,
+		&i.Priority,
+		&i.Status,
+		&i.ReviewStatus,
+		&i.ResultVersionID,
+		&i.DueDate,
+		&i.CompletedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.DeletedAt,
+	)
+	return i, err
+}
+
 const annotationJobListByProject = `-- name: AnnotationJobListByProject :many
 SELECT id, org_id, project_id, file_id, file_version_id, language, priority, status, review_status, result_version_id, due_date, completed_at, created_at, updated_at, deleted_at FROM annotation_jobs
 WHERE project_id = $1 AND org_id = $2 AND deleted_at IS NULL AND id > $3
@@ -125,7 +163,7 @@ SELECT j.id, j.language, j.priority, j.due_date,
              SELECT a.user_id FROM assignments a
              WHERE a.job_id = j.id
                AND ((a.role = 'annotator' AND a.status <> 'revoked')
-                    OR (a.role IN ('reviewer', 'qc') AND a.status = 'revoked'))
+                    OR (a.role IN ('reviewer', 'qc') AND a.status = 'revoked' AND a.revoked_rule IS NULL))
              ORDER BY 1)::bigint[] AS excluded_user_ids
 FROM annotation_jobs j
 WHERE j.project_id = $1
@@ -153,8 +191,10 @@ type AnnotationJobListNeedingReviewerRow struct {
 // project:match's reviewer side: jobs of the project that have an annotator (live,
 // or done and waiting for review) but no live reviewer. annotator_id is the live
 // annotator, else the latest who completed it; excluded_user_ids are everyone else
-// who may not review it: previous and other annotators of the job and reviewers
-// revoked from it (so a revoke is not undone by the run it triggers).
+// who may not review it: previous and other annotators of the job and reviewers a
+// person revoked from it (so a revoke is not undone by the run it triggers). A
+// reviewer labelq revoked for a hard rule (revoked_rule, a changed language) is not
+// excluded: the rule itself keeps them off the job for as long as it applies.
 func (q *Queries) AnnotationJobListNeedingReviewer(ctx context.Context, projectID int64) ([]AnnotationJobListNeedingReviewerRow, error) {
 	rows, err := q.db.Query(ctx, annotationJobListNeedingReviewer, projectID)
 	if err != nil {

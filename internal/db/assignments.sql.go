@@ -7,6 +7,7 @@ package db
 
 import (
 	"context"
+	"encoding/json"
 )
 
 const assignmentCreateBatch = `-- name: AssignmentCreateBatch :many
@@ -70,7 +71,7 @@ func (q *Queries) AssignmentCreateBatch(ctx context.Context, arg AssignmentCreat
 }
 
 const assignmentGetForUpdate = `-- name: AssignmentGetForUpdate :one
-SELECT id, org_id, project_id, job_id, user_id, role, status, score, revoked_at, created_at, updated_at FROM assignments WHERE id = $1 AND org_id = $2 FOR UPDATE
+SELECT id, org_id, project_id, job_id, user_id, role, status, score, revoked_at, created_at, updated_at, revoked_rule FROM assignments WHERE id = $1 AND org_id = $2 FOR UPDATE
 `
 
 type AssignmentGetForUpdateParams struct {
@@ -93,12 +94,13 @@ func (q *Queries) AssignmentGetForUpdate(ctx context.Context, arg AssignmentGetF
 		&i.RevokedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.RevokedRule,
 	)
 	return i, err
 }
 
 const assignmentListByProject = `-- name: AssignmentListByProject :many
-SELECT id, org_id, project_id, job_id, user_id, role, status, score, revoked_at, created_at, updated_at FROM assignments
+SELECT id, org_id, project_id, job_id, user_id, role, status, score, revoked_at, created_at, updated_at, revoked_rule FROM assignments
 WHERE project_id = $1 AND org_id = $2 AND id > $3
 ORDER BY id
 LIMIT $4
@@ -137,6 +139,59 @@ func (q *Queries) AssignmentListByProject(ctx context.Context, arg AssignmentLis
 			&i.RevokedAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.RevokedRule,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const assignmentListLiveForRules = `-- name: AssignmentListLiveForRules :many
+SELECT a.id, a.user_id, a.role, a.status, u.language_expertise
+FROM assignments a
+JOIN users u ON u.id = a.user_id
+WHERE a.job_id = $1 AND a.org_id = $2 AND a.status IN ('assigned', 'accepted', 'in_progress')
+ORDER BY a.id
+FOR UPDATE OF a
+`
+
+type AssignmentListLiveForRulesParams struct {
+	JobID int64 `json:"job_id"`
+	OrgID int64 `json:"org_id"`
+}
+
+type AssignmentListLiveForRulesRow struct {
+	ID                int64            `json:"id"`
+	UserID            int64            `json:"user_id"`
+	Role              AssignmentRole   `json:"role"`
+	Status            AssignmentStatus `json:"status"`
+	LanguageExpertise json.RawMessage  `json:"language_expertise"`
+}
+
+// A job's live assignments with what the hard rules on the job's attributes read about
+// each holder (their language_expertise), for PATCH /v1/jobs/{id} to re-check them
+// after a change. Locked: a holder's concurrent accept or revoke waits for the
+// re-check's decision.
+func (q *Queries) AssignmentListLiveForRules(ctx context.Context, arg AssignmentListLiveForRulesParams) ([]AssignmentListLiveForRulesRow, error) {
+	rows, err := q.db.Query(ctx, assignmentListLiveForRules, arg.JobID, arg.OrgID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []AssignmentListLiveForRulesRow
+	for rows.Next() {
+		var i AssignmentListLiveForRulesRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.UserID,
+			&i.Role,
+			&i.Status,
+			&i.LanguageExpertise,
 		); err != nil {
 			return nil, err
 		}
@@ -164,7 +219,7 @@ func (q *Queries) AssignmentLockProjectForMatching(ctx context.Context, projectI
 const assignmentRevoke = `-- name: AssignmentRevoke :one
 UPDATE assignments SET status = 'revoked', revoked_at = now()
 WHERE id = $1 AND org_id = $2 AND status IN ('assigned', 'accepted', 'in_progress')
-RETURNING id, org_id, project_id, job_id, user_id, role, status, score, revoked_at, created_at, updated_at
+RETURNING id, org_id, project_id, job_id, user_id, role, status, score, revoked_at, created_at, updated_at, revoked_rule
 `
 
 type AssignmentRevokeParams struct {
@@ -187,8 +242,55 @@ func (q *Queries) AssignmentRevoke(ctx context.Context, arg AssignmentRevokePara
 		&i.RevokedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.RevokedRule,
 	)
 	return i, err
+}
+
+const assignmentRevokeForRule = `-- name: AssignmentRevokeForRule :one
+UPDATE assignments SET status = 'revoked', revoked_at = now(), revoked_rule = $1
+WHERE id = $2 AND org_id = $3 AND status IN ('assigned', 'accepted', 'in_progress')
+RETURNING id, org_id, project_id, job_id, user_id, role, status, score, revoked_at, created_at, updated_at, revoked_rule
+`
+
+type AssignmentRevokeForRuleParams struct {
+	Rule  *string `json:"rule"`
+	ID    int64   `json:"id"`
+	OrgID int64   `json:"org_id"`
+}
+
+// Revokes a live assignment whose holder now breaks a hard matching rule (the rule's
+// name in revoked_rule). Unlike a person's revoke it adds nobody to
+// job_previous_annotators: the holder may get the job again once the rule allows it.
+func (q *Queries) AssignmentRevokeForRule(ctx context.Context, arg AssignmentRevokeForRuleParams) (Assignment, error) {
+	row := q.db.QueryRow(ctx, assignmentRevokeForRule, arg.Rule, arg.ID, arg.OrgID)
+	var i Assignment
+	err := row.Scan(
+		&i.ID,
+		&i.OrgID,
+		&i.ProjectID,
+		&i.JobID,
+		&i.UserID,
+		&i.Role,
+		&i.Status,
+		&i.Score,
+		&i.RevokedAt,
+		&i.CreatedAt,
+		&i.UpdatedAt,
+		&i.RevokedRule,
+	)
+	return i, err
+}
+
+const assignmentSetLockTimeout = `-- name: AssignmentSetLockTimeout :exec
+SELECT set_config('lock_timeout', $1::text, true)
+`
+
+// Bounds, until the transaction ends, how long its statements wait for a lock (the
+// project's matching lock a PATCH takes): lock_timeout, as SET LOCAL.
+func (q *Queries) AssignmentSetLockTimeout(ctx context.Context, timeout string) error {
+	_, err := q.db.Exec(ctx, assignmentSetLockTimeout, timeout)
+	return err
 }
 
 const assignmentTryLockProjectForMatching = `-- name: AssignmentTryLockProjectForMatching :one

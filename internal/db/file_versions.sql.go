@@ -14,27 +14,34 @@ import (
 const fileVersionCreate = `-- name: FileVersionCreate :one
 INSERT INTO file_versions (
     org_id, project_id, file_id, version_number, storage_path,
-    expected_sha256, expected_size, expected_mime_type, uploaded_by
+    expected_sha256, expected_size, expected_mime_type, uploaded_by,
+    job_language, job_priority, job_due_date
 ) VALUES (
     $1, $2, $3,
     (SELECT COALESCE(MAX(v.version_number), 0) + 1 FROM file_versions v WHERE v.file_id = $3),
-    $4, $5, $6, $7, $8
+    $4, $5, $6, $7, $8,
+    $9, $10::job_priority, $11
 )
 RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date
 `
 
 type FileVersionCreateParams struct {
-	OrgID            int64   `json:"org_id"`
-	ProjectID        int64   `json:"project_id"`
-	FileID           int64   `json:"file_id"`
-	StoragePath      string  `json:"storage_path"`
-	ExpectedSha256   *string `json:"expected_sha256"`
-	ExpectedSize     *int64  `json:"expected_size"`
-	ExpectedMimeType *string `json:"expected_mime_type"`
-	UploadedBy       *int64  `json:"uploaded_by"`
+	OrgID            int64        `json:"org_id"`
+	ProjectID        int64        `json:"project_id"`
+	FileID           int64        `json:"file_id"`
+	StoragePath      string       `json:"storage_path"`
+	ExpectedSha256   *string      `json:"expected_sha256"`
+	ExpectedSize     *int64       `json:"expected_size"`
+	ExpectedMimeType *string      `json:"expected_mime_type"`
+	UploadedBy       *int64       `json:"uploaded_by"`
+	JobLanguage      *string      `json:"job_language"`
+	JobPriority      *JobPriority `json:"job_priority"`
+	JobDueDate       *time.Time   `json:"job_due_date"`
 }
 
 // The version number is the next one for the file; the caller holds the file's row lock.
+// job_language, job_priority and job_due_date are what the version's annotation job is
+// born with (FileActivateVersion reads them); NULL takes the job defaults.
 func (q *Queries) FileVersionCreate(ctx context.Context, arg FileVersionCreateParams) (FileVersion, error) {
 	row := q.db.QueryRow(ctx, fileVersionCreate,
 		arg.OrgID,
@@ -45,6 +52,9 @@ func (q *Queries) FileVersionCreate(ctx context.Context, arg FileVersionCreatePa
 		arg.ExpectedSize,
 		arg.ExpectedMimeType,
 		arg.UploadedBy,
+		arg.JobLanguage,
+		arg.JobPriority,
+		arg.JobDueDate,
 	)
 	var i FileVersion
 	err := row.Scan(
@@ -482,7 +492,7 @@ WITH approved AS (
     UNION
     SELECT 'llm'::text AS kind, l.id FROM llm l
 )
-SELECT p.kind::text AS kind, v.id, v.file_id, v.version_number, v.storage_path, v.checksum, v.size_bytes,
+SELECT p.kind::text AS kind, v.id, v.file_id, v.version_number, v.storage_id, v.storage_path, v.checksum, v.size_bytes,
        v.mime_type, v.validation_status, f.name AS file_name
 FROM picked p
 JOIN file_versions v ON v.id = p.id
@@ -504,6 +514,7 @@ type FileVersionListForExportRow struct {
 	ID               int64            `json:"id"`
 	FileID           int64            `json:"file_id"`
 	VersionNumber    int32            `json:"version_number"`
+	StorageID        *int64           `json:"storage_id"`
 	StoragePath      string           `json:"storage_path"`
 	Checksum         *string          `json:"checksum"`
 	SizeBytes        *int64           `json:"size_bytes"`
@@ -538,6 +549,7 @@ func (q *Queries) FileVersionListForExport(ctx context.Context, arg FileVersionL
 			&i.ID,
 			&i.FileID,
 			&i.VersionNumber,
+			&i.StorageID,
 			&i.StoragePath,
 			&i.Checksum,
 			&i.SizeBytes,

@@ -21,9 +21,10 @@ WITH act AS (
            OR (SELECT a.version_number FROM file_versions a WHERE a.id = f.active_version_id) < $4::integer)
     RETURNING f.id, f.org_id, f.project_id
 ), job AS (
-    INSERT INTO annotation_jobs (org_id, project_id, file_id, file_version_id, priority)
-    SELECT act.org_id, act.project_id, act.id, $1::bigint, COALESCE($5::job_priority, 'medium')
-    FROM act WHERE $6::boolean
+    INSERT INTO annotation_jobs (org_id, project_id, file_id, file_version_id, language, priority, due_date)
+    SELECT act.org_id, act.project_id, act.id, v.id, v.job_language, COALESCE(v.job_priority, 'medium'), v.job_due_date
+    FROM act JOIN file_versions v ON v.id = $1::bigint AND v.file_id = act.id
+    WHERE $5::boolean
     ON CONFLICT (file_version_id) WHERE deleted_at IS NULL DO NOTHING
     RETURNING id
 )
@@ -31,12 +32,11 @@ SELECT EXISTS (SELECT 1 FROM act) AS active, COALESCE((SELECT id FROM job), 0)::
 `
 
 type FileActivateVersionParams struct {
-	VersionID     int64        `json:"version_id"`
-	MarkReady     bool         `json:"mark_ready"`
-	FileID        int64        `json:"file_id"`
-	VersionNumber int32        `json:"version_number"`
-	Priority      *JobPriority `json:"priority"`
-	WantJob       bool         `json:"want_job"`
+	VersionID     int64 `json:"version_id"`
+	MarkReady     bool  `json:"mark_ready"`
+	FileID        int64 `json:"file_id"`
+	VersionNumber int32 `json:"version_number"`
+	WantJob       bool  `json:"want_job"`
 }
 
 type FileActivateVersionRow struct {
@@ -47,8 +47,12 @@ type FileActivateVersionRow struct {
 // Makes a valid version the file's active one, unless a newer version already is
 // (versions can finish validating out of order); mark_ready also moves a pending file
 // to ready_for_annotation. When the version became active and want_job is set, its
-// annotation job (priority medium unless given) is created in the same round trip
-// (AnnotationJobCreate's insert).
+// annotation job is created in the same round trip (AnnotationJobCreate's insert), born
+// with the language, priority and due date registered on the version (job_language,
+// job_priority, job_due_date: single and batch registration, a storage's rule); a
+// version without them gets no language, medium and no due date. Reading them here
+// rather than taking them as arguments means every path that validates a version
+// (one by one, a batch, a sync) creates the job the registration asked for.
 // active: the version is now the file's active one; job_id: the job created now, 0
 // when none was (not active, not wanted, or a live job for the version exists from
 // an earlier validation).
@@ -58,7 +62,6 @@ func (q *Queries) FileActivateVersion(ctx context.Context, arg FileActivateVersi
 		arg.MarkReady,
 		arg.FileID,
 		arg.VersionNumber,
-		arg.Priority,
 		arg.WantJob,
 	)
 	var i FileActivateVersionRow

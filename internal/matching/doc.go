@@ -3,7 +3,9 @@
 // users, the project's minimum proficiency) and returns assignments plus a
 // reason for every job it leaves open. It does no I/O and keeps no state; the
 // worker around it reads the rows, calls Solve (and SolveReviewers when the
-// project wants reviewers) and writes the result.
+// project wants reviewers) and writes the result. JobRuleBreach applies the
+// same rules on a job's attributes to one person already holding the job, for
+// the re-check after the job changed (rules.go).
 //
 // # Rules
 //

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"slices"
 	"strconv"
-	"strings"
 )
 
 // Solve assigns open annotation jobs to annotators: candidates with
@@ -72,12 +71,9 @@ type class struct {
 }
 
 func solve(ctx context.Context, m mode, jobsIn []Job, candsIn []Candidate, opts Options) (Result, error) {
-	minProf := opts.MinProficiency
-	if minProf == 0 {
-		minProf = DefaultMinProficiency
-	}
-	if !(minProf > 0 && minProf <= 5) {
-		return Result{}, fmt.Errorf("%w: minimum proficiency %v is outside (0, 5]", ErrInvalidInput, opts.MinProficiency)
+	pmin, err := opts.minUnits()
+	if err != nil {
+		return Result{}, err
 	}
 	if len(jobsIn) > MaxJobs {
 		return Result{}, fmt.Errorf("%w: %d jobs exceed the limit of %d per run", ErrInvalidInput, len(jobsIn), MaxJobs)
@@ -115,7 +111,7 @@ func solve(ctx context.Context, m mode, jobsIn []Job, candsIn []Candidate, opts 
 	}
 
 	p := &problem{mode: m, jobs: jobs, cands: cands, candIndex: candIndex}
-	p.prepare(quantize(minProf))
+	p.prepare(pmin)
 
 	// Jobs with exclusions first share their language/priority class; see
 	// solveRound for why that is exact and what happens when it fails.
@@ -167,7 +163,7 @@ func (p *problem) prepare(pmin int64) {
 	langs := []string{""}
 	p.jobLang = make([]int32, len(p.jobs))
 	for i := range p.jobs {
-		l := strings.ToLower(p.jobs[i].Language)
+		l := languageKey(p.jobs[i].Language)
 		li, ok := langIndex[l]
 		if !ok {
 			li = int32(len(langs))
@@ -378,17 +374,9 @@ func prepareCandidate(m mode, c *Candidate, nJobs int) (cand, error) {
 		}
 		skillQA += 30 * quantize(*v.p)
 	}
-	prof := make(map[string]int64, len(c.Proficiency))
-	var best int64
-	for lang, p := range c.Proficiency {
-		if !(p >= 0 && p <= 5) {
-			return cand{}, fmt.Errorf("%w: candidate %d: proficiency %v in %q is outside [0, 5]", ErrInvalidInput, c.ID, p, lang)
-		}
-		q := quantize(p)
-		l := strings.ToLower(lang)
-		// Keys that differ only in case are one language; trust the higher.
-		prof[l] = max(prof[l], q)
-		best = max(best, q)
+	prof, best, err := quantizeProficiency(c)
+	if err != nil {
+		return cand{}, err
 	}
 	return cand{
 		id:       c.ID,
@@ -422,7 +410,7 @@ func newLangTable(langs []string, cands []cand, pmin int64) langTable {
 			p, ok := c.best, true
 			if l != "" {
 				p = c.prof[l]
-				ok = p >= pmin
+				ok = meetsMinimum(p, pmin)
 			}
 			t.okv[li*len(cands)+u] = ok
 			t.qual[li*len(cands)+u] = quality(p, c.skillQA)

@@ -197,7 +197,7 @@ func (h *Handler) run(ctx context.Context, projectID int64, wait bool) (Report, 
 			rep.Skipped = "project is " + string(pr.Status)
 			return nil
 		}
-		opts := matching.Options{MinProficiency: minProficiency(pr.MinLanguageProficiency)}
+		opts := matching.ProjectOptions(pr.MinLanguageProficiency)
 		if rep.Annotators, err = h.matchSide(ctx, q, pr, annotatorSide, opts, &rep, log); err != nil {
 			return err
 		}
@@ -226,17 +226,6 @@ func (h *Handler) run(ctx context.Context, projectID int64, wait bool) (Report, 
 	}
 	h.logRun(ctx, log, &rep)
 	return rep, nil
-}
-
-// minProficiency maps the project's setting onto the solver's options. The
-// solver reads 0 as "use the default 3.0"; a project that stores 0 means the
-// opposite, no minimum, which is as close as the solver gets: any proficiency
-// above zero (one step of its 1e-6 grid).
-func minProficiency(v float64) float64 {
-	if v <= 0 {
-		return 1e-6
-	}
-	return v
 }
 
 // matchSide loads one side's jobs and candidates, solves, reserves the capacity it
@@ -365,7 +354,7 @@ func candidate(r db.UserListCandidatesRow) (matching.Candidate, error) {
 	if err != nil {
 		return matching.Candidate{}, err
 	}
-	prof, err := proficiency(r.LanguageExpertise)
+	prof, err := matching.ParseProficiency(r.LanguageExpertise)
 	if err != nil {
 		return matching.Candidate{}, err
 	}
@@ -404,18 +393,6 @@ func hasAvailability(raw json.RawMessage) (bool, error) {
 		}
 	}
 	return false, nil
-}
-
-// proficiency reads language_expertise ({"en": 4.5, "zh": 3}).
-func proficiency(raw json.RawMessage) (map[string]float64, error) {
-	if len(raw) == 0 {
-		return nil, nil
-	}
-	var m map[string]float64
-	if err := json.Unmarshal(raw, &m); err != nil {
-		return nil, fmt.Errorf("read language_expertise: %w", err)
-	}
-	return m, nil
 }
 
 // reserve locks the people the solution gives work to and checks, on fresh

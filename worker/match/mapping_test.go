@@ -50,9 +50,3 @@ func TestCandidateFromRow(t *testing.T) {
 	_, err = candidate(db.UserListCandidatesRow{ID: 8, Availability: json.RawMessage(`{}`), LanguageExpertise: json.RawMessage(`["en"]`)})
 	assert.Error(t, err)
 }
-
-func TestMinProficiency(t *testing.T) {
-	assert.Equal(t, 3.5, minProficiency(3.5))
-	// The solver reads 0 as its default of 3; a project's 0 means no minimum.
-	assert.Equal(t, 1e-6, minProficiency(0))
-}
