@@ -79,20 +79,21 @@ func FreePort() (int, error) {
 
 // StartMinIO starts a MinIO server in a fresh temporary directory and waits until it
 // answers. The process dies with the test binary (Pdeathsig), and data directories of
-// dead test binaries are removed the next time one starts.
-func StartMinIO(ctx context.Context) (*MinIOServer, error) {
+// dead test binaries are removed the next time one starts. env adds KEY=value
+// settings to its environment (such as MINIO_NOTIFY_WEBHOOK_* for a webhook target).
+func StartMinIO(ctx context.Context, env ...string) (*MinIOServer, error) {
 	removeStaleMinIODirs()
 	dir, err := os.MkdirTemp("", fmt.Sprintf("labelq-minio-%d-", os.Getpid()))
 	if err != nil {
 		return nil, err
 	}
-	return StartMinIOAt(ctx, dir, "labelq-test", "labelq-test-"+randHex(8), "")
+	return StartMinIOAt(ctx, dir, "labelq-test", "labelq-test-"+randHex(8), "", env...)
 }
 
 // StartMinIOAt starts MinIO on dir with the given credentials at endpoint
 // (host:port; "" picks a free port). Starting it again on the same dir and endpoint
-// after Stop is how a test takes MinIO down for a while.
-func StartMinIOAt(ctx context.Context, dir, accessKey, secretKey, endpoint string) (*MinIOServer, error) {
+// after Stop is how a test takes MinIO down for a while. env is as for StartMinIO.
+func StartMinIOAt(ctx context.Context, dir, accessKey, secretKey, endpoint string, env ...string) (*MinIOServer, error) {
 	bin, err := MinIOBinary()
 	if err != nil {
 		return nil, err
@@ -126,6 +127,7 @@ func StartMinIOAt(ctx context.Context, dir, accessKey, secretKey, endpoint strin
 		cmd.Env = append(os.Environ(),
 			"MINIO_ROOT_USER="+s.AccessKey, "MINIO_ROOT_PASSWORD="+s.SecretKey,
 			"MINIO_BROWSER=off", "MINIO_UPDATE=off")
+		cmd.Env = append(cmd.Env, env...)
 		cmd.Stdout, cmd.Stderr = s.log, s.log
 		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL, Setpgid: true}
 		if err := cmd.Start(); err != nil {
