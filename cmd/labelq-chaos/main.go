@@ -26,6 +26,7 @@ func run() int {
 	workers := flag.Int("workers", 0, "worker processes (default: the variant's)")
 	kills := flag.Int("kills", -1, "kill -9 of a worker over the run (default: the variant's)")
 	duration := flag.Duration("duration", 0, "how long uploads and faults are spread over (default: the variant's)")
+	syncObjects := flag.Int("sync", -1, "objects in the storage synced during the run, 0 for no sync (default: the variant's)")
 	dir := flag.String("dir", "", "keep logs and data here (default: a temporary directory, removed)")
 	flag.Parse()
 
@@ -47,6 +48,9 @@ func run() int {
 	}
 	if *duration > 0 {
 		cfg.Duration = *duration
+	}
+	if *syncObjects >= 0 {
+		cfg.SyncObjects = *syncObjects
 	}
 	cfg.Dir = *dir
 	cfg.Log = os.Stdout

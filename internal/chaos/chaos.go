@@ -25,29 +25,30 @@ import (
 
 // Config sizes a run.
 type Config struct {
-	Dir        string        // where logs and data go (a temp dir when empty)
-	Versions   int           // uploads through the API
-	Workers    int           // worker processes
-	Exports    int           // on-demand exports
-	Kills      int           // kill -9 of a worker, spread over the run
-	Duration   time.Duration // how long uploads and faults are spread over
-	MinIODown  time.Duration // how long MinIO stays down
-	LLMLatency time.Duration
-	Settle     time.Duration // how long to wait for everything to finish
-	Faults     bool          // inject faults (false: a pure load run)
-	ExtraEnv   []string      // LABELQ_… overrides for every process
-	Log        io.Writer
+	Dir         string        // where logs and data go (a temp dir when empty)
+	Versions    int           // uploads through the API
+	Workers     int           // worker processes
+	Exports     int           // on-demand exports
+	SyncObjects int           // objects in the storage synced during the run (0: no sync)
+	Kills       int           // kill -9 of a worker, spread over the run
+	Duration    time.Duration // how long uploads and faults are spread over
+	MinIODown   time.Duration // how long MinIO stays down
+	LLMLatency  time.Duration
+	Settle      time.Duration // how long to wait for everything to finish
+	Faults      bool          // inject faults (false: a pure load run)
+	ExtraEnv    []string      // LABELQ_… overrides for every process
+	Log         io.Writer
 }
 
 // Short is the variant that runs inside `make test`.
 func Short() Config {
-	return Config{Versions: 60, Workers: 2, Exports: 3, Kills: 6, Duration: 25 * time.Second,
+	return Config{Versions: 60, Workers: 2, Exports: 3, SyncObjects: 200, Kills: 6, Duration: 25 * time.Second,
 		MinIODown: 4 * time.Second, LLMLatency: 50 * time.Millisecond, Settle: 3 * time.Minute, Faults: true}
 }
 
 // Full is `make chaos`.
 func Full() Config {
-	return Config{Versions: 600, Workers: 3, Exports: 8, Kills: 24, Duration: 4 * time.Minute,
+	return Config{Versions: 600, Workers: 3, Exports: 8, SyncObjects: 2000, Kills: 24, Duration: 4 * time.Minute,
 		MinIODown: 30 * time.Second, LLMLatency: 200 * time.Millisecond, Settle: 6 * time.Minute, Faults: true}
 }
 
@@ -64,6 +65,7 @@ type run struct {
 	uploads    []Upload
 	exportIDs  []int64
 	scheduleID int64
+	sync       *syncWork
 	workers    []*Proc
 	kills      int
 	killTypes  map[string]int
@@ -71,6 +73,8 @@ type run struct {
 	uninspected int
 	faults      []string
 	workStart   time.Time
+	// killMu serialises kills: the fault loop's and the one aimed at the sync.
+	killMu sync.Mutex
 }
 
 // Run executes the scenario and returns its figures.
@@ -116,9 +120,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	wctx, stopWork := context.WithCancel(ctx)
 	defer stopWork()
 	var main, side sync.WaitGroup
-	errc := make(chan error, 4)
+	errc := make(chan error, 5)
 	main.Add(1)
 	go func() { defer main.Done(); errc <- r.uploadAll(wctx) }()
+	main.Add(1)
+	go func() { defer main.Done(); errc <- r.syncAll(wctx) }()
 	if cfg.Faults {
 		main.Add(1)
 		go func() { defer main.Done(); errc <- r.injectFaults(wctx) }()
@@ -139,6 +145,9 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	}
 	logf("workload done: %d uploads, %d exports, %d kills; waiting for the system to settle", len(r.uploads), len(r.exportIDs), r.kills)
 	if err := r.api.call(ctx, "PATCH", fmt.Sprintf("/v1/export-schedules/%d", r.scheduleID), map[string]any{"enabled": false}, "", nil); err != nil {
+		return nil, err
+	}
+	if err := r.stopSyncSchedule(ctx); err != nil {
 		return nil, err
 	}
 	settleStart := time.Now()
@@ -178,7 +187,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 // secrets are every credential of the run, as the scans look for them.
 func (r *run) secrets() []string {
-	return []string{r.env.Secrets.S3Secret, r.env.Secrets.LLMKey, r.env.Secrets.OperatorPassword, r.env.Secrets.APIToken}
+	out := []string{r.env.Secrets.S3Secret, r.env.Secrets.LLMKey, r.env.Secrets.OperatorPassword, r.env.Secrets.APIToken,
+		r.env.Secrets.StorageKey}
+	if r.sync != nil && r.sync.notifySecret != "" {
+		out = append(out, r.sync.notifySecret)
+	}
+	return out
 }
 
 // monitor reaches asynqmon through the api process, as the operator.
@@ -203,6 +217,7 @@ func (r *run) check(ctx context.Context) *Report {
 		checkPreannotation(ctx, r.pool, r.env.LLM.Stats()),
 		checkEvents(ctx, r.pool),
 		checkQueues(insp, queue.Names()),
+		r.syncFigures(ctx),
 		checkKills(r.kills, r.cfg.Kills, r.killTypes, r.uninspected),
 	} {
 		rep.Figures = append(rep.Figures, figs...)
@@ -303,7 +318,7 @@ func (r *run) setup(ctx context.Context) error {
 		return err
 	}
 	r.scheduleID = s.ID
-	return nil
+	return r.setupSync(ctx)
 }
 
 func (r *run) uploadAll(ctx context.Context) error {
@@ -506,6 +521,8 @@ func (r *run) injectFaults(ctx context.Context) error {
 // killWorker kill -9s a worker, preferring one in the middle of a task, and starts
 // it again.
 func (r *run) killWorker(insp *asynq.Inspector) {
+	r.killMu.Lock()
+	defer r.killMu.Unlock()
 	// Redis may be down at this moment (its restart is one of the faults): the kill
 	// goes on, and the figure counts it as one whose tasks in flight are unknown.
 	active, inspErr := tasksInFlight(insp, queue.Names())
@@ -547,7 +564,8 @@ func (r *run) waitSettled(ctx context.Context) bool {
 			(SELECT count(*) FROM file_versions WHERE validation_status = 'pending')
 		  + (SELECT count(*) FROM export_logs WHERE status IN ('pending', 'running'))
 		  + (SELECT count(*) FROM outbox WHERE enqueued_at IS NULL)
-		  + (SELECT count(*) FROM llm_runs WHERE status IN ('pending', 'running'))`)
+		  + (SELECT count(*) FROM llm_runs WHERE status IN ('pending', 'running'))
+		  + (SELECT count(*) FROM sync_runs WHERE status IN ('pending', 'running'))`)
 		switch {
 		case err != nil:
 			why = err.Error()

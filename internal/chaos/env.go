@@ -9,6 +9,7 @@ package chaos
 
 import (
 	"context"
+	"encoding/base64"
 	"fmt"
 	"io"
 	"os"
@@ -32,6 +33,8 @@ type Secrets struct {
 	LLMKey           string
 	OperatorPassword string
 	APIToken         string // filled in once the token is created
+	// StorageKey is LABELQ_SECRET_KEY's key (base64), which seals storage credentials.
+	StorageKey string
 }
 
 // Env is the running system under test.
@@ -75,6 +78,7 @@ func (e *Env) Vars(extra ...string) []string {
 		"LABELQ_S3_BUCKET=" + e.Bucket,
 		"LABELQ_HTTP_ADDR=" + e.HTTPAddr,
 		"LABELQ_OPERATOR_PASSWORD=" + e.Secrets.OperatorPassword,
+		"LABELQ_SECRET_KEY=chaos:" + e.Secrets.StorageKey,
 		"LABELQ_LLM_BASE_URL=http://" + e.LLMAddr + "/v1",
 		"LABELQ_LLM_API_KEY=" + e.Secrets.LLMKey,
 		"LABELQ_LLM_RPM=600",
@@ -104,6 +108,8 @@ func Start(ctx context.Context, dir string, llmLatency time.Duration) (*Env, err
 		S3Secret:         "CHAOS-S3-SECRET-" + rnd(),
 		LLMKey:           "sk-CHAOS-LLM-KEY-" + rnd(),
 		OperatorPassword: "CHAOS-OPERATOR-" + rnd(),
+		// An AES-256 key is 32 bytes: a recognisable start, then random digits.
+		StorageKey: base64.StdEncoding.EncodeToString([]byte(("CHAOS-STORAGE-KEY-" + rnd() + "--------------")[:32])),
 	}
 	var err error
 	if e.PG, err = testenv.StartPrivatePostgres(ctx); err != nil {

@@ -87,6 +87,9 @@ func dbGroups(t *testing.T) map[string]func(context.Context, querier) []Figure {
 		"matching":       checkMatching,
 		"pre-annotation": func(ctx context.Context, db querier) []Figure { return checkPreannotation(ctx, db, llmtest.Stats{}) },
 		"events":         checkEvents,
+		"sync": func(ctx context.Context, db querier) []Figure {
+			return checkSync(ctx, syncInputs{DB: db, ProjectID: 1, StorageID: 1, Objects: 2, RunIDs: []int64{1}, Scheduled: true})
+		},
 		"secrets in rows": func(ctx context.Context, db querier) []Figure {
 			return []Figure{secretsFigure(scanTables(ctx, db, chaosSecrets))}
 		},
@@ -103,8 +106,8 @@ func TestInvariantsFailWhenPostgresCannotBeRead(t *testing.T) {
 
 	t.Run("live", func(t *testing.T) {
 		for name, check := range dbGroups(t) {
-			if name == "exports" || name == "versions" || name == "duplicates" {
-				continue // they expect rows the empty database does not hold: TestCheckExports, TestCheckVersions
+			if name == "exports" || name == "versions" || name == "duplicates" || name == "sync" {
+				continue // they expect rows the empty database does not hold: TestCheckExports, TestCheckVersions, TestCheckSync
 			}
 			t.Run(name, func(t *testing.T) { requireClean(t, check(ctx, pg.Pool)) })
 		}
@@ -384,4 +387,120 @@ func TestCheckKills(t *testing.T) {
 	figs = checkKills(6, 6, map[string]int{"file:validate": 2}, 1)
 	require.Equal(t, "file:validate=2 unknown(inspector error)=1", figs[1].Value)
 	require.False(t, (&Report{Figures: checkKills(5, 6, nil, 0)}).OK())
+}
+
+// TestCheckSync: a storage whose objects are each linked once, to a file of its own
+// with one valid version, synced by completed runs whose counts add up, passes;
+// each way of breaking that fails its figure, and a requested run the table does
+// not hold is not completed.
+func TestCheckSync(t *testing.T) {
+	pg := testenv.Postgres(t)
+	ctx := context.Background()
+	org := pg.Org(t)
+	pr := pg.Project(t, org.ID)
+	const n = 3
+	var storageID int64
+	require.NoError(t, pg.Pool.QueryRow(ctx, `INSERT INTO storages (org_id, project_id, name, prefix)
+		VALUES ($1, $2, 'bucket', $3) RETURNING id`, org.ID, pr.ID, fmt.Sprintf("orgs/%d/in/", org.ID)).Scan(&storageID))
+	var runs []int64
+	for _, counts := range []string{"%d, %d, 0", "%d, 0, %d"} { // the first sync, then a scheduled re-sync
+		var id int64
+		require.NoError(t, pg.Pool.QueryRow(ctx, fmt.Sprintf(`INSERT INTO sync_runs (org_id, project_id, storage_id, status,
+			keys_listed, keys_new, keys_unchanged, completed_at, scheduled_for)
+			VALUES ($1, $2, $3, 'completed', `+counts+`, now(), CASE WHEN $4 THEN now() END) RETURNING id`, n, n),
+			org.ID, pr.ID, storageID, len(runs) == 1).Scan(&id))
+		runs = append(runs, id)
+	}
+	tick := func(runID int64) {
+		t.Helper()
+		_, err := pg.Pool.Exec(ctx, `INSERT INTO event_log (org_id, entity_type, entity_id, event_type, dedup_key, metadata)
+			VALUES ($1, 'storage', $2, 'sync_scheduled', gen_random_uuid()::text, jsonb_build_object('run_id', $3::bigint))`, org.ID, storageID, runID)
+		require.NoError(t, err)
+	}
+	tick(runs[0]) // a tick that joined the first run
+	tick(runs[1])
+	var versions []int64
+	for i := range n {
+		f := pg.File(t, pr, fmt.Sprintf("obj-%d.txt", i))
+		v := pg.RegisterVersion(t, f, fmt.Sprintf("orgs/%d/in/obj-%d.txt", org.ID, i), testenv.Declared{})
+		_, err := pg.Pool.Exec(ctx, `UPDATE file_versions SET validation_status = 'valid', checksum = $2, size_bytes = 5,
+			validated_at = now(), storage_id = $3 WHERE id = $1`, v.ID, testenv.SHA256Hex([]byte(fmt.Sprint(i))), storageID)
+		require.NoError(t, err)
+		_, err = pg.Pool.Exec(ctx, `INSERT INTO storage_links (storage_id, key, org_id, project_id, file_id, version_id, etag, size_bytes)
+			VALUES ($1, $2, $3, $4, $5, $6, 'e', 5)`, storageID, fmt.Sprintf("orgs/%d/in/obj-%d.txt", org.ID, i), org.ID, pr.ID, f.ID, v.ID)
+		require.NoError(t, err)
+		versions = append(versions, v.ID)
+	}
+	in := syncInputs{DB: pg.Pool, ProjectID: pr.ID, StorageID: storageID, Objects: n, RunIDs: runs, Joins: 1, WantJoins: 1, Scheduled: true}
+	requireClean(t, checkSync(ctx, in))
+	require.Equal(t, "2", figure(t, checkSync(ctx, in), "sync_schedule_ticks").Value)
+
+	fails := func(t *testing.T, name, value string) {
+		t.Helper()
+		f := figure(t, checkSync(ctx, in), name)
+		require.False(t, f.OK, "%+v", f)
+		require.Equal(t, value, f.Value)
+	}
+	t.Run("a tick whose run is not the storage's", func(t *testing.T) {
+		tick(runs[1] + 1000)
+		fails(t, "sync_schedule_ticks_without_their_run", "1")
+		_, err := pg.Pool.Exec(ctx, `DELETE FROM event_log WHERE entity_id = $1 AND metadata->>'run_id' = $2`, storageID, fmt.Sprint(runs[1]+1000))
+		require.NoError(t, err)
+	})
+	t.Run("a schedule that never fired", func(t *testing.T) {
+		other := in
+		other.StorageID = storageID + 1000
+		require.Equal(t, Figure{"sync_schedule_ticks", "0", "> 0", false}, figure(t, checkSync(ctx, other), "sync_schedule_ticks"))
+	})
+	t.Run("a requested run the table does not hold", func(t *testing.T) {
+		unknown := in
+		unknown.RunIDs = append(slices.Clone(runs), runs[1]+1000)
+		f := figure(t, checkSync(ctx, unknown), "sync_runs_not_completed")
+		require.Equal(t, Figure{"sync_runs_not_completed", "1", "0", false}, f)
+	})
+	t.Run("more objects than links", func(t *testing.T) {
+		more := in
+		more.Objects = n + 1
+		f := figure(t, checkSync(ctx, more), "sync_objects_linked")
+		require.Equal(t, Figure{"sync_objects_linked", "3", "4", false}, f)
+	})
+	exec := func(t *testing.T, q string, args ...any) {
+		t.Helper()
+		_, err := pg.Pool.Exec(ctx, q, args...)
+		require.NoError(t, err)
+	}
+	t.Run("a version left pending", func(t *testing.T) {
+		exec(t, `UPDATE file_versions SET validation_status = 'pending', validated_at = NULL WHERE id = $1`, versions[0])
+		fails(t, "sync_linked_versions_not_terminal", "1")
+		exec(t, `UPDATE file_versions SET validation_status = 'missing', validation_error = 'gone', validated_at = now() WHERE id = $1`, versions[0])
+		fails(t, "sync_linked_versions_not_valid", "1")
+		exec(t, `UPDATE file_versions SET validation_status = 'valid', validation_error = NULL WHERE id = $1`, versions[0])
+	})
+	t.Run("counts that do not add up", func(t *testing.T) {
+		exec(t, `UPDATE sync_runs SET keys_new = keys_new + 1 WHERE id = $1`, runs[0])
+		fails(t, "sync_runs_whose_counts_do_not_add_up", "1")
+		fails(t, "sync_keys_new (all runs)", "4")
+		exec(t, `UPDATE sync_runs SET keys_new = keys_new - 1 WHERE id = $1`, runs[0])
+	})
+	t.Run("a run that did not finish", func(t *testing.T) {
+		var id int64
+		require.NoError(t, pg.Pool.QueryRow(ctx, `INSERT INTO sync_runs (org_id, project_id, storage_id, status)
+			VALUES ($1, $2, $3, 'running') RETURNING id`, org.ID, pr.ID, storageID).Scan(&id))
+		fails(t, "sync_runs_not_completed", "1")
+		exec(t, `DELETE FROM sync_runs WHERE id = $1`, id)
+	})
+	t.Run("a file made twice", func(t *testing.T) {
+		f := pg.File(t, pr, "obj-0.txt (2)")
+		fails(t, "sync_files_not_linked", "1")
+		exec(t, `UPDATE storage_links SET file_id = $1 WHERE storage_id = $2 AND file_id = (SELECT file_id FROM file_versions WHERE id = $3)`,
+			f.ID, storageID, versions[1])
+		fails(t, "sync_files_not_linked", "1")
+		exec(t, `UPDATE storage_links SET file_id = (SELECT file_id FROM storage_links WHERE version_id = $1) WHERE version_id = $2`, versions[0], versions[2])
+		fails(t, "sync_files_linked_twice", "1")
+		// The unique index covers live files; a second file of a name whose first
+		// was archived is a file made twice too.
+		exec(t, `UPDATE files SET deleted_at = now() WHERE id = $1`, f.ID)
+		pg.File(t, pr, "obj-0.txt (2)")
+		fails(t, "sync_file_names_twice", "1")
+	})
 }

@@ -31,6 +31,20 @@ func Finders() []Finder {
 			Args: func(id int64, run string) tasks.Queued { return tasks.Export{ExportID: id, Run: run} },
 		},
 		{
+			// A run's storage:sync task lost before the relay moved it, flushed from
+			// Redis, or archived (a worker killed on its last retry): queued again. A
+			// run that keeps dying is not re-queued forever: each task run is one more
+			// of the run's attempts, and storage:sync fails the run once they are
+			// spent (as project:export does with an export's).
+			Kind: tasks.StorageSync{}.Kind(),
+			Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]Item, error) {
+				rows, err := q.SyncRunListStuck(ctx, db.SyncRunListStuckParams{OlderThan: olderThan, MaxRows: limit})
+				items := itemsOf(rows, func(r db.SyncRunListStuckRow) Item { return Item{OrgID: r.OrgID, EntityID: r.ID} })
+				return items, err
+			},
+			Args: func(id int64, run string) tasks.Queued { return tasks.StorageSync{RunID: id, Run: run} },
+		},
+		{
 			Kind: tasks.Preannotate{}.Kind(),
 			Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]Item, error) {
 				rows, err := q.LLMRunListStuck(ctx, db.LLMRunListStuckParams{OlderThan: olderThan, MaxRows: limit})

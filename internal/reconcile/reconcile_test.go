@@ -93,3 +93,95 @@ func TestRequeuesOnlyWorkWhoseTaskIsGone(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, len(versions)-1, n)
 }
+
+// finder is the production finder of kind.
+func finder(t *testing.T, kind string) reconcile.Finder {
+	t.Helper()
+	for _, f := range reconcile.Finders() {
+		if f.Kind == kind {
+			return f
+		}
+	}
+	t.Fatalf("no finder for %s", kind)
+	return reconcile.Finder{}
+}
+
+// TestRequeuesSyncRunsWhoseTaskIsGone: a live sync run whose storage:sync task is
+// alive is left alone; one whose task was lost before the relay, flushed or
+// archived is queued again under a task id of its own; a finished run (failed
+// after its last attempt, completed) is never queued again, whatever its task.
+func TestRequeuesSyncRunsWhoseTaskIsGone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pg := testenv.Postgres(t)
+	rd := testenv.RedisDB(t)
+	client := asynq.NewClient(rd.Opt())
+	defer client.Close()
+	insp := asynq.NewInspector(rd.Opt())
+	defer insp.Close()
+	quiet := testenv.Quiet()
+	relay := &outbox.Relay{Pool: pg.Pool, Client: client, Log: quiet, BatchSize: 500}
+
+	org := pg.Org(t)
+	pr := pg.Project(t, org.ID)
+	// One storage per run: a storage has at most one live run.
+	run := func(name, status string, queued bool) int64 {
+		t.Helper()
+		var id int64
+		require.NoError(t, pg.Pool.QueryRow(ctx, `WITH s AS (INSERT INTO storages (org_id, project_id, name, prefix)
+			VALUES ($1, $2, $3, 'orgs/' || $1::bigint || '/' || $3::text || '/') RETURNING id)
+			INSERT INTO sync_runs (org_id, project_id, storage_id, status, error)
+			SELECT $1, $2, s.id, $4::text::sync_run_status, CASE WHEN $4::text = 'failed' THEN 'gave up after 13 attempts' END FROM s
+			RETURNING id`, org.ID, pr.ID, name, status).Scan(&id))
+		if queued {
+			require.NoError(t, database.Tx(ctx, pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
+				return outbox.Add(ctx, q, org.ID, tasks.StorageSync{RunID: id})
+			}))
+		}
+		return id
+	}
+	alive := run("alive", "running", true)
+	archived := run("archived", "running", true)
+	lost := run("lost", "pending", false) // its outbox row never committed
+	failed := run("failed", "failed", true)
+	completed := run("completed", "completed", false)
+	_, err := relay.RelayOnce(ctx)
+	require.NoError(t, err)
+	// The worker was killed on the last retry of archived's task: asynq archived it.
+	require.NoError(t, insp.ArchiveTask("sync", tasks.StorageSync{RunID: archived}.TaskID()))
+	require.NoError(t, insp.ArchiveTask("sync", tasks.StorageSync{RunID: failed}.TaskID()))
+
+	r := &reconcile.Reconciler{
+		Pool: pg.Pool, Inspector: insp, Redis: rd.Opt(), Log: quiet, After: time.Minute,
+		Finders: []reconcile.Finder{finder(t, tasks.StorageSync{}.Kind())},
+	}
+	n, err := r.Run(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "no run is past the threshold yet")
+
+	r.Now = func() time.Time { return time.Now().Add(2 * time.Minute) }
+	n, err = r.Run(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 2, n, "the archived and the lost run")
+	for _, id := range []int64{archived, lost} {
+		row := testenv.RequireLatestQueued(t, pg.Pool, org.ID, tasks.StorageSync{RunID: id})
+		require.NotEqual(t, tasks.StorageSync{RunID: id}.TaskID(), row.TaskID, "a requeue is a task of its own")
+		require.Equal(t, "sync", row.Queue)
+	}
+	for _, id := range []int64{alive, failed, completed} {
+		row, err := pg.Q.OutboxLatestForSubject(ctx, db.OutboxLatestForSubjectParams{TaskType: tasks.StorageSync{}.Kind(), SubjectID: id})
+		if err == nil {
+			require.Equal(t, tasks.StorageSync{RunID: id}.TaskID(), row.TaskID, "run %d was requeued", id)
+		}
+	}
+	n, err = r.Run(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "requeued runs waiting in the outbox count as live")
+
+	_, err = relay.RelayOnce(ctx)
+	require.NoError(t, err)
+	info, err := insp.GetQueueInfo("sync")
+	require.NoError(t, err)
+	require.Equal(t, 3, info.Pending, "alive's first task and the two requeues")
+	require.Equal(t, 2, info.Archived)
+}

@@ -1,9 +1,11 @@
-// Package schedule turns export_schedules into exports. The scheduler process runs
-// asynq's periodic task manager with a config provider that reads the table (re-synced
-// every LABELQ_SCHEDULE_SYNC); each firing is a schedule:export task whose handler
-// works out which cron tick it stands for and creates that tick's export under the
-// unique key (schedule_id, scheduled_for). asynq's scheduler has no leader election,
-// so two scheduler copies both fire: the key makes the second firing a no-op.
+// Package schedule turns export_schedules into exports and storages' sync
+// schedules into sync runs. The scheduler process runs asynq's periodic task
+// manager with a config provider that reads both tables (re-synced every
+// LABELQ_SCHEDULE_SYNC); each firing is a schedule:export (schedule:storage_sync)
+// task whose handler works out which cron tick it stands for and creates that
+// tick's export (sync run) under a unique key. asynq's scheduler has no leader
+// election, so two scheduler copies both fire: the key makes the second firing a
+// no-op.
 package schedule
 
 import (
@@ -39,8 +41,8 @@ func Spec(cronSpec, timezone string) string {
 	return "CRON_TZ=" + timezone + " " + cronSpec
 }
 
-// Provider is asynq's PeriodicTaskConfigProvider over export_schedules plus any
-// static tasks (maintenance).
+// Provider is asynq's PeriodicTaskConfigProvider over export_schedules and the
+// import storages' sync schedules, plus any static tasks (maintenance).
 type Provider struct {
 	Pool   *pgxpool.Pool
 	Log    *slog.Logger
@@ -74,7 +76,8 @@ func (p *Provider) checkInterval(cronSpec, timezone string) error {
 	return err
 }
 
-// GetConfigs lists one periodic task per enabled schedule.
+// GetConfigs lists one periodic task per enabled export schedule and one per
+// import storage with a sync schedule.
 func (p *Provider) GetConfigs() ([]*asynq.PeriodicTaskConfig, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
@@ -86,44 +89,70 @@ func (p *Provider) GetConfigs() ([]*asynq.PeriodicTaskConfig, error) {
 		}
 		out = append(out, static...)
 	}
-	rows, err := db.New(p.Pool).ExportScheduleListEnabled(ctx)
+	q := db.New(p.Pool)
+	rows, err := q.ExportScheduleListEnabled(ctx)
 	if err != nil {
 		return nil, fmt.Errorf("read export schedules: %w", err)
 	}
 	for _, s := range rows {
-		spec := Spec(s.CronSpec, s.Timezone)
-		sched, err := Parser.Parse(spec)
-		if err != nil {
-			// The API validates specs; a row edited by hand must not stop the others.
-			p.Log.Error("export schedule has an invalid cron spec; skipped",
-				slog.Int64("schedule_id", s.ID), slog.String("cron_spec", s.CronSpec), slog.String("error", err.Error()))
-			continue
-		}
-		if err := p.checkInterval(s.CronSpec, s.Timezone); err != nil {
-			p.Log.Warn("export schedule fires more often than LABELQ_SCHEDULE_MIN_INTERVAL allows; skipped",
-				slog.Int64("schedule_id", s.ID), slog.String("cron_spec", s.CronSpec), slog.String("error", err.Error()))
-			continue
-		}
-		// The options must be the same on every sync: asynq re-registers (and so
-		// restarts the timer of) any periodic task whose config changed.
-		ref := sched.Next(time.Unix(0, 0))
-		period := sched.Next(ref).Sub(ref)
-		if period < time.Second {
-			period = time.Second
-		}
-		args := tasks.ScheduleExport{ScheduleID: s.ID}
-		payload, err := tasks.Payload(args)
+		cfg, err := p.periodic("export schedule", slog.Int64("schedule_id", s.ID), s.CronSpec, s.Timezone, tasks.ScheduleExport{ScheduleID: s.ID})
 		if err != nil {
 			return nil, err
 		}
-		out = append(out, &asynq.PeriodicTaskConfig{
-			Cronspec: spec,
-			Task:     asynq.NewTask(args.Kind(), payload),
-			// Fewer duplicate firings to process; the database key is what guarantees one export.
-			Opts: append(args.InsertOpts().Options(), asynq.Unique(min(period, time.Minute))),
-		})
+		if cfg != nil {
+			out = append(out, cfg)
+		}
+	}
+	storages, err := q.StorageListScheduled(ctx)
+	if err != nil {
+		return nil, fmt.Errorf("read storage sync schedules: %w", err)
+	}
+	for _, s := range storages {
+		cfg, err := p.periodic("storage sync schedule", slog.Int64("storage_id", s.ID), s.SyncCron, s.SyncTimezone, tasks.ScheduleSync{StorageID: s.ID})
+		if err != nil {
+			return nil, err
+		}
+		if cfg != nil {
+			out = append(out, cfg)
+		}
 	}
 	return out, nil
+}
+
+// periodic is the periodic task of one schedule, or nil (logged) for a spec that
+// cannot be scheduled: invalid, or firing more often than MinInterval allows.
+func (p *Provider) periodic(what string, id slog.Attr, cronSpec, timezone string, args tasks.Args) (*asynq.PeriodicTaskConfig, error) {
+	spec := Spec(cronSpec, timezone)
+	sched, err := Parser.Parse(spec)
+	if err != nil {
+		// The API validates specs; a row edited by hand must not stop the others.
+		p.Log.Error(what+" has an invalid cron spec; skipped",
+			id, slog.String("cron_spec", cronSpec), slog.String("error", err.Error()))
+		return nil, nil
+	}
+	if err := p.checkInterval(cronSpec, timezone); err != nil {
+		p.Log.Warn(what+" fires more often than LABELQ_SCHEDULE_MIN_INTERVAL allows; skipped",
+			id, slog.String("cron_spec", cronSpec), slog.String("error", err.Error()))
+		return nil, nil
+	}
+	// The options must be the same on every sync: asynq re-registers (and so
+	// restarts the timer of) any periodic task whose config changed.
+	ref := sched.Next(time.Unix(0, 0))
+	period := sched.Next(ref).Sub(ref)
+	if period < time.Second {
+		period = time.Second
+	}
+	payload, err := tasks.Payload(args)
+	if err != nil {
+		return nil, err
+	}
+	return &asynq.PeriodicTaskConfig{
+		Cronspec: spec,
+		Task:     asynq.NewTask(args.Kind(), payload),
+		// Fewer duplicate firings to process; the database key is what guarantees one
+		// export (one sync run) per tick.
+		Opts: append(args.InsertOpts().Options(), asynq.Unique(min(period, time.Minute))),
+	}, nil
 }
 
 // Handler creates the export of the tick a firing stands for.

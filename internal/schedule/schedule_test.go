@@ -105,6 +105,7 @@ func TestRealSchedulers(t *testing.T) {
 	pg := testenv.Postgres(t)
 	rd := testenv.RedisDB(t)
 	s := mkSchedule(t, pg, "@every 2s", "UTC")
+	st := mkStorage(t, pg, "@every 2s", "UTC")
 	var mgrs []*asynq.PeriodicTaskManager
 	for range 2 {
 		m, err := asynq.NewPeriodicTaskManager(asynq.PeriodicTaskManagerOpts{
@@ -115,9 +116,10 @@ func TestRealSchedulers(t *testing.T) {
 		require.NoError(t, m.Start())
 		mgrs = append(mgrs, m)
 	}
-	srv := asynq.NewServer(rd.Opt(), asynq.Config{Concurrency: 4, Queues: map[string]int{queue.QueueExport: 1}, LogLevel: asynq.FatalLevel})
+	srv := asynq.NewServer(rd.Opt(), asynq.Config{Concurrency: 4, Queues: map[string]int{queue.QueueExport: 1, queue.QueueSync: 1}, LogLevel: asynq.FatalLevel})
 	mux := asynq.NewServeMux()
 	tasks.Register(mux, (&schedule.Handler{Pool: pg.Pool, Log: quiet}).Work)
+	tasks.Register(mux, (&schedule.SyncHandler{Pool: pg.Pool, Log: quiet}).Work)
 	require.NoError(t, srv.Start(mux))
 	// Until the schedule has fired three times (a tick every 2 s, the two managers
 	// both firing each): there is a second copy of every tick to deduplicate.
@@ -145,6 +147,19 @@ func TestRealSchedulers(t *testing.T) {
 	}
 	require.NoError(t, rows.Err())
 	require.GreaterOrEqual(t, ticks, 2, "the schedule fired")
+
+	// The storage's ticks: one event each; the first made the run, which no worker
+	// takes here, so every later tick joined it.
+	events := tickEvents(t, pg, st.ID)
+	require.GreaterOrEqual(t, len(events), 2, "the storage's schedule fired")
+	runs := syncRuns(t, pg, st.ID)
+	require.Len(t, runs, 1)
+	for i, e := range events {
+		require.Equal(t, runs[0].ID, e.RunID)
+		require.Equal(t, i > 0, e.Joined)
+		require.Zero(t, e.ScheduledFor.Unix()%2, "ticks are aligned")
+	}
+	require.True(t, runs[0].ScheduledFor.Equal(events[0].ScheduledFor))
 }
 
 func TestCheckIntervalRefusesSpecsThatFireTooOften(t *testing.T) {
