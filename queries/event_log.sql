@@ -41,5 +41,7 @@ SELECT CASE @entity_type::entity_type
     WHEN 'llm_run'         THEN EXISTS (SELECT 1 FROM llm_runs t WHERE t.id = @entity_id AND t.org_id = @org_id)
     WHEN 'export'          THEN EXISTS (SELECT 1 FROM export_logs t WHERE t.id = @entity_id AND t.org_id = @org_id)
     WHEN 'export_schedule' THEN EXISTS (SELECT 1 FROM export_schedules t WHERE t.id = @entity_id AND t.org_id = @org_id)
+    WHEN 'storage'         THEN EXISTS (SELECT 1 FROM storages t WHERE t.id = @entity_id AND t.org_id = @org_id)
+    WHEN 'sync_run'        THEN EXISTS (SELECT 1 FROM sync_runs t WHERE t.id = @entity_id AND t.org_id = @org_id)
     ELSE false
 END::boolean AS found;

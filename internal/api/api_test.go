@@ -9,6 +9,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -90,8 +91,14 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
+	return newFixtureWith(t, nil)
+}
+
+// newFixtureWith is newFixture with configuration overrides (variable → value).
+func newFixtureWith(t *testing.T, overrides map[string]string) *fixture {
+	t.Helper()
 	env := testenv.New(t)
-	a, err := app.New(context.Background(), env.Config(t, nil), testenv.Quiet())
+	a, err := app.New(context.Background(), env.Config(t, overrides), testenv.Quiet())
 	require.NoError(t, err)
 	t.Cleanup(a.Close)
 	srv := httptest.NewServer(a.Handler())
@@ -117,6 +124,12 @@ func id(t *testing.T, r reply) int64 {
 type seeded struct {
 	ProjectID, UserID, FileID, VersionID, JobID, AssignmentID, ExportID, ScheduleID int64
 	TaskID                                                                          string
+	// StorageID is an import storage in labelq's bucket; StorageSecret its
+	// notification secret.
+	StorageID     int64
+	StorageSecret string
+	// SyncRunID is the storage's pending sync run.
+	SyncRunID int64
 }
 
 func (w *fixture) seed(t *testing.T) seeded {
@@ -159,6 +172,14 @@ func (w *fixture) seed(t *testing.T) seeded {
 	r = w.orgA.do("POST", fmt.Sprintf("/v1/projects/%d/export-schedules", s.ProjectID), map[string]any{"cron_spec": "0 2 * * *", "timezone": "Europe/Paris"})
 	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
 	s.ScheduleID = id(t, r)
+	r = w.orgA.do("POST", fmt.Sprintf("/v1/projects/%d/storages", s.ProjectID), map[string]any{"name": "incoming", "prefix": "incoming/"})
+	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+	s.StorageID = id(t, r)
+	s.StorageSecret, _ = r.json(t)["notify_secret"].(string)
+	require.NotEmpty(t, s.StorageSecret, string(r.Body))
+	r = w.orgA.do("POST", fmt.Sprintf("/v1/storages/%d/sync", s.StorageID), nil)
+	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+	s.SyncRunID = id(t, r)
 	return s
 }
 
@@ -185,6 +206,10 @@ func (s seeded) fill(path string) string {
 			return fmt.Sprint(s.ScheduleID)
 		case "{task_id}":
 			return s.TaskID
+		case "{storage_id}":
+			return fmt.Sprint(s.StorageID)
+		case "{run_id}":
+			return fmt.Sprint(s.SyncRunID)
 		}
 		panic("unknown path parameter " + m)
 	})
@@ -210,6 +235,15 @@ func validBody(rt api.Route) any {
 		return map[string]any{}
 	case api.ScheduleInput:
 		return map[string]any{"cron_spec": "@daily"}
+	case api.StorageInput:
+		if rt.Method == "POST" {
+			return map[string]any{"name": "b-storage", "prefix": "b/"}
+		}
+		return map[string]any{"name": "renamed"}
+	case api.BatchInput:
+		return map[string]any{"items": []any{map[string]any{"file_id": 1, "storage_path": "orgs/1/x"}}}
+	case api.NotificationInput:
+		return map[string]any{"Records": []any{}}
 	}
 	return nil
 }
@@ -225,6 +259,12 @@ func TestTenantIsolationOnEveryRoute(t *testing.T) {
 		require.NoError(t, err)
 		orgBs = append(orgBs, client{t, w.server.URL, tok.Secret})
 	}
+	// Org B's own storage: its secret opens none of org A's.
+	r := w.orgB.do("POST", "/v1/projects", map[string]any{"name": "b-project"})
+	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+	r = w.orgB.do("POST", fmt.Sprintf("/v1/projects/%d/storages", id(t, r)), map[string]any{"name": "b-incoming", "prefix": "b/"})
+	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+	orgBSecret := client{t, w.server.URL, r.json(t)["notify_secret"].(string)}
 	leaks, wrong := 0, 0
 	for _, rt := range (&api.Server{}).Routes() {
 		path := s.fill(rt.Path)
@@ -239,6 +279,23 @@ func TestTenantIsolationOnEveryRoute(t *testing.T) {
 			require.Equal(t, http.StatusUnauthorized, r.Status, "without a token: %s", r.Body)
 			require.Equal(t, "application/problem+json", r.Header.Get("Content-Type"))
 
+			if rt.Scope == api.ScopeStorageSecret {
+				// A route a bucket calls takes the storage's secret, never a token:
+				// org B's tokens and org B's storage's secret are refused exactly as
+				// no secret is, and org A's secret opens it.
+				anon := r
+				for _, c := range append(slices.Clone(orgBs), orgBSecret) {
+					r = c.do(rt.Method, path, validBody(rt))
+					if r.Status != http.StatusUnauthorized {
+						wrong++
+					}
+					require.Equal(t, http.StatusUnauthorized, r.Status, "org B reached org A's storage: %s", r.Body)
+					require.Equal(t, string(anon.Body), string(r.Body), "a token, another storage's secret and none answer alike")
+				}
+				r = client{t, w.server.URL, s.StorageSecret}.do(rt.Method, path, validBody(rt))
+				require.Equal(t, http.StatusOK, r.Status, "org A's storage secret: %s", r.Body)
+				return
+			}
 			for _, orgB := range orgBs {
 				r = orgB.do(rt.Method, path, validBody(rt))
 				require.Less(t, r.Status, 500, "%s", r.Body)
@@ -263,7 +320,7 @@ func TestTenantIsolationOnEveryRoute(t *testing.T) {
 	require.Zero(t, wrong, "wrong status codes")
 
 	// Org A still sees its own.
-	r := w.orgA.do("GET", fmt.Sprintf("/v1/projects/%d", s.ProjectID), nil)
+	r = w.orgA.do("GET", fmt.Sprintf("/v1/projects/%d", s.ProjectID), nil)
 	require.Equal(t, http.StatusOK, r.Status)
 }
 

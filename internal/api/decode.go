@@ -21,6 +21,10 @@ func decodeJSON(body []byte, dst any) error {
 	dec := json.NewDecoder(bytes.NewReader(body))
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(dst); err != nil {
+		var p *Problem
+		if errors.As(err, &p) { // a field's own decoder named the field at fault
+			return p
+		}
 		return jsonProblem(err)
 	}
 	if dec.More() {

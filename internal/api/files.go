@@ -105,11 +105,57 @@ func uploadURL(c *Call) (int, any, error) {
 }
 
 // VersionInput registers an object already in the bucket as a file's next version.
+// Language, Priority and DueDate are the attributes of the annotation job the
+// version gets once valid: the job is born with them, so matching never sees it
+// without its language. Omitted, the job has no language, priority medium and no
+// due date, as before.
 type VersionInput struct {
 	StoragePath string  `json:"storage_path"`
 	SHA256      *string `json:"sha256"`
 	Size        *int64  `json:"size"`
 	MIMEType    *string `json:"mime_type"`
+	// Language is a code such as en, zh or pt-BR.
+	Language *string `json:"language"`
+	// Priority is low, medium or high.
+	Priority *string `json:"priority"`
+	// DueDate is an RFC 3339 time. One already past is accepted, as PATCH
+	// /v1/jobs/{id} accepts it: the job is overdue and matching serves it first.
+	DueDate *string `json:"due_date"`
+}
+
+// jobAttrs are the job attributes a registration carries, checked.
+type jobAttrs struct {
+	language *string
+	priority *db.JobPriority
+	dueDate  *time.Time
+}
+
+// checkJobAttrs checks a registration's language, priority and due date (the
+// same rules as PATCH /v1/jobs/{id}), naming the fields with field.
+func checkJobAttrs(v *Validation, field func(string) string, lang, prio, due *string) jobAttrs {
+	var a jobAttrs
+	if lang != nil {
+		if languageCode.MatchString(*lang) {
+			a.language = lang
+		} else {
+			v.Add(field("language"), "is not a language code such as en, zh or pt-BR")
+		}
+	}
+	if prio != nil {
+		if p := db.JobPriority(*prio); p.Valid() {
+			a.priority = &p
+		} else {
+			v.Add(field("priority"), "must be low, medium or high")
+		}
+	}
+	if due != nil {
+		if d, err := time.Parse(time.RFC3339, *due); err == nil {
+			a.dueDate = &d
+		} else {
+			v.Add(field("due_date"), "%q is not an RFC 3339 time such as 2026-12-31T18:00:00Z", *due)
+		}
+	}
+	return a
 }
 
 // Enqueued answers every enqueueing call: the ids to poll.
@@ -142,6 +188,7 @@ func registerVersion(c *Call) (int, any, error) {
 	if in.Size != nil {
 		v.Check(*in.Size >= 0, "size", "must not be negative")
 	}
+	job := checkJobAttrs(&v, func(f string) string { return f }, in.Language, in.Priority, in.DueDate)
 	if err := v.Err(); err != nil {
 		return 0, nil, err
 	}
@@ -153,6 +200,7 @@ func registerVersion(c *Call) (int, any, error) {
 	ver, err := c.Q.FileVersionCreate(ctx, db.FileVersionCreateParams{
 		OrgID: c.OrgID, ProjectID: f.ProjectID, FileID: f.ID, StoragePath: in.StoragePath,
 		ExpectedSha256: sum, ExpectedSize: in.Size, ExpectedMimeType: mt,
+		JobLanguage: job.language, JobPriority: job.priority, JobDueDate: job.dueDate,
 	})
 	if err != nil {
 		return 0, nil, err

@@ -36,6 +36,9 @@ func GenerateOpenAPI(routes []Route) ([]byte, error) {
 			"security": []map[string][]string{{"bearer": {string(rt.Scope)}}},
 			"x-scope":  string(rt.Scope),
 		}
+		if rt.Scope == ScopeStorageSecret {
+			op["security"] = []map[string][]string{{"notifySecret": {}}}
+		}
 		var params []map[string]any
 		for _, m := range pathParam.FindAllStringSubmatch(rt.Path, -1) {
 			typ := map[string]any{"type": "integer", "format": "int64", "minimum": 1}
@@ -44,7 +47,7 @@ func GenerateOpenAPI(routes []Route) ([]byte, error) {
 			}
 			params = append(params, map[string]any{"name": m[1], "in": "path", "required": true, "schema": typ})
 		}
-		if rt.Method == "POST" {
+		if rt.Method == "POST" && rt.Scope != ScopeStorageSecret {
 			params = append(params, map[string]any{
 				"name": "Idempotency-Key", "in": "header", "required": false,
 				"description": "same key and body within 24 h → the same answer, and no second task",
@@ -92,10 +95,16 @@ func GenerateOpenAPI(routes []Route) ([]byte, error) {
 		"paths": paths,
 		"components": map[string]any{
 			"schemas": schemas,
-			"securitySchemes": map[string]any{"bearer": map[string]any{
-				"type": "http", "scheme": "bearer",
-				"description": "an API token from `labelq token create`; each operation needs the scope its security requirement and x-scope name (read, upload or manage), else 403",
-			}},
+			"securitySchemes": map[string]any{
+				"bearer": map[string]any{
+					"type": "http", "scheme": "bearer",
+					"description": "an API token from `labelq token create`; each operation needs the scope its security requirement and x-scope name (read, upload or manage), else 403",
+				},
+				"notifySecret": map[string]any{
+					"type": "http", "scheme": "bearer",
+					"description": "a storage's bucket-notification secret (answered once when the storage is created or its secret rotated), not an API token; MinIO's webhook target sends its auth_token so",
+				},
+			},
 		},
 	}
 	return json.MarshalIndent(doc, "", "  ")

@@ -84,13 +84,19 @@ func (q Quotas) checkLLM(in *ProjectInput) error {
 // checkScheduleInterval refuses a schedule whose ticks come closer together than
 // the operator's minimum.
 func (c *Call) checkScheduleInterval(cronSpec, timezone string) error {
+	return c.checkCronInterval("cron_spec", cronSpec, timezone)
+}
+
+// checkCronInterval is checkScheduleInterval for any schedule's field (a
+// storage's sync_cron follows the same rules as an export schedule).
+func (c *Call) checkCronInterval(field, cronSpec, timezone string) error {
 	err := schedule.CheckInterval(cronSpec, timezone, c.S.Quotas.scheduleMinInterval(), c.S.now())
 	var tf *schedule.TooFrequentError
 	switch {
 	case errors.As(err, &tf):
-		return invalid("cron_spec", fmt.Sprintf("%q %s; use a spec such as \"0 * * * *\" (hourly) or \"0 2 * * *\" (daily)", cronSpec, tf.Error()))
+		return invalid(field, fmt.Sprintf("%q %s; use a spec such as \"0 * * * *\" (hourly) or \"0 2 * * *\" (daily)", cronSpec, tf.Error()))
 	case err != nil:
-		return invalid("cron_spec", fmt.Sprintf("%q is not a cron spec: %v", cronSpec, err))
+		return invalid(field, fmt.Sprintf("%q is not a cron spec: %v", cronSpec, err))
 	}
 	return nil
 }
@@ -142,11 +148,17 @@ func NewRateLimiter(rdb redis.UniversalClient, r ratelimit.Rate) (*RateLimiter, 
 // rateLimited counts the request against its token's budget and, when the budget
 // is spent, answers 429 with Retry-After and reports true.
 func (s *Server) rateLimited(ctx context.Context, w http.ResponseWriter, tok token) bool {
+	return s.rateLimitedBy(ctx, w, "token:"+strconv.FormatInt(tok.ID, 10), "this API token")
+}
+
+// rateLimitedBy is rateLimited for any budget: key names it in Redis, who in the
+// answer ("this API token", "this storage's notifications").
+func (s *Server) rateLimitedBy(ctx context.Context, w http.ResponseWriter, key, who string) bool {
 	l := s.Quotas.RateLimit
 	if l == nil || time.Now().UnixNano() < l.openUntil.Load() {
 		return false
 	}
-	d, err := l.req.Allow(ctx, "token:"+strconv.FormatInt(tok.ID, 10))
+	d, err := l.req.Allow(ctx, key)
 	if err != nil {
 		if ctx.Err() == nil {
 			l.openUntil.Store(time.Now().Add(rateLimitFailOpen).UnixNano())
@@ -161,6 +173,6 @@ func (s *Server) rateLimited(ctx context.Context, w http.ResponseWriter, tok tok
 	secs := max(1, int(math.Ceil(d.RetryAfter.Seconds())))
 	w.Header().Set("Retry-After", strconv.Itoa(secs))
 	writeProblem(w, problem(http.StatusTooManyRequests, "Too many requests",
-		fmt.Sprintf("this API token may make %s requests; retry in %d s (Retry-After)", l.req.Rate(), secs)))
+		fmt.Sprintf("%s may make %s requests; retry in %d s (Retry-After)", who, l.req.Rate(), secs)))
 	return true
 }

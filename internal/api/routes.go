@@ -14,7 +14,8 @@ func (s *Server) Routes() []Route {
 		accepted = http.StatusAccepted
 	)
 	// The scope a token needs: read for every GET, upload for bringing files in,
-	// manage for everything else that changes state.
+	// manage for everything else that changes state; ScopeStorageSecret for the
+	// routes a bucket calls, which take no token.
 	const (
 		read   = admin.ScopeRead
 		upload = admin.ScopeUpload
@@ -37,6 +38,7 @@ func (s *Server) Routes() []Route {
 		{"GET", "/v1/files/{file_id}", "Read a file", "files", nil, File{}, ok, getFile, read},
 		{"POST", "/v1/files/{file_id}/upload-url", "Get a presigned PUT URL and key for a new version", "files", nil, UploadURL{}, ok, uploadURL, upload},
 		{"POST", "/v1/files/{file_id}/versions", "Register an uploaded version; starts the pipeline (validate → pre-annotate → match)", "files", VersionInput{}, Enqueued{}, accepted, registerVersion, upload},
+		{"POST", "/v1/projects/{project_id}/versions:batch", "Register up to 1,000 uploaded versions in one transaction, with a result per item (created, duplicate or invalid)", "files", BatchInput{}, BatchResult{}, accepted, registerBatch, upload},
 		{"GET", "/v1/files/{file_id}/versions", "List a file's versions", "files", nil, List[Version]{}, ok, listVersions, read},
 		{"GET", "/v1/versions/{version_id}", "Read a version with its validation status and error", "files", nil, Version{}, ok, getVersion, read},
 		{"POST", "/v1/versions/{version_id}/revalidate", "Validate a version again", "files", nil, Enqueued{}, accepted, revalidateVersion, upload},
@@ -58,6 +60,21 @@ func (s *Server) Routes() []Route {
 		{"GET", "/v1/projects/{project_id}/export-schedules", "List a project's export schedules", "exports", nil, List[Schedule]{}, ok, listSchedules, read},
 		{"PATCH", "/v1/export-schedules/{schedule_id}", "Update an export schedule", "exports", ScheduleInput{}, Schedule{}, ok, updateSchedule, manage},
 		{"DELETE", "/v1/export-schedules/{schedule_id}", "Delete an export schedule", "exports", nil, map[string]any{}, ok, deleteSchedule, manage},
+
+		// A bucket calls these with the storage's notification secret, not a token.
+		{"POST", "/v1/storages/{storage_id}/notifications", "Receive a bucket notification (S3 event JSON, as MinIO's webhook target or an S3 forwarder posts it): registers or retires its keys", "storages", NotificationInput{}, NotificationResult{}, ok, receiveNotification, ScopeStorageSecret},
+		{"HEAD", "/v1/storages/{storage_id}/notifications", "Check a storage's notification secret (MinIO's webhook target sends HEAD when it starts)", "storages", nil, NotificationResult{}, ok, checkNotifications, ScopeStorageSecret},
+
+		{"POST", "/v1/projects/{project_id}/storages", "Create a storage: a bucket and prefix the project imports from or exports to (answers the notification secret once)", "storages", StorageInput{}, Storage{}, created, createStorage, manage},
+		{"GET", "/v1/projects/{project_id}/storages", "List a project's storages", "storages", nil, List[Storage]{}, ok, listStorages, read},
+		{"GET", "/v1/storages/{storage_id}", "Read a storage (never its credentials)", "storages", nil, Storage{}, ok, getStorage, read},
+		{"PATCH", "/v1/storages/{storage_id}", "Update a storage: endpoint, prefix, credentials, filter, rules, schedule", "storages", StorageInput{}, Storage{}, ok, updateStorage, manage},
+		{"DELETE", "/v1/storages/{storage_id}", "Delete a storage; its live sync run is cancelled", "storages", nil, map[string]any{}, ok, deleteStorage, manage},
+		{"POST", "/v1/storages/{storage_id}/notify-secret", "Replace a storage's bucket-notification secret (answered once)", "storages", nil, NotifySecret{}, ok, rotateNotifySecret, manage},
+		{"POST", "/v1/storages/{storage_id}/sync", "Sync an import storage now; joins the run already live", "storages", nil, SyncStarted{}, accepted, syncStorage, manage},
+		{"GET", "/v1/storages/{storage_id}/syncs", "List a storage's sync runs, newest first (?before=)", "storages", nil, List[SyncRun]{}, ok, listSyncRuns, read},
+		{"GET", "/v1/sync-runs/{run_id}", "Read a sync run: status, checkpoint, counts, skipped keys, error", "storages", nil, SyncRun{}, ok, getSyncRun, read},
+		{"POST", "/v1/sync-runs/{run_id}/cancel", "Cancel a sync run: a pending one at once, a running one after its current page", "storages", nil, SyncRun{}, accepted, cancelSyncRun, manage},
 
 		{"GET", "/v1/tasks/{task_id}", "Read a task's state by id", "tasks", nil, TaskState{}, ok, getTask, read},
 		{"GET", "/v1/events", "List the events of an entity (?entity_type=&entity_id=)", "tasks", nil, List[Event]{}, ok, listEvents, read},

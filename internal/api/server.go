@@ -57,6 +57,12 @@ type Server struct {
 	Now          func() time.Time
 	// Quotas are the operator's limits on tenants (quotas.go).
 	Quotas Quotas
+	// Storages resolves and checks storages: the endpoint allow-list, the
+	// credentials keyring (storages.go).
+	Storages *storage.Resolver
+	// PublicURL is where clients reach the API (LABELQ_PUBLIC_URL), for the
+	// absolute URLs given to other systems (a bucket's notification target).
+	PublicURL string
 }
 
 // Call is one request as a handler sees it: inside the caller's tenant transaction.
@@ -146,6 +152,10 @@ func (s *Server) wrap(rt Route) http.Handler {
 // Idempotency-Key, answer (run the handler, or replay), write the answer. Every
 // refusal on the way is written by writeError.
 func (s *Server) serve(w http.ResponseWriter, r *http.Request, rt Route) {
+	if rt.Scope == ScopeStorageSecret {
+		s.serveStorageSecret(w, r, rt)
+		return
+	}
 	ctx := r.Context()
 	tok, err := s.authorize(ctx, r, rt)
 	if err != nil {
@@ -211,6 +221,8 @@ type response struct {
 	status   int
 	body     []byte
 	replayed bool
+	// kept is what an Idempotency-Key remembers when it is not body.
+	kept []byte
 }
 
 // handle runs the route's handler and encodes its answer.
@@ -226,7 +238,14 @@ func handle(c *Call, rt Route) (response, error) {
 	if err != nil {
 		return response{}, fmt.Errorf("encode response: %w", err)
 	}
-	return response{status: code, body: b}, nil
+	res := response{status: code, body: b}
+	// An answer holding a secret shown once is kept without it.
+	if r, ok := resp.(interface{ forReplay() any }); ok {
+		if res.kept, err = json.Marshal(r.forReplay()); err != nil {
+			return response{}, fmt.Errorf("encode response: %w", err)
+		}
+	}
+	return res, nil
 }
 
 func writeResponse(w http.ResponseWriter, res response) {
@@ -244,13 +263,14 @@ func (s *Server) readBody(r *http.Request, rt Route) ([]byte, error) {
 	if rt.Request == nil {
 		return nil, nil
 	}
-	body, err := io.ReadAll(io.LimitReader(r.Body, s.maxBody()+1))
+	limit := s.bodyLimit(rt)
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
 	if err != nil {
 		return nil, problem(http.StatusBadRequest, "Unreadable body", "the request body could not be read")
 	}
-	if int64(len(body)) > s.maxBody() {
+	if int64(len(body)) > limit {
 		return nil, problem(http.StatusRequestEntityTooLarge, "Body too large",
-			fmt.Sprintf("the request body is larger than %d bytes", s.maxBody()))
+			fmt.Sprintf("the request body is larger than %d bytes", limit))
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
 		return nil, problem(http.StatusUnsupportedMediaType, "Unsupported media type",
@@ -309,8 +329,16 @@ func (k idempotency) remember(ctx context.Context, q *db.Queries, orgID int64, r
 	}
 	return q.IdempotencyKeyInsert(ctx, db.IdempotencyKeyInsertParams{
 		OrgID: orgID, Key: k.key, Method: r.Method, Path: r.URL.Path,
-		RequestHash: k.hash[:], StatusCode: int32(res.status), ResponseBody: res.body,
+		RequestHash: k.hash[:], StatusCode: int32(res.status), ResponseBody: cmpBytes(res.kept, res.body),
 	})
+}
+
+// cmpBytes is the first of a and b that is not empty.
+func cmpBytes(a, b []byte) []byte {
+	if len(a) > 0 {
+		return a
+	}
+	return b
 }
 
 // writeError answers a failed request: a problem (the client's mistake, a refused
@@ -331,6 +359,16 @@ func (s *Server) writeError(ctx context.Context, w http.ResponseWriter, err erro
 }
 
 func (s *Server) maxBody() int64 { return cmp.Or(s.MaxBodyBytes, DefaultMaxBodyBytes) }
+
+// bodyLimit is the most a route's body may hold: LABELQ_MAX_BODY_BYTES, unless
+// its request type derives its own cap from it (a batch takes more, a bucket
+// notification less).
+func (s *Server) bodyLimit(rt Route) int64 {
+	if c, ok := rt.Request.(interface{ maxBodyBytes(def int64) int64 }); ok {
+		return c.maxBodyBytes(s.maxBody())
+	}
+	return s.maxBody()
+}
 
 func (s *Server) internalError(ctx context.Context, w http.ResponseWriter, err error) {
 	rid := w.Header().Get("X-Request-Id")
@@ -410,4 +448,5 @@ var constraintMessages = map[string]struct {
 	"projects_client_pm_fk":           {http.StatusUnprocessableEntity, "Invalid reference", "client_pm_id: " + noSuchUser},
 	"assignments_live_job_role_key":   {http.StatusConflict, "Already assigned", "the job already has a live assignment for this role"},
 	"projects_llm_model_when_enabled": {http.StatusUnprocessableEntity, "Invalid request", "llm_model: set a model before enabling pre-annotation"},
+	"storages_project_name_key":       {http.StatusConflict, "Name taken", "a storage with this name already exists in the project"},
 }

@@ -19,7 +19,9 @@ import (
 //     retries are at GET /v1/tasks/{task_id});
 //   - dedup_key: what makes a redelivered task's event a no-op;
 //   - an export's storage_path: where labelq keeps the archive; clients fetch it
-//     through GET /v1/exports/{export_id}/download.
+//     through GET /v1/exports/{export_id}/download;
+//   - a storage's credentials, credentials_key_id and notify_secret_hash: secrets
+//     are write-only (has_credentials and access_key_hint say what is stored).
 //
 // Fields hold plain Go types (string for enums), never types of internal/db, so that
 // generated code cannot leak into the API (TestResponseTypesAreNotRows).
@@ -111,11 +113,13 @@ func fileFromRow(r db.File) File {
 // Version is one version of a file: what the uploader declared, what the validator
 // measured, and its validation status and error.
 type Version struct {
-	ID                  int64           `json:"id"`
-	ProjectID           int64           `json:"project_id"`
-	FileID              int64           `json:"file_id"`
-	VersionNumber       int32           `json:"version_number"`
-	StoragePath         string          `json:"storage_path"`
+	ID            int64  `json:"id"`
+	ProjectID     int64  `json:"project_id"`
+	FileID        int64  `json:"file_id"`
+	VersionNumber int32  `json:"version_number"`
+	StoragePath   string `json:"storage_path"`
+	// The storage that holds the bytes at storage_path (null: labelq's bucket).
+	StorageID           *int64          `json:"storage_id"`
 	ExpectedSHA256      *string         `json:"expected_sha256"`
 	ExpectedSize        *int64          `json:"expected_size"`
 	ExpectedMIMEType    *string         `json:"expected_mime_type"`
@@ -131,18 +135,24 @@ type Version struct {
 	LLMModel            *string         `json:"llm_model"`
 	LLMParams           json.RawMessage `json:"llm_params"`
 	UploadedBy          *int64          `json:"uploaded_by"`
-	CreatedAt           time.Time       `json:"created_at"`
-	UpdatedAt           time.Time       `json:"updated_at"`
+	// The attributes the version's annotation job is born with (registration);
+	// null takes the defaults: no language, medium, no due date.
+	JobLanguage *string    `json:"job_language"`
+	JobPriority *string    `json:"job_priority"`
+	JobDueDate  *time.Time `json:"job_due_date"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
 }
 
 func versionFromRow(r db.FileVersion) Version {
 	return Version{
 		ID: r.ID, ProjectID: r.ProjectID, FileID: r.FileID, VersionNumber: r.VersionNumber, StoragePath: r.StoragePath,
-		ExpectedSHA256: r.ExpectedSha256, ExpectedSize: r.ExpectedSize, ExpectedMIMEType: r.ExpectedMimeType,
+		StorageID: r.StorageID, ExpectedSHA256: r.ExpectedSha256, ExpectedSize: r.ExpectedSize, ExpectedMIMEType: r.ExpectedMimeType,
 		Checksum: r.Checksum, SizeBytes: r.SizeBytes, MIMEType: r.MimeType,
 		ValidationStatus: string(r.ValidationStatus), ValidationError: r.ValidationError, ValidatedAt: r.ValidatedAt,
 		DuplicateOf: r.DuplicateOf, GenerationMethod: string(r.GenerationMethod), SourceFileVersionID: r.SourceFileVersionID,
 		LLMModel: r.LlmModel, LLMParams: r.LlmParams, UploadedBy: r.UploadedBy, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		JobLanguage: r.JobLanguage, JobPriority: (*string)(r.JobPriority), JobDueDate: r.JobDueDate,
 	}
 }
 
@@ -182,14 +192,19 @@ type Assignment struct {
 	Status    string     `json:"status"`
 	Score     float64    `json:"score"`
 	RevokedAt *time.Time `json:"revoked_at"`
-	CreatedAt time.Time  `json:"created_at"`
-	UpdatedAt time.Time  `json:"updated_at"`
+	// RevokedRule is the hard matching rule the holder broke when labelq
+	// revoked the assignment after the job changed ("language"); null for a
+	// person's revoke.
+	RevokedRule *string   `json:"revoked_rule"`
+	CreatedAt   time.Time `json:"created_at"`
+	UpdatedAt   time.Time `json:"updated_at"`
 }
 
 func assignmentFromRow(r db.Assignment) Assignment {
 	return Assignment{
 		ID: r.ID, ProjectID: r.ProjectID, JobID: r.JobID, UserID: r.UserID, Role: string(r.Role),
 		Status: string(r.Status), Score: r.Score, RevokedAt: r.RevokedAt, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		RevokedRule: r.RevokedRule,
 	}
 }
 
@@ -210,12 +225,14 @@ type Export struct {
 	BytesDone     int64           `json:"bytes_done"`
 	BytesTotal    int64           `json:"bytes_total"`
 	Error         *string         `json:"error"`
-	RequestedAt   time.Time       `json:"requested_at"`
-	StartedAt     *time.Time      `json:"started_at"`
-	CompletedAt   *time.Time      `json:"completed_at"`
-	PurgedAt      *time.Time      `json:"purged_at"`
-	CreatedAt     time.Time       `json:"created_at"`
-	UpdatedAt     time.Time       `json:"updated_at"`
+	// StorageID is the export storage the archive goes to (null: labelq's bucket).
+	StorageID   *int64     `json:"storage_id"`
+	RequestedAt time.Time  `json:"requested_at"`
+	StartedAt   *time.Time `json:"started_at"`
+	CompletedAt *time.Time `json:"completed_at"`
+	PurgedAt    *time.Time `json:"purged_at"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
 }
 
 func exportFromRow(r db.ExportLog) Export {
@@ -223,7 +240,7 @@ func exportFromRow(r db.ExportLog) Export {
 		ID: r.ID, ProjectID: r.ProjectID, RequestedBy: r.RequestedBy, ScheduleID: r.ScheduleID, ScheduledFor: r.ScheduledFor,
 		Options: r.Options, Status: string(r.Status), ArchiveSHA256: r.ArchiveSha256, SizeBytes: r.SizeBytes,
 		FileCount: r.FileCount, FilesDone: r.FilesDone, FilesTotal: r.FilesTotal, BytesDone: r.BytesDone, BytesTotal: r.BytesTotal,
-		Error: r.Error, RequestedAt: r.RequestedAt, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt, PurgedAt: r.PurgedAt,
+		Error: r.Error, StorageID: r.StorageID, RequestedAt: r.RequestedAt, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt, PurgedAt: r.PurgedAt,
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 }
@@ -236,6 +253,7 @@ type Schedule struct {
 	Timezone    string          `json:"timezone"`
 	Options     json.RawMessage `json:"options"`
 	Enabled     bool            `json:"enabled"`
+	StorageID   *int64          `json:"storage_id"`
 	LastFiredAt *time.Time      `json:"last_fired_at"`
 	CreatedBy   *int64          `json:"created_by"`
 	CreatedAt   time.Time       `json:"created_at"`
@@ -245,7 +263,7 @@ type Schedule struct {
 func scheduleFromRow(r db.ExportSchedule) Schedule {
 	return Schedule{
 		ID: r.ID, ProjectID: r.ProjectID, CronSpec: r.CronSpec, Timezone: r.Timezone, Options: r.Options,
-		Enabled: r.Enabled, LastFiredAt: r.LastFiredAt, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		Enabled: r.Enabled, StorageID: r.StorageID, LastFiredAt: r.LastFiredAt, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 }
 
@@ -283,6 +301,101 @@ func llmUsageFromRow(r db.LLMUsageByProjectRow) LLMUsage {
 	return LLMUsage{
 		Runs: r.Runs, PaidCalls: r.PaidCalls, CacheHits: r.CacheHits,
 		PromptTokens: r.PromptTokens, CompletionTokens: r.CompletionTokens, CostUSD: r.CostUsd,
+	}
+}
+
+// Storage is a bucket and prefix a project imports from or exports to. Its
+// credentials are write-only: the answer says only whether it has some and the
+// access key's first characters; the notification secret is answered once, by
+// the create (and by POST /v1/storages/{storage_id}/notify-secret).
+type Storage struct {
+	ID        int64  `json:"id"`
+	ProjectID int64  `json:"project_id"`
+	Kind      string `json:"kind"`
+	Name      string `json:"name"`
+	// Endpoint "" is labelq's own bucket; Prefix is then the full key prefix
+	// (orgs/<org>/…).
+	Endpoint       string          `json:"endpoint"`
+	Bucket         string          `json:"bucket"`
+	Prefix         string          `json:"prefix"`
+	Region         string          `json:"region"`
+	UseTLS         bool            `json:"use_tls"`
+	HasCredentials bool            `json:"has_credentials"`
+	AccessKeyHint  string          `json:"access_key_hint"`
+	KeyFilter      string          `json:"key_filter"`
+	KeyFilterKind  string          `json:"key_filter_kind"`
+	FileType       string          `json:"file_type"`
+	Rules          json.RawMessage `json:"rules"`
+	ArchiveGone    bool            `json:"archive_gone"`
+	SyncCron       *string         `json:"sync_cron"`
+	SyncTimezone   string          `json:"sync_timezone"`
+	Enabled        bool            `json:"enabled"`
+	// NotificationURL receives the bucket's event notifications (import
+	// storages); NotifySecret authenticates them and is only in the create answer.
+	NotificationURL *string   `json:"notification_url"`
+	NotifySecret    *string   `json:"notify_secret,omitempty"`
+	CreatedAt       time.Time `json:"created_at"`
+	UpdatedAt       time.Time `json:"updated_at"`
+}
+
+func storageFromRow(r db.Storage) Storage {
+	s := Storage{
+		ID: r.ID, ProjectID: r.ProjectID, Kind: string(r.Kind), Name: r.Name, Endpoint: r.Endpoint, Bucket: r.Bucket,
+		Prefix: r.Prefix, Region: r.Region, UseTLS: r.UseTls, HasCredentials: r.Credentials != nil, AccessKeyHint: r.AccessKeyHint,
+		KeyFilter: r.KeyFilter, KeyFilterKind: r.KeyFilterKind, FileType: string(r.FileType), Rules: r.Rules,
+		ArchiveGone: r.ArchiveGone, SyncCron: r.SyncCron, SyncTimezone: r.SyncTimezone, Enabled: r.Enabled,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+	if r.Kind == db.StorageKindImport {
+		u := notificationPath(r.ID)
+		s.NotificationURL = &u
+	}
+	return s
+}
+
+// forReplay is what an Idempotency-Key keeps of a create's answer: everything
+// but the notification secret, which is shown once.
+func (s Storage) forReplay() any {
+	s.NotifySecret = nil
+	return s
+}
+
+// SyncRun is one sync of an import storage: its status, the checkpoint it
+// resumes from, its counts so far (live while it runs), the first keys it
+// skipped with their reason, and why it failed.
+type SyncRun struct {
+	ID                int64           `json:"id"`
+	ProjectID         int64           `json:"project_id"`
+	StorageID         int64           `json:"storage_id"`
+	Trigger           string          `json:"trigger"`
+	ScheduledFor      *time.Time      `json:"scheduled_for"`
+	Status            string          `json:"status"`
+	Checkpoint        *string         `json:"checkpoint"`
+	Pages             int32           `json:"pages"`
+	KeysListed        int64           `json:"keys_listed"`
+	KeysNew           int64           `json:"keys_new"`
+	KeysChanged       int64           `json:"keys_changed"`
+	KeysUnchanged     int64           `json:"keys_unchanged"`
+	KeysFiltered      int64           `json:"keys_filtered"`
+	KeysGone          int64           `json:"keys_gone"`
+	KeysSkipped       int64           `json:"keys_skipped"`
+	Skipped           json.RawMessage `json:"skipped"`
+	Error             *string         `json:"error"`
+	CancelRequestedAt *time.Time      `json:"cancel_requested_at"`
+	RequestedAt       time.Time       `json:"requested_at"`
+	StartedAt         *time.Time      `json:"started_at"`
+	CompletedAt       *time.Time      `json:"completed_at"`
+	CreatedAt         time.Time       `json:"created_at"`
+	UpdatedAt         time.Time       `json:"updated_at"`
+}
+
+func syncRunFromRow(r db.SyncRun) SyncRun {
+	return SyncRun{
+		ID: r.ID, ProjectID: r.ProjectID, StorageID: r.StorageID, Trigger: r.Trigger, ScheduledFor: r.ScheduledFor,
+		Status: string(r.Status), Checkpoint: r.Checkpoint, Pages: r.Pages, KeysListed: r.KeysListed, KeysNew: r.KeysNew,
+		KeysChanged: r.KeysChanged, KeysUnchanged: r.KeysUnchanged, KeysFiltered: r.KeysFiltered, KeysGone: r.KeysGone,
+		KeysSkipped: r.KeysSkipped, Skipped: r.Skipped, Error: r.Error, CancelRequestedAt: r.CancelRequestedAt,
+		RequestedAt: r.RequestedAt, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 }
 

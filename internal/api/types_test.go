@@ -27,6 +27,10 @@ var internalColumns = []string{
 	"response_body",       // idempotency_keys
 	"cache_key",           // llm_runs
 	"raw_output",          // llm_runs
+	// A storage's secrets are write-only: never answered, whatever the route.
+	"credentials",        // storages: sealed S3 keys
+	"credentials_key_id", // storages: the key that sealed them
+	"notify_secret_hash", // storages: the notification secret's SHA-256
 }
 
 // internalBySchema are columns internal to one resource only.
@@ -139,6 +143,18 @@ func rowMapping[R, T any](from func(R) T) func() (row, out any) {
 	}
 }
 
+// rowMappingWith is rowMapping with the filled row adjusted first (an enum
+// column that a derived field depends on).
+func rowMappingWith[R, T any](adjust func(*R), from func(R) T) func() (row, out any) {
+	return func() (any, any) {
+		var r R
+		n := 0
+		fill(reflect.ValueOf(&r).Elem(), &n)
+		adjust(&r)
+		return r, from(r)
+	}
+}
+
 var base = time.Date(2024, 1, 2, 3, 4, 5, 0, time.UTC)
 
 func fill(v reflect.Value, n *int) {
@@ -149,6 +165,9 @@ func fill(v reflect.Value, n *int) {
 		return
 	case v.Type() == reflect.TypeOf(json.RawMessage{}):
 		v.SetBytes([]byte(fmt.Sprintf(`{"n":%d}`, *n)))
+		return
+	case v.Type() == reflect.TypeOf([]byte{}):
+		v.SetBytes([]byte(fmt.Sprintf("bytes-%d", *n)))
 		return
 	}
 	switch v.Kind() {
@@ -188,6 +207,14 @@ func jsonObject(t *testing.T, v any) map[string]any {
 func TestRowMappersCopyEveryField(t *testing.T) {
 	// API field → column, for a public field whose column was renamed.
 	renamed := map[string]string{}
+	// Fields computed from the row rather than copied: the value each must have,
+	// from the row's columns.
+	derived := map[string]map[string]func(cols map[string]any) any{
+		"Storage": {
+			"has_credentials":  func(cols map[string]any) any { return cols["credentials"] != nil },
+			"notification_url": func(cols map[string]any) any { return fmt.Sprintf("/v1/storages/%v/notifications", cols["id"]) },
+		},
+	}
 	mappings := map[string]func() (any, any){
 		"Project":    rowMapping(projectFromRow),
 		"User":       rowMapping(userFromRow),
@@ -199,6 +226,8 @@ func TestRowMappersCopyEveryField(t *testing.T) {
 		"Schedule":   rowMapping(scheduleFromRow),
 		"Event":      rowMapping(eventFromRow),
 		"LLMUsage":   rowMapping(llmUsageFromRow),
+		"Storage":    rowMappingWith(func(r *db.Storage) { r.Kind = db.StorageKindImport }, storageFromRow),
+		"SyncRun":    rowMapping(syncRunFromRow),
 	}
 	for name, m := range mappings {
 		t.Run(name, func(t *testing.T) {
@@ -206,6 +235,10 @@ func TestRowMappersCopyEveryField(t *testing.T) {
 			require.Equal(t, name, reflect.TypeOf(out).Name())
 			cols, fields := jsonObject(t, row), jsonObject(t, out)
 			for f, v := range fields {
+				if want, ok := derived[name][f]; ok {
+					require.Equal(t, want(cols), v, "%s.%s", name, f)
+					continue
+				}
 				col := f
 				if c, ok := renamed[f]; ok {
 					col = c
@@ -231,6 +264,11 @@ func TestRowMappersCopyEveryField(t *testing.T) {
 	notRows := map[reflect.Type]bool{
 		reflect.TypeOf(Enqueued{}): true, reflect.TypeOf(UploadURL{}): true,
 		reflect.TypeOf(Download{}): true, reflect.TypeOf(TaskState{}): true,
+		reflect.TypeOf(SyncStarted{}): true, reflect.TypeOf(NotifySecret{}): true,
+		// Per-item outcomes of a batch: each created item is a version id to read.
+		reflect.TypeOf(BatchResult{}): true,
+		// A notification's counts, not a row.
+		reflect.TypeOf(NotificationResult{}): true,
 	}
 	for _, rt := range (&Server{}).Routes() {
 		typ := reflect.TypeOf(rt.Response)

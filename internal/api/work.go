@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/matching"
 	"github.com/labelq/labelq/internal/outbox"
 	"github.com/labelq/labelq/internal/tasks"
 )
@@ -72,6 +73,28 @@ func updateJob(c *Call) (int, any, error) {
 			return 0, nil, err
 		}
 	}
+	old, err := c.Q.AnnotationJobGetForUpdate(ctx, db.AnnotationJobGetForUpdateParams{ID: id, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, orNotFound(err, "job")
+	}
+	recheck := in.changesAttributes(old)
+	if recheck {
+		// Wait for a project:match run of the project that is writing
+		// assignments now: it read the job's old attributes, so its
+		// assignments must be committed before the re-check below reads the
+		// live ones, and a run after this one must read the new attributes.
+		if err := c.Q.AssignmentSetLockTimeout(ctx, matchLockTimeout.String()); err != nil {
+			return 0, nil, err
+		}
+		err := c.Q.AssignmentLockProjectForMatching(ctx, old.ProjectID)
+		if isLockTimeout(err) {
+			return 0, nil, problem(http.StatusServiceUnavailable, "Matching busy",
+				fmt.Sprintf("project %d is being matched right now; retry the update of job %d in a few seconds", old.ProjectID, id))
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+	}
 	arg := db.AnnotationJobUpdateParams{ID: id, OrgID: c.OrgID, Language: in.Language, ResultVersionID: in.ResultVersionID, DueDate: in.DueDate}
 	if in.Priority != nil {
 		p := db.JobPriority(*in.Priority)
@@ -94,7 +117,109 @@ func updateJob(c *Call) (int, any, error) {
 	}); err != nil {
 		return 0, nil, err
 	}
+	if recheck {
+		err := recheckAssignments(ctx, c, old, j)
+		if isLockTimeout(err) {
+			return 0, nil, problem(http.StatusServiceUnavailable, "Job busy",
+				fmt.Sprintf("an assignment of job %d is being updated right now; retry the update in a few seconds", id))
+		}
+		if err != nil {
+			return 0, nil, err
+		}
+	}
 	return http.StatusOK, jobFromRow(j), nil
+}
+
+// matchLockTimeout bounds how long a PATCH that changes a job's attributes
+// waits for a project:match run of its project to finish.
+const matchLockTimeout = 5 * time.Second
+
+// changesAttributes says whether the update changes an attribute matching reads
+// (language, priority, due date) from what the job has.
+func (in *JobInput) changesAttributes(j db.AnnotationJob) bool {
+	return (in.Language != nil && (j.Language == nil || *j.Language != *in.Language)) ||
+		(in.Priority != nil && *in.Priority != string(j.Priority)) ||
+		(in.DueDate != nil && (j.DueDate == nil || !j.DueDate.Equal(*in.DueDate)))
+}
+
+// recheckAssignments holds the job's live assignments against the hard rules
+// on its new attributes after an update changed them, and revokes each whose
+// holder now breaks one, with a "revoked" event on the assignment saying why.
+// The rules are matching.JobRuleBreach, the solver's own (today: the minimum
+// proficiency in the job's language; priority and due date enter no rule), so
+// after a change the job keeps exactly the people project:match would still
+// give it on its attributes. Checking here rather than in the next
+// project:match run takes the job away in the same commit as the change (the
+// job the response shows has nobody on it who may not be), and spares the
+// matcher a sweep of every live assignment on every run.
+//
+// Such a revoke bars nobody from the job: the holder is not recorded as a
+// previous annotator (and a reviewer's revoke carries revoked_rule, which the
+// reviewer side does not exclude), so they may be matched to it again once the
+// rule allows (the language changes back).
+//
+// The job is then matched again: at once (tasks.Match) when someone was revoked,
+// or with the pipeline's aggregated trigger when a side of it that matching
+// fills has nobody (no annotator on an open job, no reviewer where the project
+// wants one), since its new attributes may make it assignable or change its
+// rank. A job whose people all stay queues nothing.
+func recheckAssignments(ctx context.Context, c *Call, old, j db.AnnotationJob) error {
+	pr, err := c.Q.ProjectGet(ctx, db.ProjectGetParams{ID: j.ProjectID, OrgID: c.OrgID})
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil // a deleted project matches nobody
+	}
+	if err != nil {
+		return fmt.Errorf("read project %d: %w", j.ProjectID, err)
+	}
+	live, err := c.Q.AssignmentListLiveForRules(ctx, db.AssignmentListLiveForRulesParams{JobID: j.ID, OrgID: c.OrgID})
+	if err != nil {
+		return fmt.Errorf("read live assignments of job %d: %w", j.ID, err)
+	}
+	mj := matching.Job{ID: j.ID, Language: deref(j.Language), Priority: matching.Priority(j.Priority), DueDate: j.DueDate}
+	opts := matching.ProjectOptions(pr.MinLanguageProficiency)
+	revoked, annotated, reviewed := 0, false, false
+	for _, a := range live {
+		prof, err := matching.ParseProficiency(a.LanguageExpertise)
+		if err != nil {
+			return fmt.Errorf("re-check assignment %d of job %d: user %d: %w", a.ID, j.ID, a.UserID, err)
+		}
+		b, broken, err := matching.JobRuleBreach(mj, matching.Candidate{ID: a.UserID, Proficiency: prof}, opts)
+		if err != nil {
+			return fmt.Errorf("re-check assignment %d of job %d: %w", a.ID, j.ID, err)
+		}
+		if !broken {
+			annotated = annotated || a.Role == db.AssignmentRoleAnnotator
+			reviewed = reviewed || a.Role != db.AssignmentRoleAnnotator
+			continue
+		}
+		if _, err := c.Q.AssignmentRevokeForRule(ctx, db.AssignmentRevokeForRuleParams{ID: a.ID, OrgID: c.OrgID, Rule: &b.Rule}); err != nil {
+			return fmt.Errorf("revoke assignment %d of job %d: %w", a.ID, j.ID, err)
+		}
+		if err := event(ctx, c, db.EntityTypeAssignment, a.ID, "revoked", map[string]any{
+			"job_id": j.ID, "user_id": a.UserID, "role": a.Role, "rule": b.Rule,
+			"reason": languageChange(old.Language, b.Language) + ": " + b.Reason(string(a.Role)),
+		}); err != nil {
+			return err
+		}
+		revoked++
+	}
+	open := j.Status == db.JobStatusNotStarted || j.Status == db.JobStatusInProgress
+	switch {
+	case revoked > 0:
+		return outbox.Add(ctx, c.Q, c.OrgID, tasks.Match{ProjectID: j.ProjectID, Run: "job" + newRequestID()})
+	case open && !annotated,
+		pr.AssignReviewers && !reviewed && (open || j.Status == db.JobStatusSubmitted):
+		return outbox.Add(ctx, c.Q, c.OrgID, tasks.MatchTrigger{ProjectID: j.ProjectID, Run: fmt.Sprintf("job%d:%s", j.ID, newRequestID())})
+	}
+	return nil
+}
+
+// languageChange is the first half of a revoke's reason.
+func languageChange(from *string, to string) string {
+	if from == nil {
+		return "language set to " + to
+	}
+	return "language changed from " + *from + " to " + to
 }
 
 func runMatch(c *Call) (int, any, error) {
@@ -166,6 +291,10 @@ type ExportOptions = tasks.ExportOptions
 // ExportInput requests an export.
 type ExportInput struct {
 	Options ExportOptions `json:"options"`
+	// StorageID sends the archive to an export storage of the project (kind
+	// "export") instead of labelq's bucket; the download link and checksum work
+	// the same.
+	StorageID *int64 `json:"storage_id,omitempty"`
 }
 
 func createExport(c *Call) (int, any, error) {
@@ -183,9 +312,13 @@ func createExport(c *Call) (int, any, error) {
 	if !*o.IncludeFiles && !*o.IncludeAnnotations && !*o.IncludeLLM {
 		return 0, nil, invalid("options", "include at least one of files, annotations or llm")
 	}
+	target, err := c.exportTarget(pid, in.StorageID)
+	if err != nil {
+		return 0, nil, err
+	}
 	ctx := c.R.Context()
 	opts, _ := json.Marshal(o)
-	e, err := c.Q.ExportLogCreate(ctx, db.ExportLogCreateParams{OrgID: c.OrgID, ProjectID: pid, Options: opts})
+	e, err := c.Q.ExportLogCreate(ctx, db.ExportLogCreateParams{OrgID: c.OrgID, ProjectID: pid, Options: opts, StorageID: target})
 	if err != nil {
 		return 0, nil, err
 	}
@@ -193,7 +326,11 @@ func createExport(c *Call) (int, any, error) {
 	if err := outbox.Add(ctx, c.Q, c.OrgID, next); err != nil {
 		return 0, nil, err
 	}
-	if err := event(ctx, c, db.EntityTypeExport, e.ID, "export_requested", map[string]any{"project_id": pid}); err != nil {
+	meta := map[string]any{"project_id": pid}
+	if target != nil {
+		meta["storage_id"] = *target
+	}
+	if err := event(ctx, c, db.EntityTypeExport, e.ID, "export_requested", meta); err != nil {
 		return 0, nil, err
 	}
 	return http.StatusAccepted, enqueued("export", e.ID, string(e.Status), next.TaskID(), fmt.Sprintf("/v1/exports/%d", e.ID)), nil
@@ -295,7 +432,11 @@ func downloadExport(c *Call) (int, any, error) {
 		return 0, nil, problem(http.StatusGone, "Archive deleted", fmt.Sprintf("export %d's archive was removed by the retention policy; request a new export", e.ID))
 	}
 	ttl := cmp.Or(c.S.ExportURLTTL, DefaultExportURLTTL)
-	u, err := c.S.Store.PresignGet(c.R.Context(), *e.StoragePath, fmt.Sprintf("export-%d.zip", e.ID), ttl)
+	st, err := c.exportStore(c.R.Context(), e)
+	if err != nil {
+		return 0, nil, err
+	}
+	u, err := st.PresignGet(c.R.Context(), *e.StoragePath, fmt.Sprintf("export-%d.zip", e.ID), ttl)
 	if err != nil {
 		return 0, nil, fmt.Errorf("presign download: %w", err)
 	}
@@ -308,6 +449,9 @@ type ScheduleInput struct {
 	Timezone *string        `json:"timezone"`
 	Options  *ExportOptions `json:"options"`
 	Enabled  *bool          `json:"enabled"`
+	// StorageID sends the schedule's exports to an export storage of the
+	// project; on update, 0 sends them back to labelq's bucket.
+	StorageID *int64 `json:"storage_id,omitempty"`
 }
 
 func (in *ScheduleInput) validate(create bool) error {
@@ -342,6 +486,10 @@ func createSchedule(c *Call) (int, any, error) {
 	if err := c.checkScheduleCount(pid); err != nil {
 		return 0, nil, err
 	}
+	target, err := c.exportTarget(pid, in.StorageID)
+	if err != nil {
+		return 0, nil, err
+	}
 	ctx := c.R.Context()
 	opts := ExportOptions{}
 	if in.Options != nil {
@@ -357,7 +505,7 @@ func createSchedule(c *Call) (int, any, error) {
 		enabled = *in.Enabled
 	}
 	s, err := c.Q.ExportScheduleCreate(ctx, db.ExportScheduleCreateParams{
-		OrgID: c.OrgID, ProjectID: pid, CronSpec: *in.CronSpec, Timezone: tz, Options: ob, Enabled: enabled,
+		OrgID: c.OrgID, ProjectID: pid, CronSpec: *in.CronSpec, Timezone: tz, Options: ob, Enabled: enabled, StorageID: target,
 	})
 	if err != nil {
 		return 0, nil, err
@@ -393,9 +541,22 @@ func updateSchedule(c *Call) (int, any, error) {
 	if in.Options != nil {
 		arg.Options, _ = json.Marshal(in.Options.Normalized())
 	}
+	if in.StorageID != nil {
+		arg.SetStorage = true
+		if *in.StorageID != 0 {
+			arg.StorageID = in.StorageID
+		}
+	}
 	s, err := c.Q.ExportScheduleUpdate(c.R.Context(), arg)
 	if err != nil {
 		return 0, nil, orNotFound(err, "export schedule")
+	}
+	// Checked on the updated row, whose project is known only now; an error
+	// rolls the update back.
+	if arg.StorageID != nil {
+		if _, err := c.exportTarget(s.ProjectID, arg.StorageID); err != nil {
+			return 0, nil, err
+		}
 	}
 	// Checked on the updated row, whose spec and zone may come half from the
 	// request and half from before; an error rolls the update back.

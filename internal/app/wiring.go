@@ -23,10 +23,11 @@ import (
 type Mount func(a *App, mux *asynq.ServeMux)
 
 // MountMaintenance registers the handlers of the maintenance kinds this package
-// owns (reconciler, export schedules).
+// owns (reconciler, export and storage sync schedules).
 func (a *App) MountMaintenance(mux *asynq.ServeMux) {
 	tasks.Register(mux, a.Reconciler().Work)
 	tasks.Register(mux, (&schedule.Handler{Pool: a.Pool, Log: a.Log, Now: a.Now}).Work)
+	tasks.Register(mux, (&schedule.SyncHandler{Pool: a.Pool, Log: a.Log, Now: a.Now}).Work)
 }
 
 // Unconfigured is the handler of a task type whose settings cannot work: every
@@ -74,8 +75,9 @@ func (a *App) Reconciler() *reconcile.Reconciler {
 }
 
 // periodicTasks lists the scheduler's periodic tasks: maintenance plus one per
-// enabled export schedule. Uniqueness makes a second scheduler copy harmless for
-// maintenance; export ticks are made unique by the database (see internal/schedule).
+// enabled export schedule and one per scheduled import storage. Uniqueness makes a
+// second scheduler copy harmless for maintenance; export and sync ticks are made
+// unique by the database (see internal/schedule).
 func (a *App) periodicTasks() asynq.PeriodicTaskConfigProvider {
 	return &schedule.Provider{Pool: a.Pool, Log: a.Log, MinInterval: a.Cfg.ScheduleMinInterval, Static: func() ([]*asynq.PeriodicTaskConfig, error) {
 		reconcile, err := tasks.Periodic(tasks.Reconcile{}, a.Cfg.ReconcileInterval)
@@ -95,7 +97,7 @@ func (a *App) mountAPI(mux *http.ServeMux) {
 	s := &api.Server{
 		Pool: a.APIPool, Store: a.Store, Inspector: a.Inspector, Log: a.Log, Metrics: a.Metrics,
 		MaxBodyBytes: a.Cfg.MaxBodyBytes, UploadURLTTL: a.Cfg.UploadURLTTL, ExportURLTTL: a.Cfg.ExportURLTTL, Now: a.Now,
-		Quotas: a.apiQuotas(),
+		Quotas: a.apiQuotas(), Storages: a.Storages, PublicURL: a.Cfg.PublicURL,
 	}
 	s.Register(mux)
 }

@@ -78,11 +78,11 @@ type Config struct {
 	UploadURLTTL    time.Duration `env:"LABELQ_UPLOAD_URL_TTL" default:"15m" help:"lifetime of a presigned upload (PUT) URL"`
 	ExportURLTTL    time.Duration `env:"LABELQ_EXPORT_URL_TTL" default:"15m" help:"lifetime of an export's presigned download URL"`
 	ExportRetention time.Duration `env:"LABELQ_EXPORT_RETENTION" default:"720h" help:"completed export archives older than this are deleted (0 keeps them)"`
-	ScheduleSync    time.Duration `env:"LABELQ_SCHEDULE_SYNC" default:"30s" help:"how often the scheduler re-reads export_schedules"`
+	ScheduleSync    time.Duration `env:"LABELQ_SCHEDULE_SYNC" default:"30s" help:"how often the scheduler re-reads export schedules and storages' sync schedules"`
 
 	ExportOrphanGrace time.Duration `env:"LABELQ_EXPORT_ORPHAN_GRACE" default:"13h" help:"export objects with no completed export are deleted once older than this (keep it above the export task timeout, 12h)"`
 
-	ScheduleMinInterval   time.Duration `env:"LABELQ_SCHEDULE_MIN_INTERVAL" default:"1h" help:"shortest time between two ticks of an export schedule (checked over a year of a cron spec's ticks)"`
+	ScheduleMinInterval   time.Duration `env:"LABELQ_SCHEDULE_MIN_INTERVAL" default:"1h" help:"shortest time between two ticks of an export schedule or a storage's sync schedule (checked over a year of a cron spec's ticks)"`
 	ScheduleMaxPerProject int           `env:"LABELQ_SCHEDULE_MAX_PER_PROJECT" default:"10" help:"most export schedules one project may have"`
 	APIRateLimit          string        `env:"LABELQ_API_RATE_LIMIT" default:"600/min" help:"requests one API token may make, shared by every API process through Redis: N/s, N/min or N/h (a burst of N, then N per period), 0 for no limit; over it: 429 with Retry-After"`
 

@@ -24,6 +24,8 @@ SELECT CASE $1::entity_type
     WHEN 'llm_run'         THEN EXISTS (SELECT 1 FROM llm_runs t WHERE t.id = $2 AND t.org_id = $3)
     WHEN 'export'          THEN EXISTS (SELECT 1 FROM export_logs t WHERE t.id = $2 AND t.org_id = $3)
     WHEN 'export_schedule' THEN EXISTS (SELECT 1 FROM export_schedules t WHERE t.id = $2 AND t.org_id = $3)
+    WHEN 'storage'         THEN EXISTS (SELECT 1 FROM storages t WHERE t.id = $2 AND t.org_id = $3)
+    WHEN 'sync_run'        THEN EXISTS (SELECT 1 FROM sync_runs t WHERE t.id = $2 AND t.org_id = $3)
     ELSE false
 END::boolean AS found
 `

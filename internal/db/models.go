@@ -1103,17 +1103,18 @@ type ApiToken struct {
 }
 
 type Assignment struct {
-	ID        int64            `json:"id"`
-	OrgID     int64            `json:"org_id"`
-	ProjectID int64            `json:"project_id"`
-	JobID     int64            `json:"job_id"`
-	UserID    int64            `json:"user_id"`
-	Role      AssignmentRole   `json:"role"`
-	Status    AssignmentStatus `json:"status"`
-	Score     float64          `json:"score"`
-	RevokedAt *time.Time       `json:"revoked_at"`
-	CreatedAt time.Time        `json:"created_at"`
-	UpdatedAt time.Time        `json:"updated_at"`
+	ID          int64            `json:"id"`
+	OrgID       int64            `json:"org_id"`
+	ProjectID   int64            `json:"project_id"`
+	JobID       int64            `json:"job_id"`
+	UserID      int64            `json:"user_id"`
+	Role        AssignmentRole   `json:"role"`
+	Status      AssignmentStatus `json:"status"`
+	Score       float64          `json:"score"`
+	RevokedAt   *time.Time       `json:"revoked_at"`
+	CreatedAt   time.Time        `json:"created_at"`
+	UpdatedAt   time.Time        `json:"updated_at"`
+	RevokedRule *string          `json:"revoked_rule"`
 }
 
 type EventLog struct {
