@@ -108,6 +108,10 @@ test: tools services-db lint ## lint, then run every test against the real Postg
 	@echo "second pass, without -race: the tests that move gigabytes (ZIP64 beyond 4 GiB, 70,000-entry export)"
 	go test -count=1 -timeout 20m -run '$(HEAVY_TESTS)' ./internal/zipstream/ ./worker/export/
 
+# Objects BenchmarkSync100k (worker/sync: the sync and the re-sync) lists;
+# BenchmarkSyncUntilValid10k (cmd/labelq) takes LABELQ_BENCH_SYNC_VALID_OBJECTS, default 10000.
+# `make bench LABELQ_BENCH_SYNC_OBJECTS=10000` for a quicker run.
+export LABELQ_BENCH_SYNC_OBJECTS ?= 100000
 .PHONY: bench
 bench: tools services-db ## run the benchmarks and print one table of figures beside their baselines
 	@mkdir -p .tmp
@@ -116,6 +120,10 @@ bench: tools services-db ## run the benchmarks and print one table of figures be
 .PHONY: chaos
 chaos: tools services-db ## fault-injection run: real processes, kill -9, Redis/Postgres/MinIO outages, LLM 429s; prints the invariants
 	go run ./cmd/labelq-chaos
+
+.PHONY: chaos-short
+chaos-short: tools services-db ## the short variant of make chaos that make test runs (about 3 minutes)
+	go run ./cmd/labelq-chaos -short
 
 .PHONY: load
 load: tools services-db ## load run: 50,000 versions through the whole pipeline with three workers
