@@ -15,8 +15,6 @@ import (
 	"regexp"
 	"strings"
 
-	"github.com/jackc/pgx/v5"
-
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/ingest"
 	"github.com/labelq/labelq/internal/storage"
@@ -694,21 +692,14 @@ func cancelSyncRun(c *Call) (int, any, error) {
 		return 0, nil, err
 	}
 	ctx := c.R.Context()
-	if err := c.Q.ExportLogSetLockTimeout(ctx, cancelLockTimeout.String()); err != nil {
-		return 0, nil, err
-	}
-	r, err := c.Q.SyncRunRequestCancel(ctx, db.SyncRunRequestCancelParams{ID: id, OrgID: c.OrgID})
-	if isLockTimeout(err) {
-		return 0, nil, problem(http.StatusServiceUnavailable, "Sync run busy",
-			fmt.Sprintf("sync run %d is committing a page; retry the cancel in a few seconds", id))
-	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		cur, gerr := c.Q.SyncRunGet(ctx, db.SyncRunGetParams{ID: id, OrgID: c.OrgID})
-		if gerr != nil {
-			return 0, nil, orNotFound(gerr, "sync run")
-		}
-		return 0, nil, conflict(fmt.Sprintf("sync run %d is already %s", cur.ID, cur.Status))
-	}
+	r, err := cancelRow(c, "sync run", id, "Sync run busy", "is committing a page",
+		func() (db.SyncRun, error) {
+			return c.Q.SyncRunRequestCancel(ctx, db.SyncRunRequestCancelParams{ID: id, OrgID: c.OrgID})
+		},
+		func() (string, error) {
+			cur, err := c.Q.SyncRunGet(ctx, db.SyncRunGetParams{ID: id, OrgID: c.OrgID})
+			return string(cur.Status), err
+		})
 	if err != nil {
 		return 0, nil, err
 	}

@@ -375,21 +375,14 @@ func cancelExport(c *Call) (int, any, error) {
 	ctx := c.R.Context()
 	// A worker holds the row only for a few statements, never across a call to
 	// the bucket; still, a cancel waits for it a bounded time, not forever.
-	if err := c.Q.ExportLogSetLockTimeout(ctx, cancelLockTimeout.String()); err != nil {
-		return 0, nil, err
-	}
-	e, err := c.Q.ExportLogCancel(ctx, db.ExportLogCancelParams{ID: id, OrgID: c.OrgID})
-	if isLockTimeout(err) {
-		return 0, nil, problem(http.StatusServiceUnavailable, "Export busy",
-			fmt.Sprintf("export %d is being updated by its worker; retry the cancel in a few seconds", id))
-	}
-	if errors.Is(err, pgx.ErrNoRows) {
-		cur, gerr := c.Q.ExportLogGet(ctx, db.ExportLogGetParams{ID: id, OrgID: c.OrgID})
-		if gerr != nil {
-			return 0, nil, orNotFound(gerr, "export")
-		}
-		return 0, nil, conflict(fmt.Sprintf("export %d is already %s", cur.ID, cur.Status))
-	}
+	e, err := cancelRow(c, "export", id, "Export busy", "is being updated by its worker",
+		func() (db.ExportLog, error) {
+			return c.Q.ExportLogCancel(ctx, db.ExportLogCancelParams{ID: id, OrgID: c.OrgID})
+		},
+		func() (string, error) {
+			cur, err := c.Q.ExportLogGet(ctx, db.ExportLogGetParams{ID: id, OrgID: c.OrgID})
+			return string(cur.Status), err
+		})
 	if err != nil {
 		return 0, nil, err
 	}
@@ -397,6 +390,30 @@ func cancelExport(c *Call) (int, any, error) {
 		return 0, nil, err
 	}
 	return http.StatusAccepted, exportFromRow(e), nil
+}
+
+// cancelRow runs a cancel (an UPDATE that returns no row once the row has ended)
+// waiting at most cancelLockTimeout for the row: a row its worker holds answers
+// 503 to retry, a missing or foreign one 404, an ended one 409 with its status.
+func cancelRow[T any](c *Call, what string, id int64, busyTitle, busyWhy string, cancel func() (T, error), status func() (string, error)) (T, error) {
+	var zero T
+	ctx := c.R.Context()
+	if err := c.Q.ExportLogSetLockTimeout(ctx, cancelLockTimeout.String()); err != nil {
+		return zero, err
+	}
+	r, err := cancel()
+	if isLockTimeout(err) {
+		return zero, problem(http.StatusServiceUnavailable, busyTitle,
+			fmt.Sprintf("%s %d %s; retry the cancel in a few seconds", what, id, busyWhy))
+	}
+	if errors.Is(err, pgx.ErrNoRows) {
+		st, gerr := status()
+		if gerr != nil {
+			return zero, orNotFound(gerr, what)
+		}
+		return zero, conflict(fmt.Sprintf("%s %d is already %s", what, id, st))
+	}
+	return r, err
 }
 
 // cancelLockTimeout bounds how long a cancel waits for the export row.
