@@ -160,7 +160,15 @@ func TestBucketNotificationsFromMinIO(t *testing.T) {
 	qc.AddFilterPrefix(prefix)
 	var nc notification.Configuration
 	require.True(t, nc.AddQueue(qc))
-	require.NoError(t, a.Store.Client.SetBucketNotification(ctx, bucket, nc))
+	// MinIO registers its webhook targets in the background after it answers
+	// health checks: until then the ARN "does not exist". Wait for it (bounded).
+	var setErr error
+	for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(200 * time.Millisecond) {
+		if setErr = a.Store.Client.SetBucketNotification(ctx, bucket, nc); setErr == nil {
+			break
+		}
+	}
+	require.NoError(t, setErr, "MinIO never accepted the bucket notification for its LABELQ webhook target")
 
 	key := prefix + "batch 1/cat+dog.txt" // a space and a '+': the event's key is form-encoded
 	before := rowCounts(t, env, tok.OrgID)
