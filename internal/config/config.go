@@ -21,6 +21,7 @@ import (
 
 	"github.com/labelq/labelq/internal/llm"
 	"github.com/labelq/labelq/internal/storage"
+	"github.com/labelq/labelq/internal/webhook"
 )
 
 // Config is every setting of every labelq process. Field tags:
@@ -85,6 +86,15 @@ type Config struct {
 	ScheduleMinInterval   time.Duration `env:"LABELQ_SCHEDULE_MIN_INTERVAL" default:"1h" help:"shortest time between two ticks of an export schedule or a storage's sync schedule (checked over a year of a cron spec's ticks)"`
 	ScheduleMaxPerProject int           `env:"LABELQ_SCHEDULE_MAX_PER_PROJECT" default:"10" help:"most export schedules one project may have"`
 	APIRateLimit          string        `env:"LABELQ_API_RATE_LIMIT" default:"600/min" help:"requests one API token may make, shared by every API process through Redis: N/s, N/min or N/h (a burst of N, then N per period), 0 for no limit; over it: 429 with Retry-After"`
+
+	WebhookRetrySchedule   string        `env:"LABELQ_WEBHOOK_RETRY_SCHEDULE" default:"0s,5s,5m,30m,2h,5h,10h,10h" help:"when a webhook delivery's attempts are made, each delay after the previous failure (Svix's schedule); a 429's Retry-After replaces that step's delay; after the last, the delivery has failed"`
+	WebhookTimeout         time.Duration `env:"LABELQ_WEBHOOK_TIMEOUT" default:"15s" help:"a webhook receiver must answer 2xx within this (the whole request, connection included)"`
+	WebhookAllowHTTP       string        `env:"LABELQ_WEBHOOK_ALLOW_HTTP" default:"" help:"hosts a webhook URL may name with plain http (comma-separated, such as localhost,127.0.0.1 in development); every other URL must be https"`
+	WebhookAllowedNetworks string        `env:"LABELQ_WEBHOOK_ALLOWED_NETWORKS" default:"" help:"private, loopback or link-local networks (CIDRs, comma-separated, such as 127.0.0.0/8) webhook deliveries may reach; every other such address is refused when the connection is made"`
+	WebhookConcurrency     int           `env:"LABELQ_WEBHOOK_ENDPOINT_CONCURRENCY" default:"4" help:"deliveries in flight to one webhook endpoint at once, across every worker process; a slow endpoint holds at most this many worker slots"`
+	WebhookDisableAfter    time.Duration `env:"LABELQ_WEBHOOK_DISABLE_AFTER" default:"120h" help:"an endpoint whose every attempt has failed for this long is disabled (and a webhook.disabled event recorded)"`
+	WebhookRetention       time.Duration `env:"LABELQ_WEBHOOK_RETENTION" default:"720h" help:"webhook events, deliveries and attempts older than this are deleted"`
+	WebhookSecretOverlap   time.Duration `env:"LABELQ_WEBHOOK_SECRET_OVERLAP" default:"24h" help:"after a secret rotation the old secret signs every delivery too, for this long"`
 
 	ArchiveMaxDepth int `env:"LABELQ_ARCHIVE_MAX_DEPTH" default:"3" help:"levels of archives inside archives that validation opens, the uploaded file counting as 1 and a .tar.gz as one level; a file nested deeper is rejected (1: no archive inside an archive)"`
 
@@ -231,6 +241,26 @@ func (c *Config) validate() []error {
 		"LABELQ_RECONCILE_INTERVAL": c.ReconcileInterval, "LABELQ_RECONCILE_AFTER": c.ReconcileAfter,
 		"LABELQ_LLM_TIMEOUT": c.LLMTimeout, "LABELQ_EXPORT_URL_TTL": c.ExportURLTTL, "LABELQ_SCHEDULE_SYNC": c.ScheduleSync,
 		"LABELQ_UPLOAD_URL_TTL": c.UploadURLTTL, "LABELQ_OUTBOX_RETENTION": c.OutboxRetention,
+	} {
+		if d <= 0 {
+			bad(name, "must be positive")
+		}
+	}
+	if _, err := webhook.ParseSchedule(c.WebhookRetrySchedule); err != nil {
+		bad("LABELQ_WEBHOOK_RETRY_SCHEDULE", "%v", err)
+	}
+	if _, err := webhook.ParsePolicy(c.WebhookAllowHTTP, c.WebhookAllowedNetworks); err != nil {
+		errs = append(errs, err)
+	}
+	if c.WebhookTimeout <= 0 || c.WebhookTimeout > 5*time.Minute {
+		bad("LABELQ_WEBHOOK_TIMEOUT", "must be between 1ms and 5m")
+	}
+	if c.WebhookConcurrency < 1 || c.WebhookConcurrency > 256 {
+		bad("LABELQ_WEBHOOK_ENDPOINT_CONCURRENCY", "must be between 1 and 256")
+	}
+	for name, d := range map[string]time.Duration{
+		"LABELQ_WEBHOOK_DISABLE_AFTER": c.WebhookDisableAfter, "LABELQ_WEBHOOK_RETENTION": c.WebhookRetention,
+		"LABELQ_WEBHOOK_SECRET_OVERLAP": c.WebhookSecretOverlap,
 	} {
 		if d <= 0 {
 			bad(name, "must be positive")

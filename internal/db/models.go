@@ -156,6 +156,7 @@ const (
 	EntityTypeExportSchedule EntityType = "export_schedule"
 	EntityTypeStorage        EntityType = "storage"
 	EntityTypeSyncRun        EntityType = "sync_run"
+	EntityTypeWebhook        EntityType = "webhook"
 )
 
 func (e *EntityType) Scan(src interface{}) error {
@@ -208,7 +209,8 @@ func (e EntityType) Valid() bool {
 		EntityTypeExport,
 		EntityTypeExportSchedule,
 		EntityTypeStorage,
-		EntityTypeSyncRun:
+		EntityTypeSyncRun,
+		EntityTypeWebhook:
 		return true
 	}
 	return false
@@ -230,6 +232,7 @@ func AllEntityTypeValues() []EntityType {
 		EntityTypeExportSchedule,
 		EntityTypeStorage,
 		EntityTypeSyncRun,
+		EntityTypeWebhook,
 	}
 }
 
@@ -1071,6 +1074,67 @@ func AllValidationStatusValues() []ValidationStatus {
 	}
 }
 
+type WebhookDeliveryStatus string
+
+const (
+	WebhookDeliveryStatusPending   WebhookDeliveryStatus = "pending"
+	WebhookDeliveryStatusSucceeded WebhookDeliveryStatus = "succeeded"
+	WebhookDeliveryStatusFailed    WebhookDeliveryStatus = "failed"
+)
+
+func (e *WebhookDeliveryStatus) Scan(src interface{}) error {
+	switch s := src.(type) {
+	case []byte:
+		*e = WebhookDeliveryStatus(s)
+	case string:
+		*e = WebhookDeliveryStatus(s)
+	default:
+		return fmt.Errorf("unsupported scan type for WebhookDeliveryStatus: %T", src)
+	}
+	return nil
+}
+
+type NullWebhookDeliveryStatus struct {
+	WebhookDeliveryStatus WebhookDeliveryStatus `json:"webhook_delivery_status"`
+	Valid                 bool                  `json:"valid"` // Valid is true if WebhookDeliveryStatus is not NULL
+}
+
+// Scan implements the Scanner interface.
+func (ns *NullWebhookDeliveryStatus) Scan(value interface{}) error {
+	if value == nil {
+		ns.WebhookDeliveryStatus, ns.Valid = "", false
+		return nil
+	}
+	ns.Valid = true
+	return ns.WebhookDeliveryStatus.Scan(value)
+}
+
+// Value implements the driver Valuer interface.
+func (ns NullWebhookDeliveryStatus) Value() (driver.Value, error) {
+	if !ns.Valid {
+		return nil, nil
+	}
+	return string(ns.WebhookDeliveryStatus), nil
+}
+
+func (e WebhookDeliveryStatus) Valid() bool {
+	switch e {
+	case WebhookDeliveryStatusPending,
+		WebhookDeliveryStatusSucceeded,
+		WebhookDeliveryStatusFailed:
+		return true
+	}
+	return false
+}
+
+func AllWebhookDeliveryStatusValues() []WebhookDeliveryStatus {
+	return []WebhookDeliveryStatus{
+		WebhookDeliveryStatusPending,
+		WebhookDeliveryStatusSucceeded,
+		WebhookDeliveryStatusFailed,
+	}
+}
+
 type AnnotationJob struct {
 	ID              int64        `json:"id"`
 	OrgID           int64        `json:"org_id"`
@@ -1428,4 +1492,70 @@ type User struct {
 	CreatedAt          time.Time       `json:"created_at"`
 	UpdatedAt          time.Time       `json:"updated_at"`
 	DeletedAt          *time.Time      `json:"deleted_at"`
+}
+
+type WebhookAttempt struct {
+	ID           int64     `json:"id"`
+	OrgID        int64     `json:"org_id"`
+	DeliveryID   int64     `json:"delivery_id"`
+	Attempt      int32     `json:"attempt"`
+	StartedAt    time.Time `json:"started_at"`
+	LatencyMs    int32     `json:"latency_ms"`
+	StatusCode   *int32    `json:"status_code"`
+	ResponseBody string    `json:"response_body"`
+	Error        *string   `json:"error"`
+	Outcome      string    `json:"outcome"`
+	CreatedAt    time.Time `json:"created_at"`
+}
+
+type WebhookDelivery struct {
+	ID             int64                 `json:"id"`
+	OrgID          int64                 `json:"org_id"`
+	EndpointID     int64                 `json:"endpoint_id"`
+	EventID        int64                 `json:"event_id"`
+	Status         WebhookDeliveryStatus `json:"status"`
+	Attempts       int32                 `json:"attempts"`
+	Round          int32                 `json:"round"`
+	RoundStart     int32                 `json:"round_start"`
+	NextAttemptAt  time.Time             `json:"next_attempt_at"`
+	LastStatusCode *int32                `json:"last_status_code"`
+	LastError      *string               `json:"last_error"`
+	FinishedAt     *time.Time            `json:"finished_at"`
+	CreatedAt      time.Time             `json:"created_at"`
+	UpdatedAt      time.Time             `json:"updated_at"`
+}
+
+type WebhookEndpoint struct {
+	ID                      int64      `json:"id"`
+	OrgID                   int64      `json:"org_id"`
+	Url                     string     `json:"url"`
+	Description             string     `json:"description"`
+	EventTypes              []string   `json:"event_types"`
+	ProjectIds              []int64    `json:"project_ids"`
+	Secret                  []byte     `json:"secret"`
+	SecretKeyID             string     `json:"secret_key_id"`
+	PreviousSecret          []byte     `json:"previous_secret"`
+	PreviousSecretKeyID     *string    `json:"previous_secret_key_id"`
+	PreviousSecretExpiresAt *time.Time `json:"previous_secret_expires_at"`
+	Enabled                 bool       `json:"enabled"`
+	DisabledReason          *string    `json:"disabled_reason"`
+	DisabledAt              *time.Time `json:"disabled_at"`
+	FailingSince            *time.Time `json:"failing_since"`
+	LastSuccessAt           *time.Time `json:"last_success_at"`
+	CreatedAt               time.Time  `json:"created_at"`
+	UpdatedAt               time.Time  `json:"updated_at"`
+	DeletedAt               *time.Time `json:"deleted_at"`
+}
+
+type WebhookEvent struct {
+	ID         int64      `json:"id"`
+	OrgID      int64      `json:"org_id"`
+	PublicID   string     `json:"public_id"`
+	EventType  string     `json:"event_type"`
+	ProjectID  *int64     `json:"project_id"`
+	EntityType EntityType `json:"entity_type"`
+	EntityID   int64      `json:"entity_id"`
+	DedupKey   *string    `json:"dedup_key"`
+	Body       string     `json:"body"`
+	CreatedAt  time.Time  `json:"created_at"`
 }

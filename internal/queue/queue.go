@@ -26,7 +26,10 @@ const (
 	QueueMatch       = "match"
 	QueueExport      = "export"
 	// QueueSync runs storage:sync: long, paged, resumable walks of a bucket.
-	QueueSync    = "sync"
+	QueueSync = "sync"
+	// QueueWebhook runs webhook:deliver: short HTTP posts to the platform's
+	// endpoints, kept apart so a slow receiver never holds up the pipeline.
+	QueueWebhook = "webhook"
 	QueueDefault = "default"
 )
 
@@ -37,12 +40,13 @@ var Weights = map[string]int{
 	QueuePreannotate: 3,
 	QueueExport:      2,
 	QueueSync:        2,
+	QueueWebhook:     3,
 	QueueDefault:     1,
 }
 
 // Names lists the queues in a stable order.
 func Names() []string {
-	return []string{QueueValidate, QueuePreannotate, QueueMatch, QueueExport, QueueSync, QueueDefault}
+	return []string{QueueValidate, QueuePreannotate, QueueMatch, QueueExport, QueueSync, QueueWebhook, QueueDefault}
 }
 
 // RetryAfterError asks for the next attempt after a given delay (a rate limit's

@@ -37,6 +37,8 @@ func TestShippedContracts(t *testing.T) {
 		{tasks.Export{ExportID: 5}, "project:export", `{"export_id":5}`, "export", "project:export:5", 5},
 		{tasks.Export{ExportID: 5, Run: "rc1"}, "project:export", `{"export_id":5}`, "export", "project:export:5:rc1", 5},
 		{tasks.StorageSync{RunID: 9}, "storage:sync", `{"run_id":9}`, "sync", "storage:sync:9", 9},
+		{tasks.WebhookDeliver{DeliveryID: 11}, "webhook:deliver", `{"delivery_id":11}`, "webhook", "webhook:deliver:11", 11},
+		{tasks.WebhookDeliver{DeliveryID: 11, Run: tasks.RedeliverRun(2)}, "webhook:deliver", `{"delivery_id":11}`, "webhook", "webhook:deliver:11:r2", 11},
 	}
 	for _, tc := range cases {
 		t.Run(tc.taskID, func(t *testing.T) {
@@ -57,6 +59,7 @@ func TestShippedContracts(t *testing.T) {
 	require.Equal(t, "schedule:storage_sync", tasks.ScheduleSync{}.Kind())
 	require.Equal(t, "maintenance:reconcile", tasks.Reconcile{}.Kind())
 	require.Equal(t, "maintenance:export_retention", tasks.ExportRetention{}.Kind())
+	require.Equal(t, "maintenance:webhook_retention", tasks.WebhookRetention{}.Kind())
 }
 
 func TestDecodeRefusesWhatCanNeverRun(t *testing.T) {

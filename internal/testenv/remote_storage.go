@@ -13,6 +13,7 @@ import (
 
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/storage"
+	"github.com/labelq/labelq/internal/webhook"
 )
 
 var (
@@ -146,4 +147,43 @@ func (p *PG) SetVersionStorage(t testing.TB, versionID int64, st db.Storage) {
 	if _, err := p.Pool.Exec(context.Background(), `UPDATE file_versions SET storage_id = $1 WHERE id = $2`, st.ID, versionID); err != nil {
 		t.Fatalf("testenv: set storage of version %d: %v", versionID, err)
 	}
+}
+
+// WebhookRow is a webhook endpoint to insert with InsertWebhook.
+type WebhookRow struct {
+	URL        string
+	EventTypes []string // empty: all
+	ProjectIDs []int64  // empty: all
+	Secret     string   // empty: a new one
+	Disabled   bool
+}
+
+// InsertWebhook writes an endpoint of orgID (its secret sealed under keys, as the
+// API does) and returns the row and its plain secret.
+func (p *PG) InsertWebhook(t testing.TB, keys *storage.Keyring, orgID int64, row WebhookRow) (db.WebhookEndpoint, string) {
+	t.Helper()
+	secret := row.Secret
+	if secret == "" {
+		secret = webhook.NewSecret()
+	}
+	sealed, kid, err := webhook.SealSecret(keys, orgID, secret)
+	if err != nil {
+		t.Fatalf("seal webhook secret: %v", err)
+	}
+	types := row.EventTypes
+	if types == nil {
+		types = []string{}
+	}
+	projects := row.ProjectIDs
+	if projects == nil {
+		projects = []int64{}
+	}
+	ep, err := db.New(p.Pool).WebhookEndpointInsert(context.Background(), db.WebhookEndpointInsertParams{
+		OrgID: orgID, Url: row.URL, Description: "test", EventTypes: types, ProjectIds: projects,
+		Secret: sealed, SecretKeyID: kid, Enabled: !row.Disabled,
+	})
+	if err != nil {
+		t.Fatalf("insert webhook endpoint: %v", err)
+	}
+	return ep, secret
 }
