@@ -21,7 +21,7 @@ import (
 
 	"github.com/labelq/labelq/internal/llm"
 	"github.com/labelq/labelq/internal/storage"
-	"github.com/labelq/labelq/internal/webhook"
+	"github.com/labelq/labelq/internal/webhook/delivery"
 )
 
 // Config is every setting of every labelq process. Field tags:
@@ -246,10 +246,10 @@ func (c *Config) validate() []error {
 			bad(name, "must be positive")
 		}
 	}
-	if _, err := webhook.ParseSchedule(c.WebhookRetrySchedule); err != nil {
+	if _, err := delivery.ParseSchedule(c.WebhookRetrySchedule); err != nil {
 		bad("LABELQ_WEBHOOK_RETRY_SCHEDULE", "%v", err)
 	}
-	if _, err := webhook.ParsePolicy(c.WebhookAllowHTTP, c.WebhookAllowedNetworks); err != nil {
+	if _, err := delivery.ParsePolicy(c.WebhookAllowHTTP, c.WebhookAllowedNetworks); err != nil {
 		errs = append(errs, err)
 	}
 	if c.WebhookTimeout <= 0 || c.WebhookTimeout > 5*time.Minute {

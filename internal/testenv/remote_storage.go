@@ -13,7 +13,7 @@ import (
 
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/storage"
-	"github.com/labelq/labelq/internal/webhook"
+	"github.com/labelq/labelq/internal/webhook/delivery"
 )
 
 var (
@@ -164,9 +164,9 @@ func (p *PG) InsertWebhook(t testing.TB, keys *storage.Keyring, orgID int64, row
 	t.Helper()
 	secret := row.Secret
 	if secret == "" {
-		secret = webhook.NewSecret()
+		secret = delivery.NewSecret()
 	}
-	sealed, kid, err := webhook.SealSecret(keys, orgID, secret)
+	sealed, kid, err := delivery.SealSecret(keys, orgID, secret)
 	if err != nil {
 		t.Fatalf("seal webhook secret: %v", err)
 	}

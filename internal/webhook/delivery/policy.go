@@ -1,4 +1,4 @@
-package webhook
+package delivery
 
 import (
 	"context"
@@ -54,9 +54,14 @@ func ParsePolicy(httpHosts, networks string) (*Policy, error) {
 }
 
 // URLError says why a webhook URL is refused, for the person who typed it.
-type URLError struct{ Reason string }
+type URLError struct {
+	Reason string
+	// Err is ErrAddressRefused when an address is the reason.
+	Err error
+}
 
 func (e *URLError) Error() string { return e.Reason }
+func (e *URLError) Unwrap() error { return e.Err }
 
 // CheckURL says whether raw may be a webhook endpoint: absolute http(s) URL, https
 // unless allowed, no user info, no fragment, and a host that is not (and does not
@@ -65,23 +70,23 @@ func (e *URLError) Error() string { return e.Reason }
 func (p *Policy) CheckURL(ctx context.Context, raw string) error {
 	u, err := url.Parse(raw)
 	if err != nil || !u.IsAbs() || u.Host == "" {
-		return &URLError{"url must be an absolute https:// URL"}
+		return &URLError{Reason: "url must be an absolute https:// URL"}
 	}
 	host := strings.ToLower(u.Hostname())
 	switch u.Scheme {
 	case "https":
 	case "http":
 		if !p.httpHosts[host] {
-			return &URLError{fmt.Sprintf("url must be https (plain http is allowed only for the hosts the operator lists in LABELQ_WEBHOOK_ALLOW_HTTP; %q is not one)", host)}
+			return &URLError{Reason: fmt.Sprintf("url must be https (plain http is allowed only for the hosts the operator lists in LABELQ_WEBHOOK_ALLOW_HTTP; %q is not one)", host)}
 		}
 	default:
-		return &URLError{"url must be an https:// URL"}
+		return &URLError{Reason: "url must be an https:// URL"}
 	}
 	if u.User != nil {
-		return &URLError{"url must not carry a user name or password; the signature authenticates labelq"}
+		return &URLError{Reason: "url must not carry a user name or password; the signature authenticates labelq"}
 	}
 	if u.Fragment != "" {
-		return &URLError{"url must not have a #fragment"}
+		return &URLError{Reason: "url must not have a #fragment"}
 	}
 	if ip, err := netip.ParseAddr(host); err == nil {
 		return p.checkAddr(ip)
@@ -94,7 +99,7 @@ func (p *Policy) CheckURL(ctx context.Context, raw string) error {
 	}
 	for _, a := range addrs {
 		if err := p.checkAddr(a); err != nil {
-			return &URLError{fmt.Sprintf("url host %q resolves to %s: %v", host, a.Unmap(), err)}
+			return &URLError{Reason: fmt.Sprintf("url host %q resolves to %s: %v", host, a.Unmap(), err), Err: ErrAddressRefused}
 		}
 	}
 	return nil
@@ -113,7 +118,7 @@ func (p *Policy) checkAddr(ip netip.Addr) error {
 	if ip.IsLoopback() || ip.IsPrivate() || ip.IsLinkLocalUnicast() || ip.IsLinkLocalMulticast() ||
 		ip.IsUnspecified() || ip.IsMulticast() || ip.IsInterfaceLocalMulticast() ||
 		cgnat.Contains(ip) {
-		return &URLError{fmt.Sprintf("%s is a private, loopback or link-local address, which webhooks may not reach (the operator allows networks with LABELQ_WEBHOOK_ALLOWED_NETWORKS): %v", ip, ErrAddressRefused)}
+		return &URLError{Reason: fmt.Sprintf("%s is a private, loopback or link-local address, which webhooks may not reach (the operator allows networks with LABELQ_WEBHOOK_ALLOWED_NETWORKS)", ip), Err: ErrAddressRefused}
 	}
 	return nil
 }

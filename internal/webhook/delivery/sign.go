@@ -1,4 +1,10 @@
-package webhook
+// Package delivery holds the mechanics of one webhook delivery: signing and
+// verifying to the Standard Webhooks specification (through the maintained
+// library), sealing endpoints' signing secrets, the URL and dialled-address
+// policy, and the retry schedule. It imports nothing of labelq's but storage's
+// keyring, so configuration, test helpers and receivers use it without pulling
+// in the outbox (internal/webhook, which emits events, does).
+package delivery
 
 import (
 	"crypto/rand"
