@@ -535,3 +535,32 @@ func sleep(ctx context.Context, d time.Duration) error {
 		return nil
 	}
 }
+
+// Semaphore is a counting semaphore shared by every process on one Redis: at most
+// limit leases at once, each renewed while held and expiring after ttl when its
+// holder vanishes (kill -9), so a crashed process never keeps a slot for long.
+type Semaphore struct{ s *semaphore }
+
+// NewSemaphore is the semaphore at key (a Redis sorted set).
+func NewSemaphore(rdb redis.UniversalClient, key string, limit int, ttl time.Duration) *Semaphore {
+	if limit < 1 {
+		limit = 1
+	}
+	if ttl <= 0 {
+		ttl = 30 * time.Second
+	}
+	return &Semaphore{s: &semaphore{rdb: rdb, key: key, limit: limit, ttl: ttl}}
+}
+
+// TryAcquire takes a slot without waiting: nil (and no error) when all are held.
+func (s *Semaphore) TryAcquire(ctx context.Context) (*Lease, error) {
+	id := newID()
+	ok, err := s.s.acquire(ctx, id)
+	if err != nil || !ok {
+		return nil, err
+	}
+	return newLease(s.s, id), nil
+}
+
+// Count is the slots held now.
+func (s *Semaphore) Count(ctx context.Context) (int, error) { return s.s.count(ctx) }
