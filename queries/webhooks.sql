@@ -7,13 +7,14 @@
 -- names projects), the event row and one delivery per such endpoint. Nothing is
 -- written when nobody subscribes, and a second write of the same dedup key (a
 -- redelivered task) writes nothing. @only_endpoint (0: any) limits it to one
--- endpoint (a test ping).
+-- endpoint, whatever types and projects it subscribes to (a test ping).
 WITH targets AS (
     SELECT e.id FROM webhook_endpoints e
     WHERE e.org_id = @org_id::bigint AND e.enabled AND e.deleted_at IS NULL
-      AND (cardinality(e.event_types) = 0 OR @event_type::text = ANY (e.event_types))
-      AND (cardinality(e.project_ids) = 0 OR sqlc.narg('project_id')::bigint = ANY (e.project_ids))
       AND (@only_endpoint::bigint = 0 OR e.id = @only_endpoint::bigint)
+      AND (@only_endpoint::bigint <> 0 OR (
+          (cardinality(e.event_types) = 0 OR @event_type::text = ANY (e.event_types))
+          AND (cardinality(e.project_ids) = 0 OR sqlc.narg('project_id')::bigint = ANY (e.project_ids))))
 ), ev AS (
     INSERT INTO webhook_events (org_id, public_id, event_type, project_id, entity_type, entity_id, dedup_key, body)
     SELECT @org_id::bigint, @public_id::text, @event_type::text, sqlc.narg('project_id')::bigint,
@@ -73,10 +74,12 @@ FROM webhook_endpoints
 WHERE secret_key_id <> @keep_key_id::text OR previous_secret_key_id <> @keep_key_id::text
 ORDER BY id;
 
--- name: WebhookEndpointReseal :exec
+-- name: WebhookEndpointReseal :execrows
+-- Only if the secret is still the one read (a rotation meanwhile wins; the next
+-- rekey reseals it).
 UPDATE webhook_endpoints SET secret = @secret, secret_key_id = @secret_key_id,
     previous_secret = sqlc.narg('previous_secret'), previous_secret_key_id = sqlc.narg('previous_secret_key_id')
-WHERE id = @id;
+WHERE id = @id AND secret = @old_secret;
 
 -- name: WebhookDeliveryForAttempt :one
 -- What webhook:deliver needs for one attempt, the delivery locked so two tasks of one

@@ -50,7 +50,7 @@ Commands:
                       lists tokens: id, organization, name, scopes, created,
                       last used, expires, revoked (never a secret)
   token revoke ID     revokes a token; the API refuses it from then on
-  storage rekey       seals every storage's credentials again under the first key
+  storage rekey       seals every storage's credentials and webhook secret again under the first key
                       of LABELQ_SECRET_KEY (after adding a new key in front)
   healthcheck [URL]   exits 0 when URL (default: this host's /healthz) answers 200
   version             prints the version

@@ -8,11 +8,13 @@ import (
 	"github.com/labelq/labelq/internal/app"
 	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/verify"
+	"github.com/labelq/labelq/internal/webhook/delivery"
 	"github.com/labelq/labelq/worker/export"
 	"github.com/labelq/labelq/worker/match"
 	"github.com/labelq/labelq/worker/preannotate"
 	storagesync "github.com/labelq/labelq/worker/sync"
 	"github.com/labelq/labelq/worker/validate"
+	webhookdeliver "github.com/labelq/labelq/worker/webhook"
 )
 
 // mountWorkers is the one place the worker packages are linked: one line per task
@@ -24,6 +26,7 @@ func mountWorkers(a *app.App, mux *asynq.ServeMux) {
 	tasks.Register(mux, match.NewHandler(match.Deps{Pool: a.Pool, Log: a.Log, Metrics: a.Metrics, Now: a.Now}).Work)
 	tasks.Register(mux, export.NewHandler(export.Deps{Pool: a.Pool, Store: a.Store, Storages: a.Storages, Log: a.Log, Metrics: a.Metrics, Now: a.Now, Version: app.Version}).Work)
 	tasks.Register(mux, storagesync.NewHandler(storagesync.Deps{Pool: a.Pool, Storages: a.Storages, Log: a.Log, Now: a.Now}).Work)
+	mountWebhooks(a, mux)
 	tasks.Register(mux, (&export.RetentionHandler{Pool: a.Pool, Store: a.Store, Storages: a.Storages, Log: a.Log, Retention: a.Cfg.ExportRetention, OrphanGrace: a.Cfg.ExportOrphanGrace, Now: a.Now}).Work)
 }
 
@@ -40,4 +43,30 @@ func mountPreannotate(a *app.App, mux *asynq.ServeMux) {
 	}
 	tasks.Register(mux, preannotate.NewHandler(preannotate.Deps{Pool: a.Pool, Store: a.Store, Storages: a.Storages, LLM: client, Limiter: lim,
 		Log: a.Log, Metrics: a.Metrics, Now: a.Now}).Work)
+}
+
+// mountWebhooks builds webhook:deliver and its retention pass. The settings were
+// validated at start-up; a Redis client that cannot be made is reported on every
+// task, as for pre-annotation.
+func mountWebhooks(a *app.App, mux *asynq.ServeMux) {
+	tasks.Register(mux, (&webhookdeliver.RetentionHandler{Pool: a.Pool, Retention: a.Cfg.WebhookRetention, Log: a.Log, Now: a.Now}).Work)
+	kind := tasks.WebhookDeliver{}.Kind()
+	rdb, err := a.RedisClient()
+	var pol *delivery.Policy
+	var sched delivery.Schedule
+	if err == nil {
+		pol, err = delivery.ParsePolicy(a.Cfg.WebhookAllowHTTP, a.Cfg.WebhookAllowedNetworks)
+	}
+	if err == nil {
+		sched, err = delivery.ParseSchedule(a.Cfg.WebhookRetrySchedule)
+	}
+	if err != nil {
+		a.Log.Error(kind+" is not available", slog.String("error", err.Error()))
+		mux.Handle(kind, app.Unconfigured(kind, err))
+		return
+	}
+	tasks.Register(mux, webhookdeliver.NewHandler(webhookdeliver.Deps{
+		Pool: a.Pool, Redis: rdb, Keys: a.Keys, Policy: pol, Schedule: sched, Timeout: a.Cfg.WebhookTimeout,
+		Concurrency: a.Cfg.WebhookConcurrency, DisableAfter: a.Cfg.WebhookDisableAfter, Log: a.Log, Now: a.Now,
+	}).Work)
 }

@@ -8,10 +8,11 @@ import (
 
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/storage"
+	"github.com/labelq/labelq/internal/webhook/delivery"
 )
 
 // Rekey seals again, under the keyring's current key, every storage's credentials
-// sealed under an older one: the second half of rotating LABELQ_SECRET_KEY (put the
+// and every webhook endpoint's signing secrets sealed under an older one: the second half of rotating LABELQ_SECRET_KEY (put the
 // new kid:key first, keep the old one, run this, then drop the old one). It
 // returns how many storages were sealed again; a storage whose credentials do not
 // open is an error naming it (nothing of the credentials is printed).
@@ -19,7 +20,15 @@ func Rekey(ctx context.Context, pool *pgxpool.Pool, keys *storage.Keyring) (int,
 	if keys == nil {
 		return 0, storage.ErrNoKeyring
 	}
-	q := db.New(pool)
+	n, err := rekeyStorages(ctx, db.New(pool), keys)
+	if err != nil {
+		return n, err
+	}
+	w, err := rekeyWebhooks(ctx, db.New(pool), keys)
+	return n + w, err
+}
+
+func rekeyStorages(ctx context.Context, q *db.Queries, keys *storage.Keyring) (int, error) {
 	n := 0
 	for {
 		rows, err := q.StorageListSealedByOtherKey(ctx, db.StorageListSealedByOtherKeyParams{CurrentKeyID: keys.Current(), MaxRows: 500})
@@ -48,4 +57,40 @@ func Rekey(ctx context.Context, pool *pgxpool.Pool, keys *storage.Keyring) (int,
 			n += int(done)
 		}
 	}
+}
+
+// rekeyWebhooks seals again each endpoint's current secret, and its previous one
+// while a rotation's overlap keeps it, when either is under an older key.
+func rekeyWebhooks(ctx context.Context, q *db.Queries, keys *storage.Keyring) (int, error) {
+	rows, err := q.WebhookEndpointListSealed(ctx, keys.Current())
+	if err != nil {
+		return 0, fmt.Errorf("list webhook endpoints to seal again: %w", err)
+	}
+	n := 0
+	for _, r := range rows {
+		reseal := func(sealed []byte, kid string) ([]byte, string, error) {
+			plain, err := delivery.OpenSecret(keys, r.OrgID, sealed, kid)
+			if err != nil {
+				return nil, "", fmt.Errorf("webhook endpoint %d: %w", r.ID, err)
+			}
+			return delivery.SealSecret(keys, r.OrgID, plain)
+		}
+		p := db.WebhookEndpointResealParams{ID: r.ID, OldSecret: r.Secret}
+		if p.Secret, p.SecretKeyID, err = reseal(r.Secret, r.SecretKeyID); err != nil {
+			return n, err
+		}
+		if r.PreviousSecret != nil && r.PreviousSecretKeyID != nil {
+			prev, kid, err := reseal(r.PreviousSecret, *r.PreviousSecretKeyID)
+			if err != nil {
+				return n, err
+			}
+			p.PreviousSecret, p.PreviousSecretKeyID = prev, &kid
+		}
+		done, err := q.WebhookEndpointReseal(ctx, p)
+		if err != nil {
+			return n, fmt.Errorf("webhook endpoint %d: %w", r.ID, err)
+		}
+		n += int(done)
+	}
+	return n, nil
 }

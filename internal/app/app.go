@@ -48,7 +48,10 @@ type App struct {
 	Store   *storage.Store
 	// Storages resolves a version's or an export's storage id to its client
 	// (labelq's own bucket for none).
-	Storages  *storage.Resolver
+	Storages *storage.Resolver
+	// Keys seal and open tenants' secrets (storage credentials, webhook signing
+	// secrets): LABELQ_SECRET_KEY.
+	Keys      *storage.Keyring
 	Redis     asynq.RedisConnOpt
 	Client    *asynq.Client
 	Inspector *asynq.Inspector
@@ -64,8 +67,10 @@ type App struct {
 	rdbErr  error
 }
 
-// redisClient is the App's go-redis client (for the Lua-script limiters; asynq
-// keeps its own connections).
+// RedisClient is the App's go-redis client (for the Lua-script limiters and the
+// webhook endpoints' slots; asynq keeps its own connections).
+func (a *App) RedisClient() (redis.UniversalClient, error) { return a.redisClient() }
+
 func (a *App) redisClient() (redis.UniversalClient, error) {
 	a.rdbOnce.Do(func() {
 		rdb, ok := a.Redis.MakeRedisClient().(redis.UniversalClient)
@@ -130,7 +135,7 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	m := metrics.New()
 	m.RegisterQueues(inspector)
 	return &App{
-		Cfg: cfg, Log: log, Pool: pool, APIPool: apiPool, Store: store, Storages: resolver, Redis: redisOpt,
+		Cfg: cfg, Log: log, Pool: pool, APIPool: apiPool, Store: store, Storages: resolver, Keys: keys, Redis: redisOpt,
 		Client: asynq.NewClient(redisOpt), Inspector: inspector, Metrics: m, Now: time.Now,
 	}, nil
 }

@@ -88,7 +88,11 @@ func (a *App) periodicTasks() asynq.PeriodicTaskConfigProvider {
 		if err != nil {
 			return nil, err
 		}
-		return []*asynq.PeriodicTaskConfig{reconcile, retention}, nil
+		webhooks, err := tasks.Periodic(tasks.WebhookRetention{}, time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		return []*asynq.PeriodicTaskConfig{reconcile, retention, webhooks}, nil
 	}}
 }
 

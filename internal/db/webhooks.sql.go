@@ -421,12 +421,13 @@ const webhookEmit = `-- name: WebhookEmit :many
 WITH targets AS (
     SELECT e.id FROM webhook_endpoints e
     WHERE e.org_id = $1::bigint AND e.enabled AND e.deleted_at IS NULL
-      AND (cardinality(e.event_types) = 0 OR $2::text = ANY (e.event_types))
-      AND (cardinality(e.project_ids) = 0 OR $3::bigint = ANY (e.project_ids))
-      AND ($4::bigint = 0 OR e.id = $4::bigint)
+      AND ($2::bigint = 0 OR e.id = $2::bigint)
+      AND ($2::bigint <> 0 OR (
+          (cardinality(e.event_types) = 0 OR $3::text = ANY (e.event_types))
+          AND (cardinality(e.project_ids) = 0 OR $4::bigint = ANY (e.project_ids))))
 ), ev AS (
     INSERT INTO webhook_events (org_id, public_id, event_type, project_id, entity_type, entity_id, dedup_key, body)
-    SELECT $1::bigint, $5::text, $2::text, $3::bigint,
+    SELECT $1::bigint, $5::text, $3::text, $4::bigint,
            $6::entity_type, $7::bigint, $8::text, $9::text
     WHERE EXISTS (SELECT 1 FROM targets)
     ON CONFLICT (dedup_key) DO NOTHING
@@ -439,9 +440,9 @@ RETURNING id
 
 type WebhookEmitParams struct {
 	OrgID        int64      `json:"org_id"`
+	OnlyEndpoint int64      `json:"only_endpoint"`
 	EventType    string     `json:"event_type"`
 	ProjectID    *int64     `json:"project_id"`
-	OnlyEndpoint int64      `json:"only_endpoint"`
 	PublicID     string     `json:"public_id"`
 	EntityType   EntityType `json:"entity_type"`
 	EntityID     int64      `json:"entity_id"`
@@ -456,13 +457,13 @@ type WebhookEmitParams struct {
 // names projects), the event row and one delivery per such endpoint. Nothing is
 // written when nobody subscribes, and a second write of the same dedup key (a
 // redelivered task) writes nothing. @only_endpoint (0: any) limits it to one
-// endpoint (a test ping).
+// endpoint, whatever types and projects it subscribes to (a test ping).
 func (q *Queries) WebhookEmit(ctx context.Context, arg WebhookEmitParams) ([]int64, error) {
 	rows, err := q.db.Query(ctx, webhookEmit,
 		arg.OrgID,
+		arg.OnlyEndpoint,
 		arg.EventType,
 		arg.ProjectID,
-		arg.OnlyEndpoint,
 		arg.PublicID,
 		arg.EntityType,
 		arg.EntityID,
@@ -735,10 +736,10 @@ func (q *Queries) WebhookEndpointListSealed(ctx context.Context, keepKeyID strin
 	return items, nil
 }
 
-const webhookEndpointReseal = `-- name: WebhookEndpointReseal :exec
+const webhookEndpointReseal = `-- name: WebhookEndpointReseal :execrows
 UPDATE webhook_endpoints SET secret = $1, secret_key_id = $2,
     previous_secret = $3, previous_secret_key_id = $4
-WHERE id = $5
+WHERE id = $5 AND secret = $6
 `
 
 type WebhookEndpointResealParams struct {
@@ -747,17 +748,24 @@ type WebhookEndpointResealParams struct {
 	PreviousSecret      []byte  `json:"previous_secret"`
 	PreviousSecretKeyID *string `json:"previous_secret_key_id"`
 	ID                  int64   `json:"id"`
+	OldSecret           []byte  `json:"old_secret"`
 }
 
-func (q *Queries) WebhookEndpointReseal(ctx context.Context, arg WebhookEndpointResealParams) error {
-	_, err := q.db.Exec(ctx, webhookEndpointReseal,
+// Only if the secret is still the one read (a rotation meanwhile wins; the next
+// rekey reseals it).
+func (q *Queries) WebhookEndpointReseal(ctx context.Context, arg WebhookEndpointResealParams) (int64, error) {
+	result, err := q.db.Exec(ctx, webhookEndpointReseal,
 		arg.Secret,
 		arg.SecretKeyID,
 		arg.PreviousSecret,
 		arg.PreviousSecretKeyID,
 		arg.ID,
+		arg.OldSecret,
 	)
-	return err
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const webhookEndpointRotate = `-- name: WebhookEndpointRotate :one

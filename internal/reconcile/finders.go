@@ -66,6 +66,18 @@ func Finders() []Finder {
 			},
 			Args: func(id int64, run string) tasks.Queued { return tasks.Match{ProjectID: id, Run: run} },
 		},
+		{
+			// A pending delivery due for a while whose webhook:deliver task is gone
+			// (Redis flushed, archived after asynq's retries): queued again. A task
+			// waiting on its schedule or its endpoint's slot is live and left alone.
+			Kind: tasks.WebhookDeliver{}.Kind(),
+			Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]Item, error) {
+				rows, err := q.WebhookDeliveryListStuck(ctx, db.WebhookDeliveryListStuckParams{OlderThan: olderThan, MaxRows: limit})
+				items := itemsOf(rows, func(r db.WebhookDeliveryListStuckRow) Item { return Item{OrgID: r.OrgID, EntityID: r.ID} })
+				return items, err
+			},
+			Args: func(id int64, run string) tasks.Queued { return tasks.WebhookDeliver{DeliveryID: id, Run: run} },
+		},
 	}
 }
 
