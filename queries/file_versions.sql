@@ -45,7 +45,8 @@ LIMIT @max_rows;
 -- Everything file:validate needs to know about a version before reading its bytes, in
 -- one round trip. retired is true when the file or the project has been deleted: the
 -- version is still judged, but nothing downstream follows.
-SELECT sqlc.embed(v), f.file_type, (f.deleted_at IS NOT NULL OR p.deleted_at IS NOT NULL)::boolean AS retired,
+SELECT sqlc.embed(v), f.file_type, f.name AS file_name,
+       (f.deleted_at IS NOT NULL OR p.deleted_at IS NOT NULL)::boolean AS retired,
        p.llm_enabled, p.allowed_content_types
 FROM file_versions v
 JOIN files f ON f.id = v.file_id

@@ -15,7 +15,7 @@ INSERT INTO assignments (org_id, project_id, job_id, user_id, role, status, scor
 SELECT $1, $2, unnest($3::bigint[]), unnest($4::bigint[]),
        $5::assignment_role, 'assigned', unnest($6::double precision[])
 ON CONFLICT (job_id, role) WHERE status IN ('assigned', 'accepted', 'in_progress') DO NOTHING
-RETURNING id, job_id, user_id, score
+RETURNING id, job_id, user_id, score, (SELECT j.file_id FROM annotation_jobs j WHERE j.id = assignments.job_id)::bigint AS file_id
 `
 
 type AssignmentCreateBatchParams struct {
@@ -32,12 +32,13 @@ type AssignmentCreateBatchRow struct {
 	JobID  int64   `json:"job_id"`
 	UserID int64   `json:"user_id"`
 	Score  float64 `json:"score"`
+	FileID int64   `json:"file_id"`
 }
 
 // The assignments one matching run makes, in one statement (the arrays are zipped:
 // equal lengths, one element per assignment). The live-assignment
 // unique index makes a pair someone else already filled a no-op; RETURNING says which
-// rows were really written.
+// rows were really written, with each job's file (for the assignment.created webhook).
 func (q *Queries) AssignmentCreateBatch(ctx context.Context, arg AssignmentCreateBatchParams) ([]AssignmentCreateBatchRow, error) {
 	rows, err := q.db.Query(ctx, assignmentCreateBatch,
 		arg.OrgID,
@@ -59,6 +60,7 @@ func (q *Queries) AssignmentCreateBatch(ctx context.Context, arg AssignmentCreat
 			&i.JobID,
 			&i.UserID,
 			&i.Score,
+			&i.FileID,
 		); err != nil {
 			return nil, err
 		}

@@ -326,7 +326,8 @@ func (q *Queries) FileVersionGetForUpdate(ctx context.Context, id int64) (FileVe
 }
 
 const fileVersionGetForValidation = `-- name: FileVersionGetForValidation :one
-SELECT v.id, v.org_id, v.project_id, v.file_id, v.version_number, v.storage_path, v.expected_sha256, v.expected_size, v.expected_mime_type, v.checksum, v.size_bytes, v.mime_type, v.validation_status, v.validation_error, v.validation_attempts, v.validated_at, v.duplicate_of, v.generation_method, v.source_file_version_id, v.llm_model, v.llm_params, v.uploaded_by, v.created_at, v.updated_at, v.object_etag, v.object_version_id, v.storage_id, v.job_language, v.job_priority, v.job_due_date, f.file_type, (f.deleted_at IS NOT NULL OR p.deleted_at IS NOT NULL)::boolean AS retired,
+SELECT v.id, v.org_id, v.project_id, v.file_id, v.version_number, v.storage_path, v.expected_sha256, v.expected_size, v.expected_mime_type, v.checksum, v.size_bytes, v.mime_type, v.validation_status, v.validation_error, v.validation_attempts, v.validated_at, v.duplicate_of, v.generation_method, v.source_file_version_id, v.llm_model, v.llm_params, v.uploaded_by, v.created_at, v.updated_at, v.object_etag, v.object_version_id, v.storage_id, v.job_language, v.job_priority, v.job_due_date, f.file_type, f.name AS file_name,
+       (f.deleted_at IS NOT NULL OR p.deleted_at IS NOT NULL)::boolean AS retired,
        p.llm_enabled, p.allowed_content_types
 FROM file_versions v
 JOIN files f ON f.id = v.file_id
@@ -337,6 +338,7 @@ WHERE v.id = $1
 type FileVersionGetForValidationRow struct {
 	FileVersion         FileVersion     `json:"file_version"`
 	FileType            FileType        `json:"file_type"`
+	FileName            string          `json:"file_name"`
 	Retired             bool            `json:"retired"`
 	LlmEnabled          bool            `json:"llm_enabled"`
 	AllowedContentTypes json.RawMessage `json:"allowed_content_types"`
@@ -380,6 +382,7 @@ func (q *Queries) FileVersionGetForValidation(ctx context.Context, id int64) (Fi
 		&i.FileVersion.JobPriority,
 		&i.FileVersion.JobDueDate,
 		&i.FileType,
+		&i.FileName,
 		&i.Retired,
 		&i.LlmEnabled,
 		&i.AllowedContentTypes,

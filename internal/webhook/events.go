@@ -95,6 +95,7 @@ type AssignmentData struct {
 	JobID        int64    `json:"job_id"`
 	ProjectID    int64    `json:"project_id"`
 	UserID       int64    `json:"user_id"`
+	Role         string   `json:"role"` // annotator, reviewer or qc
 	FileID       *int64   `json:"file_id,omitempty"`
 	Status       string   `json:"status"`
 	Score        *float64 `json:"score,omitempty"`

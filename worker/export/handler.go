@@ -21,6 +21,7 @@ import (
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/storage"
 	"github.com/labelq/labelq/internal/tasks"
+	"github.com/labelq/labelq/internal/webhook"
 	"github.com/labelq/labelq/internal/zipstream"
 )
 
@@ -594,7 +595,20 @@ func (h *Handler) complete(ctx context.Context, rn *run, up *upload, hw *zipstre
 		if rn.dst.StorageID != 0 {
 			meta["storage_id"] = rn.dst.StorageID
 		}
-		return event(ctx, q, rn.orgID, rn.id, EventExported, fmt.Sprintf("export:%d:exported", rn.id), meta)
+		key := fmt.Sprintf("export:%d:exported", rn.id)
+		if err := event(ctx, q, rn.orgID, rn.id, EventExported, key, meta); err != nil {
+			return err
+		}
+		files, path := int64(count), downloadPath(rn.id)
+		data := webhook.ExportData{
+			ExportID: rn.id, ProjectID: rn.projectID, Status: string(db.ExportStatusCompleted), Trigger: trigger(done),
+			DownloadPath: &path, SizeBytes: &size, ChecksumSHA256: &sum, Files: &files,
+		}
+		if rn.dst.StorageID != 0 {
+			// The tenant's own bucket: where the archive is is theirs to know.
+			data.StorageID, data.StorageKey = &rn.dst.StorageID, &rn.key
+		}
+		return notify(ctx, q, rn.orgID, rn.id, webhook.ExportCompleted, key, data)
 	})
 	if err != nil {
 		// The commit's outcome is unknown, so the object stays: if the row
@@ -675,14 +689,51 @@ func (h *Handler) removeObject(ctx context.Context, rn *run, key string) {
 	}
 }
 
-// recordFailure marks the export failed with reason and writes the event.
+// recordFailure marks the export failed with reason and writes the event and its
+// export.failed webhook event.
 func recordFailure(ctx context.Context, q *db.Queries, e db.ExportLog, attempt int32, reason string, now time.Time) error {
-	if _, err := q.ExportLogFail(ctx, db.ExportLogFailParams{ID: e.ID, Attempt: attempt, Error: &reason, CompletedAt: &now}); err != nil {
+	n, err := q.ExportLogFail(ctx, db.ExportLogFailParams{ID: e.ID, Attempt: attempt, Error: &reason, CompletedAt: &now})
+	if err != nil {
 		return fmt.Errorf("fail export %d: %w", e.ID, err)
 	}
-	return event(ctx, q, e.OrgID, e.ID, EventFailed, fmt.Sprintf("export:%d:failed", e.ID), map[string]any{
+	key := fmt.Sprintf("export:%d:failed", e.ID)
+	if err := event(ctx, q, e.OrgID, e.ID, EventFailed, key, map[string]any{
 		"attempt": attempt, "error": reason,
+	}); err != nil {
+		return err
+	}
+	if n == 0 {
+		return nil // the row was not this run's to fail: nothing to tell
+	}
+	return notify(ctx, q, e.OrgID, e.ID, webhook.ExportFailed, key, webhook.ExportData{
+		ExportID: e.ID, ProjectID: e.ProjectID, Status: string(db.ExportStatusFailed), Trigger: trigger(e),
+		StorageID: e.StorageID, Reason: &reason,
 	})
+}
+
+// notify writes an export.* webhook event in the caller's transaction. For an
+// organization with no endpoint that is one statement that writes nothing.
+func notify(ctx context.Context, q *db.Queries, orgID, exportID int64, typ, dedup string, data webhook.ExportData) error {
+	_, err := webhook.Emit(ctx, q, webhook.Event{
+		OrgID: orgID, ProjectID: &data.ProjectID, Type: typ, EntityType: db.EntityTypeExport, EntityID: exportID,
+		DedupKey: dedup, Data: data,
+	})
+	return err
+}
+
+// trigger says who asked for an export: a schedule's tick, or an API request.
+func trigger(e db.ExportLog) string {
+	if e.ScheduleID != nil {
+		return "schedule"
+	}
+	return "api"
+}
+
+// downloadPath is the API route that answers a completed export's download URL
+// (GET /v1/exports/{export_id}/download): the webhook names the route, never a
+// presigned URL, which expires and is a credential while it lasts.
+func downloadPath(exportID int64) string {
+	return fmt.Sprintf("/v1/exports/%d/download", exportID)
 }
 
 // event writes one event_log entry on an export; the dedup key makes a

@@ -22,6 +22,7 @@ import (
 	"github.com/labelq/labelq/internal/metrics"
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/tasks"
+	"github.com/labelq/labelq/internal/webhook"
 )
 
 // Event types this worker writes to event_log.
@@ -114,6 +115,10 @@ type Report struct {
 	// the solver, and locking people plus writing rows and events. Total is
 	// the whole run, including the wait for the project lock and the commit.
 	Load, Solve, Write, Total time.Duration
+
+	// created are the assignment.created webhook events of the assignments
+	// written, both sides, sent in one statement before the summary.
+	created []webhook.Event
 }
 
 // Side is the matching of one role in a run: what the solver was given (in its
@@ -209,6 +214,9 @@ func (h *Handler) run(ctx context.Context, projectID int64, wait bool) (Report, 
 			}
 		}
 		writeStart := h.now()
+		if _, err := webhook.EmitMany(ctx, q, rep.created); err != nil {
+			return fmt.Errorf("notify %d assignments of project %d: %w", len(rep.created), projectID, err)
+		}
 		rep.EventWritten, err = writeSummary(ctx, q, pr, &rep)
 		rep.Write += h.now().Sub(writeStart)
 		return err
@@ -278,7 +286,7 @@ func (h *Handler) matchSide(ctx context.Context, q *db.Queries, pr db.Project, s
 			}
 			continue
 		}
-		written, err := writeAssignments(ctx, q, pr, s, res.Assignments)
+		written, err := writeAssignments(ctx, q, pr, s, res.Assignments, &rep.created)
 		rep.Write += h.now().Sub(writeStart)
 		if err != nil {
 			return Side{}, err
@@ -448,8 +456,9 @@ func reserve(ctx context.Context, q *db.Queries, as []matching.Assignment) ([]in
 }
 
 // writeAssignments inserts the assignments and one "assigned" event per row
-// written, and returns how many rows were written.
-func writeAssignments(ctx context.Context, q *db.Queries, pr db.Project, s side, as []matching.Assignment) (int, error) {
+// written, adds each row's assignment.created webhook event to created, and returns
+// how many rows were written.
+func writeAssignments(ctx context.Context, q *db.Queries, pr db.Project, s side, as []matching.Assignment, created *[]webhook.Event) (int, error) {
 	if len(as) == 0 {
 		return 0, nil
 	}
@@ -481,12 +490,24 @@ func writeAssignments(ctx context.Context, q *db.Queries, pr db.Project, s side,
 		// same job again later (a reopened job) still gets an event; a run that
 		// writes no new row writes no event.
 		ev.DedupKeys[i] = fmt.Sprintf("assignment:%d:%s:%d:%d", r.JobID, s.assignmentRole, r.UserID, r.ID)
+		*created = append(*created, webhook.Event{
+			OrgID: pr.OrgID, ProjectID: &pr.ID, Type: webhook.AssignmentCreated,
+			EntityType: db.EntityTypeAssignment, EntityID: r.ID, DedupKey: ev.DedupKeys[i],
+			Data: webhook.AssignmentData{
+				AssignmentID: r.ID, JobID: r.JobID, ProjectID: pr.ID, UserID: r.UserID, Role: string(s.assignmentRole),
+				FileID: &r.FileID, Status: string(db.AssignmentStatusAssigned), Score: &r.Score,
+			},
+		})
 	}
 	if err := q.EventLogInsertBatch(ctx, ev); err != nil {
 		return 0, fmt.Errorf("write %d assignment events: %w", len(rows), err)
 	}
 	return len(rows), nil
 }
+
+// maxMatchAssignmentIDs caps the assignment ids a match.completed event lists;
+// the assignment.created events carry every one.
+const maxMatchAssignmentIDs = 1000
 
 // sideSummary is one side's part of the match_completed event.
 type sideSummary struct {
@@ -588,6 +609,19 @@ func writeSummary(ctx context.Context, q *db.Queries, pr db.Project, rep *Report
 		DedupKey: &key, Metadata: b,
 	}); err != nil {
 		return false, fmt.Errorf("write match event of project %d: %w", pr.ID, err)
+	}
+	ids := make([]int64, 0, min(len(rep.created), maxMatchAssignmentIDs))
+	for _, ev := range rep.created[:cap(ids)] {
+		ids = append(ids, ev.EntityID)
+	}
+	if _, err := webhook.Emit(ctx, q, webhook.Event{
+		OrgID: pr.OrgID, ProjectID: &pr.ID, Type: webhook.MatchCompleted, EntityType: db.EntityTypeProject, EntityID: pr.ID,
+		DedupKey: key, Data: webhook.MatchData{
+			ProjectID: pr.ID, Assigned: assigned, Unassigned: unassigned,
+			Objective: ann.TotalScore + rev.TotalScore, AssignmentIDs: ids,
+		},
+	}); err != nil {
+		return false, fmt.Errorf("notify the match of project %d: %w", pr.ID, err)
 	}
 	return true, nil
 }

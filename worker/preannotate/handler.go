@@ -29,6 +29,7 @@ import (
 	"github.com/labelq/labelq/internal/ratelimit"
 	"github.com/labelq/labelq/internal/storage"
 	"github.com/labelq/labelq/internal/tasks"
+	"github.com/labelq/labelq/internal/webhook"
 )
 
 // Defaults for the zero values of Options.
@@ -200,7 +201,7 @@ func (h *Handler) load(ctx context.Context, log *slog.Logger, versionID int64) (
 		return nil, fmt.Errorf("read project %d: %w", v.ProjectID, err)
 	}
 	if !pr.LlmEnabled {
-		return nil, h.disabled(ctx, log, q, v)
+		return nil, h.disabled(ctx, log, v)
 	}
 
 	req := llm.Request{
@@ -259,15 +260,25 @@ func (h *Handler) load(ctx context.Context, log *slog.Logger, versionID int64) (
 	return &job{log: log, version: v, file: f, project: pr, req: req, key: key, run: run}, nil
 }
 
-// disabled records that the project does not pre-annotate (once per version) and
-// closes any run left open from when it did.
-func (h *Handler) disabled(ctx context.Context, log *slog.Logger, q *db.Queries, v db.FileVersion) error {
+// disabled records that the project does not pre-annotate (once per version and
+// checksum) and closes any run left open from when it did, in one transaction.
+func (h *Handler) disabled(ctx context.Context, log *slog.Logger, v db.FileVersion) error {
 	const reason = "LLM pre-annotation is disabled for the project"
-	if _, err := q.LLMRunSkipOthers(ctx, db.LLMRunSkipOthersParams{Reason: reason, FileVersionID: v.ID}); err != nil {
-		return fmt.Errorf("close runs of version %d: %w", v.ID, err)
-	}
-	if err := event(ctx, q, v, "preannotation_skipped", fmt.Sprintf("preannotate:version:%d:disabled", v.ID),
-		map[string]any{"reason": reason}); err != nil {
+	err := database.Tx(ctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
+		if _, err := q.LLMRunSkipOthers(ctx, db.LLMRunSkipOthersParams{Reason: reason, FileVersionID: v.ID}); err != nil {
+			return fmt.Errorf("close runs of version %d: %w", v.ID, err)
+		}
+		if err := event(ctx, q, v, "preannotation_skipped", fmt.Sprintf("preannotate:version:%d:disabled", v.ID),
+			map[string]any{"reason": reason}); err != nil {
+			return err
+		}
+		// The checksum in the key: the same version validated again with other
+		// bytes is a new decision not to pre-annotate it.
+		r := reason
+		return notify(ctx, q, v, webhook.PreannotationSkipped, fmt.Sprintf("preannotate:version:%d:disabled:%s", v.ID, deref(v.Checksum)),
+			webhook.PreannotationData{Status: string(db.LlmRunStatusSkipped), Reason: &r})
+	})
+	if err != nil {
 		return err
 	}
 	log.InfoContext(ctx, "pre-annotation skipped: disabled for the project")
@@ -515,11 +526,21 @@ func (h *Handler) revalidate(ctx context.Context, j *job) error {
 			return err
 		}
 		r := reason
-		if _, err := q.LLMRunRecord(ctx, recordParams(j.run.ID, db.LlmRunStatusSkipped, usage{}, &r, nil, nil, nil)); err != nil && !errors.Is(err, pgx.ErrNoRows) {
+		run, err := q.LLMRunRecord(ctx, recordParams(j.run.ID, db.LlmRunStatusSkipped, usage{}, &r, nil, nil, nil))
+		switch {
+		case errors.Is(err, pgx.ErrNoRows):
+			run = j.run
+		case err != nil:
 			return fmt.Errorf("mark run %d skipped: %w", j.run.ID, err)
 		}
-		return event(ctx, q, j.version, "preannotation_skipped", fmt.Sprintf("preannotate:run:%d:object-changed", j.run.ID),
-			map[string]any{"run_id": j.run.ID, "reason": reason})
+		if err := event(ctx, q, j.version, "preannotation_skipped", fmt.Sprintf("preannotate:run:%d:object-changed", j.run.ID),
+			map[string]any{"run_id": j.run.ID, "reason": reason}); err != nil {
+			return err
+		}
+		// The input in the key: a run opened again for the new bytes may be
+		// skipped again for the same reason, and that is told too.
+		return notify(ctx, q, j.version, webhook.PreannotationSkipped,
+			fmt.Sprintf("preannotate:run:%d:object-changed:%s", run.ID, j.run.InputSha256), runData(run, db.LlmRunStatusSkipped, &r))
 	})
 	if err != nil {
 		return err
@@ -724,8 +745,13 @@ func (h *Handler) skip(ctx context.Context, j *job, reason string) error {
 		if err != nil {
 			return fmt.Errorf("mark run %d skipped: %w", j.run.ID, err)
 		}
-		return event(ctx, q, j.version, "preannotation_skipped", fmt.Sprintf("preannotate:run:%d:skipped", run.ID),
-			map[string]any{"run_id": run.ID, "reason": reason, "content_type": j.req.Input.ContentType})
+		if err := event(ctx, q, j.version, "preannotation_skipped", fmt.Sprintf("preannotate:run:%d:skipped", run.ID),
+			map[string]any{"run_id": run.ID, "reason": reason, "content_type": j.req.Input.ContentType}); err != nil {
+			return err
+		}
+		// The input in the key: a run is opened again only for other bytes.
+		return notify(ctx, q, j.version, webhook.PreannotationSkipped,
+			fmt.Sprintf("preannotate:run:%d:skipped:%s", run.ID, run.InputSha256), runData(run, db.LlmRunStatusSkipped, &reason))
 	})
 	if err != nil {
 		return err
@@ -749,12 +775,48 @@ func (h *Handler) fail(ctx context.Context, j *job, u usage, reason string, raw 
 		}
 		meta := map[string]any{"run_id": run.ID, "reason": reason, "attempts": run.Attempts}
 		// Attempts in the key: an explicit re-run that fails again logs again.
-		return event(wctx, q, j.version, "preannotation_failed", fmt.Sprintf("preannotate:run:%d:failed:%d", run.ID, run.Attempts), meta)
+		key := fmt.Sprintf("preannotate:run:%d:failed:%d", run.ID, run.Attempts)
+		if err := event(wctx, q, j.version, "preannotation_failed", key, meta); err != nil {
+			return err
+		}
+		// And the task: a re-run (its own task id) that fails before any call
+		// leaves the attempts as they were, and is still a new failure. A
+		// redelivered task is the same task.
+		return notify(wctx, q, j.version, webhook.PreannotationFailed, key+":"+taskID(ctx, j.version.ID), runData(run, db.LlmRunStatusFailed, &reason))
 	})
 	if err != nil {
 		return err
 	}
 	return queue.Permanent(fmt.Errorf("pre-annotate version %d failed after %d model calls: %s", j.version.ID, u.calls, reason))
+}
+
+// notify writes a preannotation.* webhook event about version v in the caller's
+// transaction, with the version's ids laid over data. For an organization with no
+// endpoint that is one statement that writes nothing.
+func notify(ctx context.Context, q *db.Queries, v db.FileVersion, typ, dedup string, data webhook.PreannotationData) error {
+	data.FileVersionID, data.FileID, data.ProjectID = v.ID, v.FileID, v.ProjectID
+	_, err := webhook.Emit(ctx, q, webhook.Event{
+		OrgID: v.OrgID, ProjectID: &v.ProjectID, Type: typ, EntityType: db.EntityTypeFileVersion, EntityID: v.ID,
+		DedupKey: dedup, Data: data,
+	})
+	return err
+}
+
+// runData is the webhook data of a run that ended with status.
+func runData(run db.LlmRun, status db.LlmRunStatus, reason *string) webhook.PreannotationData {
+	return webhook.PreannotationData{
+		LLMRunID: &run.ID, OutputVersionID: run.OutputVersionID, Model: run.Model, Status: string(status), Reason: reason,
+		PromptTokens: &run.PromptTokens, CompletionTokens: &run.CompletionTokens, CostUSD: &run.CostUsd,
+	}
+}
+
+// taskID is the running task's id (the pipeline's own when there is none, as in a
+// direct call).
+func taskID(ctx context.Context, versionID int64) string {
+	if id, ok := asynq.GetTaskID(ctx); ok && id != "" {
+		return id
+	}
+	return tasks.Preannotate{VersionID: versionID}.TaskID()
 }
 
 // event writes the run's one event_log entry on the source version; the dedup key
@@ -770,4 +832,11 @@ func event(ctx context.Context, q *db.Queries, v db.FileVersion, typ, dedup stri
 		return fmt.Errorf("write %s event: %w", typ, err)
 	}
 	return nil
+}
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

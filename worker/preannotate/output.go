@@ -20,6 +20,7 @@ import (
 	"github.com/labelq/labelq/internal/llm"
 	"github.com/labelq/labelq/internal/publicerr"
 	"github.com/labelq/labelq/internal/storage"
+	"github.com/labelq/labelq/internal/webhook"
 )
 
 // storeTimeout bounds storing and linking an output once the model has answered.
@@ -234,7 +235,11 @@ func (h *Handler) commit(ctx context.Context, j *job, u usage, out output, cache
 			meta["cached_from_run_id"] = *cachedFrom
 		}
 		id = ver.ID
-		return event(ctx, q, j.version, "preannotated", fmt.Sprintf("preannotate:run:%d:succeeded", run.ID), meta)
+		key := fmt.Sprintf("preannotate:run:%d:succeeded", run.ID)
+		if err := event(ctx, q, j.version, "preannotated", key, meta); err != nil {
+			return err
+		}
+		return notify(ctx, q, j.version, webhook.PreannotationSucceeded, key, runData(run, db.LlmRunStatusSucceeded, nil))
 	})
 	return id, err
 }

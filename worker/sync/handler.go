@@ -28,6 +28,7 @@ import (
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/storage"
 	"github.com/labelq/labelq/internal/tasks"
+	"github.com/labelq/labelq/internal/webhook"
 )
 
 // Event types this package writes to event_log, on the sync run.
@@ -338,7 +339,34 @@ func (h *Handler) finish(ctx context.Context, q *db.Queries, r db.SyncRun, statu
 	}); err != nil {
 		return fmt.Errorf("write %s event: %w", typ, err)
 	}
-	return nil
+	return notify(ctx, q, done, dedup)
+}
+
+// webhookTypes are the webhook event types of a run's ends; a cancelled run has
+// none.
+var webhookTypes = map[db.SyncRunStatus]string{
+	db.SyncRunStatusCompleted: webhook.StorageSyncCompleted,
+	db.SyncRunStatusFailed:    webhook.StorageSyncFailed,
+}
+
+// notify writes the storage_sync.* webhook event of a run that has just ended, in
+// the transaction that ended it, with its counts as committed. For an
+// organization with no endpoint that is one statement that writes nothing.
+func notify(ctx context.Context, q *db.Queries, r db.SyncRun, dedup string) error {
+	typ, ok := webhookTypes[r.Status]
+	if !ok {
+		return nil
+	}
+	_, err := webhook.Emit(ctx, q, webhook.Event{
+		OrgID: r.OrgID, ProjectID: &r.ProjectID, Type: typ, EntityType: db.EntityTypeSyncRun, EntityID: r.ID,
+		DedupKey: dedup, Data: webhook.StorageSyncData{
+			SyncRunID: r.ID, StorageID: r.StorageID, ProjectID: r.ProjectID, Status: string(r.Status), Trigger: r.Trigger,
+			Pages: r.Pages, KeysListed: r.KeysListed, KeysNew: r.KeysNew, KeysChanged: r.KeysChanged,
+			KeysUnchanged: r.KeysUnchanged, KeysFiltered: r.KeysFiltered, KeysGone: r.KeysGone, KeysSkipped: r.KeysSkipped,
+			Reason: r.Error,
+		},
+	})
+	return err
 }
 
 // fail ends the run as failed for good with a reason a person can act on.

@@ -26,6 +26,7 @@ import (
 	"github.com/labelq/labelq/internal/storage"
 	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/verify"
+	"github.com/labelq/labelq/internal/webhook"
 )
 
 // Defaults for the zero values of Options.
@@ -488,6 +489,10 @@ type committed struct {
 	active      bool
 	jobID       int64
 	queued      []string // task types added to the outbox
+	// pendingSince is the version's updated_at as this run found it pending and
+	// locked: it names the pending spell the outcome ends (a re-validation starts a
+	// new one), whatever task id asked for it.
+	pendingSince time.Time
 }
 
 // decide writes the outcome and everything that follows from it in one transaction,
@@ -510,7 +515,7 @@ func (h *Handler) decide(ctx context.Context, log *slog.Logger, row db.FileVersi
 		if cur.ValidationStatus != db.ValidationStatusPending {
 			return nil
 		}
-		res.changed = true
+		res.changed, res.pendingSince = true, cur.UpdatedAt
 		if status == db.ValidationStatusValid {
 			err = h.commitValid(ctx, q, row, o, &res)
 		} else {
@@ -519,7 +524,7 @@ func (h *Handler) decide(ctx context.Context, log *slog.Logger, row db.FileVersi
 		if err != nil {
 			return err
 		}
-		return h.event(ctx, q, v, status, o, res)
+		return h.event(ctx, q, row, status, o, res)
 	})
 	if errors.Is(err, ErrVersionNotFound) {
 		return queue.Permanent(fmt.Errorf("version %d deleted while it was validated: %w", v.ID, err))
@@ -633,16 +638,24 @@ func (h *Handler) commitFailed(ctx context.Context, q *db.Queries, v db.FileVers
 	return nil
 }
 
-// event writes the outcome's one event_log entry. The dedup key names the task, so a
-// redelivered task never logs twice, while a requested re-validation (a new task id)
-// logs its own outcome.
-func (h *Handler) event(ctx context.Context, q *db.Queries, v db.FileVersion, status db.ValidationStatus, o outcome, res committed) error {
+// event writes the outcome's one event_log entry, then its webhook event (notify).
+// The entry's dedup key names the task, so a redelivered task never logs twice,
+// while a requested re-validation (a new task id) logs its own outcome.
+func (h *Handler) event(ctx context.Context, q *db.Queries, row db.FileVersionGetForValidationRow, status db.ValidationStatus, o outcome, res committed) error {
+	v := row.FileVersion
 	taskID, ok := asynq.GetTaskID(ctx)
 	if !ok || taskID == "" {
 		taskID = tasks.Validate{VersionID: v.ID}.TaskID()
 	}
 	typ := eventType(status)
 	meta := map[string]any{"file_id": v.FileID, "version_number": v.VersionNumber, "task_id": taskID}
+	var codes []string
+	if status != db.ValidationStatusValid {
+		codes = make([]string, 0, len(o.report.Findings))
+		for _, f := range o.report.Findings {
+			codes = append(codes, string(f.Code))
+		}
+	}
 	if o.m != nil {
 		meta["checksum"] = o.m.SHA256Hex()
 	}
@@ -665,10 +678,6 @@ func (h *Handler) event(ctx context.Context, q *db.Queries, v db.FileVersion, st
 		}
 	} else {
 		meta["error"] = o.message()
-		codes := make([]string, 0, len(o.report.Findings))
-		for _, f := range o.report.Findings {
-			codes = append(codes, string(f.Code))
-		}
 		if len(codes) > 0 {
 			meta["codes"] = codes
 		}
@@ -693,7 +702,50 @@ func (h *Handler) event(ctx context.Context, q *db.Queries, v db.FileVersion, st
 	}); err != nil {
 		return fmt.Errorf("log %s event: %w", typ, err)
 	}
-	return nil
+	return h.notify(ctx, q, row, status, o, res, codes)
+}
+
+// webhookTypes are the webhook event types of the outcomes.
+var webhookTypes = map[db.ValidationStatus]string{
+	db.ValidationStatusValid:    webhook.FileVersionValidated,
+	db.ValidationStatusCorrupt:  webhook.FileVersionCorrupt,
+	db.ValidationStatusRejected: webhook.FileVersionRejected,
+	db.ValidationStatusMissing:  webhook.FileVersionMissing,
+}
+
+// notify writes the outcome's webhook event in the outcome's transaction. For an
+// organization with no endpoint that is one statement that writes nothing.
+//
+// Its dedup key names the pending spell the outcome ends rather than the task (as
+// the event_log entry's does): a version sent back to validation because its
+// object changed is queued under the pipeline's first task id again, and its new
+// outcome must still be told. Only the run that moves the version out of pending
+// gets here, so a redelivered task never does.
+func (h *Handler) notify(ctx context.Context, q *db.Queries, row db.FileVersionGetForValidationRow, status db.ValidationStatus,
+	o outcome, res committed, codes []string) error {
+	v := row.FileVersion
+	key := fmt.Sprintf("file_version:%d:%s:%d", v.ID, status, res.pendingSince.UnixMicro())
+	data := webhook.FileVersionData{
+		FileVersionID: v.ID, FileID: v.FileID, ProjectID: v.ProjectID, VersionNumber: v.VersionNumber,
+		FileType: string(row.FileType), Filename: row.FileName, StorageKey: v.StoragePath, StorageID: v.StorageID,
+		Status: string(status), SizeBytes: o.size, ContentType: nonEmpty(o.report.ContentType), Codes: codes,
+	}
+	if o.m != nil {
+		sum := o.m.SHA256Hex()
+		data.ChecksumSHA256 = &sum
+	}
+	if status != db.ValidationStatusValid {
+		msg := o.message()
+		data.Reason = &msg
+	}
+	if res.jobID != 0 {
+		data.JobID = &res.jobID
+	}
+	_, err := webhook.Emit(ctx, q, webhook.Event{
+		OrgID: v.OrgID, ProjectID: &v.ProjectID, Type: webhookTypes[status],
+		EntityType: db.EntityTypeFileVersion, EntityID: v.ID, DedupKey: key, Data: data,
+	})
+	return err
 }
 
 func deref(s *string) string {
