@@ -3,6 +3,8 @@ package api_test
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
+	"encoding/base64"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -91,7 +93,10 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	return newFixtureWith(t, nil)
+	// A credentials key, which webhooks' signing secrets need.
+	key := make([]byte, 32)
+	_, _ = rand.Read(key)
+	return newFixtureWith(t, map[string]string{"LABELQ_SECRET_KEY": "k1:" + base64.StdEncoding.EncodeToString(key)})
 }
 
 // newFixtureWith is newFixture with configuration overrides (variable → value).
@@ -130,6 +135,9 @@ type seeded struct {
 	StorageSecret string
 	// SyncRunID is the storage's pending sync run.
 	SyncRunID int64
+	// WebhookID is an endpoint of org A; DeliveryID its pending delivery of a
+	// webhook.test event.
+	WebhookID, DeliveryID int64
 }
 
 func (w *fixture) seed(t *testing.T) seeded {
@@ -180,6 +188,12 @@ func (w *fixture) seed(t *testing.T) seeded {
 	r = w.orgA.do("POST", fmt.Sprintf("/v1/storages/%d/sync", s.StorageID), nil)
 	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
 	s.SyncRunID = id(t, r)
+	r = w.orgA.do("POST", "/v1/webhooks", map[string]any{"url": "https://203.0.113.10/labelq-a", "description": "org A's receiver"})
+	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+	s.WebhookID = id(t, r)
+	r = w.orgA.do("POST", fmt.Sprintf("/v1/webhooks/%d/test", s.WebhookID), nil)
+	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+	s.DeliveryID = int64(r.json(t)["delivery_id"].(float64))
 	return s
 }
 
@@ -210,6 +224,10 @@ func (s seeded) fill(path string) string {
 			return fmt.Sprint(s.StorageID)
 		case "{run_id}":
 			return fmt.Sprint(s.SyncRunID)
+		case "{webhook_id}":
+			return fmt.Sprint(s.WebhookID)
+		case "{delivery_id}":
+			return fmt.Sprint(s.DeliveryID)
 		}
 		panic("unknown path parameter " + m)
 	})
@@ -244,6 +262,11 @@ func validBody(rt api.Route) any {
 		return map[string]any{"items": []any{map[string]any{"file_id": 1, "storage_path": "orgs/1/x"}}}
 	case api.NotificationInput:
 		return map[string]any{"Records": []any{}}
+	case api.WebhookInput:
+		if rt.Method == "POST" {
+			return map[string]any{"url": "https://203.0.113.20/labelq-b"}
+		}
+		return map[string]any{"description": "renamed"}
 	}
 	return nil
 }
@@ -299,7 +322,7 @@ func TestTenantIsolationOnEveryRoute(t *testing.T) {
 			for _, orgB := range orgBs {
 				r = orgB.do(rt.Method, path, validBody(rt))
 				require.Less(t, r.Status, 500, "%s", r.Body)
-				for _, secret := range []string{"secret-project-A", "ann@a.test", "cat.txt", s.TaskID} {
+				for _, secret := range []string{"secret-project-A", "ann@a.test", "cat.txt", s.TaskID, "203.0.113.10/labelq-a"} {
 					if strings.Contains(string(r.Body), secret) {
 						leaks++
 						t.Errorf("org B's answer contains org A's %q: %s", secret, r.Body)

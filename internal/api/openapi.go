@@ -8,6 +8,9 @@ import (
 	"sort"
 	"strings"
 	"time"
+
+	"github.com/labelq/labelq/internal/webhook"
+	"github.com/labelq/labelq/internal/webhook/delivery"
 )
 
 // openapiFile is the committed document; TestOpenAPIIsCurrent fails when it differs
@@ -69,11 +72,12 @@ func GenerateOpenAPI(routes []Route) ([]byte, error) {
 			}
 		}
 		problemRef := map[string]any{"$ref": "#/components/schemas/Problem"}
+		success := map[string]any{"description": "success"}
+		if rt.Response != nil {
+			success["content"] = map[string]any{"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(rt.Response), schemas)}}
+		}
 		op["responses"] = map[string]any{
-			itoa(rt.Status): map[string]any{
-				"description": "success",
-				"content":     map[string]any{"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(rt.Response), schemas)}},
-			},
+			itoa(rt.Status): success,
 			"default": map[string]any{
 				"description": "an error, as problem+json",
 				"content":     map[string]any{"application/problem+json": map[string]any{"schema": problemRef}},
@@ -92,7 +96,8 @@ func GenerateOpenAPI(routes []Route) ([]byte, error) {
 			"version":     "1",
 			"description": "The enqueue API of labelq. Every enqueueing call answers 202 with the ids to poll; errors are application/problem+json.",
 		},
-		"paths": paths,
+		"paths":    paths,
+		"webhooks": webhookOperations(schemas),
 		"components": map[string]any{
 			"schemas": schemas,
 			"securitySchemes": map[string]any{
@@ -108,6 +113,43 @@ func GenerateOpenAPI(routes []Route) ([]byte, error) {
 		},
 	}
 	return json.MarshalIndent(doc, "", "  ")
+}
+
+// webhookOperations is the document's webhooks object (OpenAPI 3.1): one POST
+// per event type, as labelq sends it to an endpoint, with its data's schema.
+func webhookOperations(schemas map[string]any) map[string]any {
+	str := func(desc string) map[string]any { return map[string]any{"type": "string", "description": desc} }
+	headers := []map[string]any{
+		{"name": delivery.HeaderID, "in": "header", "required": true, "schema": str("the event id (the body's id): the same on every retry and redelivery; deduplicate on it")},
+		{"name": delivery.HeaderTimestamp, "in": "header", "required": true, "schema": str("when this attempt was signed, in Unix seconds; refuse one too far from your clock (replays)")},
+		{"name": delivery.HeaderSignature, "in": "header", "required": true, "schema": str("v1,<base64 HMAC-SHA256 of \"<webhook-id>.<webhook-timestamp>.<body>\"> per signing secret, space-separated (two during a secret rotation's overlap); verify with a Standard Webhooks library")},
+	}
+	out := map[string]any{}
+	for _, t := range webhook.Types() {
+		out[t.Type] = map[string]any{"post": map[string]any{
+			"summary":     t.Description,
+			"operationId": "webhook_" + strings.ReplaceAll(t.Type, ".", "_"),
+			"tags":        []string{"webhook events"},
+			"parameters":  headers,
+			"requestBody": map[string]any{"required": true, "content": map[string]any{"application/json": map[string]any{"schema": map[string]any{
+				"type": "object", "additionalProperties": false,
+				"required": []string{"id", "type", "timestamp", "organization_id", "data"},
+				"properties": map[string]any{
+					"id":              str("the event id, as the webhook-id header"),
+					"type":            map[string]any{"type": "string", "const": t.Type},
+					"timestamp":       map[string]any{"type": "string", "format": "date-time", "description": "when it happened"},
+					"organization_id": map[string]any{"type": "integer"},
+					"data":            schemaRef(t.Data, schemas),
+				},
+			}}}},
+			"responses": map[string]any{
+				"2XX": map[string]any{"description": "received: any 2xx within the timeout (LABELQ_WEBHOOK_TIMEOUT, 15 s) ends the delivery"},
+				"default": map[string]any{"description": "5xx, 408, 429 (Retry-After honoured), a timeout or a connection error is retried on the schedule; " +
+					"410 Gone disables the endpoint; any other answer ends the delivery as failed. Redirects are not followed."},
+			},
+		}}
+	}
+	return out
 }
 
 func itoa(n int) string { b, _ := json.Marshal(n); return string(b) }

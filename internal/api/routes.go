@@ -9,13 +9,16 @@ import (
 // Routes is the whole API, one row per endpoint.
 func (s *Server) Routes() []Route {
 	const (
-		ok       = http.StatusOK
-		created  = http.StatusCreated
-		accepted = http.StatusAccepted
+		ok        = http.StatusOK
+		created   = http.StatusCreated
+		accepted  = http.StatusAccepted
+		noContent = http.StatusNoContent
 	)
 	// The scope a token needs: read for every GET, upload for bringing files in,
-	// manage for everything else that changes state; ScopeStorageSecret for the
-	// routes a bucket calls, which take no token.
+	// manage for everything else that changes state, and for every webhook route
+	// (where an organization's events go and what its receivers answered is the
+	// managers' business); ScopeStorageSecret for the routes a bucket calls,
+	// which take no token.
 	const (
 		read   = admin.ScopeRead
 		upload = admin.ScopeUpload
@@ -75,6 +78,16 @@ func (s *Server) Routes() []Route {
 		{"GET", "/v1/storages/{storage_id}/syncs", "List a storage's sync runs, newest first (?before=)", "storages", nil, List[SyncRun]{}, ok, listSyncRuns, read},
 		{"GET", "/v1/sync-runs/{run_id}", "Read a sync run: status, checkpoint, counts, skipped keys, error", "storages", nil, SyncRun{}, ok, getSyncRun, read},
 		{"POST", "/v1/sync-runs/{run_id}/cancel", "Cancel a sync run: a pending one at once, a running one after its current page", "storages", nil, SyncRun{}, accepted, cancelSyncRun, manage},
+
+		{"POST", "/v1/webhooks", "Create a webhook endpoint: URL, event types and projects it receives (answers its signing secret once)", "webhooks", WebhookInput{}, Webhook{}, created, createWebhook, manage},
+		{"GET", "/v1/webhooks", "List webhook endpoints", "webhooks", nil, List[Webhook]{}, ok, listWebhooks, manage},
+		{"GET", "/v1/webhooks/{webhook_id}", "Read a webhook endpoint: its subscriptions and health (never its secret)", "webhooks", nil, Webhook{}, ok, getWebhook, manage},
+		{"PATCH", "/v1/webhooks/{webhook_id}", "Update a webhook endpoint: URL, description, event types, projects, enabled", "webhooks", WebhookInput{}, Webhook{}, ok, updateWebhook, manage},
+		{"POST", "/v1/webhooks/{webhook_id}/rotate-secret", "Replace a webhook's signing secret (answered once); the old one signs too until the overlap ends", "webhooks", nil, WebhookSecret{}, ok, rotateWebhookSecret, manage},
+		{"POST", "/v1/webhooks/{webhook_id}/test", "Send a webhook.test event to this endpoint only", "webhooks", nil, WebhookPing{}, accepted, testWebhook, manage},
+		{"GET", "/v1/webhooks/{webhook_id}/deliveries", "List a webhook's deliveries, newest first, each with its attempts (?before=, ?status=pending|succeeded|failed)", "webhooks", nil, List[WebhookDelivery]{}, ok, listWebhookDeliveries, manage},
+		{"POST", "/v1/webhook-deliveries/{delivery_id}/redeliver", "Deliver a finished delivery again: the same event id, a new round of retries", "webhooks", nil, WebhookDelivery{}, accepted, redeliverWebhook, manage},
+		{"DELETE", "/v1/webhooks/{webhook_id}", "Delete a webhook endpoint; its pending deliveries are not attempted", "webhooks", nil, nil, noContent, deleteWebhook, manage},
 
 		{"GET", "/v1/tasks/{task_id}", "Read a task's state by id", "tasks", nil, TaskState{}, ok, getTask, read},
 		{"GET", "/v1/events", "List the events of an entity (?entity_type=&entity_id=)", "tasks", nil, List[Event]{}, ok, listEvents, read},

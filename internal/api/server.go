@@ -34,14 +34,17 @@ import (
 	"github.com/labelq/labelq/internal/logging"
 	"github.com/labelq/labelq/internal/metrics"
 	"github.com/labelq/labelq/internal/storage"
+	"github.com/labelq/labelq/internal/webhook/delivery"
 )
 
 // Defaults for Server's zero fields; they are the configuration's defaults too
-// (LABELQ_MAX_BODY_BYTES, LABELQ_UPLOAD_URL_TTL, LABELQ_EXPORT_URL_TTL).
+// (LABELQ_MAX_BODY_BYTES, LABELQ_UPLOAD_URL_TTL, LABELQ_EXPORT_URL_TTL,
+// LABELQ_WEBHOOK_SECRET_OVERLAP).
 const (
-	DefaultMaxBodyBytes = 1 << 20
-	DefaultUploadURLTTL = 15 * time.Minute
-	DefaultExportURLTTL = 15 * time.Minute
+	DefaultMaxBodyBytes         = 1 << 20
+	DefaultUploadURLTTL         = 15 * time.Minute
+	DefaultExportURLTTL         = 15 * time.Minute
+	DefaultWebhookSecretOverlap = 24 * time.Hour
 )
 
 // Server holds the API's dependencies.
@@ -63,6 +66,14 @@ type Server struct {
 	// PublicURL is where clients reach the API (LABELQ_PUBLIC_URL), for the
 	// absolute URLs given to other systems (a bucket's notification target).
 	PublicURL string
+	// WebhookPolicy decides which URLs a webhook endpoint may have
+	// (LABELQ_WEBHOOK_ALLOW_HTTP, LABELQ_WEBHOOK_ALLOWED_NETWORKS); nil allows
+	// https URLs of public addresses only. Webhook signing secrets are sealed
+	// with the storages' keyring (Storages.Keys, LABELQ_SECRET_KEY).
+	WebhookPolicy *delivery.Policy
+	// WebhookSecretOverlap is how long a rotated-out signing secret keeps
+	// signing (LABELQ_WEBHOOK_SECRET_OVERLAP); 0 is DefaultWebhookSecretOverlap.
+	WebhookSecretOverlap time.Duration
 }
 
 // Call is one request as a handler sees it: inside the caller's tenant transaction.
@@ -234,6 +245,9 @@ func handle(c *Call, rt Route) (response, error) {
 	if code == 0 {
 		code = rt.Status
 	}
+	if code == http.StatusNoContent {
+		return response{status: code}, nil
+	}
 	b, err := json.Marshal(resp)
 	if err != nil {
 		return response{}, fmt.Errorf("encode response: %w", err)
@@ -251,6 +265,10 @@ func handle(c *Call, rt Route) (response, error) {
 func writeResponse(w http.ResponseWriter, res response) {
 	if res.replayed {
 		w.Header().Set("Idempotent-Replayed", "true")
+	}
+	if res.status == http.StatusNoContent {
+		w.WriteHeader(res.status)
+		return
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(res.status)

@@ -21,7 +21,11 @@ import (
 //   - an export's storage_path: where labelq keeps the archive; clients fetch it
 //     through GET /v1/exports/{export_id}/download;
 //   - a storage's credentials, credentials_key_id and notify_secret_hash: secrets
-//     are write-only (has_credentials and access_key_hint say what is stored).
+//     are write-only (has_credentials and access_key_hint say what is stored);
+//   - a webhook's sealed secrets (secret, secret_key_id, previous_secret,
+//     previous_secret_key_id): its secret is answered in plain once, when made;
+//   - a webhook delivery's event_id (the event row; event_id answers the event's
+//     public id) and round_start (where the retry schedule's round began).
 //
 // Fields hold plain Go types (string for enums), never types of internal/db, so that
 // generated code cannot leak into the API (TestResponseTypesAreNotRows).
@@ -396,6 +400,105 @@ func syncRunFromRow(r db.SyncRun) SyncRun {
 		KeysChanged: r.KeysChanged, KeysUnchanged: r.KeysUnchanged, KeysFiltered: r.KeysFiltered, KeysGone: r.KeysGone,
 		KeysSkipped: r.KeysSkipped, Skipped: r.Skipped, Error: r.Error, CancelRequestedAt: r.CancelRequestedAt,
 		RequestedAt: r.RequestedAt, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+}
+
+// Webhook is an endpoint that receives the organization's events, signed with
+// its secret (Standard Webhooks). The secret is answered once, by the create
+// (and POST /v1/webhooks/{webhook_id}/rotate-secret answers a new one).
+type Webhook struct {
+	ID          int64  `json:"id"`
+	URL         string `json:"url"`
+	Description string `json:"description"`
+	// EventTypes empty: every type; ProjectIDs empty: every project.
+	EventTypes []string `json:"event_types"`
+	ProjectIDs []int64  `json:"project_ids"`
+	Enabled    bool     `json:"enabled"`
+	// DisabledReason says why labelq disabled the endpoint (410 Gone, failing
+	// for days); null when a person did, or while it is enabled.
+	DisabledReason *string    `json:"disabled_reason"`
+	DisabledAt     *time.Time `json:"disabled_at"`
+	// FailingSince is the first failed attempt since the last success.
+	FailingSince  *time.Time `json:"failing_since"`
+	LastSuccessAt *time.Time `json:"last_success_at"`
+	// SecretRotationExpiresAt is, after a rotation, when the previous secret
+	// stops signing (null once it has).
+	SecretRotationExpiresAt *time.Time `json:"secret_rotation_expires_at"`
+	Secret                  *string    `json:"secret,omitempty"`
+	CreatedAt               time.Time  `json:"created_at"`
+	UpdatedAt               time.Time  `json:"updated_at"`
+}
+
+func webhookFromRow(r db.WebhookEndpoint) Webhook {
+	return Webhook{
+		ID: r.ID, URL: r.Url, Description: r.Description, EventTypes: r.EventTypes, ProjectIDs: r.ProjectIds,
+		Enabled: r.Enabled, DisabledReason: r.DisabledReason, DisabledAt: r.DisabledAt, FailingSince: r.FailingSince,
+		LastSuccessAt: r.LastSuccessAt, SecretRotationExpiresAt: r.PreviousSecretExpiresAt,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+}
+
+// forReplay is what an Idempotency-Key keeps of a create's answer: everything
+// but the signing secret, which is shown once.
+func (w Webhook) forReplay() any {
+	w.Secret = nil
+	return w
+}
+
+// WebhookDelivery is one event's delivery to one endpoint: pending until an
+// attempt succeeds or the retry schedule is spent, with every attempt.
+type WebhookDelivery struct {
+	ID        int64 `json:"id"`
+	WebhookID int64 `json:"webhook_id"`
+	// EventID is the event's id: the webhook-id header and the body's id, the
+	// same on every attempt and redelivery.
+	EventID   string `json:"event_id"`
+	EventType string `json:"event_type"`
+	Status    string `json:"status"`
+	// Attempts are the attempts made, every round; Round counts redeliveries.
+	Attempts int32 `json:"attempts"`
+	Round    int32 `json:"round"`
+	// NextAttemptAt is when a pending delivery is attempted next (null once it
+	// has finished).
+	NextAttemptAt  *time.Time       `json:"next_attempt_at"`
+	LastStatusCode *int32           `json:"last_status_code"`
+	LastError      *string          `json:"last_error"`
+	FinishedAt     *time.Time       `json:"finished_at"`
+	AttemptLog     []WebhookAttempt `json:"attempt_log"`
+	CreatedAt      time.Time        `json:"created_at"`
+	UpdatedAt      time.Time        `json:"updated_at"`
+}
+
+func webhookDeliveryFromRow(r db.WebhookDeliveryGetRow) WebhookDelivery {
+	d := WebhookDelivery{
+		ID: r.ID, WebhookID: r.EndpointID, EventID: r.PublicID, EventType: r.EventType, Status: string(r.Status),
+		Attempts: r.Attempts, Round: r.Round, LastStatusCode: r.LastStatusCode, LastError: r.LastError,
+		FinishedAt: r.FinishedAt, AttemptLog: []WebhookAttempt{}, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+	}
+	if r.Status == db.WebhookDeliveryStatusPending {
+		d.NextAttemptAt = &r.NextAttemptAt
+	}
+	return d
+}
+
+// WebhookAttempt is one HTTP attempt of a delivery: what the receiver answered
+// (the first 1 KiB of its body), how long it took, and what came of it
+// (succeeded, retry, failed, or gone: 410 disabled the endpoint).
+type WebhookAttempt struct {
+	Attempt      int32     `json:"attempt"`
+	StartedAt    time.Time `json:"started_at"`
+	LatencyMs    int32     `json:"latency_ms"`
+	StatusCode   *int32    `json:"status_code"`
+	ResponseBody string    `json:"response_body"`
+	Error        *string   `json:"error"`
+	Outcome      string    `json:"outcome"`
+	CreatedAt    time.Time `json:"created_at"`
+}
+
+func webhookAttemptFromRow(r db.WebhookAttempt) WebhookAttempt {
+	return WebhookAttempt{
+		Attempt: r.Attempt, StartedAt: r.StartedAt, LatencyMs: r.LatencyMs, StatusCode: r.StatusCode,
+		ResponseBody: r.ResponseBody, Error: r.Error, Outcome: r.Outcome, CreatedAt: r.CreatedAt,
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 	"github.com/labelq/labelq/internal/matching"
 	"github.com/labelq/labelq/internal/outbox"
 	"github.com/labelq/labelq/internal/tasks"
+	"github.com/labelq/labelq/internal/webhook"
 )
 
 // JobInput updates an annotation job (the platform reports progress and approvals).
@@ -192,13 +193,17 @@ func recheckAssignments(ctx context.Context, c *Call, old, j db.AnnotationJob) e
 			reviewed = reviewed || a.Role != db.AssignmentRoleAnnotator
 			continue
 		}
-		if _, err := c.Q.AssignmentRevokeForRule(ctx, db.AssignmentRevokeForRuleParams{ID: a.ID, OrgID: c.OrgID, Rule: &b.Rule}); err != nil {
+		r, err := c.Q.AssignmentRevokeForRule(ctx, db.AssignmentRevokeForRuleParams{ID: a.ID, OrgID: c.OrgID, Rule: &b.Rule})
+		if err != nil {
 			return fmt.Errorf("revoke assignment %d of job %d: %w", a.ID, j.ID, err)
 		}
+		reason := languageChange(old.Language, b.Language) + ": " + b.Reason(string(a.Role))
 		if err := event(ctx, c, db.EntityTypeAssignment, a.ID, "revoked", map[string]any{
-			"job_id": j.ID, "user_id": a.UserID, "role": a.Role, "rule": b.Rule,
-			"reason": languageChange(old.Language, b.Language) + ": " + b.Reason(string(a.Role)),
+			"job_id": j.ID, "user_id": a.UserID, "role": a.Role, "rule": b.Rule, "reason": reason,
 		}); err != nil {
+			return err
+		}
+		if err := emitRevoked(ctx, c, r, j.FileID, reason, &b.Rule); err != nil {
 			return err
 		}
 		revoked++
@@ -276,12 +281,33 @@ func revokeAssignment(c *Call) (int, any, error) {
 	if err := event(ctx, c, db.EntityTypeAssignment, a.ID, "revoked", map[string]any{"job_id": a.JobID, "user_id": a.UserID}); err != nil {
 		return 0, nil, err
 	}
+	fileID, err := c.Q.AnnotationJobFileID(ctx, db.AnnotationJobFileIDParams{ID: a.JobID, OrgID: c.OrgID})
+	if err != nil {
+		return 0, nil, fmt.Errorf("read job %d of assignment %d: %w", a.JobID, a.ID, err)
+	}
+	if err := emitRevoked(ctx, c, a, fileID, "revoked through the API", nil); err != nil {
+		return 0, nil, err
+	}
 	next := tasks.Match{ProjectID: a.ProjectID, Run: "revoke" + newRequestID()}
 	if err := outbox.Add(ctx, c.Q, c.OrgID, next); err != nil {
 		return 0, nil, err
 	}
 	return http.StatusAccepted, enqueued("assignment", a.ID, string(a.Status), next.TaskID(),
 		fmt.Sprintf("/v1/projects/%d/assignments", a.ProjectID)), nil
+}
+
+// emitRevoked tells the webhooks an assignment was revoked, in the revoke's
+// transaction. An assignment is revoked once, so its id makes the event's key.
+func emitRevoked(ctx context.Context, c *Call, a db.Assignment, fileID int64, reason string, rule *string) error {
+	_, err := webhook.Emit(ctx, c.Q, webhook.Event{
+		OrgID: c.OrgID, ProjectID: &a.ProjectID, Type: webhook.AssignmentRevoked, EntityType: db.EntityTypeAssignment, EntityID: a.ID,
+		DedupKey: fmt.Sprintf("assignment:%d:revoked", a.ID),
+		Data: webhook.AssignmentData{
+			AssignmentID: a.ID, JobID: a.JobID, ProjectID: a.ProjectID, UserID: a.UserID, Role: string(a.Role), FileID: &fileID,
+			Status: string(a.Status), Score: &a.Score, Reason: &reason, Rule: rule,
+		},
+	})
+	return err
 }
 
 // ExportOptions choose what an export packs (the contract the export worker
@@ -387,6 +413,17 @@ func cancelExport(c *Call) (int, any, error) {
 		return 0, nil, err
 	}
 	if err := event(ctx, c, db.EntityTypeExport, e.ID, "cancelled", nil); err != nil {
+		return 0, nil, err
+	}
+	// The cancel ends the export here (a running export's worker stops when it
+	// sees the status), so the cancel tells the webhooks.
+	if _, err := webhook.Emit(ctx, c.Q, webhook.Event{
+		OrgID: c.OrgID, ProjectID: &e.ProjectID, Type: webhook.ExportCancelled, EntityType: db.EntityTypeExport, EntityID: e.ID,
+		DedupKey: fmt.Sprintf("export:%d:cancelled", e.ID),
+		Data: webhook.ExportData{
+			ExportID: e.ID, ProjectID: e.ProjectID, Status: string(e.Status), Trigger: exportTrigger(e), StorageID: e.StorageID,
+		},
+	}); err != nil {
 		return 0, nil, err
 	}
 	return http.StatusAccepted, exportFromRow(e), nil

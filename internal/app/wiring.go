@@ -3,6 +3,7 @@ package app
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"net/http"
 	"time"
 
@@ -15,6 +16,7 @@ import (
 	"github.com/labelq/labelq/internal/reconcile"
 	"github.com/labelq/labelq/internal/schedule"
 	"github.com/labelq/labelq/internal/tasks"
+	"github.com/labelq/labelq/internal/webhook/delivery"
 )
 
 // Mount registers task handlers on a worker's mux, one tasks.Register line per
@@ -102,6 +104,18 @@ func (a *App) mountAPI(mux *http.ServeMux) {
 		Pool: a.APIPool, Store: a.Store, Inspector: a.Inspector, Log: a.Log, Metrics: a.Metrics,
 		MaxBodyBytes: a.Cfg.MaxBodyBytes, UploadURLTTL: a.Cfg.UploadURLTTL, ExportURLTTL: a.Cfg.ExportURLTTL, Now: a.Now,
 		Quotas: a.apiQuotas(), Storages: a.Storages, PublicURL: a.Cfg.PublicURL,
+		WebhookPolicy: a.webhookPolicy(), WebhookSecretOverlap: a.Cfg.WebhookSecretOverlap,
 	}
 	s.Register(mux)
+}
+
+// webhookPolicy is the webhook URL and address policy of the settings (validated
+// when they were loaded, so an error here is a bug: the strictest policy then).
+func (a *App) webhookPolicy() *delivery.Policy {
+	p, err := delivery.ParsePolicy(a.Cfg.WebhookAllowHTTP, a.Cfg.WebhookAllowedNetworks)
+	if err != nil {
+		a.Log.Error("webhook policy", slog.String("error", err.Error()))
+		p, _ = delivery.ParsePolicy("", "")
+	}
+	return p
 }
