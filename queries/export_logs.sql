@@ -71,7 +71,8 @@ UPDATE export_logs SET error = @error
 WHERE id = @id AND attempts = @attempt AND status = 'running';
 
 -- name: ExportLogComplete :one
--- The archive is in the bucket: the run holding @attempt records it.
+-- The archive is in the bucket: the run holding @attempt records it, with its note
+-- (why it packed no file; NULL when there is nothing to say).
 UPDATE export_logs SET
     status         = 'completed',
     storage_path   = @storage_path,
@@ -81,9 +82,35 @@ UPDATE export_logs SET
     files_done     = files_total,
     bytes_done     = bytes_total,
     error          = NULL,
+    note           = sqlc.narg('note'),
     completed_at   = @completed_at
 WHERE id = @id AND attempts = @attempt AND status = 'running'
 RETURNING *;
+
+-- name: ExportLogEmptyFacts :one
+-- What explains an export that selected no file to pack, read only then: the
+-- project's jobs and approved jobs (results, and with include_annotations their raw
+-- files, travel with approval), its dataset files and those with a valid active
+-- version, the dataset versions still waiting for validation, and its valid model
+-- outputs.
+SELECT
+    (SELECT count(*) FROM annotation_jobs j
+     WHERE j.project_id = @project_id AND j.org_id = @org_id AND j.deleted_at IS NULL)::bigint AS jobs,
+    (SELECT count(*) FROM annotation_jobs j
+     WHERE j.project_id = @project_id AND j.org_id = @org_id AND j.deleted_at IS NULL
+       AND j.review_status = 'approved' AND j.result_version_id IS NOT NULL)::bigint AS approved_jobs,
+    (SELECT count(*) FROM files f
+     WHERE f.project_id = @project_id AND f.org_id = @org_id AND f.deleted_at IS NULL
+       AND f.file_type = 'dataset')::bigint AS dataset_files,
+    (SELECT count(*) FROM files f
+     WHERE f.project_id = @project_id AND f.org_id = @org_id AND f.deleted_at IS NULL
+       AND f.file_type = 'dataset' AND f.active_version_id IS NOT NULL)::bigint AS active_dataset_files,
+    (SELECT count(*) FROM file_versions v JOIN files f ON f.id = v.file_id
+     WHERE v.project_id = @project_id AND v.org_id = @org_id AND f.deleted_at IS NULL
+       AND f.file_type = 'dataset' AND v.validation_status = 'pending')::bigint AS pending_dataset_versions,
+    (SELECT count(*) FROM file_versions v JOIN files f ON f.id = v.file_id
+     WHERE v.project_id = @project_id AND v.org_id = @org_id AND f.deleted_at IS NULL
+       AND f.file_type = 'llm_output' AND v.validation_status = 'valid')::bigint AS llm_outputs;
 
 -- name: ExportLogFail :execrows
 -- A failure that retrying cannot fix (corrupt stored bytes, deleted project).

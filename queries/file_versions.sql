@@ -29,7 +29,8 @@ SELECT * FROM file_versions WHERE file_id = @file_id AND org_id = @org_id ORDER 
 -- name: FileVersionResetForRevalidation :one
 UPDATE file_versions
 SET validation_status = 'pending', validation_error = NULL, validated_at = NULL, validation_attempts = 0,
-    checksum = NULL, size_bytes = NULL, mime_type = NULL, duplicate_of = NULL
+    checksum = NULL, size_bytes = NULL, mime_type = NULL, duplicate_of = NULL,
+    image_width = NULL, image_height = NULL, image_orientation = NULL
 WHERE id = @id AND org_id = @org_id
 RETURNING *;
 
@@ -77,20 +78,24 @@ LIMIT 1;
 -- name: FileVersionMarkValid :exec
 -- :exec, like MarkFailed: the caller holds the row lock and has seen it pending, and
 -- database.Tx sends an :exec with the next statement instead of waiting for it.
+-- image_*: the image's header (stored size, EXIF orientation); NULL for other content.
 UPDATE file_versions SET
     validation_status = 'valid', validation_error = NULL,
     checksum = @checksum, size_bytes = @size_bytes, mime_type = @mime_type,
     validated_at = @validated_at, duplicate_of = sqlc.narg('duplicate_of'),
-    object_etag = sqlc.narg('object_etag'), object_version_id = sqlc.narg('object_version_id')
+    object_etag = sqlc.narg('object_etag'), object_version_id = sqlc.narg('object_version_id'),
+    image_width = sqlc.narg('image_width'), image_height = sqlc.narg('image_height'),
+    image_orientation = sqlc.narg('image_orientation')
 WHERE id = @id AND validation_status = 'pending';
 
 -- name: FileVersionMarkFailed :exec
 -- corrupt, rejected or missing, with the reason; whatever was measured is kept (NULL
--- when nothing was).
+-- when nothing was). Image facts are only recorded for bytes labelq vouches for.
 UPDATE file_versions SET
     validation_status = @validation_status, validation_error = @validation_error,
     checksum = sqlc.narg('checksum'), size_bytes = sqlc.narg('size_bytes'), mime_type = sqlc.narg('mime_type'),
-    validated_at = @validated_at, duplicate_of = NULL
+    validated_at = @validated_at, duplicate_of = NULL,
+    image_width = NULL, image_height = NULL, image_orientation = NULL
 WHERE id = @id AND validation_status = 'pending';
 
 -- name: FileVersionCreateLLMOutput :one
@@ -177,6 +182,7 @@ LIMIT @max_rows;
 UPDATE file_versions SET
     validation_status = 'pending', validation_error = NULL, validation_attempts = 0,
     checksum = NULL, size_bytes = NULL, mime_type = NULL, validated_at = NULL, duplicate_of = NULL,
-    object_etag = NULL, object_version_id = NULL
+    object_etag = NULL, object_version_id = NULL,
+    image_width = NULL, image_height = NULL, image_orientation = NULL
 WHERE id = @id AND validation_status = 'valid' AND checksum = @checksum::text
 RETURNING *;

@@ -68,6 +68,7 @@ const (
 	CodeArchiveTooDeep      Code = "archive_too_deep"         // archives nested deeper than MaxArchiveDepth
 	CodeNestedArchiveTooBig Code = "nested_archive_too_large" // a nested ZIP larger than MaxNestedZipBytes
 	CodePolyglot            Code = "polyglot"                 // another file hidden after the declared one
+	CodeImageHeader         Code = "image_header_invalid"     // an image whose header cannot be read (damaged or cut off)
 )
 
 // Finding is one reason a file is not valid.
@@ -458,7 +459,14 @@ func checkContent(r *Report, m Measurement, refs References, opts Options) {
 		}
 		r.add(Rejected, CodeTypeNotAllowed, "%s is not accepted for %s files (accepted: %s); convert the file, or ask a project admin to allow %s",
 			what, strings.ReplaceAll(refs.FileType, "_", " "), summarise(patterns, 12), eff.name)
+		return
 	}
+	// An image whose header cannot be read does not display, and has no size
+	// to convert an annotation's percentages with.
+	if m.imageProblem != nil {
+		r.Findings = append(r.Findings, *m.imageProblem)
+	}
+	r.Notes = append(r.Notes, m.imageNotes...)
 }
 
 func summarise(items []string, max int) string {

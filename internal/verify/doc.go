@@ -14,12 +14,14 @@
 //     truncated 10 GiB upload is caught without reading it.
 //  2. Measure(ctx, objectReader, opts): one streaming pass, constant memory,
 //     computing SHA-256, the byte count, the sniffed content type and whichever
-//     extra digests Needed(refs) says the references call for.
+//     extra digests Needed(refs) says the references call for; for JPEG, PNG,
+//     GIF and WebP content also the image's header (Measurement.Image: pixel
+//     size and EXIF orientation), read from the same buffers.
 //  3. Check(measurement, refs, opts): compares the measurement with every
 //     reference (declared SHA-256 and size, the object's size, S3 additional
 //     checksums, a plain single-part ETag) and applies the content rules
 //     (declared type against sniffed type, blocked types, per-file-type
-//     allow-lists).
+//     allow-lists, an image whose header is damaged or cut off).
 //  4. InspectArchive(ctx, objectReaderAt, size, opts), when the measurement
 //     is an archive (Measurement.IsArchive: ZIP or ZIP-based, tar, gzip) and
 //     Check found nothing wrong: every entry's path, type (links, devices),

@@ -100,6 +100,17 @@ type Measurement struct {
 	CRC32C    uint32
 	CRC64NVME uint64
 
+	// Image is what the header of JPEG, PNG, GIF or WebP content says (pixel
+	// size and EXIF orientation); nil for other content, and for an image
+	// whose header could not be read (Check then rejects it, or notes why
+	// nothing was recorded).
+	Image *Image
+
+	// image is the header reader's verdict on an image, for Check: a finding
+	// when the header is damaged or cut off, notes otherwise.
+	imageProblem *Finding
+	imageNotes   []string
+
 	// mime is the sniffer's node, kept so Check can walk the type hierarchy
 	// without re-parsing ContentType. A Measurement rebuilt from stored
 	// values lacks it; mimeNode falls back to a lookup.
@@ -211,6 +222,9 @@ var bufferPools = map[int]*sync.Pool{
 // SHA-256, size and sniffed content type of its bytes, plus the digests
 // selected by opts.Checksums. The content type is sniffed from the first
 // SniffBytes of the first buffer; the rest only streams through the hashes.
+// For JPEG, PNG, GIF and WebP content the image's header (pixel size, EXIF
+// orientation) is read from the same buffers, usually the first alone, with
+// at most ImageHeadBytes copied (see Image); other content pays nothing for it.
 //
 // The loop is a plain fused loop over one large buffer rather than an
 // io.MultiWriter: only the requested digests run, with no interface fan-out
@@ -249,6 +263,12 @@ func Measure(ctx context.Context, r io.Reader, opts Options) (Measurement, error
 	var m Measurement
 	var n int64
 	sniffed := false
+	var img *imageProbe // reads an image's header as the stream passes; nil for anything else
+	defer func() {
+		if img != nil {
+			img.release() // a pass that failed midway leaves no buffer out of its pool
+		}
+	}()
 	tail := make([]byte, 0, TailBytes)
 	for {
 		if err := ctx.Err(); err != nil {
@@ -263,6 +283,10 @@ func Measure(ctx context.Context, r io.Reader, opts Options) (Measurement, error
 			if !sniffed {
 				m.mime = mimetype.Detect(chunk[:min(k, SniffBytes)])
 				sniffed = true
+				img = newImageProbe(m.mime)
+			}
+			if img != nil {
+				img.feed(chunk)
 			}
 			shaH.Write(chunk)
 			if sha1H != nil {
@@ -298,6 +322,10 @@ func Measure(ctx context.Context, r io.Reader, opts Options) (Measurement, error
 	}
 	if !sniffed {
 		m.mime = mimetype.Detect(nil)
+	}
+	if img != nil {
+		img.finish()
+		m.Image, m.imageProblem, m.imageNotes = img.img, img.problem, img.notes
 	}
 
 	m.Size = n

@@ -196,8 +196,11 @@ type run struct {
 	key      string
 	modified time.Time
 	plan     *plan
-	started  time.Time
-	log      *slog.Logger
+	// note is what the completed row says beside the archive: why it packs
+	// no file (emptyReason); "" when there is nothing to say.
+	note    string
+	started time.Time
+	log     *slog.Logger
 }
 
 // Run produces one export: it takes the row, streams the archive into the
@@ -277,6 +280,14 @@ func (h *Handler) start(ctx context.Context, id int64, log *slog.Logger) (*run, 
 		if len(pl.items) > math.MaxInt32-2 {
 			return fail(fmt.Sprintf("%d files are more than one archive can hold", len(pl.items)))
 		}
+		var note string
+		if len(pl.items) == 0 {
+			facts, err := q.ExportLogEmptyFacts(ctx, db.ExportLogEmptyFactsParams{ProjectID: e.ProjectID, OrgID: e.OrgID})
+			if err != nil {
+				return fmt.Errorf("count what export %d could have packed: %w", id, err)
+			}
+			note = emptyReason(sel, facts, pl.skipped)
+		}
 		now := h.now()
 		st, err := q.ExportLogStart(ctx, db.ExportLogStartParams{
 			ID: id, StartedAt: &now, FilesTotal: int32(len(pl.items)), BytesTotal: pl.bytes,
@@ -286,7 +297,7 @@ func (h *Handler) start(ctx context.Context, id int64, log *slog.Logger) (*run, 
 		}
 		rn = &run{
 			id: id, orgID: e.OrgID, projectID: e.ProjectID, attempt: st.Attempts, dst: dst,
-			key: objectKey(dst, e.OrgID, e.ProjectID, id, st.Attempts), modified: e.RequestedAt, plan: pl, started: now,
+			key: objectKey(dst, e.OrgID, e.ProjectID, id, st.Attempts), modified: e.RequestedAt, plan: pl, note: note, started: now,
 		}
 		rn.log = log.With(slog.Int64("project_id", e.ProjectID), slog.Int("attempt", int(st.Attempts)))
 		if len(pl.skipped) > 0 {
@@ -567,9 +578,13 @@ func (h *Handler) complete(ctx context.Context, rn *run, up *upload, hw *zipstre
 		now := h.now()
 		sum, size, count := hw.SHA256(), hw.Size(), int32(len(rn.plan.items))
 		var err error
+		var note *string
+		if rn.note != "" {
+			note = &rn.note
+		}
 		done, err = q.ExportLogComplete(ctx, db.ExportLogCompleteParams{
 			ID: rn.id, Attempt: rn.attempt, StoragePath: &rn.key, ArchiveSha256: &sum, SizeBytes: &size,
-			FileCount: &count, CompletedAt: &now,
+			FileCount: &count, Note: note, CompletedAt: &now,
 		})
 		if errors.Is(err, pgx.ErrNoRows) {
 			stale = true // cancelled, failed or overtaken while the upload completed
@@ -594,6 +609,9 @@ func (h *Handler) complete(ctx context.Context, rn *run, up *upload, hw *zipstre
 		}
 		if rn.dst.StorageID != 0 {
 			meta["storage_id"] = rn.dst.StorageID
+		}
+		if note != nil {
+			meta["note"] = *note
 		}
 		key := fmt.Sprintf("export:%d:exported", rn.id)
 		if err := event(ctx, q, rn.orgID, rn.id, EventExported, key, meta); err != nil {
@@ -620,10 +638,15 @@ func (h *Handler) complete(ctx context.Context, rn *run, up *upload, hw *zipstre
 		return h.interrupted(ctx, rn)
 	}
 	elapsed := h.now().Sub(rn.started)
-	rn.log.InfoContext(ctx, "export completed",
+	attrs := []any{
 		slog.Int("files", int(deref(done.FileCount))), slog.Int64("bytes", rn.plan.bytes),
 		slog.Int64("size_bytes", deref(done.SizeBytes)), slog.String("sha256", deref(done.ArchiveSha256)),
-		slog.Duration("elapsed", elapsed))
+		slog.Duration("elapsed", elapsed),
+	}
+	if rn.note != "" {
+		attrs = append(attrs, slog.String("note", rn.note))
+	}
+	rn.log.InfoContext(ctx, "export completed", attrs...)
 	return nil
 }
 

@@ -575,10 +575,19 @@ func (h *Handler) commitValid(ctx context.Context, q *db.Queries, row db.FileVer
 	}
 	now := h.now()
 	mime := o.report.ContentType
-	if err := q.FileVersionMarkValid(ctx, db.FileVersionMarkValidParams{
+	arg := db.FileVersionMarkValidParams{
 		ID: v.ID, Checksum: &sum, SizeBytes: &o.m.Size, MimeType: nonEmpty(mime), ValidatedAt: &now,
 		DuplicateOf: res.duplicateOf, ObjectEtag: nonEmpty(o.etag), ObjectVersionID: nonEmpty(o.objectVersion),
-	}); err != nil {
+	}
+	if im := o.m.Image; im != nil {
+		// The stored size, as the header gives it; the displayed one (what Label
+		// Studio's original_width/original_height are) swaps the two for
+		// orientations 5-8 (verify.Image.Displayed). The conversions cannot
+		// overflow: PNG sizes are 31-bit, the other formats' 16-bit or less,
+		// and the orientation is 1-8.
+		arg.ImageWidth, arg.ImageHeight, arg.ImageOrientation = ptr(int32(im.Width)), ptr(int32(im.Height)), ptr(int32(im.Orientation))
+	}
+	if err := q.FileVersionMarkValid(ctx, arg); err != nil {
 		return fmt.Errorf("mark valid: %w", err)
 	}
 	if row.Retired {
@@ -658,6 +667,13 @@ func (h *Handler) event(ctx context.Context, q *db.Queries, row db.FileVersionGe
 	}
 	if o.m != nil {
 		meta["checksum"] = o.m.SHA256Hex()
+		if im := o.m.Image; im != nil && status == db.ValidationStatusValid {
+			w, h := im.Displayed()
+			meta["image"] = map[string]any{
+				"format": im.Format, "width": im.Width, "height": im.Height, "orientation": im.Orientation,
+				"display_width": w, "display_height": h,
+			}
+		}
 	}
 	if o.size != nil {
 		meta["size_bytes"] = *o.size
@@ -754,6 +770,8 @@ func deref(s *string) string {
 	}
 	return *s
 }
+
+func ptr[T any](v T) *T { return &v }
 
 func nonEmpty(s string) *string {
 	if s == "" {
