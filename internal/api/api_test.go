@@ -172,6 +172,9 @@ func (w *fixture) seed(t *testing.T) seeded {
 	job, err := q.AnnotationJobCreate(ctx, db.AnnotationJobCreateParams{OrgID: w.orgAID, ProjectID: s.ProjectID, FileID: s.FileID, FileVersionID: s.VersionID, Language: &lang, Priority: db.JobPriorityHigh})
 	require.NoError(t, err)
 	s.JobID = job.ID
+	_, err = w.env.PG.Pool.Exec(ctx, `INSERT INTO llm_runs (org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256)
+		VALUES ($1, $2, $3, 'gpt-4o-mini', $4, '', $4)`, w.orgAID, s.ProjectID, s.VersionID, sum)
+	require.NoError(t, err)
 	require.NoError(t, w.env.PG.Pool.QueryRow(ctx, `INSERT INTO assignments (org_id, project_id, job_id, user_id, role, score) VALUES ($1,$2,$3,$4,'annotator',0.9) RETURNING id`,
 		w.orgAID, s.ProjectID, s.JobID, s.UserID).Scan(&s.AssignmentID))
 	r = w.orgA.do("POST", fmt.Sprintf("/v1/projects/%d/exports", s.ProjectID), map[string]any{})

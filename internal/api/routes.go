@@ -46,6 +46,7 @@ func (s *Server) Routes() []Route {
 		{"GET", "/v1/versions/{version_id}", "Read a version with its validation status and error", "files", nil, Version{}, ok, getVersion, read},
 		{"POST", "/v1/versions/{version_id}/revalidate", "Validate a version again", "files", nil, Enqueued{}, accepted, revalidateVersion, upload},
 		{"POST", "/v1/versions/{version_id}/preannotate", "Pre-annotate a valid version now", "files", nil, Enqueued{}, accepted, preannotateVersion, upload},
+		{"GET", "/v1/versions/{version_id}/llm-runs", "List a version's pre-annotation runs, newest first: status, tokens, cost, attempts, error, and the raw reply (8 KiB at most) of a failed one", "files", nil, List[LLMRun]{}, ok, listVersionLLMRuns, read},
 
 		{"GET", "/v1/projects/{project_id}/jobs", "List a project's annotation jobs", "matching", nil, List[Job]{}, ok, listJobs, read},
 		{"PATCH", "/v1/jobs/{job_id}", "Update a job's status, review status or approved result", "matching", JobInput{}, Job{}, ok, updateJob, manage},

@@ -5,6 +5,7 @@ import (
 	"time"
 
 	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/verify"
 )
 
 // The API's response types. Handlers never answer with a sqlc row: each row is
@@ -139,6 +140,24 @@ type Version struct {
 	LLMModel            *string         `json:"llm_model"`
 	LLMParams           json.RawMessage `json:"llm_params"`
 	UploadedBy          *int64          `json:"uploaded_by"`
+	// What file:validate read from an image's header (JPEG, PNG, GIF, WebP); null
+	// for other content and until the version is valid. image_width and
+	// image_height are the pixel grid as stored in the file, image_orientation its
+	// EXIF orientation (1-8, 1 when it has none); display_width and display_height
+	// are the size a viewer shows once the orientation is applied (swapped for
+	// 5-8), which is what Label Studio's original_width/original_height are.
+	ImageWidth       *int32 `json:"image_width"`
+	ImageHeight      *int32 `json:"image_height"`
+	ImageOrientation *int32 `json:"image_orientation"`
+	DisplayWidth     *int32 `json:"display_width"`
+	DisplayHeight    *int32 `json:"display_height"`
+	// What happened to the version's pre-annotation: the status of its latest run
+	// (pending, running, succeeded, failed, skipped) and why (the failure, the
+	// skip, what a waiting run waits for), or skipped with the reason when no run
+	// was made (the project's LLM is off); null when it was never asked.
+	// GET /v1/versions/{version_id}/llm-runs lists the runs.
+	PreannotationStatus *string `json:"preannotation_status"`
+	PreannotationReason *string `json:"preannotation_reason"`
 	// The attributes the version's annotation job is born with (registration);
 	// null takes the defaults: no language, medium, no due date.
 	JobLanguage *string    `json:"job_language"`
@@ -149,7 +168,10 @@ type Version struct {
 }
 
 func versionFromRow(r db.FileVersion) Version {
+	dw, dh := displaySize(r.ImageWidth, r.ImageHeight, r.ImageOrientation)
 	return Version{
+		ImageWidth: r.ImageWidth, ImageHeight: r.ImageHeight, ImageOrientation: r.ImageOrientation,
+		DisplayWidth: dw, DisplayHeight: dh,
 		ID: r.ID, ProjectID: r.ProjectID, FileID: r.FileID, VersionNumber: r.VersionNumber, StoragePath: r.StoragePath,
 		StorageID: r.StorageID, ExpectedSHA256: r.ExpectedSha256, ExpectedSize: r.ExpectedSize, ExpectedMIMEType: r.ExpectedMimeType,
 		Checksum: r.Checksum, SizeBytes: r.SizeBytes, MIMEType: r.MimeType,
@@ -157,7 +179,20 @@ func versionFromRow(r db.FileVersion) Version {
 		DuplicateOf: r.DuplicateOf, GenerationMethod: string(r.GenerationMethod), SourceFileVersionID: r.SourceFileVersionID,
 		LLMModel: r.LlmModel, LLMParams: r.LlmParams, UploadedBy: r.UploadedBy, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 		JobLanguage: r.JobLanguage, JobPriority: (*string)(r.JobPriority), JobDueDate: r.JobDueDate,
+		PreannotationStatus: (*string)(r.PreannotationStatus), PreannotationReason: r.PreannotationReason,
 	}
+}
+
+// displaySize is an image version's size as a viewer shows it: the stored one,
+// width and height swapped for EXIF orientations 5-8 (verify.Image.Displayed).
+func displaySize(w, h, orientation *int32) (*int32, *int32) {
+	if w == nil || h == nil || orientation == nil {
+		return nil, nil
+	}
+	if verify.Rotated(int(*orientation)) {
+		return h, w
+	}
+	return w, h
 }
 
 // Job is the annotation job of a valid version.
@@ -229,6 +264,10 @@ type Export struct {
 	BytesDone     int64           `json:"bytes_done"`
 	BytesTotal    int64           `json:"bytes_total"`
 	Error         *string         `json:"error"`
+	// Note is what a person should know about a completed export: why it packed
+	// no file (no approved job, every selected version invalid, ...) and what to
+	// do; null when there is nothing to say.
+	Note *string `json:"note"`
 	// StorageID is the export storage the archive goes to (null: labelq's bucket).
 	StorageID   *int64     `json:"storage_id"`
 	RequestedAt time.Time  `json:"requested_at"`
@@ -244,7 +283,7 @@ func exportFromRow(r db.ExportLog) Export {
 		ID: r.ID, ProjectID: r.ProjectID, RequestedBy: r.RequestedBy, ScheduleID: r.ScheduleID, ScheduledFor: r.ScheduledFor,
 		Options: r.Options, Status: string(r.Status), ArchiveSHA256: r.ArchiveSha256, SizeBytes: r.SizeBytes,
 		FileCount: r.FileCount, FilesDone: r.FilesDone, FilesTotal: r.FilesTotal, BytesDone: r.BytesDone, BytesTotal: r.BytesTotal,
-		Error: r.Error, StorageID: r.StorageID, RequestedAt: r.RequestedAt, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt, PurgedAt: r.PurgedAt,
+		Error: r.Error, Note: r.Note, StorageID: r.StorageID, RequestedAt: r.RequestedAt, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt, PurgedAt: r.PurgedAt,
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 }
@@ -293,9 +332,16 @@ func eventFromRow(r db.EventLog) Event {
 
 // LLMUsage is a project's pre-annotation runs, cache hits, tokens and cost.
 type LLMUsage struct {
-	Runs             int64   `json:"runs"`
-	PaidCalls        int64   `json:"paid_calls"`
-	CacheHits        int64   `json:"cache_hits"`
+	Runs      int64 `json:"runs"`
+	PaidCalls int64 `json:"paid_calls"`
+	CacheHits int64 `json:"cache_hits"`
+	// Failed and Skipped count the runs that ended so (their tokens are in the
+	// totals: a failed run was paid for); InProgress those pending or running;
+	// Unwrapped the runs whose model wrapped its JSON in a code fence or prose.
+	Failed           int64   `json:"failed"`
+	Skipped          int64   `json:"skipped"`
+	InProgress       int64   `json:"in_progress"`
+	Unwrapped        int64   `json:"unwrapped"`
 	PromptTokens     int64   `json:"prompt_tokens"`
 	CompletionTokens int64   `json:"completion_tokens"`
 	CostUSD          float64 `json:"cost_usd"`
@@ -304,6 +350,7 @@ type LLMUsage struct {
 func llmUsageFromRow(r db.LLMUsageByProjectRow) LLMUsage {
 	return LLMUsage{
 		Runs: r.Runs, PaidCalls: r.PaidCalls, CacheHits: r.CacheHits,
+		Failed: r.Failed, Skipped: r.Skipped, InProgress: r.InProgress, Unwrapped: r.Unwrapped,
 		PromptTokens: r.PromptTokens, CompletionTokens: r.CompletionTokens, CostUSD: r.CostUsd,
 	}
 }

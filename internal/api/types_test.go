@@ -13,6 +13,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/verify"
 )
 
 // internalColumns are columns a client has no business seeing (see types.go). None
@@ -54,6 +55,9 @@ var publicBySchema = map[string][]string{
 	// what the receiver answered.
 	"WebhookDelivery": {"attempts"},
 	"WebhookAttempt":  {"response_body"},
+	// What a version's runs cost and said: the calls made, and a failed run's
+	// reply (llmRunFromRow answers it for failed runs only).
+	"LLMRun": {"attempts", "raw_output"},
 }
 
 // renamedBySchema are public fields whose column has another name (field →
@@ -261,6 +265,20 @@ func TestRowMappersCopyEveryField(t *testing.T) {
 	// Fields computed from the row rather than copied: the value each must have,
 	// from the row's columns.
 	derived := map[string]map[string]func(cols map[string]any) any{
+		"Version": {
+			"display_width": func(cols map[string]any) any {
+				if verify.Rotated(int(cols["image_orientation"].(float64))) {
+					return cols["image_height"]
+				}
+				return cols["image_width"]
+			},
+			"display_height": func(cols map[string]any) any {
+				if verify.Rotated(int(cols["image_orientation"].(float64))) {
+					return cols["image_width"]
+				}
+				return cols["image_height"]
+			},
+		},
 		"Storage": {
 			"has_credentials":  func(cols map[string]any) any { return cols["credentials"] != nil },
 			"notification_url": func(cols map[string]any) any { return fmt.Sprintf("/v1/storages/%v/notifications", cols["id"]) },
@@ -287,6 +305,7 @@ func TestRowMappersCopyEveryField(t *testing.T) {
 		"Schedule":   rowMapping(scheduleFromRow),
 		"Event":      rowMapping(eventFromRow),
 		"LLMUsage":   rowMapping(llmUsageFromRow),
+		"LLMRun":     rowMappingWith(func(r *db.LlmRun) { r.Status = db.LlmRunStatusFailed }, llmRunFromRow),
 		"Storage":    rowMappingWith(func(r *db.Storage) { r.Kind = db.StorageKindImport }, storageFromRow),
 		"SyncRun":    rowMapping(syncRunFromRow),
 		"Webhook":    rowMapping(webhookFromRow),

@@ -47,7 +47,12 @@ func (a *App) LLMClient() (*llm.Client, *ratelimit.Limiter, error) {
 	if err != nil {
 		return nil, nil, err
 	}
-	client, err := llm.NewClient(llm.Config{BaseURL: a.Cfg.LLMBaseURL, APIKey: a.Cfg.LLMAPIKey, Timeout: a.Cfg.LLMTimeout, Prices: prices})
+	reasoning, err := llm.ParseReasoningModels(a.Cfg.LLMReasoningModels) // checked by config already
+	if err != nil {
+		return nil, nil, err
+	}
+	client, err := llm.NewClient(llm.Config{BaseURL: a.Cfg.LLMBaseURL, APIKey: a.Cfg.LLMAPIKey, Timeout: a.Cfg.LLMTimeout, Prices: prices,
+		ReasoningModels: reasoning})
 	if err != nil {
 		return nil, nil, err
 	}

@@ -75,6 +75,7 @@ type Config struct {
 	LLMPrices            string        `env:"LABELQ_LLM_PRICES" default:"gpt-4o-mini=0.15/0.60,gpt-4o=2.50/10,gpt-4.1-nano=0.10/0.40,gpt-4.1-mini=0.40/1.60,gpt-4.1=2/8" help:"the models projects may use, with their USD per million input/output tokens for the cost recorded on every call (a name also prices the dated snapshots the provider echoes); a project's llm_model must be listed exactly; *=0/0 allows any model at no cost (a local endpoint)"`
 	LLMMaxTokensCap      int32         `env:"LABELQ_LLM_MAX_TOKENS_CAP" default:"4096" help:"largest llm_max_tokens a project may set"`
 	LLMSystemPromptMax   int           `env:"LABELQ_LLM_SYSTEM_PROMPT_MAX" default:"8000" help:"longest llm_system_prompt a project may set, in characters"`
+	LLMReasoningModels   string        `env:"LABELQ_LLM_REASONING_MODELS" default:"" help:"models to call as OpenAI reasoning models (max_completion_tokens instead of max_tokens, no temperature), comma-separated names or prefixes ending in *, for deployments and aliases whose names do not say so (an Azure deployment, a LiteLLM alias); the o1, o3, o4, gpt-5 and gpt-6 families always are"`
 
 	UploadURLTTL    time.Duration `env:"LABELQ_UPLOAD_URL_TTL" default:"15m" help:"lifetime of a presigned upload (PUT) URL"`
 	ExportURLTTL    time.Duration `env:"LABELQ_EXPORT_URL_TTL" default:"15m" help:"lifetime of an export's presigned download URL"`
@@ -295,6 +296,9 @@ func (c *Config) validate() []error {
 	}
 	if c.LLMSystemPromptMax < 1 {
 		bad("LABELQ_LLM_SYSTEM_PROMPT_MAX", "must be at least 1")
+	}
+	if _, err := llm.ParseReasoningModels(c.LLMReasoningModels); err != nil {
+		bad("LABELQ_LLM_REASONING_MODELS", "%s", strings.TrimPrefix(err.Error(), "llm: "))
 	}
 	if c.ScheduleMinInterval < time.Second {
 		bad("LABELQ_SCHEDULE_MIN_INTERVAL", "must be at least 1s (the finest a schedule ticks)")

@@ -84,11 +84,13 @@ func TestInvalidValuesAreAllReported(t *testing.T) {
 		"LABELQ_S3_BUCKET":            "UPPER",
 		"LABELQ_LLM_PRICES":           "gpt-4o-mini=cheap",
 		"LABELQ_WORKER_POLL_INTERVAL": "1ms",
+		"LABELQ_LLM_REASONING_MODELS": "prod-reasoner,my model",
 	}))
 	require.Error(t, err)
 	msg = err.Error()
 	require.Contains(t, msg, `"gpt-4o-mini=cheap"`, "the bad price entry is quoted")
-	for _, name := range []string{"LABELQ_REDIS_URL", "LABELQ_S3_ENDPOINT", "LABELQ_LOG_LEVEL", "LABELQ_WORKER_CONCURRENCY", "LABELQ_S3_BUCKET", "LABELQ_LLM_PRICES", "LABELQ_WORKER_POLL_INTERVAL"} {
+	require.Contains(t, msg, `"my model"`, "the bad model name is quoted")
+	for _, name := range []string{"LABELQ_REDIS_URL", "LABELQ_S3_ENDPOINT", "LABELQ_LOG_LEVEL", "LABELQ_WORKER_CONCURRENCY", "LABELQ_S3_BUCKET", "LABELQ_LLM_PRICES", "LABELQ_WORKER_POLL_INTERVAL", "LABELQ_LLM_REASONING_MODELS"} {
 		require.Contains(t, msg, name)
 	}
 	require.NotContains(t, msg, "topsecret", "a secret in a bad value must not be echoed")

@@ -14,7 +14,7 @@ import (
 const exportLogCancel = `-- name: ExportLogCancel :one
 UPDATE export_logs SET status = 'cancelled', completed_at = now()
 WHERE id = $1 AND org_id = $2 AND status IN ('pending', 'running')
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note
 `
 
 type ExportLogCancelParams struct {
@@ -51,6 +51,7 @@ func (q *Queries) ExportLogCancel(ctx context.Context, arg ExportLogCancelParams
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.StorageID,
+		&i.Note,
 	)
 	return i, err
 }
@@ -65,9 +66,10 @@ UPDATE export_logs SET
     files_done     = files_total,
     bytes_done     = bytes_total,
     error          = NULL,
-    completed_at   = $5
-WHERE id = $6 AND attempts = $7 AND status = 'running'
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id
+    note           = $5,
+    completed_at   = $6
+WHERE id = $7 AND attempts = $8 AND status = 'running'
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note
 `
 
 type ExportLogCompleteParams struct {
@@ -75,18 +77,21 @@ type ExportLogCompleteParams struct {
 	ArchiveSha256 *string    `json:"archive_sha256"`
 	SizeBytes     *int64     `json:"size_bytes"`
 	FileCount     *int32     `json:"file_count"`
+	Note          *string    `json:"note"`
 	CompletedAt   *time.Time `json:"completed_at"`
 	ID            int64      `json:"id"`
 	Attempt       int32      `json:"attempt"`
 }
 
-// The archive is in the bucket: the run holding @attempt records it.
+// The archive is in the bucket: the run holding @attempt records it, with its note
+// (why it packed no file; NULL when there is nothing to say).
 func (q *Queries) ExportLogComplete(ctx context.Context, arg ExportLogCompleteParams) (ExportLog, error) {
 	row := q.db.QueryRow(ctx, exportLogComplete,
 		arg.StoragePath,
 		arg.ArchiveSha256,
 		arg.SizeBytes,
 		arg.FileCount,
+		arg.Note,
 		arg.CompletedAt,
 		arg.ID,
 		arg.Attempt,
@@ -118,6 +123,7 @@ func (q *Queries) ExportLogComplete(ctx context.Context, arg ExportLogCompletePa
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.StorageID,
+		&i.Note,
 	)
 	return i, err
 }
@@ -125,7 +131,7 @@ func (q *Queries) ExportLogComplete(ctx context.Context, arg ExportLogCompletePa
 const exportLogCreate = `-- name: ExportLogCreate :one
 INSERT INTO export_logs (org_id, project_id, requested_by, schedule_id, scheduled_for, options, storage_id)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note
 `
 
 type ExportLogCreateParams struct {
@@ -176,6 +182,7 @@ func (q *Queries) ExportLogCreate(ctx context.Context, arg ExportLogCreateParams
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.StorageID,
+		&i.Note,
 	)
 	return i, err
 }
@@ -185,7 +192,7 @@ INSERT INTO export_logs (org_id, project_id, schedule_id, scheduled_for, options
 VALUES ($1, $2, $3, $4, $5,
         (SELECT s.storage_id FROM export_schedules s WHERE s.id = $3))
 ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note
 `
 
 type ExportLogCreateForTickParams struct {
@@ -234,6 +241,61 @@ func (q *Queries) ExportLogCreateForTick(ctx context.Context, arg ExportLogCreat
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.StorageID,
+		&i.Note,
+	)
+	return i, err
+}
+
+const exportLogEmptyFacts = `-- name: ExportLogEmptyFacts :one
+SELECT
+    (SELECT count(*) FROM annotation_jobs j
+     WHERE j.project_id = $1 AND j.org_id = $2 AND j.deleted_at IS NULL)::bigint AS jobs,
+    (SELECT count(*) FROM annotation_jobs j
+     WHERE j.project_id = $1 AND j.org_id = $2 AND j.deleted_at IS NULL
+       AND j.review_status = 'approved' AND j.result_version_id IS NOT NULL)::bigint AS approved_jobs,
+    (SELECT count(*) FROM files f
+     WHERE f.project_id = $1 AND f.org_id = $2 AND f.deleted_at IS NULL
+       AND f.file_type = 'dataset')::bigint AS dataset_files,
+    (SELECT count(*) FROM files f
+     WHERE f.project_id = $1 AND f.org_id = $2 AND f.deleted_at IS NULL
+       AND f.file_type = 'dataset' AND f.active_version_id IS NOT NULL)::bigint AS active_dataset_files,
+    (SELECT count(*) FROM file_versions v JOIN files f ON f.id = v.file_id
+     WHERE v.project_id = $1 AND v.org_id = $2 AND f.deleted_at IS NULL
+       AND f.file_type = 'dataset' AND v.validation_status = 'pending')::bigint AS pending_dataset_versions,
+    (SELECT count(*) FROM file_versions v JOIN files f ON f.id = v.file_id
+     WHERE v.project_id = $1 AND v.org_id = $2 AND f.deleted_at IS NULL
+       AND f.file_type = 'llm_output' AND v.validation_status = 'valid')::bigint AS llm_outputs
+`
+
+type ExportLogEmptyFactsParams struct {
+	ProjectID int64 `json:"project_id"`
+	OrgID     int64 `json:"org_id"`
+}
+
+type ExportLogEmptyFactsRow struct {
+	Jobs                   int64 `json:"jobs"`
+	ApprovedJobs           int64 `json:"approved_jobs"`
+	DatasetFiles           int64 `json:"dataset_files"`
+	ActiveDatasetFiles     int64 `json:"active_dataset_files"`
+	PendingDatasetVersions int64 `json:"pending_dataset_versions"`
+	LlmOutputs             int64 `json:"llm_outputs"`
+}
+
+// What explains an export that selected no file to pack, read only then: the
+// project's jobs and approved jobs (results, and with include_annotations their raw
+// files, travel with approval), its dataset files and those with a valid active
+// version, the dataset versions still waiting for validation, and its valid model
+// outputs.
+func (q *Queries) ExportLogEmptyFacts(ctx context.Context, arg ExportLogEmptyFactsParams) (ExportLogEmptyFactsRow, error) {
+	row := q.db.QueryRow(ctx, exportLogEmptyFacts, arg.ProjectID, arg.OrgID)
+	var i ExportLogEmptyFactsRow
+	err := row.Scan(
+		&i.Jobs,
+		&i.ApprovedJobs,
+		&i.DatasetFiles,
+		&i.ActiveDatasetFiles,
+		&i.PendingDatasetVersions,
+		&i.LlmOutputs,
 	)
 	return i, err
 }
@@ -265,7 +327,7 @@ func (q *Queries) ExportLogFail(ctx context.Context, arg ExportLogFailParams) (i
 }
 
 const exportLogGet = `-- name: ExportLogGet :one
-SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id FROM export_logs WHERE id = $1 AND org_id = $2
+SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note FROM export_logs WHERE id = $1 AND org_id = $2
 `
 
 type ExportLogGetParams struct {
@@ -302,12 +364,13 @@ func (q *Queries) ExportLogGet(ctx context.Context, arg ExportLogGetParams) (Exp
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.StorageID,
+		&i.Note,
 	)
 	return i, err
 }
 
 const exportLogGetForUpdate = `-- name: ExportLogGetForUpdate :one
-SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id FROM export_logs WHERE id = $1 FOR UPDATE
+SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note FROM export_logs WHERE id = $1 FOR UPDATE
 `
 
 // project:export holds this lock while it starts a run or records its failure (a
@@ -342,6 +405,7 @@ func (q *Queries) ExportLogGetForUpdate(ctx context.Context, id int64) (ExportLo
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.StorageID,
+		&i.Note,
 	)
 	return i, err
 }
@@ -394,7 +458,7 @@ func (q *Queries) ExportLogKeptPaths(ctx context.Context, arg ExportLogKeptPaths
 }
 
 const exportLogListByProject = `-- name: ExportLogListByProject :many
-SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id FROM export_logs
+SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note FROM export_logs
 WHERE project_id = $1 AND org_id = $2 AND ($3::bigint IS NULL OR id < $3)
 ORDER BY id DESC
 LIMIT $4
@@ -447,6 +511,7 @@ func (q *Queries) ExportLogListByProject(ctx context.Context, arg ExportLogListB
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.StorageID,
+			&i.Note,
 		); err != nil {
 			return nil, err
 		}
@@ -634,7 +699,7 @@ UPDATE export_logs SET
     files_total = $2,
     bytes_total = $3
 WHERE id = $4 AND status IN ('pending', 'running')
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note
 `
 
 type ExportLogStartParams struct {
@@ -682,6 +747,7 @@ func (q *Queries) ExportLogStart(ctx context.Context, arg ExportLogStartParams) 
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.StorageID,
+		&i.Note,
 	)
 	return i, err
 }

@@ -22,7 +22,7 @@ INSERT INTO file_versions (
     $4, $5, $6, $7, $8,
     $9, $10::job_priority, $11
 )
-RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date
+RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date, image_width, image_height, image_orientation, preannotation_status, preannotation_reason
 `
 
 type FileVersionCreateParams struct {
@@ -88,6 +88,11 @@ func (q *Queries) FileVersionCreate(ctx context.Context, arg FileVersionCreatePa
 		&i.JobLanguage,
 		&i.JobPriority,
 		&i.JobDueDate,
+		&i.ImageWidth,
+		&i.ImageHeight,
+		&i.ImageOrientation,
+		&i.PreannotationStatus,
+		&i.PreannotationReason,
 	)
 	return i, err
 }
@@ -103,7 +108,7 @@ INSERT INTO file_versions (
     $4, $5, $6, $7, 'valid', now(),
     'llm', $8, $9, $10
 )
-RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date
+RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date, image_width, image_height, image_orientation, preannotation_status, preannotation_reason
 `
 
 type FileVersionCreateLLMOutputParams struct {
@@ -167,6 +172,11 @@ func (q *Queries) FileVersionCreateLLMOutput(ctx context.Context, arg FileVersio
 		&i.JobLanguage,
 		&i.JobPriority,
 		&i.JobDueDate,
+		&i.ImageWidth,
+		&i.ImageHeight,
+		&i.ImageOrientation,
+		&i.PreannotationStatus,
+		&i.PreannotationReason,
 	)
 	return i, err
 }
@@ -195,7 +205,7 @@ func (q *Queries) FileVersionFindDuplicate(ctx context.Context, arg FileVersionF
 }
 
 const fileVersionGet = `-- name: FileVersionGet :one
-SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date FROM file_versions WHERE id = $1 AND org_id = $2
+SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date, image_width, image_height, image_orientation, preannotation_status, preannotation_reason FROM file_versions WHERE id = $1 AND org_id = $2
 `
 
 type FileVersionGetParams struct {
@@ -237,12 +247,17 @@ func (q *Queries) FileVersionGet(ctx context.Context, arg FileVersionGetParams) 
 		&i.JobLanguage,
 		&i.JobPriority,
 		&i.JobDueDate,
+		&i.ImageWidth,
+		&i.ImageHeight,
+		&i.ImageOrientation,
+		&i.PreannotationStatus,
+		&i.PreannotationReason,
 	)
 	return i, err
 }
 
 const fileVersionGetByID = `-- name: FileVersionGetByID :one
-SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date FROM file_versions WHERE id = $1
+SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date, image_width, image_height, image_orientation, preannotation_status, preannotation_reason FROM file_versions WHERE id = $1
 `
 
 func (q *Queries) FileVersionGetByID(ctx context.Context, id int64) (FileVersion, error) {
@@ -279,12 +294,17 @@ func (q *Queries) FileVersionGetByID(ctx context.Context, id int64) (FileVersion
 		&i.JobLanguage,
 		&i.JobPriority,
 		&i.JobDueDate,
+		&i.ImageWidth,
+		&i.ImageHeight,
+		&i.ImageOrientation,
+		&i.PreannotationStatus,
+		&i.PreannotationReason,
 	)
 	return i, err
 }
 
 const fileVersionGetForUpdate = `-- name: FileVersionGetForUpdate :one
-SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date FROM file_versions WHERE id = $1 FOR UPDATE
+SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date, image_width, image_height, image_orientation, preannotation_status, preannotation_reason FROM file_versions WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) FileVersionGetForUpdate(ctx context.Context, id int64) (FileVersion, error) {
@@ -321,12 +341,17 @@ func (q *Queries) FileVersionGetForUpdate(ctx context.Context, id int64) (FileVe
 		&i.JobLanguage,
 		&i.JobPriority,
 		&i.JobDueDate,
+		&i.ImageWidth,
+		&i.ImageHeight,
+		&i.ImageOrientation,
+		&i.PreannotationStatus,
+		&i.PreannotationReason,
 	)
 	return i, err
 }
 
 const fileVersionGetForValidation = `-- name: FileVersionGetForValidation :one
-SELECT v.id, v.org_id, v.project_id, v.file_id, v.version_number, v.storage_path, v.expected_sha256, v.expected_size, v.expected_mime_type, v.checksum, v.size_bytes, v.mime_type, v.validation_status, v.validation_error, v.validation_attempts, v.validated_at, v.duplicate_of, v.generation_method, v.source_file_version_id, v.llm_model, v.llm_params, v.uploaded_by, v.created_at, v.updated_at, v.object_etag, v.object_version_id, v.storage_id, v.job_language, v.job_priority, v.job_due_date, f.file_type, f.name AS file_name,
+SELECT v.id, v.org_id, v.project_id, v.file_id, v.version_number, v.storage_path, v.expected_sha256, v.expected_size, v.expected_mime_type, v.checksum, v.size_bytes, v.mime_type, v.validation_status, v.validation_error, v.validation_attempts, v.validated_at, v.duplicate_of, v.generation_method, v.source_file_version_id, v.llm_model, v.llm_params, v.uploaded_by, v.created_at, v.updated_at, v.object_etag, v.object_version_id, v.storage_id, v.job_language, v.job_priority, v.job_due_date, v.image_width, v.image_height, v.image_orientation, v.preannotation_status, v.preannotation_reason, f.file_type, f.name AS file_name,
        (f.deleted_at IS NOT NULL OR p.deleted_at IS NOT NULL)::boolean AS retired,
        p.llm_enabled, p.allowed_content_types
 FROM file_versions v
@@ -381,6 +406,11 @@ func (q *Queries) FileVersionGetForValidation(ctx context.Context, id int64) (Fi
 		&i.FileVersion.JobLanguage,
 		&i.FileVersion.JobPriority,
 		&i.FileVersion.JobDueDate,
+		&i.FileVersion.ImageWidth,
+		&i.FileVersion.ImageHeight,
+		&i.FileVersion.ImageOrientation,
+		&i.FileVersion.PreannotationStatus,
+		&i.FileVersion.PreannotationReason,
 		&i.FileType,
 		&i.FileName,
 		&i.Retired,
@@ -406,7 +436,7 @@ func (q *Queries) FileVersionIncrementAttempts(ctx context.Context, id int64) (i
 }
 
 const fileVersionListByFile = `-- name: FileVersionListByFile :many
-SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date FROM file_versions WHERE file_id = $1 AND org_id = $2 ORDER BY version_number
+SELECT id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date, image_width, image_height, image_orientation, preannotation_status, preannotation_reason FROM file_versions WHERE file_id = $1 AND org_id = $2 ORDER BY version_number
 `
 
 type FileVersionListByFileParams struct {
@@ -454,6 +484,11 @@ func (q *Queries) FileVersionListByFile(ctx context.Context, arg FileVersionList
 			&i.JobLanguage,
 			&i.JobPriority,
 			&i.JobDueDate,
+			&i.ImageWidth,
+			&i.ImageHeight,
+			&i.ImageOrientation,
+			&i.PreannotationStatus,
+			&i.PreannotationReason,
 		); err != nil {
 			return nil, err
 		}
@@ -674,7 +709,8 @@ const fileVersionMarkFailed = `-- name: FileVersionMarkFailed :exec
 UPDATE file_versions SET
     validation_status = $1, validation_error = $2,
     checksum = $3, size_bytes = $4, mime_type = $5,
-    validated_at = $6, duplicate_of = NULL
+    validated_at = $6, duplicate_of = NULL,
+    image_width = NULL, image_height = NULL, image_orientation = NULL
 WHERE id = $7 AND validation_status = 'pending'
 `
 
@@ -689,7 +725,7 @@ type FileVersionMarkFailedParams struct {
 }
 
 // corrupt, rejected or missing, with the reason; whatever was measured is kept (NULL
-// when nothing was).
+// when nothing was). Image facts are only recorded for bytes labelq vouches for.
 func (q *Queries) FileVersionMarkFailed(ctx context.Context, arg FileVersionMarkFailedParams) error {
 	_, err := q.db.Exec(ctx, fileVersionMarkFailed,
 		arg.ValidationStatus,
@@ -708,23 +744,29 @@ UPDATE file_versions SET
     validation_status = 'valid', validation_error = NULL,
     checksum = $1, size_bytes = $2, mime_type = $3,
     validated_at = $4, duplicate_of = $5,
-    object_etag = $6, object_version_id = $7
-WHERE id = $8 AND validation_status = 'pending'
+    object_etag = $6, object_version_id = $7,
+    image_width = $8, image_height = $9,
+    image_orientation = $10
+WHERE id = $11 AND validation_status = 'pending'
 `
 
 type FileVersionMarkValidParams struct {
-	Checksum        *string    `json:"checksum"`
-	SizeBytes       *int64     `json:"size_bytes"`
-	MimeType        *string    `json:"mime_type"`
-	ValidatedAt     *time.Time `json:"validated_at"`
-	DuplicateOf     *int64     `json:"duplicate_of"`
-	ObjectEtag      *string    `json:"object_etag"`
-	ObjectVersionID *string    `json:"object_version_id"`
-	ID              int64      `json:"id"`
+	Checksum         *string    `json:"checksum"`
+	SizeBytes        *int64     `json:"size_bytes"`
+	MimeType         *string    `json:"mime_type"`
+	ValidatedAt      *time.Time `json:"validated_at"`
+	DuplicateOf      *int64     `json:"duplicate_of"`
+	ObjectEtag       *string    `json:"object_etag"`
+	ObjectVersionID  *string    `json:"object_version_id"`
+	ImageWidth       *int32     `json:"image_width"`
+	ImageHeight      *int32     `json:"image_height"`
+	ImageOrientation *int32     `json:"image_orientation"`
+	ID               int64      `json:"id"`
 }
 
 // :exec, like MarkFailed: the caller holds the row lock and has seen it pending, and
 // database.Tx sends an :exec with the next statement instead of waiting for it.
+// image_*: the image's header (stored size, EXIF orientation); NULL for other content.
 func (q *Queries) FileVersionMarkValid(ctx context.Context, arg FileVersionMarkValidParams) error {
 	_, err := q.db.Exec(ctx, fileVersionMarkValid,
 		arg.Checksum,
@@ -734,6 +776,9 @@ func (q *Queries) FileVersionMarkValid(ctx context.Context, arg FileVersionMarkV
 		arg.DuplicateOf,
 		arg.ObjectEtag,
 		arg.ObjectVersionID,
+		arg.ImageWidth,
+		arg.ImageHeight,
+		arg.ImageOrientation,
 		arg.ID,
 	)
 	return err
@@ -742,9 +787,10 @@ func (q *Queries) FileVersionMarkValid(ctx context.Context, arg FileVersionMarkV
 const fileVersionResetForRevalidation = `-- name: FileVersionResetForRevalidation :one
 UPDATE file_versions
 SET validation_status = 'pending', validation_error = NULL, validated_at = NULL, validation_attempts = 0,
-    checksum = NULL, size_bytes = NULL, mime_type = NULL, duplicate_of = NULL
+    checksum = NULL, size_bytes = NULL, mime_type = NULL, duplicate_of = NULL,
+    image_width = NULL, image_height = NULL, image_orientation = NULL
 WHERE id = $1 AND org_id = $2
-RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date
+RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date, image_width, image_height, image_orientation, preannotation_status, preannotation_reason
 `
 
 type FileVersionResetForRevalidationParams struct {
@@ -786,6 +832,11 @@ func (q *Queries) FileVersionResetForRevalidation(ctx context.Context, arg FileV
 		&i.JobLanguage,
 		&i.JobPriority,
 		&i.JobDueDate,
+		&i.ImageWidth,
+		&i.ImageHeight,
+		&i.ImageOrientation,
+		&i.PreannotationStatus,
+		&i.PreannotationReason,
 	)
 	return i, err
 }
@@ -794,9 +845,10 @@ const fileVersionRevalidate = `-- name: FileVersionRevalidate :one
 UPDATE file_versions SET
     validation_status = 'pending', validation_error = NULL, validation_attempts = 0,
     checksum = NULL, size_bytes = NULL, mime_type = NULL, validated_at = NULL, duplicate_of = NULL,
-    object_etag = NULL, object_version_id = NULL
+    object_etag = NULL, object_version_id = NULL,
+    image_width = NULL, image_height = NULL, image_orientation = NULL
 WHERE id = $1 AND validation_status = 'valid' AND checksum = $2::text
-RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date
+RETURNING id, org_id, project_id, file_id, version_number, storage_path, expected_sha256, expected_size, expected_mime_type, checksum, size_bytes, mime_type, validation_status, validation_error, validation_attempts, validated_at, duplicate_of, generation_method, source_file_version_id, llm_model, llm_params, uploaded_by, created_at, updated_at, object_etag, object_version_id, storage_id, job_language, job_priority, job_due_date, image_width, image_height, image_orientation, preannotation_status, preannotation_reason
 `
 
 type FileVersionRevalidateParams struct {
@@ -844,6 +896,11 @@ func (q *Queries) FileVersionRevalidate(ctx context.Context, arg FileVersionReva
 		&i.JobLanguage,
 		&i.JobPriority,
 		&i.JobDueDate,
+		&i.ImageWidth,
+		&i.ImageHeight,
+		&i.ImageOrientation,
+		&i.PreannotationStatus,
+		&i.PreannotationReason,
 	)
 	return i, err
 }

@@ -10,8 +10,28 @@ import (
 	"time"
 )
 
+const fileVersionSetPreannotation = `-- name: FileVersionSetPreannotation :exec
+UPDATE file_versions SET preannotation_status = $1::llm_run_status, preannotation_reason = $2::text
+WHERE id = $3
+  AND (preannotation_status IS DISTINCT FROM $1::llm_run_status OR preannotation_reason IS DISTINCT FROM $2::text)
+`
+
+type FileVersionSetPreannotationParams struct {
+	Status LlmRunStatus `json:"status"`
+	Reason string       `json:"reason"`
+	ID     int64        `json:"id"`
+}
+
+// Records a pre-annotation outcome that has no run of its own (the project's LLM is
+// off, the version cannot be pre-annotated); a run's own outcome reaches the
+// version through LLMRunRecord. Nothing is written when the version already says so.
+func (q *Queries) FileVersionSetPreannotation(ctx context.Context, arg FileVersionSetPreannotationParams) error {
+	_, err := q.db.Exec(ctx, fileVersionSetPreannotation, arg.Status, arg.Reason, arg.ID)
+	return err
+}
+
 const lLMRunFindCached = `-- name: LLMRunFindCached :one
-SELECT id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at FROM llm_runs
+SELECT id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at, output_unwrapped FROM llm_runs
 WHERE org_id = $1 AND cache_key = $2::text AND status = 'succeeded' AND cached_from_id IS NULL
 `
 
@@ -49,12 +69,13 @@ func (q *Queries) LLMRunFindCached(ctx context.Context, arg LLMRunFindCachedPara
 		&i.FinishedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.OutputUnwrapped,
 	)
 	return i, err
 }
 
 const lLMRunGet = `-- name: LLMRunGet :one
-SELECT id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at FROM llm_runs WHERE id = $1
+SELECT id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at, output_unwrapped FROM llm_runs WHERE id = $1
 `
 
 func (q *Queries) LLMRunGet(ctx context.Context, id int64) (LlmRun, error) {
@@ -84,12 +105,13 @@ func (q *Queries) LLMRunGet(ctx context.Context, id int64) (LlmRun, error) {
 		&i.FinishedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.OutputUnwrapped,
 	)
 	return i, err
 }
 
 const lLMRunGetBySettings = `-- name: LLMRunGetBySettings :one
-SELECT id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at FROM llm_runs
+SELECT id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at, output_unwrapped FROM llm_runs
 WHERE file_version_id = $1 AND model = $2 AND prompt_hash = $3 AND schema_hash = $4
 `
 
@@ -132,12 +154,13 @@ func (q *Queries) LLMRunGetBySettings(ctx context.Context, arg LLMRunGetBySettin
 		&i.FinishedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.OutputUnwrapped,
 	)
 	return i, err
 }
 
 const lLMRunGetForUpdate = `-- name: LLMRunGetForUpdate :one
-SELECT id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at FROM llm_runs WHERE id = $1 FOR UPDATE
+SELECT id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at, output_unwrapped FROM llm_runs WHERE id = $1 FOR UPDATE
 `
 
 func (q *Queries) LLMRunGetForUpdate(ctx context.Context, id int64) (LlmRun, error) {
@@ -167,6 +190,7 @@ func (q *Queries) LLMRunGetForUpdate(ctx context.Context, id int64) (LlmRun, err
 		&i.FinishedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.OutputUnwrapped,
 	)
 	return i, err
 }
@@ -175,7 +199,7 @@ const lLMRunInsert = `-- name: LLMRunInsert :one
 INSERT INTO llm_runs (org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT ON CONSTRAINT llm_runs_version_settings_key DO NOTHING
-RETURNING id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at
+RETURNING id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at, output_unwrapped
 `
 
 type LLMRunInsertParams struct {
@@ -226,8 +250,69 @@ func (q *Queries) LLMRunInsert(ctx context.Context, arg LLMRunInsertParams) (Llm
 		&i.FinishedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.OutputUnwrapped,
 	)
 	return i, err
+}
+
+const lLMRunListByVersion = `-- name: LLMRunListByVersion :many
+SELECT id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at, output_unwrapped FROM llm_runs
+WHERE file_version_id = $1 AND org_id = $2
+ORDER BY id DESC
+LIMIT $3
+`
+
+type LLMRunListByVersionParams struct {
+	FileVersionID int64 `json:"file_version_id"`
+	OrgID         int64 `json:"org_id"`
+	MaxRows       int32 `json:"max_rows"`
+}
+
+// A version's runs, newest first: one per set of LLM settings it was pre-annotated
+// with (so a handful).
+func (q *Queries) LLMRunListByVersion(ctx context.Context, arg LLMRunListByVersionParams) ([]LlmRun, error) {
+	rows, err := q.db.Query(ctx, lLMRunListByVersion, arg.FileVersionID, arg.OrgID, arg.MaxRows)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []LlmRun
+	for rows.Next() {
+		var i LlmRun
+		if err := rows.Scan(
+			&i.ID,
+			&i.OrgID,
+			&i.ProjectID,
+			&i.FileVersionID,
+			&i.Model,
+			&i.PromptHash,
+			&i.SchemaHash,
+			&i.InputSha256,
+			&i.CacheKey,
+			&i.Status,
+			&i.Error,
+			&i.Attempts,
+			&i.PromptTokens,
+			&i.CompletionTokens,
+			&i.LatencyMs,
+			&i.CostUsd,
+			&i.CachedFromID,
+			&i.OutputVersionID,
+			&i.RawOutput,
+			&i.StartedAt,
+			&i.FinishedAt,
+			&i.CreatedAt,
+			&i.UpdatedAt,
+			&i.OutputUnwrapped,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
 }
 
 const lLMRunListStuck = `-- name: LLMRunListStuck :many
@@ -271,21 +356,32 @@ func (q *Queries) LLMRunListStuck(ctx context.Context, arg LLMRunListStuckParams
 }
 
 const lLMRunRecord = `-- name: LLMRunRecord :one
-UPDATE llm_runs SET
-    status            = $1::llm_run_status,
-    attempts          = attempts + $2::integer,
-    prompt_tokens     = prompt_tokens + $3::integer,
-    completion_tokens = completion_tokens + $4::integer,
-    latency_ms        = latency_ms + $5::integer,
-    cost_usd          = cost_usd + $6::float8,
-    error             = $7,
-    raw_output        = $8,
-    output_version_id = $9,
-    cached_from_id    = $10,
-    started_at        = COALESCE(started_at, now()),
-    finished_at       = CASE WHEN $1::llm_run_status IN ('succeeded', 'failed', 'skipped') THEN now() END
-WHERE id = $11 AND status <> 'succeeded'
-RETURNING id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at
+WITH r AS (
+    UPDATE llm_runs SET
+        status            = $1::llm_run_status,
+        attempts          = attempts + $2::integer,
+        prompt_tokens     = prompt_tokens + $3::integer,
+        completion_tokens = completion_tokens + $4::integer,
+        latency_ms        = latency_ms + $5::integer,
+        cost_usd          = cost_usd + $6::float8,
+        error             = $7,
+        raw_output        = $8,
+        output_unwrapped  = $9::boolean,
+        output_version_id = $10,
+        cached_from_id    = $11,
+        started_at        = COALESCE(started_at, now()),
+        finished_at       = CASE WHEN $1::llm_run_status IN ('succeeded', 'failed', 'skipped') THEN now() END
+    WHERE llm_runs.id = $12 AND llm_runs.status <> 'succeeded'
+    RETURNING id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at, output_unwrapped
+), version AS (
+    UPDATE file_versions v SET preannotation_status = r.status, preannotation_reason = r.error
+    FROM r
+    WHERE v.id = r.file_version_id
+      AND r.id = (SELECT max(l.id) FROM llm_runs l WHERE l.file_version_id = r.file_version_id)
+      AND (v.preannotation_status IS DISTINCT FROM r.status OR v.preannotation_reason IS DISTINCT FROM r.error)
+    RETURNING v.id
+)
+SELECT r.id, r.org_id, r.project_id, r.file_version_id, r.model, r.prompt_hash, r.schema_hash, r.input_sha256, r.cache_key, r.status, r.error, r.attempts, r.prompt_tokens, r.completion_tokens, r.latency_ms, r.cost_usd, r.cached_from_id, r.output_version_id, r.raw_output, r.started_at, r.finished_at, r.created_at, r.updated_at, r.output_unwrapped FROM r
 `
 
 type LLMRunRecordParams struct {
@@ -297,16 +393,47 @@ type LLMRunRecordParams struct {
 	CostUsd          float64      `json:"cost_usd"`
 	Error            *string      `json:"error"`
 	RawOutput        *string      `json:"raw_output"`
+	OutputUnwrapped  bool         `json:"output_unwrapped"`
 	OutputVersionID  *int64       `json:"output_version_id"`
 	CachedFromID     *int64       `json:"cached_from_id"`
 	ID               int64        `json:"id"`
 }
 
+type LLMRunRecordRow struct {
+	ID               int64        `json:"id"`
+	OrgID            int64        `json:"org_id"`
+	ProjectID        int64        `json:"project_id"`
+	FileVersionID    int64        `json:"file_version_id"`
+	Model            string       `json:"model"`
+	PromptHash       string       `json:"prompt_hash"`
+	SchemaHash       string       `json:"schema_hash"`
+	InputSha256      string       `json:"input_sha256"`
+	CacheKey         *string      `json:"cache_key"`
+	Status           LlmRunStatus `json:"status"`
+	Error            *string      `json:"error"`
+	Attempts         int32        `json:"attempts"`
+	PromptTokens     int32        `json:"prompt_tokens"`
+	CompletionTokens int32        `json:"completion_tokens"`
+	LatencyMs        int32        `json:"latency_ms"`
+	CostUsd          float64      `json:"cost_usd"`
+	CachedFromID     *int64       `json:"cached_from_id"`
+	OutputVersionID  *int64       `json:"output_version_id"`
+	RawOutput        *string      `json:"raw_output"`
+	StartedAt        *time.Time   `json:"started_at"`
+	FinishedAt       *time.Time   `json:"finished_at"`
+	CreatedAt        time.Time    `json:"created_at"`
+	UpdatedAt        time.Time    `json:"updated_at"`
+	OutputUnwrapped  bool         `json:"output_unwrapped"`
+}
+
 // Sets a run's status and adds one step's usage to it. Usage accumulates over
-// attempts (a retried call was still paid for); error, raw_output, output_version_id
-// and cached_from_id are set as given. finished_at is set by terminal statuses. A
-// succeeded run is final: no row comes back, and the caller leaves it be.
-func (q *Queries) LLMRunRecord(ctx context.Context, arg LLMRunRecordParams) (LlmRun, error) {
+// attempts (a retried call was still paid for); error, raw_output, output_unwrapped,
+// output_version_id and cached_from_id are set as given. finished_at is set by
+// terminal statuses. A succeeded run is final: no row comes back, and the caller
+// leaves it be. The version's preannotation_status and _reason follow its latest
+// run in the same statement (an older run, superseded by new settings, does not
+// speak for the version), and are not written when they already say that.
+func (q *Queries) LLMRunRecord(ctx context.Context, arg LLMRunRecordParams) (LLMRunRecordRow, error) {
 	row := q.db.QueryRow(ctx, lLMRunRecord,
 		arg.Status,
 		arg.Calls,
@@ -316,11 +443,12 @@ func (q *Queries) LLMRunRecord(ctx context.Context, arg LLMRunRecordParams) (Llm
 		arg.CostUsd,
 		arg.Error,
 		arg.RawOutput,
+		arg.OutputUnwrapped,
 		arg.OutputVersionID,
 		arg.CachedFromID,
 		arg.ID,
 	)
-	var i LlmRun
+	var i LLMRunRecordRow
 	err := row.Scan(
 		&i.ID,
 		&i.OrgID,
@@ -345,6 +473,7 @@ func (q *Queries) LLMRunRecord(ctx context.Context, arg LLMRunRecordParams) (Llm
 		&i.FinishedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.OutputUnwrapped,
 	)
 	return i, err
 }
@@ -352,7 +481,7 @@ func (q *Queries) LLMRunRecord(ctx context.Context, arg LLMRunRecordParams) (Llm
 const lLMRunRestartForInput = `-- name: LLMRunRestartForInput :one
 UPDATE llm_runs SET status = 'pending', input_sha256 = $1, error = NULL, finished_at = NULL
 WHERE id = $2 AND status = 'skipped' AND (input_sha256 <> $1 OR error = $3::text)
-RETURNING id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at
+RETURNING id, org_id, project_id, file_version_id, model, prompt_hash, schema_hash, input_sha256, cache_key, status, error, attempts, prompt_tokens, completion_tokens, latency_ms, cost_usd, cached_from_id, output_version_id, raw_output, started_at, finished_at, created_at, updated_at, output_unwrapped
 `
 
 type LLMRunRestartForInputParams struct {
@@ -392,6 +521,7 @@ func (q *Queries) LLMRunRestartForInput(ctx context.Context, arg LLMRunRestartFo
 		&i.FinishedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.OutputUnwrapped,
 	)
 	return i, err
 }
@@ -442,6 +572,10 @@ const lLMUsageByProject = `-- name: LLMUsageByProject :one
 SELECT count(*)::bigint AS runs,
        count(*) FILTER (WHERE status = 'succeeded' AND cached_from_id IS NULL)::bigint AS paid_calls,
        count(*) FILTER (WHERE cached_from_id IS NOT NULL)::bigint AS cache_hits,
+       count(*) FILTER (WHERE status = 'failed')::bigint AS failed,
+       count(*) FILTER (WHERE status = 'skipped')::bigint AS skipped,
+       count(*) FILTER (WHERE status IN ('pending', 'running'))::bigint AS in_progress,
+       count(*) FILTER (WHERE output_unwrapped)::bigint AS unwrapped,
        COALESCE(sum(prompt_tokens), 0)::bigint AS prompt_tokens,
        COALESCE(sum(completion_tokens), 0)::bigint AS completion_tokens,
        COALESCE(sum(cost_usd), 0)::float8 AS cost_usd
@@ -457,11 +591,18 @@ type LLMUsageByProjectRow struct {
 	Runs             int64   `json:"runs"`
 	PaidCalls        int64   `json:"paid_calls"`
 	CacheHits        int64   `json:"cache_hits"`
+	Failed           int64   `json:"failed"`
+	Skipped          int64   `json:"skipped"`
+	InProgress       int64   `json:"in_progress"`
+	Unwrapped        int64   `json:"unwrapped"`
 	PromptTokens     int64   `json:"prompt_tokens"`
 	CompletionTokens int64   `json:"completion_tokens"`
 	CostUsd          float64 `json:"cost_usd"`
 }
 
+// A project's runs by outcome (failed and skipped included: a version whose run
+// failed cost tokens all the same, and a skipped one says why it has no output),
+// cache hits, tokens and cost.
 func (q *Queries) LLMUsageByProject(ctx context.Context, arg LLMUsageByProjectParams) (LLMUsageByProjectRow, error) {
 	row := q.db.QueryRow(ctx, lLMUsageByProject, arg.ProjectID, arg.OrgID)
 	var i LLMUsageByProjectRow
@@ -469,6 +610,10 @@ func (q *Queries) LLMUsageByProject(ctx context.Context, arg LLMUsageByProjectPa
 		&i.Runs,
 		&i.PaidCalls,
 		&i.CacheHits,
+		&i.Failed,
+		&i.Skipped,
+		&i.InProgress,
+		&i.Unwrapped,
 		&i.PromptTokens,
 		&i.CompletionTokens,
 		&i.CostUsd,

@@ -1221,6 +1221,7 @@ type ExportLog struct {
 	CreatedAt     time.Time       `json:"created_at"`
 	UpdatedAt     time.Time       `json:"updated_at"`
 	StorageID     *int64          `json:"storage_id"`
+	Note          *string         `json:"note"`
 }
 
 type ExportSchedule struct {
@@ -1294,6 +1295,11 @@ type FileVersion struct {
 	JobLanguage         *string          `json:"job_language"`
 	JobPriority         *JobPriority     `json:"job_priority"`
 	JobDueDate          *time.Time       `json:"job_due_date"`
+	ImageWidth          *int32           `json:"image_width"`
+	ImageHeight         *int32           `json:"image_height"`
+	ImageOrientation    *int32           `json:"image_orientation"`
+	PreannotationStatus *LlmRunStatus    `json:"preannotation_status"`
+	PreannotationReason *string          `json:"preannotation_reason"`
 }
 
 type IdempotencyKey struct {
@@ -1341,6 +1347,7 @@ type LlmRun struct {
 	FinishedAt       *time.Time   `json:"finished_at"`
 	CreatedAt        time.Time    `json:"created_at"`
 	UpdatedAt        time.Time    `json:"updated_at"`
+	OutputUnwrapped  bool         `json:"output_unwrapped"`
 }
 
 type Organization struct {

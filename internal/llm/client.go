@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math"
+	"slices"
 	"strings"
 	"time"
 
@@ -24,8 +25,9 @@ type Client struct {
 	limits   Limits
 	// redact is a pointer so that fmt, walking a Client's fields, prints
 	// an address instead of the key it holds.
-	redact *redactor
-	now    func() time.Time
+	redact    *redactor
+	now       func() time.Time
+	reasoning reasoningModels
 }
 
 // NewClient checks cfg and builds a Client. It does not contact the
@@ -65,14 +67,15 @@ func NewClient(cfg Config) (*Client, error) {
 		now = time.Now
 	}
 	return &Client{
-		oa:       openai.NewClientWithConfig(oc),
-		baseURL:  redactURL(base),
-		provider: cfg.provider(),
-		timeout:  timeout,
-		prices:   cfg.Prices,
-		limits:   cfg.Prompt.withDefaults(),
-		redact:   &redactor{key: cfg.APIKey},
-		now:      now,
+		oa:        openai.NewClientWithConfig(oc),
+		baseURL:   redactURL(base),
+		provider:  cfg.provider(),
+		timeout:   timeout,
+		prices:    cfg.Prices,
+		limits:    cfg.Prompt.withDefaults(),
+		redact:    &redactor{key: cfg.APIKey},
+		now:       now,
+		reasoning: reasoningModels(slices.Clone(cfg.ReasoningModels)),
 	}, nil
 }
 
@@ -235,7 +238,7 @@ func (c *Client) Complete(ctx context.Context, req Request) (Response, error) {
 	if req.Repair != nil {
 		prompt = RepairPrompt(prompt, req.Repair.Reply, req.Repair.Err)
 	}
-	oreq, err := chatRequest(req, prompt)
+	oreq, err := chatRequest(req, prompt, c.reasoning.match(req.Model))
 	if err != nil {
 		return Response{}, &Error{Kind: KindPermanent, Reason: strings.TrimPrefix(err.Error(), "llm: ")}
 	}
@@ -295,8 +298,9 @@ func (c *Client) Complete(ctx context.Context, req Request) (Response, error) {
 	return out, nil
 }
 
-// chatRequest maps a request and its prompt onto go-openai's wire type.
-func chatRequest(req Request, prompt Prompt) (openai.ChatCompletionRequest, error) {
+// chatRequest maps a request and its prompt onto go-openai's wire type;
+// reasoning says the model takes OpenAI's reasoning-model parameters.
+func chatRequest(req Request, prompt Prompt, reasoning bool) (openai.ChatCompletionRequest, error) {
 	oreq := openai.ChatCompletionRequest{
 		Model:    req.Model,
 		Messages: make([]openai.ChatCompletionMessage, len(prompt.Messages)),
@@ -304,7 +308,7 @@ func chatRequest(req Request, prompt Prompt) (openai.ChatCompletionRequest, erro
 	for i, m := range prompt.Messages {
 		oreq.Messages[i] = toOpenAI(m)
 	}
-	if isReasoningModel(req.Model) {
+	if reasoning {
 		// OpenAI's reasoning models reject max_tokens and any temperature
 		// but the default; sending the project's temperature would turn a
 		// model switch into a permanent failure of every run.

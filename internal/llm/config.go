@@ -75,6 +75,49 @@ type Config struct {
 	// Now is the clock used to turn a Retry-After HTTP date into a delay;
 	// time.Now when nil.
 	Now func() time.Time
+	// ReasoningModels are model names sent the way OpenAI's reasoning models
+	// want, besides the families that always are (o1, o3, o4, gpt-5, gpt-6):
+	// max_completion_tokens instead of max_tokens, and no temperature. A name
+	// ending in * is a prefix. For deployments and proxy aliases whose names do
+	// not say what model they serve (an Azure deployment "prod-reasoner", a
+	// LiteLLM alias). See ParseReasoningModels.
+	ReasoningModels []string
+}
+
+// EnvReasoningModels is the setting Config.ReasoningModels is read from.
+const EnvReasoningModels = "LABELQ_LLM_REASONING_MODELS"
+
+// ParseReasoningModels reads a comma-separated list of model names and
+// prefixes ("prod-reasoner,my-o-*"), each without spaces, * only at the end.
+func ParseReasoningModels(s string) ([]string, error) {
+	var out []string
+	for _, f := range strings.Split(s, ",") {
+		f = strings.TrimSpace(f)
+		if f == "" {
+			continue
+		}
+		if strings.ContainsAny(f, " \t") || strings.Contains(strings.TrimSuffix(f, "*"), "*") || f == "*" {
+			return nil, fmt.Errorf("llm: reasoning model %q: want a model name, or a prefix ending in *", f)
+		}
+		out = append(out, f)
+	}
+	return out, nil
+}
+
+// reasoningModels matches model names against the built-in families and the
+// configured names and prefixes.
+type reasoningModels []string
+
+func (r reasoningModels) match(model string) bool {
+	if isReasoningModel(model) {
+		return true
+	}
+	for _, m := range r {
+		if p, ok := strings.CutSuffix(m, "*"); ok && strings.HasPrefix(model, p) || m == model {
+			return true
+		}
+	}
+	return false
 }
 
 // String redacts the API key, so that %v and %+v of a Config are safe to log.

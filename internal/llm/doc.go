@@ -10,8 +10,14 @@
 //     refusal) with a reason that is safe to store on a row;
 //   - [BuildPrompt] is the pure prompt builder; [PromptHash] and [SchemaHash]
 //     are two of the four parts of the llm_runs cache key;
-//   - [ValidateOutput] and [RepairPrompt] check the model's JSON against the
-//     project's annotation schema and build the single repair attempt.
+//   - [CheckReply] checks the model's JSON against the project's annotation
+//     schema, after [UnwrapJSON] has taken the one value out of a Markdown code
+//     fence or a sentence when the model wrapped it (open models do, when no
+//     guided decoding holds them to the schema); [RepairPrompt] builds the
+//     single repair attempt for a reply still invalid after that;
+//   - OpenAI's reasoning models (o1, o3, o4, gpt-5, and the names in
+//     [Config.ReasoningModels]) are sent max_completion_tokens and no
+//     temperature, every other model max_tokens and the project's temperature.
 //
 // The API key never leaves the request header: [Config] redacts it in every
 // printed or logged form, and errors are rebuilt from sanitised provider

@@ -30,7 +30,7 @@ func CompileSchema(raw json.RawMessage) (*Schema, error) {
 
 // Validate checks one model reply. The reply must be exactly one JSON
 // value (surrounding whitespace allowed): a reply wrapped in prose or code
-// fences is invalid, because it is stored as the llm_output file as is.
+// fences is invalid here; CheckReply unwraps it first.
 func (s *Schema) Validate(output string) error {
 	inst, err := jsonschema.UnmarshalJSON(strings.NewReader(output))
 	if err != nil {
@@ -61,6 +61,45 @@ func ValidateOutput(schema json.RawMessage, output string) error {
 		return err
 	}
 	return s.Validate(output)
+}
+
+// Reply is a model reply checked against the annotation schema.
+type Reply struct {
+	// JSON is what is stored: the reply as it came when it is one JSON value,
+	// else the one value it wrapped (see UnwrapJSON).
+	JSON string
+	// Unwrapped says where the value was found; NotWrapped when the reply was
+	// the value.
+	Unwrapped Unwrapping
+}
+
+// CheckReply validates a reply against the schema. A reply that is not JSON as
+// a whole but holds exactly one JSON value inside a Markdown code fence or a
+// sentence is judged, and answered, by that value: a wrapped reply is not worth
+// a repair call. The error is the schema's verdict on what was judged (an
+// *OutputError), and the Reply is filled in either way.
+func (s *Schema) CheckReply(reply string) (Reply, error) {
+	v, how, ok := UnwrapJSON(reply)
+	if !ok || how == NotWrapped {
+		return Reply{JSON: reply}, s.Validate(reply)
+	}
+	return Reply{JSON: v, Unwrapped: how}, s.Validate(v)
+}
+
+// CheckReply compiles schema and checks reply against it (Schema.CheckReply).
+// An empty schema accepts any reply as it is: without a schema the project
+// asked for plain text, which is not unwrapped either.
+func CheckReply(schema json.RawMessage, reply string) (Reply, error) {
+	if c, err := canonicalJSON(schema); err != nil {
+		return Reply{JSON: reply}, err
+	} else if c == nil {
+		return Reply{JSON: reply}, nil
+	}
+	s, err := CompileSchema(schema)
+	if err != nil {
+		return Reply{JSON: reply}, err
+	}
+	return s.CheckReply(reply)
 }
 
 // Problem is one reason the output fails the schema.

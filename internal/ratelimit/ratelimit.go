@@ -5,7 +5,10 @@
 //
 //   - Requests and tokens per minute use GCRA (github.com/go-redis/redis_rate), a
 //     maintained limiter whose whole decision is one Lua script on Redis time, so the
-//     workers' clocks never matter.
+//     workers' clocks never matter. Tokens are reserved before a call (the prompt
+//     estimate plus every reply token it may use) and settled once the reply says
+//     what it used (tokens.go): the unused part comes back, so the limit is spent
+//     on tokens the provider counts rather than on reservations.
 //   - Calls in flight use a leased semaphore: a sorted set whose members are the
 //     holders and whose scores are their lease expiry times. A holder renews its lease
 //     while its call runs; a worker that dies stops renewing and its slot frees itself
@@ -74,12 +77,14 @@ type Config struct {
 	// it, the provider when it arrives: scheduling and network jitter between the two
 	// must not push one request over a provider that counts in a sliding window.
 	Headroom float64
-	// TokenBurst is the most tokens one instant may take; TokensPerMinute/10 when
+	// TokenBurst is the most tokens one instant may take; TokensPerMinute/20 when
 	// zero. The sustained token rate is TokensPerMinute−TokenBurst per Period, so
-	// that burst plus rate never exceed the limit within any window. A call
-	// estimated above the burst is charged the burst: set the burst at least as
-	// large as the largest call (prompt budget plus max tokens) when tokens are the
-	// tight limit.
+	// that burst plus rate never exceed the limit within any window: the burst is
+	// the share of the limit given up for the right to spend at once, and what the
+	// calls in flight may hold in reservations (a reservation is only settled at
+	// the reply's usage when the reply arrives). A call estimated above the burst
+	// is charged the burst: set the burst at least as large as the largest call
+	// (prompt budget plus max tokens) when tokens are the tight limit.
 	TokenBurst int
 	// MaxSleep is the longest single wait Acquire sleeps through; a limit that
 	// needs longer makes Acquire return a *WaitError at once. DefaultMaxSleep when
@@ -94,6 +99,11 @@ type Config struct {
 	// PollInterval is how often a waiter for a slot looks again (with jitter);
 	// DefaultPollInterval when zero.
 	PollInterval time.Duration
+	// NoRefund makes Permit.Settle give nothing back: the whole reservation stays
+	// spent, as a provider that counts max tokens when it admits a request (and
+	// never returns them) needs. By default the part of a reservation the reply did
+	// not use is returned.
+	NoRefund bool
 }
 
 // PrefixFor derives a key prefix from the provider's base URL, credentials removed:
@@ -129,7 +139,10 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	if c.TokensPerMinute > 0 {
 		if c.TokenBurst == 0 {
-			c.TokenBurst = max(1, c.TokensPerMinute/10)
+			// A twentieth: 5,000 of LABELQ_LLM_TPM's default 100,000, room for
+			// four calls of 1,024 max tokens in flight (LABELQ_LLM_MAX_CONCURRENT's
+			// default), at 95 % of the limit sustained.
+			c.TokenBurst = max(1, c.TokensPerMinute/20)
 		}
 		if c.TokenBurst >= c.TokensPerMinute {
 			return c, fmt.Errorf("ratelimit: token burst %d must be below the token limit %d", c.TokenBurst, c.TokensPerMinute)
@@ -210,12 +223,14 @@ func New(rdb redis.UniversalClient, cfg Config) (*Limiter, error) {
 // Config is the limiter's configuration with defaults applied.
 func (l *Limiter) Config() Config { return l.cfg }
 
-// Permit is one admitted call. Release it when the call returns.
+// Permit is one admitted call. Release it when the call returns, and Settle it
+// once the reply says how many tokens the call used.
 type Permit struct {
-	lease *Lease
+	lease  *Lease
+	tokens *reservation
 }
 
-// Release frees the concurrency slot (requests and tokens stay spent).
+// Release frees the concurrency slot (requests stay spent; tokens until Settle).
 func (p *Permit) Release() {
 	if p != nil && p.lease != nil {
 		p.lease.Release()
@@ -224,9 +239,8 @@ func (p *Permit) Release() {
 
 // Acquire waits until one call estimated at tokens (prompt plus max reply tokens)
 // may start under every limit, and returns its Permit. Waits up to MaxSleep are
-// slept (with ctx); a longer one returns a *WaitError. Budget taken before a
-// *WaitError (tokens admitted before the request limit said wait) stays spent: the
-// limiter errs on the side of sending less.
+// slept (with ctx); a longer one returns a *WaitError. Tokens reserved before the
+// request limit said wait are given back, since nothing was sent.
 func (l *Limiter) Acquire(ctx context.Context, tokens int) (*Permit, error) {
 	deadline := time.Now().Add(l.cfg.MaxWait)
 	if err := l.waitPause(ctx, deadline); err != nil {
@@ -252,18 +266,22 @@ func (l *Limiter) Acquire(ctx context.Context, tokens int) (*Permit, error) {
 		return fail(err)
 	}
 	defer func() { <-l.gate }()
+	var res *reservation
 	if !l.tpm.IsZero() {
-		n := min(max(tokens, 1), l.tpm.Burst)
-		if err := l.waitRate(ctx, deadline, "tpm", l.tpm, n, "tokens per minute"); err != nil {
+		var err error
+		if res, err = l.waitTokens(ctx, deadline, min(max(tokens, 1), l.tpm.Burst)); err != nil {
 			return fail(err)
 		}
 	}
 	if !l.rpm.IsZero() {
 		if err := l.waitRate(ctx, deadline, "rpm", l.rpm, 1, "requests per minute"); err != nil {
+			if res != nil {
+				_, _ = res.settle(context.WithoutCancel(ctx), 0, true)
+			}
 			return fail(err)
 		}
 	}
-	return &Permit{lease: lease}, nil
+	return &Permit{lease: lease, tokens: res}, nil
 }
 
 // enterGate queues for this process's turn at the rate limits (channel senders

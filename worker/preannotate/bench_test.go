@@ -152,3 +152,100 @@ func gapPercentiles(reqs []llmtest.RecordedRequest) string {
 	at := func(p int) time.Duration { return gaps[min(len(gaps)-1, len(gaps)*p/100)].Round(10 * time.Microsecond) }
 	return fmt.Sprintf("p1=%s p50=%s p90=%s p99=%s max=%s", at(1), at(50), at(90), at(99), gaps[len(gaps)-1].Round(10*time.Microsecond))
 }
+
+// BenchmarkPreannotateTPM is a tokens-bound run through a real asynq server (16
+// worker slots) against the test provider, which answers in 20 ms and limits
+// tokens per sliding window by what replies use (prompt plus completion, as
+// LiteLLM's proxy counts them). Each call reserves its prompt (≈ 180 tokens) plus
+// the project's default 1,024 max tokens; a reply uses ≈ 190. The same limit is
+// configured in labelq's shared limiter, with the same window and its default
+// burst (a twentieth) and headroom (2 %).
+//
+// The run is made twice in the same benchmark: with reservations settled at the
+// reply's usage (the figure), and held whole as before (NoRefund, the baseline).
+// To keep the benchmark under a minute the window is 8 s instead of a minute
+// (24,500 tokens per 8 s, 183,750 per minute): GCRA behaves the same at any
+// period, and the provider's sliding window is as strict. The burst (1,225) then
+// holds one reservation (1,205) at a time, so each call must have settled before
+// the next fits: stricter than the defaults (5,000 of 100,000 per minute, four).
+//
+// Reported: fraction = tokens the provider saw used per window after the first
+// window (the burst), over the limit (target ≥ 0.9; the burst and the headroom
+// cap it near 0.93), baseline_fraction = the same without settling, ratio =
+// fraction/baseline_fraction, server_429 (429s the provider had to send, in
+// either run: must be 0), tpm = tokens per minute used, calls_per_min of the
+// settled run.
+func BenchmarkPreannotateTPM(b *testing.B) {
+	for range b.N {
+		b.StopTimer()
+		settled := tpmRun(b, false, 360)
+		held := tpmRun(b, true, 44)
+		b.ReportMetric(settled.fraction, "fraction")
+		b.ReportMetric(held.fraction, "baseline_fraction")
+		b.ReportMetric(settled.fraction/held.fraction, "ratio")
+		b.ReportMetric(0.9, "target_fraction")
+		b.ReportMetric(float64(settled.server429+held.server429), "server_429")
+		b.ReportMetric(settled.tpm, "tpm")
+		b.ReportMetric(settled.callsPerMin, "calls_per_min")
+		b.Logf("settled: %.3f of the limit, %.0f calls/min; held: %.3f, %.0f calls/min",
+			settled.fraction, settled.callsPerMin, held.fraction, held.callsPerMin)
+		if settled.server429+held.server429 > 0 {
+			b.Fatalf("the provider answered 429 %d times: labelq's limiter let too many tokens through", settled.server429+held.server429)
+		}
+		if settled.fraction < 0.9 {
+			b.Errorf("settled run used %.3f of the token limit, want ≥ 0.9", settled.fraction)
+		}
+	}
+}
+
+type tpmResult struct {
+	fraction, tpm, callsPerMin float64
+	server429                  int
+}
+
+// tpmRun pre-annotates n versions against a provider limited to 24,500 tokens
+// per 8 s of usage and measures the steady state: the requests after the first
+// window, to the last.
+func tpmRun(b *testing.B, noRefund bool, n int) tpmResult {
+	b.Helper()
+	const (
+		window      = 8 * time.Second
+		perWindow   = 24_500
+		latency     = 20 * time.Millisecond
+		concurrency = 16
+	)
+	w := newFixture(b, fixtureOpts{
+		serverOpts: []llmtest.Option{
+			llmtest.WithLatency(latency), llmtest.WithTPM(perWindow), llmtest.WithTPMCountsUsage(), llmtest.WithWindow(window),
+		},
+		limits:  ratelimit.Config{TokensPerMinute: perWindow, Period: window, MaxConcurrent: concurrency, NoRefund: noRefund},
+		project: []testenv.ProjectOpt{withSchema(labelSchema)},
+	})
+	ids := seedVersions(b, w, n)
+	b.StartTimer()
+	startWorker(b, w, w.h, concurrency)
+	enqueue(b, w, ids)
+	waitSucceeded(b, w, n, 3*time.Minute)
+	b.StopTimer()
+
+	st := w.srv.Stats()
+	reqs := w.srv.Requests()
+	require.Len(b, reqs, n, "one call per version")
+	slices.SortFunc(reqs, func(x, y llmtest.RecordedRequest) int { return x.Time.Compare(y.Time) })
+	from, to := reqs[0].Time.Add(window), reqs[len(reqs)-1].Time
+	require.Greater(b, to.Sub(from), window, "the run lasts over two windows")
+	tokens, calls := 0, 0
+	for _, r := range reqs {
+		if !r.Time.Before(from) {
+			tokens += r.PromptTokens + r.CompletionTokens
+			calls++
+		}
+	}
+	span := to.Sub(from)
+	return tpmResult{
+		fraction:    float64(tokens) / (perWindow * span.Seconds() / window.Seconds()),
+		tpm:         float64(tokens) / span.Minutes(),
+		callsPerMin: float64(calls) / span.Minutes(),
+		server429:   st.RateLimited + st.ByStatus[429],
+	}
+}

@@ -22,7 +22,13 @@
 //
 // Every call goes through internal/ratelimit (requests and tokens per minute, calls
 // in flight, shared by all worker processes) and, when the project has one, the
-// daily token budget. Waiting is never failing: limits, 429s and a spent budget
+// daily token budget. A call reserves its prompt estimate plus llm_max_tokens and
+// settles at what the reply reports it used, so the unused part goes back to every
+// worker at once. A reply that wraps its one JSON value in a code fence or a
+// sentence is stored unwrapped (llm_runs.output_unwrapped) without a repair call.
+// The version carries its pre-annotation status and reason
+// (file_versions.preannotation_status and _reason), moved in the same statement
+// as its latest run; a failed run keeps the model's reply, cut to MaxRawOutput. Waiting is never failing: limits, 429s and a spent budget
 // return queue.RetryAfter; 5xx, timeouts and garbled replies return a plain error
 // (asynq's backoff with jitter); what can never succeed (401/403/404/400, a
 // refusal, a reply that fails the schema after its one repair attempt) fails the

@@ -12,6 +12,7 @@ import (
 	"math/rand/v2"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
@@ -168,10 +169,16 @@ func (h *Handler) load(ctx context.Context, log *slog.Logger, versionID int64) (
 	}
 	log = log.With(slog.Int64("org_id", v.OrgID), slog.Int64("project_id", v.ProjectID), slog.Int64("file_id", v.FileID))
 	ineligible := func(reason string) (*job, error) {
-		// Open runs of the version would otherwise look stuck to the reconciler,
-		// which would queue this task again and again.
-		if _, err := q.LLMRunSkipOthers(ctx, db.LLMRunSkipOthersParams{Reason: reason, FileVersionID: v.ID}); err != nil {
-			return nil, fmt.Errorf("close runs of version %d: %w", v.ID, err)
+		err := database.Tx(ctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
+			// Open runs of the version would otherwise look stuck to the reconciler,
+			// which would queue this task again and again.
+			if _, err := q.LLMRunSkipOthers(ctx, db.LLMRunSkipOthersParams{Reason: reason, FileVersionID: v.ID}); err != nil {
+				return fmt.Errorf("close runs of version %d: %w", v.ID, err)
+			}
+			return skipVersion(ctx, q, v.ID, reason)
+		})
+		if err != nil {
+			return nil, err
 		}
 		return nil, queue.Permanent(fmt.Errorf("version %d: %w: %s", v.ID, ErrNotEligible, reason))
 	}
@@ -268,6 +275,9 @@ func (h *Handler) disabled(ctx context.Context, log *slog.Logger, v db.FileVersi
 		if _, err := q.LLMRunSkipOthers(ctx, db.LLMRunSkipOthersParams{Reason: reason, FileVersionID: v.ID}); err != nil {
 			return fmt.Errorf("close runs of version %d: %w", v.ID, err)
 		}
+		if err := skipVersion(ctx, q, v.ID, reason); err != nil {
+			return err
+		}
 		if err := event(ctx, q, v, "preannotation_skipped", fmt.Sprintf("preannotate:version:%d:disabled", v.ID),
 			map[string]any{"reason": reason}); err != nil {
 			return err
@@ -282,6 +292,17 @@ func (h *Handler) disabled(ctx context.Context, log *slog.Logger, v db.FileVersi
 		return err
 	}
 	log.InfoContext(ctx, "pre-annotation skipped: disabled for the project")
+	return nil
+}
+
+// skipVersion records on a version that it is not pre-annotated, and why, when no
+// run of its own says so.
+func skipVersion(ctx context.Context, q *db.Queries, id int64, reason string) error {
+	if err := q.FileVersionSetPreannotation(ctx, db.FileVersionSetPreannotationParams{
+		ID: id, Status: db.LlmRunStatusSkipped, Reason: reason,
+	}); err != nil {
+		return fmt.Errorf("record on version %d that it is not pre-annotated: %w", id, err)
+	}
 	return nil
 }
 
@@ -526,7 +547,7 @@ func (h *Handler) revalidate(ctx context.Context, j *job) error {
 			return err
 		}
 		r := reason
-		run, err := q.LLMRunRecord(ctx, recordParams(j.run.ID, db.LlmRunStatusSkipped, usage{}, &r, nil, nil, nil))
+		run, err := recordRun(ctx, q, recordParams(j.run.ID, db.LlmRunStatusSkipped, usage{}, &r, nil, nil, nil))
 		switch {
 		case errors.Is(err, pgx.ErrNoRows):
 			run = j.run
@@ -602,6 +623,14 @@ func (h *Handler) complete(ctx context.Context, j *job, req llm.Request, prompt 
 		return llm.Response{}, err
 	}
 	resp, err := h.llm.Complete(ctx, req)
+	if used := resp.PromptTokens + resp.CompletionTokens; used > 0 {
+		// The reply says what the call cost: what the reservation held beyond
+		// that goes back to every worker. Without a usage (no reply, a provider
+		// that reports none) the reservation stays spent.
+		if _, serr := permit.Settle(ctx, used); serr != nil {
+			j.log.WarnContext(ctx, "could not settle the call's tokens with the shared limiter", slog.String("error", serr.Error()))
+		}
+	}
 	permit.Release()
 	u.add(resp)
 	if h.metrics != nil {
@@ -621,24 +650,32 @@ func (h *Handler) call(ctx context.Context, j *job, prompt llm.Prompt) error {
 	if err != nil {
 		return h.callFailed(ctx, j, u, resp, err)
 	}
+	reply := llm.Reply{JSON: resp.Content}
 	if len(j.req.Schema) > 0 {
-		if verr := llm.ValidateOutput(j.req.Schema, resp.Content); verr != nil {
+		// A reply holding one JSON value in a code fence or a sentence is judged
+		// by that value, and stored as it; only a reply still invalid after that
+		// is worth the repair call.
+		var verr error
+		if reply, verr = llm.CheckReply(j.req.Schema, resp.Content); verr != nil {
 			j.log.InfoContext(ctx, "reply does not satisfy the annotation schema; one repair attempt", slog.String("problem", verr.Error()))
 			repair := j.req.WithRepair(resp.Content, verr)
 			resp, err = h.complete(ctx, j, repair, llm.RepairPrompt(prompt, resp.Content, verr), &u)
 			if err != nil {
 				return h.callFailed(ctx, j, u, resp, err)
 			}
-			if verr := llm.ValidateOutput(j.req.Schema, resp.Content); verr != nil {
+			if reply, verr = llm.CheckReply(j.req.Schema, resp.Content); verr != nil {
 				reason := "the model's reply does not satisfy the annotation schema, even after one repair attempt: " +
 					strings.TrimPrefix(verr.Error(), "llm: ")
 				return h.fail(ctx, j, u, reason, &resp.Content)
 			}
 		}
+		if reply.Unwrapped != llm.NotWrapped {
+			j.log.InfoContext(ctx, "reply held its JSON in a wrapping; stored unwrapped", slog.String("unwrapped", string(reply.Unwrapped)))
+		}
 	} else if strings.TrimSpace(resp.Content) == "" {
 		return h.fail(ctx, j, u, fmt.Sprintf("the model returned an empty reply (finish_reason %q)", resp.FinishReason), nil)
 	}
-	return h.storeNew(ctx, j, u, resp)
+	return h.storeNew(ctx, j, u, resp, reply)
 }
 
 // callFailed records a failed call on the run and turns it into the task's
@@ -714,7 +751,7 @@ func lastAttempt(ctx context.Context) bool {
 func (h *Handler) record(ctx context.Context, j *job, status db.LlmRunStatus, u usage, errText, raw *string) (db.LlmRun, error) {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
-	run, err := db.New(h.pool).LLMRunRecord(wctx, recordParams(j.run.ID, status, u, errText, raw, nil, nil))
+	run, err := recordRun(wctx, db.New(h.pool), recordParams(j.run.ID, status, u, errText, raw, nil, nil))
 	if errors.Is(err, pgx.ErrNoRows) {
 		return j.run, nil // another task finished the run meanwhile; its outcome stands
 	}
@@ -722,6 +759,13 @@ func (h *Handler) record(ctx context.Context, j *job, status db.LlmRunStatus, u 
 		return j.run, fmt.Errorf("record run %d: %w", j.run.ID, err)
 	}
 	return run, nil
+}
+
+// recordRun writes one step on the run; the same statement moves the version's
+// pre-annotation status and reason along.
+func recordRun(ctx context.Context, q *db.Queries, p db.LLMRunRecordParams) (db.LlmRun, error) {
+	r, err := q.LLMRunRecord(ctx, p)
+	return db.LlmRun(r), err
 }
 
 func recordParams(id int64, status db.LlmRunStatus, u usage, errText, raw *string, output, cachedFrom *int64) db.LLMRunRecordParams {
@@ -738,7 +782,7 @@ func recordParams(id int64, status db.LlmRunStatus, u usage, errText, raw *strin
 func (h *Handler) skip(ctx context.Context, j *job, reason string) error {
 	reason = strings.TrimPrefix(reason, "llm: ")
 	err := database.Tx(ctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
-		run, err := q.LLMRunRecord(ctx, recordParams(j.run.ID, db.LlmRunStatusSkipped, usage{}, &reason, nil, nil, nil))
+		run, err := recordRun(ctx, q, recordParams(j.run.ID, db.LlmRunStatusSkipped, usage{}, &reason, nil, nil, nil))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -763,10 +807,11 @@ func (h *Handler) skip(ctx context.Context, j *job, reason string) error {
 // fail ends the run as failed with a reason a person can act on, keeping the raw
 // reply when there is one, and ends the task without retry.
 func (h *Handler) fail(ctx context.Context, j *job, u usage, reason string, raw *string) error {
+	raw = boundRaw(raw)
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 10*time.Second)
 	defer cancel()
 	err := database.Tx(wctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
-		run, err := q.LLMRunRecord(wctx, recordParams(j.run.ID, db.LlmRunStatusFailed, u, &reason, raw, nil, nil))
+		run, err := recordRun(wctx, q, recordParams(j.run.ID, db.LlmRunStatusFailed, u, &reason, raw, nil, nil))
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil
 		}
@@ -788,6 +833,25 @@ func (h *Handler) fail(ctx context.Context, j *job, u usage, reason string, raw 
 		return err
 	}
 	return queue.Permanent(fmt.Errorf("pre-annotate version %d failed after %d model calls: %s", j.version.ID, u.calls, reason))
+}
+
+// MaxRawOutput bounds the raw reply a failed run keeps (llm_runs.raw_output), in
+// bytes: enough to see what the model did wrong, not a copy of a runaway reply.
+const MaxRawOutput = 8 << 10
+
+// boundRaw cuts a raw reply to MaxRawOutput bytes on a character boundary,
+// marking the cut.
+func boundRaw(raw *string) *string {
+	if raw == nil || len(*raw) <= MaxRawOutput {
+		return raw
+	}
+	const mark = "…"
+	cut := MaxRawOutput - len(mark)
+	for cut > 0 && !utf8.RuneStart((*raw)[cut]) {
+		cut--
+	}
+	s := (*raw)[:cut] + mark
+	return &s
 }
 
 // notify writes a preannotation.* webhook event about version v in the caller's

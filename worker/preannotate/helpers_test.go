@@ -157,7 +157,7 @@ func (w *fixture) runs(v db.FileVersion) []db.LlmRun {
 		require.NoError(w.t, rows.Scan(&r.ID, &r.OrgID, &r.ProjectID, &r.FileVersionID, &r.Model, &r.PromptHash,
 			&r.SchemaHash, &r.InputSha256, &r.CacheKey, &r.Status, &r.Error, &r.Attempts, &r.PromptTokens,
 			&r.CompletionTokens, &r.LatencyMs, &r.CostUsd, &r.CachedFromID, &r.OutputVersionID, &r.RawOutput,
-			&r.StartedAt, &r.FinishedAt, &r.CreatedAt, &r.UpdatedAt))
+			&r.StartedAt, &r.FinishedAt, &r.CreatedAt, &r.UpdatedAt, &r.OutputUnwrapped))
 		out = append(out, r)
 	}
 	require.NoError(w.t, rows.Err())

@@ -38,6 +38,8 @@ type output struct {
 	size     int64
 	mime     string
 	params   json.RawMessage
+	// unwrapped: the reply held its JSON in a code fence or a sentence.
+	unwrapped bool
 }
 
 // format is the output's extension and MIME type: JSON when the project asked for
@@ -82,14 +84,18 @@ type llmParams struct {
 	FinishReason         string  `json:"finish_reason,omitempty"`
 	InputTruncated       bool    `json:"input_truncated,omitempty"`
 	CachedFromRunID      int64   `json:"cached_from_run_id,omitempty"`
+	// Unwrapped is where the reply held the stored JSON ("code_fence",
+	// "prose") when it was not the reply itself.
+	Unwrapped string `json:"unwrapped,omitempty"`
 }
 
-// storeNew stores a reply the run paid for and links it.
-func (h *Handler) storeNew(ctx context.Context, j *job, u usage, resp llm.Response) error {
+// storeNew stores a reply the run paid for (reply: what of it is stored) and links
+// it.
+func (h *Handler) storeNew(ctx context.Context, j *job, u usage, resp llm.Response, reply llm.Reply) error {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	ext, mime := format(j)
-	body := []byte(resp.Content)
+	body := []byte(reply.JSON)
 	key := objectKey(j, ext)
 	if _, err := h.store.Client.PutObject(wctx, h.store.Bucket, key, bytes.NewReader(body), int64(len(body)),
 		minio.PutObjectOptions{ContentType: mime}); err != nil {
@@ -105,11 +111,13 @@ func (h *Handler) storeNew(ctx context.Context, j *job, u usage, resp llm.Respon
 		Temperature: j.req.Temperature, MaxTokens: j.req.MaxTokens,
 		PromptHash: j.key.PromptHash, SchemaHash: j.key.SchemaHash, PromptBuilderVersion: llm.PromptBuilderVersion,
 		ProviderModel: resp.Model, FinishReason: resp.FinishReason, InputTruncated: resp.InputTruncated,
+		Unwrapped: string(reply.Unwrapped),
 	})
 	if err != nil {
 		return fmt.Errorf("encode llm_params: %w", err)
 	}
-	out := output{key: key, checksum: hex.EncodeToString(sum[:]), size: int64(len(body)), mime: mime, params: params}
+	out := output{key: key, checksum: hex.EncodeToString(sum[:]), size: int64(len(body)), mime: mime, params: params,
+		unwrapped: reply.Unwrapped != llm.NotWrapped}
 	ver, err := h.commit(wctx, j, u, out, nil)
 	if database.IsUniqueViolation(err, "llm_runs_paid_cache_key") {
 		// Another process paid for the same key at the same time, which the cache
@@ -222,7 +230,9 @@ func (h *Handler) commit(ctx context.Context, j *job, u usage, out output, cache
 		}); err != nil {
 			return fmt.Errorf("activate output version: %w", err)
 		}
-		run, err := q.LLMRunRecord(ctx, recordParams(j.run.ID, db.LlmRunStatusSucceeded, u, nil, nil, &ver.ID, cachedFrom))
+		p := recordParams(j.run.ID, db.LlmRunStatusSucceeded, u, nil, nil, &ver.ID, cachedFrom)
+		p.OutputUnwrapped = out.unwrapped
+		run, err := recordRun(ctx, q, p)
 		if err != nil {
 			return fmt.Errorf("mark run %d succeeded: %w", j.run.ID, err)
 		}

@@ -30,7 +30,12 @@ func handlerFromConfig(cfg *config.Config, deps preannotate.Deps, redisOpt asynq
 	if err != nil {
 		return nil, err
 	}
-	client, err := llm.NewClient(llm.Config{BaseURL: cfg.LLMBaseURL, APIKey: cfg.LLMAPIKey, Timeout: cfg.LLMTimeout, Prices: prices})
+	reasoning, err := llm.ParseReasoningModels(cfg.LLMReasoningModels)
+	if err != nil {
+		return nil, err
+	}
+	client, err := llm.NewClient(llm.Config{BaseURL: cfg.LLMBaseURL, APIKey: cfg.LLMAPIKey, Timeout: cfg.LLMTimeout, Prices: prices,
+		ReasoningModels: reasoning})
 	if err != nil {
 		return nil, err
 	}

@@ -9,13 +9,17 @@
 // value that satisfies the schema, reports usage and x-ratelimit-* headers,
 // and enforces its own requests-per-minute, tokens-per-minute and
 // concurrency limits with 429 + Retry-After. Scripted faults (Next) make the
-// next requests fail in the ways real providers fail.
+// next requests fail in the ways real providers fail. Like OpenAI it refuses
+// max_tokens and a temperature for its reasoning models; like an open model
+// behind vLLM, Ollama or LiteLLM it can wrap its JSON in a Markdown code
+// fence or a sentence (Wrap).
 //
 // Tests call New, which wraps an httptest.Server; anything else (a
 // benchmark driver, a chaos command) calls NewServer and Start.
 package llmtest
 
 import (
+	"cmp"
 	"context"
 	"encoding/base64"
 	"encoding/json"
@@ -62,10 +66,24 @@ type Config struct {
 	Latency time.Duration
 	// RPM, TPM and MaxConcurrency are enforced limits; 0 means none.
 	// Tokens are the prompt estimate plus max_tokens, as OpenAI counts
-	// them when admitting a request.
+	// them when admitting a request, unless TPMCountsUsage.
 	RPM            int
 	TPM            int
 	MaxConcurrency int
+	// TPMCountsUsage counts what replies used (prompt plus completion
+	// tokens, when each reply is sent) against TPM instead of what requests
+	// could use, as LiteLLM's proxy limits do: a request is refused while
+	// the window's usage plus its prompt is over the limit.
+	TPMCountsUsage bool
+	// ReasoningModels are model-name prefixes answered as OpenAI answers its
+	// reasoning models: 400 unsupported_parameter for max_tokens (they take
+	// max_completion_tokens) and 400 unsupported_value for any temperature
+	// but 1. DefaultReasoningModels when nil; empty for none.
+	ReasoningModels []string
+	// Wrap wraps every generated JSON reply (json_schema and json_object) the
+	// way open models often do; WrapNone leaves it bare. A fault's Wrap
+	// overrides it for one reply.
+	Wrap Wrap
 	// Window is the sliding window of RPM and TPM; DefaultWindow when zero.
 	// Tests shrink it to see limits reset quickly.
 	Window time.Duration
@@ -124,7 +142,45 @@ type Fault struct {
 	ContentFilter bool
 	// Content replaces the generated reply text.
 	Content string
+	// Wrap wraps this reply's generated JSON (see Config.Wrap).
+	Wrap Wrap
 }
+
+// Wrap is how a reply's JSON is wrapped.
+type Wrap string
+
+// The wrappings open models are seen to use when nothing constrains their
+// output (no guided decoding): a fenced block, with or without a language
+// tag and a sentence around it, or a sentence alone.
+const (
+	WrapNone Wrap = ""
+	// WrapFence: "```json\n{...}\n```".
+	WrapFence Wrap = "fence"
+	// WrapBareFence: "```\n{...}\n```".
+	WrapBareFence Wrap = "bare_fence"
+	// WrapChattyFence: a sentence, the fenced JSON, another sentence.
+	WrapChattyFence Wrap = "chatty_fence"
+	// WrapProse: "Here is the result: {...} Hope this helps!".
+	WrapProse Wrap = "prose"
+)
+
+// Apply wraps a JSON text.
+func (w Wrap) Apply(js string) string {
+	switch w {
+	case WrapFence:
+		return "```json\n" + js + "\n```"
+	case WrapBareFence:
+		return "```\n" + js + "\n```"
+	case WrapChattyFence:
+		return "Sure! Here is the annotation as JSON:\n\n```json\n" + js + "\n```\n\nLet me know if you need anything else."
+	case WrapProse:
+		return "Here is the result: " + js + " Hope this helps!"
+	}
+	return js
+}
+
+// DefaultReasoningModels are OpenAI's reasoning-model families.
+var DefaultReasoningModels = []string{"o1", "o3", "o4", "gpt-5"}
 
 // RecordedRequest is one chat-completion request as received.
 type RecordedRequest struct {
@@ -143,9 +199,11 @@ type RecordedRequest struct {
 	MaxCompletionTokens *int
 	// ResponseFormat is nil when the request had none.
 	ResponseFormat *ResponseFormat
-	// PromptTokens is the server's estimate (see Stats).
-	PromptTokens int
-	Body         []byte
+	// PromptTokens is the server's estimate (see Stats); CompletionTokens
+	// what the reply reported (0 until it is sent, and for errors).
+	PromptTokens     int
+	CompletionTokens int
+	Body             []byte
 	// Status is the HTTP status answered; 0 while in flight.
 	Status int
 	// Fault is the scripted fault applied, if any.
@@ -202,6 +260,7 @@ type Server struct {
 	inflight int
 	admitted window
 	arrivals window
+	used     window // replies' usage, with TPMCountsUsage
 	url      string
 	httpSrv  *http.Server
 
@@ -224,10 +283,14 @@ func NewServer(cfg Config) *Server {
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.ReasoningModels == nil {
+		cfg.ReasoningModels = DefaultReasoningModels
+	}
 	return &Server{
 		cfg:      cfg,
 		admitted: window{length: cfg.Window},
 		arrivals: window{length: cfg.Window},
+		used:     window{length: cfg.Window},
 		stats:    Stats{ByStatus: map[int]int{}},
 		done:     make(chan struct{}),
 	}
@@ -333,6 +396,7 @@ func (s *Server) Reset() {
 	s.stats = Stats{ByStatus: map[int]int{}}
 	s.admitted = window{length: s.cfg.Window}
 	s.arrivals = window{length: s.cfg.Window}
+	s.used = window{length: s.cfg.Window}
 }
 
 // ServeHTTP routes like the real API: unknown routes get OpenAI's
@@ -510,6 +574,9 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, deployment string)
 		return
 	}
 	requested := parsed.promptTokens + parsed.maxTokens
+	if s.cfg.TPMCountsUsage {
+		requested = parsed.promptTokens
+	}
 	if e, wait := s.admit(requested, parsed.model); e != nil {
 		status = http.StatusTooManyRequests
 		s.rateHeaders(w.Header())
@@ -522,6 +589,16 @@ func (s *Server) chat(w http.ResponseWriter, r *http.Request, deployment string)
 		return
 	}
 	status = s.reply(w, r, seq, parsed, fault)
+}
+
+// reasoning reports whether model is one of the configured reasoning models.
+func (s *Server) reasoning(model string) bool {
+	for _, p := range s.cfg.ReasoningModels {
+		if p != "" && strings.HasPrefix(model, p) {
+			return true
+		}
+	}
+	return false
 }
 
 // statusClientClosed is nginx's code for a client that hung up before the
@@ -605,20 +682,45 @@ func (s *Server) admit(tokens int, model string) (*apiError, time.Duration) {
 			Code: strPtr("rate_limit_exceeded"),
 		}, wait
 	}
-	if tpm := s.cfg.TPM; tpm > 0 && s.admitted.tokens+tokens > tpm {
-		wait := s.admitted.untilTokens(now, tpm, tokens)
+	counted := &s.admitted
+	if s.cfg.TPMCountsUsage {
+		s.used.prune(now)
+		counted = &s.used
+	}
+	if tpm := s.cfg.TPM; tpm > 0 && counted.tokens+tokens > tpm {
+		wait := counted.untilTokens(now, tpm, tokens)
 		s.stats.RateLimited++
 		msg := fmt.Sprintf("Rate limit reached for %s in organization org-llmtest on tokens per min (TPM): Limit %d, Used %d, Requested %d. Please try again in %s. Visit https://platform.openai.com/account/rate-limits to learn more.",
-			model, tpm, s.admitted.tokens, tokens, formatReset(wait))
+			model, tpm, counted.tokens, tokens, formatReset(wait))
 		if tokens > tpm {
 			msg = fmt.Sprintf("Request too large for %s in organization org-llmtest on tokens per min (TPM): Limit %d, Requested %d. The input or output tokens must be reduced in order to run successfully.", model, tpm, tokens)
 		}
 		return &apiError{Message: msg, Type: "tokens", Code: strPtr("rate_limit_exceeded")}, wait
 	}
+	if s.cfg.TPMCountsUsage {
+		tokens = 0 // counted when the reply is sent (countUsage)
+	}
 	s.admitted.add(now, tokens)
 	s.stats.MaxRequestsPerWindow = max(s.stats.MaxRequestsPerWindow, s.admitted.count())
-	s.stats.MaxTokensPerWindow = max(s.stats.MaxTokensPerWindow, s.admitted.tokens)
+	if !s.cfg.TPMCountsUsage {
+		s.stats.MaxTokensPerWindow = max(s.stats.MaxTokensPerWindow, s.admitted.tokens)
+	}
 	return nil, 0
+}
+
+// countUsage records what a reply used: against TPM with TPMCountsUsage, and on
+// the recorded request always.
+func (s *Server) countUsage(seq, prompt, completion int) {
+	s.update(seq, func(r *RecordedRequest) { r.CompletionTokens = completion })
+	if !s.cfg.TPMCountsUsage {
+		return
+	}
+	now := s.cfg.Now()
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.used.prune(now)
+	s.used.add(now, prompt+completion)
+	s.stats.MaxTokensPerWindow = max(s.stats.MaxTokensPerWindow, s.used.tokens)
 }
 
 // rateHeaders sets the x-ratelimit-* headers from the current window.
@@ -627,6 +729,7 @@ func (s *Server) rateHeaders(h http.Header) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.admitted.prune(now)
+	s.used.prune(now)
 	rpm, tpm := s.cfg.RPM, s.cfg.TPM
 	if rpm <= 0 {
 		rpm = NominalRPM
@@ -639,7 +742,11 @@ func (s *Server) rateHeaders(h http.Header) {
 	h.Set("x-ratelimit-remaining-requests", strconv.Itoa(max(0, rpm-s.admitted.count())))
 	h.Set("x-ratelimit-reset-requests", reset)
 	h.Set("x-ratelimit-limit-tokens", strconv.Itoa(tpm))
-	h.Set("x-ratelimit-remaining-tokens", strconv.Itoa(max(0, tpm-s.admitted.tokens)))
+	tokens := s.admitted.tokens
+	if s.cfg.TPMCountsUsage {
+		tokens = s.used.tokens
+	}
+	h.Set("x-ratelimit-remaining-tokens", strconv.Itoa(max(0, tpm-tokens)))
 	h.Set("x-ratelimit-reset-tokens", reset)
 }
 
@@ -710,6 +817,15 @@ func (s *Server) parse(body []byte, deployment string, rec *RecordedRequest) (pa
 	}
 	if t := req.Temperature; t != nil && (*t < 0 || *t > 2) {
 		return p, invalid("temperature", "decimal_above_max_value", "Invalid 'temperature': decimal out of range. Expected a value between 0 and 2, but got %v instead.", *t)
+	}
+	if s.reasoning(p.model) {
+		// OpenAI's own words for its reasoning models (o1, o3, o4-mini, gpt-5).
+		if req.MaxTokens != nil {
+			return p, invalid("max_tokens", "unsupported_parameter", "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.")
+		}
+		if t := req.Temperature; t != nil && *t != 1 {
+			return p, invalid("temperature", "unsupported_value", "Unsupported value: 'temperature' does not support %v with this model. Only the default (1) value is supported.", *t)
+		}
 	}
 	for _, mt := range []struct {
 		name string
@@ -1019,6 +1135,7 @@ func (s *Server) reply(w http.ResponseWriter, r *http.Request, seq int, p parsed
 		msg.Content = &content
 	}
 	completionTokens := estimateTokens(len(content))
+	s.countUsage(seq, p.promptTokens, completionTokens)
 	resp := completion{
 		ID:                fmt.Sprintf("chatcmpl-llmtest%06d", seq),
 		Object:            "chat.completion",
@@ -1048,23 +1165,24 @@ func (s *Server) content(p parsedRequest, f *Fault) (string, error) {
 	if f.Content != "" {
 		return f.Content, nil
 	}
+	wrap := cmp.Or(f.Wrap, s.cfg.Wrap)
 	if p.format != nil && p.format.Type == "json_schema" && p.format.JSONSchema != nil {
 		if f.SchemaViolation {
 			b, err := violation(p.format.JSONSchema.Schema)
-			return string(b), err
+			return wrap.Apply(string(b)), err
 		}
 		v, err := MinimalInstance(p.format.JSONSchema.Schema)
 		if err != nil {
 			return "", err
 		}
 		b, err := json.Marshal(v)
-		return string(b), err
+		return wrap.Apply(string(b)), err
 	}
 	if p.format != nil && p.format.Type == "json_object" {
 		if f.SchemaViolation {
-			return `{"llmtest": `, nil
+			return wrap.Apply(`{"llmtest": `), nil
 		}
-		return `{"annotation":"llmtest"}`, nil
+		return wrap.Apply(`{"annotation":"llmtest"}`), nil
 	}
 	if s.cfg.Reply != nil {
 		rec := RecordedRequest{Model: p.model, Messages: p.messages, ResponseFormat: p.format, PromptTokens: p.promptTokens}

@@ -463,3 +463,101 @@ func TestRecordLimit(t *testing.T) {
 	require.Equal(t, []int{2, 3}, []int{reqs[0].Seq, reqs[1].Seq})
 	require.Equal(t, []int{200, 200}, []int{reqs[0].Status, reqs[1].Status})
 }
+
+func TestReasoningModelsRefuseMaxTokensAndTemperature(t *testing.T) {
+	srv := llmtest.New(t)
+	key := srv.APIKey()
+	for _, model := range []string{"o1", "o3-mini", "o4-mini", "gpt-5"} {
+		resp, body := post(t, srv, key, chatBody(map[string]any{"model": model, "max_tokens": 100}))
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, model)
+		e := requireAPIError(t, body, "unsupported_parameter")
+		require.Equal(t, "max_tokens", e["param"])
+		require.Equal(t, "Unsupported parameter: 'max_tokens' is not supported with this model. Use 'max_completion_tokens' instead.", e["message"])
+
+		resp, body = post(t, srv, key, chatBody(map[string]any{"model": model, "max_completion_tokens": 100, "temperature": 0}))
+		require.Equal(t, http.StatusBadRequest, resp.StatusCode, model)
+		e = requireAPIError(t, body, "unsupported_value")
+		require.Equal(t, "temperature", e["param"])
+
+		resp, _ = post(t, srv, key, chatBody(map[string]any{"model": model, "max_completion_tokens": 100, "temperature": 1}))
+		require.Equal(t, http.StatusOK, resp.StatusCode, model)
+	}
+	resp, _ := post(t, srv, key, chatBody(map[string]any{"model": "gpt-4o-mini", "max_tokens": 100, "temperature": 0}))
+	require.Equal(t, http.StatusOK, resp.StatusCode, "other models take both")
+
+	none := llmtest.New(t, llmtest.WithReasoningModels())
+	resp, _ = post(t, none, none.APIKey(), chatBody(map[string]any{"model": "o1", "max_tokens": 100}))
+	require.Equal(t, http.StatusOK, resp.StatusCode, "an OpenAI-compatible server that has no such rule")
+}
+
+func TestWrappedJSONReplies(t *testing.T) {
+	want, err := llmtest.MinimalInstance(json.RawMessage(schema))
+	require.NoError(t, err)
+	wantJSON, err := json.Marshal(want)
+	require.NoError(t, err)
+	for _, tc := range []struct {
+		wrap llmtest.Wrap
+		how  llm.Unwrapping
+	}{
+		{llmtest.WrapFence, llm.UnwrappedFence},
+		{llmtest.WrapBareFence, llm.UnwrappedFence},
+		{llmtest.WrapChattyFence, llm.UnwrappedFence},
+		{llmtest.WrapProse, llm.UnwrappedProse},
+	} {
+		t.Run(string(tc.wrap), func(t *testing.T) {
+			srv := llmtest.New(t, llmtest.WithWrap(tc.wrap))
+			_, body := post(t, srv, srv.APIKey(), chatBody(map[string]any{"response_format": schemaFormat(schema, true)}))
+			content := body["choices"].([]any)[0].(map[string]any)["message"].(map[string]any)["content"].(string)
+			require.False(t, json.Valid([]byte(content)), "the reply is wrapped: %q", content)
+			got, how, ok := llm.UnwrapJSON(content)
+			require.True(t, ok, content)
+			require.Equal(t, tc.how, how)
+			require.JSONEq(t, string(wantJSON), got)
+			usage := body["usage"].(map[string]any)
+			require.EqualValues(t, (len(content)+3)/4, usage["completion_tokens"], "the wrapping is paid for")
+		})
+	}
+
+	// A fault wraps one reply, on top of a bare server; a violation stays one.
+	srv := llmtest.New(t)
+	srv.Next(llmtest.Fault{Wrap: llmtest.WrapProse, SchemaViolation: true})
+	_, body := post(t, srv, srv.APIKey(), chatBody(map[string]any{"response_format": schemaFormat(schema, true)}))
+	content := body["choices"].([]any)[0].(map[string]any)["message"].(map[string]any)["content"].(string)
+	require.True(t, strings.HasPrefix(content, "Here is the result: "), content)
+	got, _, ok := llm.UnwrapJSON(content)
+	require.True(t, ok)
+	require.Error(t, llm.ValidateOutput(json.RawMessage(schema), got))
+	_, body = post(t, srv, srv.APIKey(), chatBody(map[string]any{"response_format": schemaFormat(schema, true)}))
+	content = body["choices"].([]any)[0].(map[string]any)["message"].(map[string]any)["content"].(string)
+	require.JSONEq(t, string(wantJSON), content, "the next reply is bare again")
+}
+
+func TestTPMCountsUsage(t *testing.T) {
+	srv := llmtest.New(t, llmtest.WithTPM(300), llmtest.WithTPMCountsUsage())
+	key := srv.APIKey()
+	// 1,000 max tokens would be "Request too large" for a limit of 300 counted
+	// OpenAI's way; counted by usage only what replies use matters.
+	body := chatBody(map[string]any{"max_tokens": 1000})
+	used, codes := 0, []int{}
+	for range 30 {
+		resp, b := post(t, srv, key, body)
+		codes = append(codes, resp.StatusCode)
+		if resp.StatusCode == http.StatusTooManyRequests {
+			require.Equal(t, "tokens", requireAPIError(t, b, "rate_limit_exceeded")["type"])
+			break
+		}
+		require.Equal(t, http.StatusOK, resp.StatusCode)
+		u := b["usage"].(map[string]any)
+		used += int(u["total_tokens"].(float64))
+	}
+	require.Equal(t, http.StatusTooManyRequests, codes[len(codes)-1], "the limit bites: %v", codes)
+	require.Greater(t, len(codes), 5, "many replies fit: %v", codes)
+	st := srv.Stats()
+	require.Equal(t, used, st.MaxTokensPerWindow, "the window holds what the replies used")
+	reqs := srv.Requests()
+	require.Greater(t, used+reqs[len(reqs)-1].PromptTokens, 300, "refused only when usage plus the prompt is over")
+	last := reqs[len(reqs)-2] // the last one admitted
+	require.LessOrEqual(t, used-last.CompletionTokens, 300, "it came in when the usage before it plus its prompt fitted")
+	require.Positive(t, reqs[0].CompletionTokens, "the reply's usage is recorded")
+	require.Zero(t, reqs[len(reqs)-1].CompletionTokens, "a refused request used nothing")
+}

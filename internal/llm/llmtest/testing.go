@@ -29,6 +29,19 @@ func WithTPM(n int) Option { return func(c *Config) { c.TPM = n } }
 // WithMaxConcurrency answers 429 to requests beyond n in flight.
 func WithMaxConcurrency(n int) Option { return func(c *Config) { c.MaxConcurrency = n } }
 
+// WithTPMCountsUsage counts replies' usage against the TPM limit (see
+// Config.TPMCountsUsage).
+func WithTPMCountsUsage() Option { return func(c *Config) { c.TPMCountsUsage = true } }
+
+// WithReasoningModels sets the model-name prefixes answered as reasoning
+// models (none when called without any).
+func WithReasoningModels(prefixes ...string) Option {
+	return func(c *Config) { c.ReasoningModels = append([]string{}, prefixes...) }
+}
+
+// WithWrap wraps every generated JSON reply (see Config.Wrap).
+func WithWrap(w Wrap) Option { return func(c *Config) { c.Wrap = w } }
+
 // WithWindow sets the sliding window of the RPM and TPM limits.
 func WithWindow(d time.Duration) Option { return func(c *Config) { c.Window = d } }
 
