@@ -96,6 +96,21 @@ JOIN webhook_events ev ON ev.id = d.event_id
 WHERE d.id = @id
 FOR UPDATE OF d;
 
+-- name: WebhookDeliveryToAttempt :one
+-- WebhookDeliveryForAttempt without the lock, for webhook:deliver's first read: a
+-- lock taken outside a transaction ends with the statement and only costs a WAL
+-- flush (the lock is taken again, and checked, where the attempt is recorded).
+SELECT d.id, d.org_id, d.endpoint_id, d.event_id, d.status, d.attempts, d.round, d.round_start,
+       d.next_attempt_at,
+       e.url, e.enabled AS endpoint_enabled, e.deleted_at AS endpoint_deleted_at,
+       e.secret, e.secret_key_id, e.previous_secret, e.previous_secret_key_id,
+       e.previous_secret_expires_at, e.failing_since,
+       ev.public_id, ev.event_type, ev.body, ev.created_at AS event_created_at
+FROM webhook_deliveries d
+JOIN webhook_endpoints e ON e.id = d.endpoint_id
+JOIN webhook_events ev ON ev.id = d.event_id
+WHERE d.id = @id;
+
 -- name: WebhookAttemptInsert :exec
 INSERT INTO webhook_attempts (org_id, delivery_id, attempt, started_at, latency_ms, status_code, response_body, error, outcome)
 VALUES (@org_id, @delivery_id, @attempt, @started_at, @latency_ms, sqlc.narg('status_code'), @response_body, sqlc.narg('error'), @outcome)

@@ -66,6 +66,7 @@ type run struct {
 	exportIDs  []int64
 	scheduleID int64
 	sync       *syncWork
+	hooks      *webhookWork
 	workers    []*Proc
 	kills      int
 	killTypes  map[string]int
@@ -111,7 +112,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		return nil, err
 	}
 	defer r.pool.Close()
-	if err := r.setup(ctx); err != nil {
+	err = r.setup(ctx)
+	if r.hooks != nil {
+		defer r.hooks.recv.Close()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("setup: %w", err)
 	}
 
@@ -192,7 +197,7 @@ func (r *run) secrets() []string {
 	if r.sync != nil && r.sync.notifySecret != "" {
 		out = append(out, r.sync.notifySecret)
 	}
-	return out
+	return append(out, r.hooks.secrets()...)
 }
 
 // monitor reaches asynqmon through the api process, as the operator.
@@ -216,6 +221,7 @@ func (r *run) check(ctx context.Context) *Report {
 		checkMatching(ctx, r.pool),
 		checkPreannotation(ctx, r.pool, r.env.LLM.Stats()),
 		checkEvents(ctx, r.pool),
+		r.webhookFigures(ctx),
 		checkQueues(insp, queue.Names()),
 		r.syncFigures(ctx),
 		checkKills(r.kills, r.cfg.Kills, r.killTypes, r.uninspected),
@@ -280,6 +286,10 @@ func (r *run) setup(ctx context.Context) error {
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
+	// The endpoints first: every state change of the run has them.
+	if err := r.setupWebhooks(ctx); err != nil {
+		return err
+	}
 	var p struct {
 		ID int64 `json:"id"`
 	}
@@ -292,6 +302,9 @@ func (r *run) setup(ctx context.Context) error {
 		return err
 	}
 	r.projectID = p.ID
+	if err := r.setupFlakyWebhook(ctx); err != nil {
+		return err
+	}
 	langs := []map[string]float64{{"en": 4.5}, {"en": 3.5, "zh": 5}, {"de": 4, "en": 3}, {"en": 5}, {"zh": 4}, {"en": 4}}
 	for i, l := range langs {
 		if err := r.api.call(ctx, "POST", "/v1/users", map[string]any{
@@ -552,7 +565,8 @@ func (r *run) killWorker(insp *asynq.Inspector) {
 }
 
 // waitSettled waits until nothing is pending anywhere: every version terminal, every
-// export finished, the outbox empty, no pre-annotation pending, no task left in asynq.
+// export finished, the outbox empty, no pre-annotation pending, no webhook delivery
+// pending, no task left in asynq.
 func (r *run) waitSettled(ctx context.Context) bool {
 	deadline := time.Now().Add(r.cfg.Settle)
 	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: r.env.Redis.Addr})
@@ -565,7 +579,8 @@ func (r *run) waitSettled(ctx context.Context) bool {
 		  + (SELECT count(*) FROM export_logs WHERE status IN ('pending', 'running'))
 		  + (SELECT count(*) FROM outbox WHERE enqueued_at IS NULL)
 		  + (SELECT count(*) FROM llm_runs WHERE status IN ('pending', 'running'))
-		  + (SELECT count(*) FROM sync_runs WHERE status IN ('pending', 'running'))`)
+		  + (SELECT count(*) FROM sync_runs WHERE status IN ('pending', 'running'))
+		  + (SELECT count(*) FROM webhook_deliveries WHERE status = 'pending')`)
 		switch {
 		case err != nil:
 			why = err.Error()

@@ -1,10 +1,12 @@
 // Package chaos is labelq's fault-injection suite. It runs the real processes (api,
 // relay, scheduler and several workers, as separate OS processes of the labelq
-// binary) against private PostgreSQL, Redis and MinIO servers and the OpenAI-compatible
-// test server, drives a realistic workload through the API, injects faults while it
-// runs (kill -9 of workers, Redis FLUSHALL and restart, a Postgres restart, MinIO down
-// for a while, an LLM 429 storm and slow replies), and finally checks the invariants a
-// job system owes its users and prints them as figures.
+// binary) against private PostgreSQL, Redis and MinIO servers, the OpenAI-compatible
+// test server and a webhook receiver of its own, drives a realistic workload through
+// the API, injects faults while it runs (kill -9 of workers, Redis FLUSHALL and
+// restart, a Postgres restart, MinIO down for a while, an LLM 429 storm and slow
+// replies, a webhook endpoint that fails a third of its deliveries and hangs on some),
+// and finally checks the invariants a job system owes its users and prints them as
+// figures.
 package chaos
 
 import (
@@ -97,6 +99,7 @@ func (e *Env) Vars(extra ...string) []string {
 		"LABELQ_DATABASE_MAX_CONNS=8",
 		"LABELQ_LOG_LEVEL=info",
 	}
+	v = append(v, webhookVars()...)
 	v = append(v, e.Extra...)
 	return append(v, extra...)
 }

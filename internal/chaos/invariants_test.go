@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -11,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
@@ -19,10 +21,13 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/labelq/labelq/internal/database"
+	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/llm/llmtest"
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/testenv"
+	"github.com/labelq/labelq/internal/webhook"
+	"github.com/labelq/labelq/internal/webhook/delivery"
 )
 
 // requireCouldNotLook asserts that a group whose input was unavailable failed, and
@@ -90,6 +95,9 @@ func dbGroups(t *testing.T) map[string]func(context.Context, querier) []Figure {
 		"sync": func(ctx context.Context, db querier) []Figure {
 			return checkSync(ctx, syncInputs{DB: db, ProjectID: 1, StorageID: 1, Objects: 2, RunIDs: []int64{1}, Scheduled: true})
 		},
+		"webhooks": func(ctx context.Context, db querier) []Figure {
+			return checkWebhooks(ctx, webhookInputs{DB: db, OrgID: 1, Reliable: 1, Flaky: 2, FlakyTypes: flakyTypes})
+		},
 		"secrets in rows": func(ctx context.Context, db querier) []Figure {
 			return []Figure{secretsFigure(scanTables(ctx, db, chaosSecrets))}
 		},
@@ -106,8 +114,8 @@ func TestInvariantsFailWhenPostgresCannotBeRead(t *testing.T) {
 
 	t.Run("live", func(t *testing.T) {
 		for name, check := range dbGroups(t) {
-			if name == "exports" || name == "versions" || name == "duplicates" || name == "sync" {
-				continue // they expect rows the empty database does not hold: TestCheckExports, TestCheckVersions, TestCheckSync
+			if name == "exports" || name == "versions" || name == "duplicates" || name == "sync" || name == "webhooks" {
+				continue // they expect rows the empty database does not hold: TestCheckExports, TestCheckVersions, TestCheckSync, TestCheckWebhooks
 			}
 			t.Run(name, func(t *testing.T) { requireClean(t, check(ctx, pg.Pool)) })
 		}
@@ -503,4 +511,194 @@ func TestCheckSync(t *testing.T) {
 		pg.File(t, pr, "obj-0.txt (2)")
 		fails(t, "sync_file_names_twice", "1")
 	})
+}
+
+// TestCheckWebhooks: a version and an export, each with its event delivered to
+// the endpoints that subscribe to its type and verified at the reliable one,
+// pass; each way of breaking that (an event the receiver never verified, a
+// receipt of an event labelq never recorded, a bad signature, a second event
+// for one state change, a terminal entity without its event, a missing or
+// unsubscribed delivery, a delivery left pending) fails its figure, and a
+// receiver that never ran fails as "could not look".
+func TestCheckWebhooks(t *testing.T) {
+	pg := testenv.Postgres(t)
+	ctx := context.Background()
+	keys := testenv.StorageKeyring(t)
+	org := pg.Org(t)
+	pr := pg.Project(t, org.ID)
+	reliable, _ := pg.InsertWebhook(t, keys, org.ID, testenv.WebhookRow{URL: "http://127.0.0.1:9/hooks/reliable"})
+	flaky, _ := pg.InsertWebhook(t, keys, org.ID, testenv.WebhookRow{URL: "http://127.0.0.1:9/hooks/flaky", EventTypes: flakyTypes,
+		ProjectIDs: []int64{pr.ID}})
+	exec := func(t *testing.T, q string, args ...any) {
+		t.Helper()
+		_, err := pg.Pool.Exec(ctx, q, args...)
+		require.NoError(t, err)
+	}
+	emit := func(t *testing.T, ev webhook.Event) string {
+		t.Helper()
+		var id string
+		require.NoError(t, database.Tx(ctx, pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
+			em, err := webhook.Emit(ctx, q, ev)
+			id = em.ID
+			return err
+		}))
+		require.NotEmpty(t, id)
+		return id
+	}
+	f := pg.File(t, pr, "a.txt")
+	v := pg.RegisterVersion(t, f, fmt.Sprintf("orgs/%d/a.txt", org.ID), testenv.Declared{})
+	exec(t, `UPDATE file_versions SET validation_status = 'valid', checksum = $2, size_bytes = 1, validated_at = now() WHERE id = $1`,
+		v.ID, testenv.SHA256Hex([]byte("a")))
+	versionData := webhook.FileVersionData{FileVersionID: v.ID, FileID: f.ID, ProjectID: pr.ID, Status: "valid"}
+	versionEvent := emit(t, webhook.Event{OrgID: org.ID, ProjectID: &pr.ID, Type: webhook.FileVersionValidated,
+		EntityType: db.EntityTypeFileVersion, EntityID: v.ID, DedupKey: fmt.Sprintf("test:v:%d", v.ID), Data: versionData})
+	var exportID int64
+	require.NoError(t, pg.Pool.QueryRow(ctx, `INSERT INTO export_logs (org_id, project_id, status, storage_path, archive_sha256, size_bytes, completed_at)
+		VALUES ($1, $2, 'completed', 'k.zip', $3, 3, now()) RETURNING id`, org.ID, pr.ID, testenv.SHA256Hex([]byte("zip"))).Scan(&exportID))
+	exportEvent := emit(t, webhook.Event{OrgID: org.ID, ProjectID: &pr.ID, Type: webhook.ExportCompleted, EntityType: db.EntityTypeExport,
+		EntityID: exportID, DedupKey: fmt.Sprintf("test:x:%d", exportID), Data: webhook.ExportData{ExportID: exportID, ProjectID: pr.ID, Status: "completed"}})
+	// A match's event goes to the reliable endpoint alone (the flaky one does not subscribe).
+	matchEvent := emit(t, webhook.Event{OrgID: org.ID, ProjectID: &pr.ID, Type: webhook.MatchCompleted, EntityType: db.EntityTypeProject,
+		EntityID: pr.ID, DedupKey: "test:m", Data: webhook.MatchData{ProjectID: pr.ID, AssignmentIDs: []int64{}}})
+	// A version of another project: the flaky endpoint, limited to pr, has no delivery of it.
+	pr2 := pg.Project(t, org.ID)
+	f2 := pg.File(t, pr2, "c.txt")
+	v2 := pg.RegisterVersion(t, f2, fmt.Sprintf("orgs/%d/c.txt", org.ID), testenv.Declared{})
+	exec(t, `UPDATE file_versions SET validation_status = 'valid', checksum = $2, size_bytes = 1, validated_at = now() WHERE id = $1`,
+		v2.ID, testenv.SHA256Hex([]byte("c")))
+	otherEvent := emit(t, webhook.Event{OrgID: org.ID, ProjectID: &pr2.ID, Type: webhook.FileVersionValidated,
+		EntityType: db.EntityTypeFileVersion, EntityID: v2.ID, DedupKey: fmt.Sprintf("test:v:%d", v2.ID),
+		Data: webhook.FileVersionData{FileVersionID: v2.ID, FileID: f2.ID, ProjectID: pr2.ID, Status: "valid"}})
+	exec(t, `UPDATE webhook_deliveries SET status = 'succeeded', attempts = 1, finished_at = now() WHERE org_id = $1`, org.ID)
+
+	now := time.Now()
+	receipts := func() hookCounts {
+		return hookCounts{ReliableOK: 4, FlakyOK: 2, ByID: map[string]hookReceipt{
+			versionEvent: {Reliable: 1, Flaky: 1, First: now}, exportEvent: {Reliable: 2, Flaky: 1, First: now}, matchEvent: {Reliable: 1, First: now},
+			otherEvent: {Reliable: 1, First: now},
+		}}
+	}
+	in := webhookInputs{DB: pg.Pool, OrgID: org.ID, Reliable: reliable.ID, Flaky: flaky.ID, FlakyTypes: flakyTypes, FlakyProjects: []int64{pr.ID},
+		Receipts: receipts(), Via: "api"}
+	requireClean(t, checkWebhooks(ctx, in))
+	require.Equal(t, "4 (4 received)", figure(t, checkWebhooks(ctx, in), "webhook_events (receipts verified at the reliable endpoint)").Value)
+	require.Equal(t, "1", figure(t, checkWebhooks(ctx, in), "webhook_events_received_twice_at_reliable (at least once: allowed)").Value)
+
+	fails := func(t *testing.T, in webhookInputs, name, value string) {
+		t.Helper()
+		f := figure(t, checkWebhooks(ctx, in), name)
+		require.False(t, f.OK, "%+v", f)
+		require.Equal(t, value, f.Value)
+	}
+	t.Run("an event never verified at the reliable endpoint", func(t *testing.T) {
+		lost := in
+		lost.Receipts = receipts()
+		lost.Receipts.ByID[exportEvent] = hookReceipt{Flaky: 1}
+		fails(t, lost, "webhook_events_without_verified_receipt (reliable endpoint)", "1")
+	})
+	t.Run("a receipt of an event labelq never recorded", func(t *testing.T) {
+		invented := in
+		invented.Receipts = receipts()
+		invented.Receipts.ByID[webhook.NewEventID()] = hookReceipt{Reliable: 1, First: now}
+		fails(t, invented, "webhook_receipts_of_unknown_events", "1")
+	})
+	t.Run("a signature that did not verify", func(t *testing.T) {
+		bad := in
+		bad.Receipts.Invalid = 1
+		fails(t, bad, "webhook_requests_whose_signature_did_not_verify", "1")
+	})
+	t.Run("the receiver never ran", func(t *testing.T) {
+		gone := in
+		gone.Receipts = hookCounts{Unreachable: fmt.Errorf("the webhook receiver never started")}
+		figs := checkWebhooks(ctx, gone)
+		requireCouldNotLook(t, figs)
+		require.True(t, strings.HasPrefix(figure(t, figs, "webhook_events_without_verified_receipt (reliable endpoint)").Value, "error: "))
+	})
+	t.Run("a state change told twice", func(t *testing.T) {
+		again := emit(t, webhook.Event{OrgID: org.ID, ProjectID: &pr.ID, Type: webhook.FileVersionValidated,
+			EntityType: db.EntityTypeFileVersion, EntityID: v.ID, DedupKey: "test:v:again", Data: versionData})
+		in := in
+		in.Receipts = receipts()
+		in.Receipts.ByID[again] = hookReceipt{Reliable: 1, First: now}
+		exec(t, `UPDATE webhook_deliveries SET status = 'succeeded', attempts = 1, finished_at = now() WHERE org_id = $1`, org.ID)
+		fails(t, in, "webhook_events_twice_for_one_state_change (same entity, type and data)", "1")
+		exec(t, `DELETE FROM webhook_events WHERE public_id = $1`, again)
+		// A once-only change told twice, even with other data.
+		twice := emit(t, webhook.Event{OrgID: org.ID, ProjectID: &pr.ID, Type: webhook.ExportCompleted, EntityType: db.EntityTypeExport,
+			EntityID: exportID, DedupKey: "test:x:again", Data: webhook.ExportData{ExportID: exportID, ProjectID: pr.ID, Status: "completed", Trigger: "api"}})
+		fails(t, in, "webhook_events_twice_for_a_once_only_change (export, sync run, assignment, llm run)", "1")
+		fails(t, in, "webhook_deliveries_left_pending", "2") // its two deliveries
+		exec(t, `DELETE FROM webhook_events WHERE public_id = $1`, twice)
+		requireClean(t, checkWebhooks(ctx, webhookInputs{DB: pg.Pool, OrgID: org.ID, Reliable: reliable.ID, Flaky: flaky.ID,
+			FlakyTypes: flakyTypes, FlakyProjects: []int64{pr.ID}, Receipts: receipts(), Via: "api"}))
+	})
+	t.Run("a terminal entity without its event", func(t *testing.T) {
+		other := pg.RegisterVersion(t, f, fmt.Sprintf("orgs/%d/b.txt", org.ID), testenv.Declared{})
+		exec(t, `UPDATE file_versions SET validation_status = 'missing', validation_error = 'gone', validated_at = now() WHERE id = $1`, other.ID)
+		fails(t, in, "versions_without_webhook_event", "1")
+		exec(t, `UPDATE file_versions SET validation_status = 'pending', validation_error = NULL, validated_at = NULL WHERE id = $1`, other.ID)
+		exec(t, `UPDATE export_logs SET status = 'failed', error = 'x' WHERE id = $1`, exportID)
+		fails(t, in, "exports_without_webhook_event", "1")
+		exec(t, `UPDATE export_logs SET status = 'completed', error = NULL WHERE id = $1`, exportID)
+	})
+	t.Run("fan-out", func(t *testing.T) {
+		exec(t, `DELETE FROM webhook_deliveries WHERE endpoint_id = $1 AND event_id = (SELECT id FROM webhook_events WHERE public_id = $2)`, flaky.ID, exportEvent)
+		fails(t, in, "webhook_events_missing_a_subscribed_endpoint", "1")
+		exec(t, `INSERT INTO webhook_deliveries (org_id, endpoint_id, event_id, status, attempts, finished_at)
+			SELECT org_id, $1, id, 'succeeded', 1, now() FROM webhook_events WHERE public_id = $2`, flaky.ID, exportEvent)
+		exec(t, `INSERT INTO webhook_deliveries (org_id, endpoint_id, event_id, status, attempts, finished_at)
+			SELECT org_id, $1, id, 'succeeded', 1, now() FROM webhook_events WHERE public_id = $2`, flaky.ID, matchEvent)
+		fails(t, in, "webhook_deliveries_to_an_unsubscribed_endpoint", "1")
+		exec(t, `DELETE FROM webhook_deliveries WHERE endpoint_id = $1 AND event_id = (SELECT id FROM webhook_events WHERE public_id = $2)`, flaky.ID, matchEvent)
+		// A subscribed type, but of a project the endpoint is not limited to.
+		exec(t, `INSERT INTO webhook_deliveries (org_id, endpoint_id, event_id, status, attempts, finished_at)
+			SELECT org_id, $1, id, 'succeeded', 1, now() FROM webhook_events WHERE public_id = $2`, flaky.ID, otherEvent)
+		fails(t, in, "webhook_deliveries_to_an_unsubscribed_endpoint", "1")
+		everyProject := in
+		everyProject.FlakyProjects = nil
+		requireClean(t, checkWebhooks(ctx, everyProject))
+		exec(t, `DELETE FROM webhook_deliveries WHERE endpoint_id = $1 AND event_id = (SELECT id FROM webhook_events WHERE public_id = $2)`, flaky.ID, otherEvent)
+		fails(t, everyProject, "webhook_events_missing_a_subscribed_endpoint", "1")
+	})
+	t.Run("a delivery that failed at the reliable endpoint", func(t *testing.T) {
+		exec(t, `UPDATE webhook_deliveries SET status = 'failed' WHERE endpoint_id = $1 AND event_id = (SELECT id FROM webhook_events WHERE public_id = $2)`,
+			reliable.ID, matchEvent)
+		fails(t, in, "webhook_deliveries_failed (reliable endpoint)", "1")
+		exec(t, `UPDATE webhook_deliveries SET status = 'succeeded' WHERE org_id = $1`, org.ID)
+	})
+	requireClean(t, checkWebhooks(ctx, in))
+}
+
+// TestHookReceiverVerifiesEveryRequest: the runner's receiver counts a request
+// signed with the endpoint's secret as a receipt of its webhook-id, and one
+// signed with another secret, or at an unknown path, as not verified.
+func TestHookReceiverVerifiesEveryRequest(t *testing.T) {
+	recv, err := startHookReceiver()
+	require.NoError(t, err)
+	defer recv.Close()
+	secret := delivery.NewSecret()
+	recv.setSecret(reliablePath, secret)
+	post := func(path, secret, id string) int {
+		t.Helper()
+		body := []byte(`{"id":"` + id + `","type":"webhook.test"}`)
+		req, err := http.NewRequest(http.MethodPost, recv.URL+path, bytes.NewReader(body))
+		require.NoError(t, err)
+		require.NoError(t, delivery.SetHeaders(req.Header, []string{secret}, id, time.Now(), body))
+		resp, err := http.DefaultClient.Do(req)
+		require.NoError(t, err)
+		_ = resp.Body.Close()
+		return resp.StatusCode
+	}
+	id := webhook.NewEventID()
+	require.Equal(t, http.StatusOK, post(reliablePath, secret, id))
+	require.Equal(t, http.StatusOK, post(reliablePath, secret, id))
+	require.Equal(t, http.StatusBadRequest, post(reliablePath, delivery.NewSecret(), webhook.NewEventID()))
+	require.Equal(t, http.StatusBadRequest, post("/hooks/unknown", secret, webhook.NewEventID()))
+	got := recv.snapshot()
+	require.Equal(t, 4, got.Requests)
+	require.Equal(t, 2, got.Invalid)
+	require.Equal(t, 2, got.ReliableOK)
+	require.Len(t, got.ByID, 1)
+	require.Equal(t, 2, got.ByID[id].Reliable)
+	require.False(t, got.ByID[id].First.IsZero())
 }

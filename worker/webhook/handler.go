@@ -139,7 +139,9 @@ type attempt struct {
 // due yet, is left alone, so a duplicate or early task costs one read.
 func (h *Handler) Work(ctx context.Context, a tasks.WebhookDeliver) error {
 	log := logging.From(ctx, h.log).With(slog.Int64("webhook_delivery_id", a.DeliveryID))
-	d, err := db.New(h.d.Pool).WebhookDeliveryForAttempt(ctx, a.DeliveryID)
+	// Read without the row's lock: record takes it, and checks nothing changed.
+	peek, err := db.New(h.d.Pool).WebhookDeliveryToAttempt(ctx, a.DeliveryID)
+	d := db.WebhookDeliveryForAttemptRow(peek)
 	if errors.Is(err, pgx.ErrNoRows) {
 		// Deleted by retention, or never committed: nothing to deliver.
 		return queue.Permanent(fmt.Errorf("webhook delivery %d not found", a.DeliveryID))
