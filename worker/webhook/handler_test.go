@@ -1,12 +1,15 @@
 package webhookdeliver_test
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"strconv"
 	"strings"
 	"sync"
@@ -540,4 +543,60 @@ func TestMissingDeliveryIsPermanent(t *testing.T) {
 	var ra *queue.RetryAfterError
 	require.False(t, errors.As(err, &ra))
 	require.ErrorContains(t, err, "not found")
+}
+
+// Every event type is delivered once, signed, with its envelope; the library
+// refuses the same request with its body altered; another organization's endpoint
+// receives none of it.
+func TestEveryEventTypeIsDeliveredSigned(t *testing.T) {
+	f := newFixture(t)
+	rc := f.receiver(t, status(http.StatusOK))
+	ep := f.endpoint(t, rc, testenv.WebhookRow{})
+	other := f.pg.Org(t)
+	foreign := f.receiver(t, status(http.StatusOK))
+	f.pg.InsertWebhook(t, f.keys, other.ID, testenv.WebhookRow{URL: foreign.srv.URL})
+	h := webhookdeliver.NewHandler(f.deps)
+	ctx := context.Background()
+
+	types := webhook.Types()
+	for i, ti := range types {
+		data := reflect.New(ti.Data).Interface()
+		var out webhook.Emitted
+		require.NoError(t, database.Tx(ctx, f.pg.Pool, func(q *db.Queries, _ pgx.Tx) error {
+			var err error
+			out, err = webhook.Emit(ctx, q, webhook.Event{
+				OrgID: f.org.ID, Type: ti.Type, EntityType: db.EntityTypeWebhook, EntityID: int64(i + 1),
+				DedupKey: "all-types:" + ti.Type, Data: data,
+			})
+			return err
+		}), ti.Type)
+		require.Len(t, out.Deliveries, 1, ti.Type)
+		require.NoError(t, h.Work(ctx, tasks.WebhookDeliver{DeliveryID: out.Deliveries[0]}), ti.Type)
+	}
+	got := rc.got()
+	require.Len(t, got, len(types))
+	seen := map[string]bool{}
+	for i, g := range got {
+		require.NoError(t, g.verifyErr, types[i].Type)
+		var env struct {
+			ID, Type       string
+			OrganizationID int64 `json:"organization_id"`
+			Data           json.RawMessage
+		}
+		require.NoError(t, json.Unmarshal(g.body, &env))
+		require.Equal(t, types[i].Type, env.Type)
+		require.Equal(t, g.id, env.ID)
+		require.Equal(t, f.org.ID, env.OrganizationID)
+		require.False(t, seen[env.ID], "event ids are unique")
+		seen[env.ID] = true
+
+		hdr := http.Header{}
+		hdr.Set(delivery.HeaderID, g.id)
+		hdr.Set(delivery.HeaderTimestamp, g.timestamp)
+		hdr.Set(delivery.HeaderSignature, g.signature)
+		altered := bytes.Replace(g.body, []byte(env.Type), []byte(env.Type+"x"), 1)
+		require.Error(t, delivery.Verify(rc.secret, altered, hdr), "an altered body must not verify")
+	}
+	require.Empty(t, foreign.got(), "another organization's endpoint received this organization's events")
+	_ = ep
 }
