@@ -115,6 +115,9 @@ type Request struct {
 	// Schema is the annotation_schema; when set the reply is requested as
 	// strict structured output (response_format json_schema).
 	Schema json.RawMessage
+	// Guide is trusted text on how to fill in Schema, put in the system
+	// message before it (PromptSpec.Guide); part of the prompt hash.
+	Guide string
 	// SchemaName is the json_schema name sent to the provider
 	// ([A-Za-z0-9_-], at most 64); "annotation" when empty.
 	SchemaName string
@@ -144,6 +147,7 @@ func (c *Client) PromptParams(r Request) PromptParams {
 		Temperature:  r.Temperature,
 		MaxTokens:    r.MaxTokens,
 		Limits:       c.limits,
+		Guide:        r.Guide,
 	}
 }
 
@@ -182,6 +186,7 @@ func (c *Client) BuildPrompt(r Request) (Prompt, error) {
 		SystemPrompt: r.SystemPrompt,
 		Instructions: r.Instructions,
 		Schema:       r.Schema,
+		Guide:        r.Guide,
 		Input:        r.Input,
 		Limits:       c.limits,
 	})

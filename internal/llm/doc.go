@@ -32,7 +32,9 @@
 //     file:validate, not here);
 //   - model is the model (or Azure deployment) name as configured on the
 //     project;
-//   - prompt hash is [PromptHash]: see [PromptParams] for its exact content;
+//   - prompt hash is [PromptHash]: see [PromptParams] for its exact content,
+//     which includes the request's guide (the label config's controls and
+//     labels, when pre-annotation derives the schema from one);
 //   - schema hash is [SchemaHash]: SHA-256 of the canonical schema JSON, or
 //     "" when the project has no annotation schema.
 //

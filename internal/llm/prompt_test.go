@@ -46,6 +46,25 @@ func TestBuildPromptInlinesText(t *testing.T) {
 	}
 }
 
+func TestBuildPromptPutsTheGuideBeforeTheOutputFormat(t *testing.T) {
+	s := spec("text/plain", []byte("Alice met Bob."))
+	s.Schema = json.RawMessage(`{"type":"object"}`)
+	s.Guide = "Controls: \"label\" (spans): PER, ORG."
+	p, err := llm.BuildPrompt(s)
+	require.NoError(t, err)
+	sys := p.Messages[0].Text()
+	g := strings.Index(sys, "## Annotation guide\nControls: \"label\" (spans): PER, ORG.")
+	require.Positive(t, g, sys)
+	require.Greater(t, strings.Index(sys, "## Output format"), g, "the guide comes before the schema")
+	require.Less(t, strings.Index(sys, "## Project instructions"), g, "and after the project's instructions")
+	require.NotContains(t, p.Messages[1].Text(), "Annotation guide", "the guide is trusted text: never in the user message")
+
+	s.Guide = " \n"
+	p, err = llm.BuildPrompt(s)
+	require.NoError(t, err)
+	require.NotContains(t, p.Messages[0].Text(), "## Annotation guide", "a blank guide adds no section")
+}
+
 func TestBuildPromptDefaultSystemPrompt(t *testing.T) {
 	s := spec("text/plain", []byte("x"))
 	s.SystemPrompt = "  "
@@ -227,6 +246,7 @@ func TestPromptHash(t *testing.T) {
 		"input budget":     func(p *llm.PromptParams) { p.Limits.MaxInputTokens = 10 },
 		"image limit":      func(p *llm.PromptParams) { p.Limits.MaxImageBytes = 10 },
 		"field boundaries": func(p *llm.PromptParams) { p.SystemPrompt, p.Instructions = "sysdo", " it" },
+		"guide":            func(p *llm.PromptParams) { p.Guide = "- \"label\": PER, ORG" },
 	} {
 		p := base
 		mut(&p)

@@ -87,6 +87,12 @@ type PreannotationData struct {
 	PromptTokens     *int32   `json:"prompt_tokens,omitempty"`
 	CompletionTokens *int32   `json:"completion_tokens,omitempty"`
 	CostUSD          *float64 `json:"cost_usd,omitempty"`
+	// RegionsRepaired and RegionsDropped are set when the output is a Label
+	// Studio prediction built from the project's label config: the spans
+	// whose offsets were repaired from their quoted text, and the items left
+	// out (a quote not in the text, a box past the image's edge).
+	RegionsRepaired *int `json:"regions_repaired,omitempty"`
+	RegionsDropped  *int `json:"regions_dropped,omitempty"`
 }
 
 // AssignmentData is the data of assignment.created and assignment.revoked.
@@ -121,6 +127,9 @@ type ExportData struct {
 	ProjectID int64  `json:"project_id"`
 	Status    string `json:"status"`
 	Trigger   string `json:"trigger"`
+	// Format is the archive's layout: labelq, or the format it was converted
+	// to (coco, yolo, ...).
+	Format string `json:"format,omitempty"`
 	// DownloadPath is the API route that answers a fresh download URL (GET with a
 	// read token); the archive's own URL expires, so none is sent.
 	DownloadPath   *string `json:"download_path,omitempty"`

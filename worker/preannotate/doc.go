@@ -3,6 +3,31 @@
 // schema, and stores the reply as a new llm_output file version, with tokens, latency
 // and cost recorded, under shared rate limits and a content cache.
 //
+// # Label configs
+//
+// A project with a label config (projects.label_config) and no hand-written
+// annotation_schema gets its schema derived from the config
+// (labelconfig.Config.OutputSchema: boxes, polygons and points with a label from
+// the list and a score, spans with their quote and code-point offsets, choices,
+// free text), and a bounded guide in the system message naming each control, its
+// object and its labels. A hand-written annotation_schema wins over the config:
+// it was written on purpose, and its replies are stored as they came, as before.
+// The model's answer is stored as a Label Studio prediction,
+//
+//	{"model_version": "<project's model>", "score": <mean of the regions' scores>, "result": [regions]}
+//
+// (score left out when no region has one), the regions built by
+// labelconfig.Config.ToRegions: spans are checked against the text the model was
+// shown, an offset that does not select its quote is repaired from the quote, and a
+// quote not in the text (or a box past the edge, a label not in the list) is
+// dropped. Regions on an image carry original_width and original_height, the image
+// facts' displayed size (width and height swapped for EXIF orientations 5–8). The
+// output version's llm_params say output_format "label_studio_prediction" with the
+// counts (regions, regions_repaired, regions_dropped), which the event and the
+// preannotation.succeeded webhook carry too. The derived schema is in the schema
+// hash and the guide in the prompt hash, so a changed config never reuses an answer
+// to the old one.
+//
 // One llm_runs row exists per (version, model, prompt hash, schema hash); the
 // handler drives it to succeeded, failed or skipped and writes one event_log entry
 // for the outcome. What makes it safe to run any task twice, or to cut it off at any

@@ -21,6 +21,7 @@ import (
 
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/labelconfig"
 	"github.com/labelq/labelq/internal/llm"
 	"github.com/labelq/labelq/internal/logging"
 	"github.com/labelq/labelq/internal/metrics"
@@ -138,6 +139,10 @@ type job struct {
 	req     llm.Request
 	key     llm.CacheKey
 	run     db.LlmRun
+	// labels is the label config the schema was derived from, nil when the
+	// project has none or a hand-written schema (labelConfigOf): with it the
+	// reply is stored as a Label Studio prediction.
+	labels *labelconfig.Config
 }
 
 // Work pre-annotates one version. It returns nil when the output is stored (now,
@@ -224,6 +229,27 @@ func (h *Handler) load(ctx context.Context, log *slog.Logger, versionID int64) (
 		// duplicates reuse.
 		Input: llm.Input{ContentType: contentType(v)},
 	}
+	labels, err := labelConfigOf(pr)
+	if err != nil {
+		return ineligible("the project's label config cannot be used: " + err.Error())
+	}
+	if labels != nil {
+		// Derived, so nobody writes a schema by hand. The schema hash and the
+		// guide (in the prompt hash) follow the config: a changed config is a
+		// new run, never a reuse of answers to the old one.
+		if req.Schema, err = labels.OutputSchema(); err != nil {
+			return ineligible("the project's label config cannot be used: " + err.Error())
+		}
+		// The schema is held to the limits of a hand-written one (the reply is
+		// checked with the same compiler); a config too large for them must not
+		// cost a call and a repair call before that shows.
+		if _, err := llm.CompileSchema(req.Schema); err != nil {
+			return ineligible("the project's label config cannot be used: the JSON Schema derived from it is refused: " +
+				strings.TrimPrefix(err.Error(), "llm: "))
+		}
+		req.SchemaName = "label_config"
+		req.Guide = guide(*labels)
+	}
 	key, err := h.llm.CacheKey(*v.Checksum, req)
 	if err != nil {
 		return ineligible("the project's annotation schema is not valid JSON: " + err.Error())
@@ -264,7 +290,7 @@ func (h *Handler) load(ctx context.Context, log *slog.Logger, versionID int64) (
 	}); err != nil {
 		return nil, fmt.Errorf("close superseded runs of version %d: %w", v.ID, err)
 	}
-	return &job{log: log, version: v, file: f, project: pr, req: req, key: key, run: run}, nil
+	return &job{log: log, version: v, file: f, project: pr, req: req, key: key, run: run, labels: labels}, nil
 }
 
 // disabled records that the project does not pre-annotate (once per version and
@@ -675,7 +701,36 @@ func (h *Handler) call(ctx context.Context, j *job, prompt llm.Prompt) error {
 	} else if strings.TrimSpace(resp.Content) == "" {
 		return h.fail(ctx, j, u, fmt.Sprintf("the model returned an empty reply (finish_reason %q)", resp.FinishReason), nil)
 	}
-	return h.storeNew(ctx, j, u, resp, reply)
+	ans := answer{body: []byte(reply.JSON), reply: reply}
+	if j.labels != nil {
+		body, counts, err := prediction(*j.labels, j.req.Model, ans.body, shownText(j, prompt), imageFacts(j.version))
+		if err != nil {
+			// ToRegions refuses only shapes the derived schema rules out, so
+			// this is not expected; a repair call would be held to the same
+			// schema the answer already satisfies.
+			return h.fail(ctx, j, u, "the model's answer cannot be turned into Label Studio regions: "+err.Error(), &resp.Content)
+		}
+		if counts.repaired > 0 || counts.dropped > 0 {
+			j.log.InfoContext(ctx, "spans checked against the text", slog.Int("regions", counts.regions),
+				slog.Int("repaired", counts.repaired), slog.Int("dropped", counts.dropped))
+		}
+		ans.body, ans.counts = body, &counts
+	}
+	return h.storeNew(ctx, j, u, resp, ans)
+}
+
+// shownText is the text the model was shown, which its span offsets count in:
+// the input as far as the prompt sent it (a prefix of the file, so offsets into
+// it are offsets into the file), "" for an image.
+func shownText(j *job, p llm.Prompt) string {
+	if hasImage(p) {
+		return ""
+	}
+	data := j.req.Input.Data
+	if p.InputBytes < len(data) {
+		data = data[:p.InputBytes]
+	}
+	return strings.ToValidUTF8(string(data), "\uFFFD")
 }
 
 // callFailed records a failed call on the run and turns it into the task's

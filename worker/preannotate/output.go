@@ -40,6 +40,19 @@ type output struct {
 	params   json.RawMessage
 	// unwrapped: the reply held its JSON in a code fence or a sentence.
 	unwrapped bool
+	// counts, for a prediction: its regions, and the spans repaired or
+	// dropped on the way.
+	counts *regionCounts
+}
+
+// answer is what of a paid reply is stored.
+type answer struct {
+	// body is the output object: the reply's JSON (unwrapped) or text, or the
+	// Label Studio prediction built from it.
+	body  []byte
+	reply llm.Reply
+	// counts is set for a prediction.
+	counts *regionCounts
 }
 
 // format is the output's extension and MIME type: JSON when the project asked for
@@ -87,15 +100,33 @@ type llmParams struct {
 	// Unwrapped is where the reply held the stored JSON ("code_fence",
 	// "prose") when it was not the reply itself.
 	Unwrapped string `json:"unwrapped,omitempty"`
+	// OutputFormat is OutputFormatPrediction when the output is a Label
+	// Studio prediction built from the project's label config; absent when it
+	// is the model's reply as it came.
+	OutputFormat string `json:"output_format,omitempty"`
+	// Regions, RegionsRepaired and RegionsDropped count, for a prediction,
+	// its regions, the spans whose offsets were repaired from their quoted
+	// text, and the items left out (a quote not in the text, a box past the
+	// edge).
+	Regions         *int `json:"regions,omitempty"`
+	RegionsRepaired *int `json:"regions_repaired,omitempty"`
+	RegionsDropped  *int `json:"regions_dropped,omitempty"`
 }
 
-// storeNew stores a reply the run paid for (reply: what of it is stored) and links
+func (p llmParams) counts() *regionCounts {
+	if p.Regions == nil || p.RegionsRepaired == nil || p.RegionsDropped == nil {
+		return nil
+	}
+	return &regionCounts{regions: *p.Regions, repaired: *p.RegionsRepaired, dropped: *p.RegionsDropped}
+}
+
+// storeNew stores a reply the run paid for (ans: what of it is stored) and links
 // it.
-func (h *Handler) storeNew(ctx context.Context, j *job, u usage, resp llm.Response, reply llm.Reply) error {
+func (h *Handler) storeNew(ctx context.Context, j *job, u usage, resp llm.Response, ans answer) error {
 	wctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), storeTimeout)
 	defer cancel()
 	ext, mime := format(j)
-	body := []byte(reply.JSON)
+	body, reply := ans.body, ans.reply
 	key := objectKey(j, ext)
 	if _, err := h.store.Client.PutObject(wctx, h.store.Bucket, key, bytes.NewReader(body), int64(len(body)),
 		minio.PutObjectOptions{ContentType: mime}); err != nil {
@@ -107,17 +138,22 @@ func (h *Handler) storeNew(ctx context.Context, j *job, u usage, resp llm.Respon
 		return fmt.Errorf("store output of version %d: %w", j.version.ID, err)
 	}
 	sum := sha256.Sum256(body)
-	params, err := json.Marshal(llmParams{
+	lp := llmParams{
 		Temperature: j.req.Temperature, MaxTokens: j.req.MaxTokens,
 		PromptHash: j.key.PromptHash, SchemaHash: j.key.SchemaHash, PromptBuilderVersion: llm.PromptBuilderVersion,
 		ProviderModel: resp.Model, FinishReason: resp.FinishReason, InputTruncated: resp.InputTruncated,
 		Unwrapped: string(reply.Unwrapped),
-	})
+	}
+	if c := ans.counts; c != nil {
+		lp.OutputFormat = OutputFormatPrediction
+		lp.Regions, lp.RegionsRepaired, lp.RegionsDropped = &c.regions, &c.repaired, &c.dropped
+	}
+	params, err := json.Marshal(lp)
 	if err != nil {
 		return fmt.Errorf("encode llm_params: %w", err)
 	}
 	out := output{key: key, checksum: hex.EncodeToString(sum[:]), size: int64(len(body)), mime: mime, params: params,
-		unwrapped: reply.Unwrapped != llm.NotWrapped}
+		unwrapped: reply.Unwrapped != llm.NotWrapped, counts: ans.counts}
 	ver, err := h.commit(wctx, j, u, out, nil)
 	if database.IsUniqueViolation(err, "llm_runs_paid_cache_key") {
 		// Another process paid for the same key at the same time, which the cache
@@ -187,7 +223,10 @@ func (h *Handler) reuse(ctx context.Context, j *job, src db.LlmRun, u usage) err
 	if err != nil {
 		return fmt.Errorf("encode llm_params: %w", err)
 	}
-	out := output{key: key, checksum: *sv.Checksum, size: *sv.SizeBytes, mime: *sv.MimeType, params: params}
+	// A cached prediction was built from the same reply, text and image facts
+	// (the cache key covers the bytes, the model and the config), so its
+	// counts hold for this version too.
+	out := output{key: key, checksum: *sv.Checksum, size: *sv.SizeBytes, mime: *sv.MimeType, params: params, counts: p.counts()}
 	ver, err := h.commit(wctx, j, u, out, &src.ID)
 	if err != nil {
 		return err
@@ -244,12 +283,17 @@ func (h *Handler) commit(ctx context.Context, j *job, u usage, out output, cache
 		if cachedFrom != nil {
 			meta["cached_from_run_id"] = *cachedFrom
 		}
+		data := runData(run, db.LlmRunStatusSucceeded, nil)
+		if c := out.counts; c != nil {
+			meta["regions"], meta["regions_repaired"], meta["regions_dropped"] = c.regions, c.repaired, c.dropped
+			data.RegionsRepaired, data.RegionsDropped = &c.repaired, &c.dropped
+		}
 		id = ver.ID
 		key := fmt.Sprintf("preannotate:run:%d:succeeded", run.ID)
 		if err := event(ctx, q, j.version, "preannotated", key, meta); err != nil {
 			return err
 		}
-		return notify(ctx, q, j.version, webhook.PreannotationSucceeded, key, runData(run, db.LlmRunStatusSucceeded, nil))
+		return notify(ctx, q, j.version, webhook.PreannotationSucceeded, key, data)
 	})
 	return id, err
 }
