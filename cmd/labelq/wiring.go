@@ -67,6 +67,6 @@ func mountWebhooks(a *app.App, mux *asynq.ServeMux) {
 	}
 	tasks.Register(mux, webhookdeliver.NewHandler(webhookdeliver.Deps{
 		Pool: a.Pool, Redis: rdb, Keys: a.Keys, Policy: pol, Schedule: sched, Timeout: a.Cfg.WebhookTimeout,
-		Concurrency: a.Cfg.WebhookConcurrency, DisableAfter: a.Cfg.WebhookDisableAfter, Log: a.Log, Now: a.Now,
+		Concurrency: a.Cfg.WebhookConcurrency, DisableAfter: a.Cfg.WebhookDisableAfter, Metrics: a.Metrics, Log: a.Log, Now: a.Now,
 	}).Work)
 }

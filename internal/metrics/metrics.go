@@ -25,6 +25,10 @@ type Metrics struct {
 	OutboxRelayed prometheus.Counter
 	OutboxLag     prometheus.Histogram
 	HTTPRequests  *prometheus.CounterVec
+	// WebhookAttempts and WebhookLatency are webhook:deliver's attempts, by
+	// outcome (succeeded, retry, failed, gone), and their time to an answer.
+	WebhookAttempts *prometheus.CounterVec
+	WebhookLatency  prometheus.Histogram
 }
 
 // New registers labelq's collectors (and Go/process collectors) on a new registry.
@@ -57,9 +61,16 @@ func New() *Metrics {
 		HTTPRequests: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "labelq_http_requests_total", Help: "API requests, by route pattern and status code.",
 		}, []string{"route", "code"}),
+		WebhookAttempts: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "labelq_webhook_attempts_total", Help: "Webhook delivery attempts, by outcome (succeeded, retry, failed, gone).",
+		}, []string{"outcome"}),
+		WebhookLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "labelq_webhook_attempt_seconds", Help: "Time from a webhook attempt's start to the receiver's answer (or the error).",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
+		}),
 	}
 	m.Registry.MustRegister(m.Tasks, m.TaskDuration, m.BytesHashed, m.LLMTokens, m.ExportBytes,
-		m.OutboxRelayed, m.OutboxLag, m.HTTPRequests,
+		m.OutboxRelayed, m.OutboxLag, m.HTTPRequests, m.WebhookAttempts, m.WebhookLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	return m
 }

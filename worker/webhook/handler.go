@@ -29,6 +29,7 @@ import (
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/logging"
+	"github.com/labelq/labelq/internal/metrics"
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/ratelimit"
 	"github.com/labelq/labelq/internal/storage"
@@ -74,8 +75,10 @@ type Deps struct {
 	DisableAfter time.Duration
 	// Transport, when set, is the base of the delivery client (tests: TLS roots).
 	Transport *http.Transport
-	Log       *slog.Logger
-	Now       func() time.Time
+	// Metrics, when set, counts attempts by outcome and their latency.
+	Metrics *metrics.Metrics
+	Log     *slog.Logger
+	Now     func() time.Time
 }
 
 // Handler is the webhook:deliver handler.
@@ -177,6 +180,10 @@ func (h *Handler) Work(ctx context.Context, a tasks.WebhookDeliver) error {
 		return err
 	}
 	logAttempt(ctx, log, d, at, ended)
+	if m := h.d.Metrics; m != nil && recorded {
+		m.WebhookAttempts.WithLabelValues(at.outcome.String()).Inc()
+		m.WebhookLatency.Observe(at.latency.Seconds())
+	}
 	if !recorded || ended {
 		return nil
 	}
