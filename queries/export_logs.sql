@@ -1,7 +1,9 @@
 -- name: ExportLogCreate :one
--- storage_id: the export storage the archive goes to (NULL: labelq's bucket).
-INSERT INTO export_logs (org_id, project_id, requested_by, schedule_id, scheduled_for, options, storage_id)
-VALUES (@org_id, @project_id, @requested_by, @schedule_id, @scheduled_for, @options, sqlc.narg('storage_id'))
+-- storage_id: the export storage the archive goes to (NULL: labelq's bucket);
+-- format: the archive's layout (NULL: labelq's own).
+INSERT INTO export_logs (org_id, project_id, requested_by, schedule_id, scheduled_for, options, storage_id, format)
+VALUES (@org_id, @project_id, @requested_by, @schedule_id, @scheduled_for, @options, sqlc.narg('storage_id'),
+        COALESCE(sqlc.narg('format')::text, 'labelq'))
 RETURNING *;
 
 -- name: ExportLogGet :one
@@ -27,11 +29,12 @@ LIMIT @max_rows;
 
 -- name: ExportLogCreateForTick :one
 -- One export per schedule tick, however many schedulers fire it. The export goes
--- where the schedule says (its storage_id, read here so the scheduler need not
--- carry it).
-INSERT INTO export_logs (org_id, project_id, schedule_id, scheduled_for, options, storage_id)
+-- where the schedule says, in its format (its storage_id and format, read here so
+-- the scheduler need not carry them).
+INSERT INTO export_logs (org_id, project_id, schedule_id, scheduled_for, options, storage_id, format)
 VALUES (@org_id, @project_id, @schedule_id, @scheduled_for, @options,
-        (SELECT s.storage_id FROM export_schedules s WHERE s.id = @schedule_id))
+        (SELECT s.storage_id FROM export_schedules s WHERE s.id = @schedule_id),
+        COALESCE((SELECT s.format FROM export_schedules s WHERE s.id = @schedule_id), 'labelq'))
 ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
 RETURNING *;
 

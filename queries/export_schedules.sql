@@ -1,6 +1,8 @@
 -- name: ExportScheduleCreate :one
-INSERT INTO export_schedules (org_id, project_id, cron_spec, timezone, options, enabled, created_by, storage_id)
-VALUES (@org_id, @project_id, @cron_spec, @timezone, @options, @enabled, @created_by, sqlc.narg('storage_id'))
+-- format: the layout of its exports (NULL: labelq's own).
+INSERT INTO export_schedules (org_id, project_id, cron_spec, timezone, options, enabled, created_by, storage_id, format)
+VALUES (@org_id, @project_id, @cron_spec, @timezone, @options, @enabled, @created_by, sqlc.narg('storage_id'),
+        COALESCE(sqlc.narg('format')::text, 'labelq'))
 RETURNING *;
 
 -- name: ExportScheduleListByProject :many
@@ -14,6 +16,7 @@ UPDATE export_schedules SET
     timezone  = COALESCE(sqlc.narg('timezone'), timezone),
     options   = COALESCE(sqlc.narg('options'), options),
     enabled   = COALESCE(sqlc.narg('enabled'), enabled),
+    format    = COALESCE(sqlc.narg('format')::text, format),
     -- set_storage: storage_id was given (NULL: back to labelq's bucket).
     storage_id = CASE WHEN @set_storage::boolean THEN sqlc.narg('storage_id')::bigint ELSE storage_id END
 WHERE id = @id AND org_id = @org_id AND deleted_at IS NULL

@@ -48,3 +48,9 @@ UPDATE projects SET
     our_pm_id                = COALESCE(sqlc.narg('our_pm_id'), our_pm_id)
 WHERE id = @id AND org_id = @org_id AND deleted_at IS NULL
 RETURNING *;
+
+-- name: ProjectSetLabelConfig :one
+-- The project's label config: internal/labelconfig's JSON, checked by the API.
+UPDATE projects SET label_config = @label_config
+WHERE id = @id AND org_id = @org_id AND deleted_at IS NULL
+RETURNING label_config;

@@ -28,13 +28,13 @@ ORDER BY key;
 
 -- name: StorageLinksUpsert :exec
 -- New links, and links whose key now has a newer version (arrays zipped, one
--- element per key). A link that was gone is back.
+-- element per key). A link that was gone is back; one an import made is listed now.
 INSERT INTO storage_links (storage_id, key, org_id, project_id, file_id, version_id, etag, size_bytes)
 SELECT @storage_id, unnest(@keys::text[]), @org_id, @project_id,
        unnest(@file_ids::bigint[]), unnest(@version_ids::bigint[]), unnest(@etags::text[]), unnest(@sizes::bigint[])
 ON CONFLICT (storage_id, key) DO UPDATE SET
     file_id = excluded.file_id, version_id = excluded.version_id,
-    etag = excluded.etag, size_bytes = excluded.size_bytes, gone_at = NULL;
+    etag = excluded.etag, size_bytes = excluded.size_bytes, gone_at = NULL, unlisted = false;
 
 -- name: StorageLinksSetGone :many
 -- Keys no longer in the bucket; returns the files of the links that were not gone
@@ -118,3 +118,18 @@ SELECT @org_id, @project_id, n.file_id,
 FROM n
 ORDER BY n.ord
 RETURNING id, file_id, version_number, storage_path;
+
+-- name: StorageLinksInsertUnlisted :exec
+-- Links of keys an import named without listing them (arrays zipped): ETag and size
+-- unknown until a listing adopts them (StorageLinksAdopt). The caller holds the
+-- storage's lock and has seen the keys unlinked.
+INSERT INTO storage_links (storage_id, key, org_id, project_id, file_id, version_id, etag, size_bytes, unlisted)
+SELECT @storage_id, unnest(@keys::text[]), @org_id, @project_id,
+       unnest(@file_ids::bigint[]), unnest(@version_ids::bigint[]), '', 0, true;
+
+-- name: StorageLinksAdopt :exec
+-- A listing saw keys whose links an import made: they take the listed ETag and size
+-- (arrays zipped) and become ordinary links, with no new version.
+UPDATE storage_links l SET etag = u.etag, size_bytes = u.size, unlisted = false
+FROM (SELECT unnest(@keys::text[]) AS key, unnest(@etags::text[]) AS etag, unnest(@sizes::bigint[]) AS size) u
+WHERE l.storage_id = @storage_id AND l.key = u.key AND l.unlisted;

@@ -146,6 +146,8 @@ func (w *fixture) seed(t *testing.T) seeded {
 	r := w.orgA.do("POST", "/v1/projects", map[string]any{"name": "secret-project-A", "llm_enabled": true, "llm_model": "gpt-4o-mini"})
 	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
 	s.ProjectID = id(t, r)
+	r = w.orgA.do("PUT", fmt.Sprintf("/v1/projects/%d/label-config", s.ProjectID), validBody(api.Route{Request: api.LabelConfigInput{}}))
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
 	r = w.orgA.do("POST", "/v1/users", map[string]any{
 		"email": "ann@a.test", "name": "Ann A", "role": "annotator",
 		"language_expertise": map[string]float64{"en": 4.5}, "availability": map[string]any{"timezone": "Europe/Paris", "monday": []string{"09:00-12:00"}},
@@ -265,6 +267,11 @@ func validBody(rt api.Route) any {
 		return map[string]any{"items": []any{map[string]any{"file_id": 1, "storage_path": "orgs/1/x"}}}
 	case api.NotificationInput:
 		return map[string]any{"Records": []any{}}
+	case api.LabelConfigInput:
+		return map[string]any{"objects": []any{map[string]any{"name": "image", "type": "image", "value": "$image"}},
+			"controls": []any{map[string]any{"name": "label", "type": "rectanglelabels", "to_name": "image", "labels": []string{"Car"}}}}
+	case api.ImportInput:
+		return []any{map[string]any{"data": map[string]any{"image": "s3://bucket/incoming/a.jpg"}}}
 	case api.WebhookInput:
 		if rt.Method == "POST" {
 			return map[string]any{"url": "https://203.0.113.20/labelq-b"}

@@ -66,9 +66,15 @@ func GenerateOpenAPI(routes []Route) ([]byte, error) {
 			op["parameters"] = params
 		}
 		if rt.Request != nil {
+			content := map[string]any{"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(rt.Request), schemas)}}
+			if m, ok := rt.Request.(mediaTyped); ok {
+				for _, mt := range m.mediaTypes() {
+					content[mt] = map[string]any{"schema": map[string]any{"type": "string"}}
+				}
+			}
 			op["requestBody"] = map[string]any{
 				"required": rt.Path != "/v1/projects/{project_id}/exports",
-				"content":  map[string]any{"application/json": map[string]any{"schema": schemaRef(reflect.TypeOf(rt.Request), schemas)}},
+				"content":  content,
 			}
 		}
 		problemRef := map[string]any{"$ref": "#/components/schemas/Problem"}

@@ -30,6 +30,8 @@ func (s *Server) Routes() []Route {
 		{"GET", "/v1/projects/{project_id}", "Read a project", "projects", nil, Project{}, ok, getProject, read},
 		{"PATCH", "/v1/projects/{project_id}", "Update a project (LLM, schema and matching settings)", "projects", ProjectInput{}, Project{}, ok, updateProject, manage},
 		{"GET", "/v1/projects/{project_id}/llm-usage", "LLM runs, cache hits, tokens and cost of a project", "projects", nil, LLMUsage{}, ok, llmUsage, read},
+		{"PUT", "/v1/projects/{project_id}/label-config", "Set a project's label config: JSON, or a Label Studio XML label config (Content-Type: application/xml)", "projects", LabelConfigInput{}, LabelConfig{}, ok, putLabelConfig, manage},
+		{"GET", "/v1/projects/{project_id}/label-config", "Read a project's label config (404 when none is set)", "projects", nil, LabelConfig{}, ok, getLabelConfig, read},
 
 		{"POST", "/v1/users", "Create a person (annotator, reviewer, manager) with their matching inputs", "people", UserInput{}, User{}, created, createUser, manage},
 		{"GET", "/v1/users", "List people", "people", nil, List[User]{}, ok, listUsers, read},
@@ -42,6 +44,7 @@ func (s *Server) Routes() []Route {
 		{"POST", "/v1/files/{file_id}/upload-url", "Get a presigned PUT URL and key for a new version", "files", nil, UploadURL{}, ok, uploadURL, upload},
 		{"POST", "/v1/files/{file_id}/versions", "Register an uploaded version; starts the pipeline (validate → pre-annotate → match)", "files", VersionInput{}, Enqueued{}, accepted, registerVersion, upload},
 		{"POST", "/v1/projects/{project_id}/versions:batch", "Register up to 1,000 uploaded versions in one transaction, with a result per item (created, duplicate or invalid)", "files", BatchInput{}, BatchResult{}, accepted, registerBatch, upload},
+		{"POST", "/v1/projects/{project_id}/imports", "Import a Label Studio JSON export (up to 10,000 tasks, ?approve=false to leave annotated jobs for review) in one transaction: files, versions, jobs with their results, predictions; a result per task (created or invalid)", "files", ImportInput{}, ImportResult{}, accepted, importTasks, manage},
 		{"GET", "/v1/files/{file_id}/versions", "List a file's versions", "files", nil, List[Version]{}, ok, listVersions, read},
 		{"GET", "/v1/versions/{version_id}", "Read a version with its validation status and error", "files", nil, Version{}, ok, getVersion, read},
 		{"POST", "/v1/versions/{version_id}/revalidate", "Validate a version again", "files", nil, Enqueued{}, accepted, revalidateVersion, upload},

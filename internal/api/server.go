@@ -291,10 +291,27 @@ func (s *Server) readBody(r *http.Request, rt Route) ([]byte, error) {
 			fmt.Sprintf("the request body is larger than %d bytes", limit))
 	}
 	if ct := r.Header.Get("Content-Type"); ct != "" && !strings.HasPrefix(ct, "application/json") {
+		if m, ok := rt.Request.(mediaTyped); ok {
+			if !slices.Contains(m.mediaTypes(), mediaType(ct)) {
+				return nil, problem(http.StatusUnsupportedMediaType, "Unsupported media type",
+					"send the body with Content-Type: application/json or "+strings.Join(m.mediaTypes(), " or "))
+			}
+			return body, nil
+		}
 		return nil, problem(http.StatusUnsupportedMediaType, "Unsupported media type",
 			"send the body as JSON with Content-Type: application/json")
 	}
 	return body, nil
+}
+
+// mediaTyped is a request type that also takes bodies of other media types than
+// JSON (a label config in Label Studio's XML); its handler reads the body itself.
+type mediaTyped interface{ mediaTypes() []string }
+
+// mediaType is a Content-Type without its parameters, in lower case.
+func mediaType(ct string) string {
+	t, _, _ := strings.Cut(ct, ";")
+	return strings.ToLower(strings.TrimSpace(t))
 }
 
 // idempotency is a request's Idempotency-Key (empty when it has none) and the hash

@@ -50,9 +50,12 @@ type Project struct {
 	MinLanguageProficiency float64         `json:"min_language_proficiency"`
 	AssignReviewers        bool            `json:"assign_reviewers"`
 	AllowedContentTypes    json.RawMessage `json:"allowed_content_types"`
-	CompletedAt            *time.Time      `json:"completed_at"`
-	CreatedAt              time.Time       `json:"created_at"`
-	UpdatedAt              time.Time       `json:"updated_at"`
+	// LabelConfig is what the project annotates and with which labels (see
+	// GET /v1/projects/{id}/label-config); null when none is set.
+	LabelConfig json.RawMessage `json:"label_config"`
+	CompletedAt *time.Time      `json:"completed_at"`
+	CreatedAt   time.Time       `json:"created_at"`
+	UpdatedAt   time.Time       `json:"updated_at"`
 }
 
 func projectFromRow(r db.Project) Project {
@@ -62,7 +65,7 @@ func projectFromRow(r db.Project) Project {
 		LLMEnabled: r.LlmEnabled, LLMModel: r.LlmModel, LLMTemperature: r.LlmTemperature, LLMMaxTokens: r.LlmMaxTokens,
 		LLMSystemPrompt: r.LlmSystemPrompt, LLMDailyTokenBudget: r.LlmDailyTokenBudget,
 		AnnotationSchema: r.AnnotationSchema, MinLanguageProficiency: r.MinLanguageProficiency,
-		AssignReviewers: r.AssignReviewers, AllowedContentTypes: r.AllowedContentTypes,
+		AssignReviewers: r.AssignReviewers, AllowedContentTypes: r.AllowedContentTypes, LabelConfig: r.LabelConfig,
 		CompletedAt: r.CompletedAt, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 }
@@ -249,11 +252,14 @@ func assignmentFromRow(r db.Assignment) Assignment {
 
 // Export is a ZIP export: status, progress, checksum and size.
 type Export struct {
-	ID            int64           `json:"id"`
-	ProjectID     int64           `json:"project_id"`
-	RequestedBy   *int64          `json:"requested_by"`
-	ScheduleID    *int64          `json:"schedule_id"`
-	ScheduledFor  *time.Time      `json:"scheduled_for"`
+	ID           int64      `json:"id"`
+	ProjectID    int64      `json:"project_id"`
+	RequestedBy  *int64     `json:"requested_by"`
+	ScheduleID   *int64     `json:"schedule_id"`
+	ScheduledFor *time.Time `json:"scheduled_for"`
+	// Format is the archive's layout: labelq, or the format the results were
+	// converted to (label_studio, json_min, csv, coco, yolo, voc, conll2003).
+	Format        string          `json:"format"`
 	Options       json.RawMessage `json:"options"`
 	Status        string          `json:"status"`
 	ArchiveSHA256 *string         `json:"archive_sha256"`
@@ -281,7 +287,7 @@ type Export struct {
 func exportFromRow(r db.ExportLog) Export {
 	return Export{
 		ID: r.ID, ProjectID: r.ProjectID, RequestedBy: r.RequestedBy, ScheduleID: r.ScheduleID, ScheduledFor: r.ScheduledFor,
-		Options: r.Options, Status: string(r.Status), ArchiveSHA256: r.ArchiveSha256, SizeBytes: r.SizeBytes,
+		Format: r.Format, Options: r.Options, Status: string(r.Status), ArchiveSHA256: r.ArchiveSha256, SizeBytes: r.SizeBytes,
 		FileCount: r.FileCount, FilesDone: r.FilesDone, FilesTotal: r.FilesTotal, BytesDone: r.BytesDone, BytesTotal: r.BytesTotal,
 		Error: r.Error, Note: r.Note, StorageID: r.StorageID, RequestedAt: r.RequestedAt, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt, PurgedAt: r.PurgedAt,
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
@@ -290,10 +296,12 @@ func exportFromRow(r db.ExportLog) Export {
 
 // Schedule is an export schedule: a cron spec in a time zone.
 type Schedule struct {
-	ID          int64           `json:"id"`
-	ProjectID   int64           `json:"project_id"`
-	CronSpec    string          `json:"cron_spec"`
-	Timezone    string          `json:"timezone"`
+	ID        int64  `json:"id"`
+	ProjectID int64  `json:"project_id"`
+	CronSpec  string `json:"cron_spec"`
+	Timezone  string `json:"timezone"`
+	// Format is the layout of the schedule's exports (see Export).
+	Format      string          `json:"format"`
 	Options     json.RawMessage `json:"options"`
 	Enabled     bool            `json:"enabled"`
 	StorageID   *int64          `json:"storage_id"`
@@ -305,7 +313,7 @@ type Schedule struct {
 
 func scheduleFromRow(r db.ExportSchedule) Schedule {
 	return Schedule{
-		ID: r.ID, ProjectID: r.ProjectID, CronSpec: r.CronSpec, Timezone: r.Timezone, Options: r.Options,
+		ID: r.ID, ProjectID: r.ProjectID, CronSpec: r.CronSpec, Timezone: r.Timezone, Format: r.Format, Options: r.Options,
 		Enabled: r.Enabled, StorageID: r.StorageID, LastFiredAt: r.LastFiredAt, CreatedBy: r.CreatedBy, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 }

@@ -354,6 +354,9 @@ func TestRowMappersCopyEveryField(t *testing.T) {
 		reflect.TypeOf(NotificationResult{}): true,
 		// A webhook's new secret, and the event and delivery a test made.
 		reflect.TypeOf(WebhookSecret{}): true, reflect.TypeOf(WebhookPing{}): true,
+		// A project's label_config column, parsed (Project answers the column),
+		// and an import's per-task outcomes.
+		reflect.TypeOf(LabelConfig{}): true, reflect.TypeOf(ImportResult{}): true,
 	}
 	for _, rt := range (&Server{}).Routes() {
 		if rt.Response == nil {

@@ -78,6 +78,12 @@ func updateJob(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, orNotFound(err, "job")
 	}
+	if in.ResultVersionID != nil {
+		// With a label config, the result must fit it (labelconfig.go).
+		if err := c.checkJobResult(ctx, old, *in.ResultVersionID); err != nil {
+			return 0, nil, err
+		}
+	}
 	recheck := in.changesAttributes(old)
 	if recheck {
 		// Wait for a project:match run of the project that is writing
@@ -316,6 +322,16 @@ type ExportOptions = tasks.ExportOptions
 
 // ExportInput requests an export.
 type ExportInput struct {
+	// Format is the archive's layout: labelq (the default: files, approved
+	// results and model outputs as stored), or a format the approved Label
+	// Studio results are converted to: label_studio, json_min, csv, coco,
+	// yolo, voc, conll2003. A converted format needs the project's label config
+	// and must fit it (coco, yolo and voc need boxes on images, conll2003 spans
+	// on texts), else 422. Its options default to include_files=false (the
+	// images under images/, where the converted files point, only when asked),
+	// include_annotations=true and, for label_studio, include_llm=true (the
+	// pre-annotations as predictions).
+	Format  *string       `json:"format,omitempty"`
 	Options ExportOptions `json:"options"`
 	// StorageID sends the archive to an export storage of the project (kind
 	// "export") instead of labelq's bucket; the download link and checksum work
@@ -334,9 +350,9 @@ func createExport(c *Call) (int, any, error) {
 			return 0, nil, err
 		}
 	}
-	o := in.Options.Normalized()
-	if !*o.IncludeFiles && !*o.IncludeAnnotations && !*o.IncludeLLM {
-		return 0, nil, invalid("options", "include at least one of files, annotations or llm")
+	format, o, err := c.exportFormat(pid, in.Format, in.Options)
+	if err != nil {
+		return 0, nil, err
 	}
 	target, err := c.exportTarget(pid, in.StorageID)
 	if err != nil {
@@ -344,7 +360,7 @@ func createExport(c *Call) (int, any, error) {
 	}
 	ctx := c.R.Context()
 	opts, _ := json.Marshal(o)
-	e, err := c.Q.ExportLogCreate(ctx, db.ExportLogCreateParams{OrgID: c.OrgID, ProjectID: pid, Options: opts, StorageID: target})
+	e, err := c.Q.ExportLogCreate(ctx, db.ExportLogCreateParams{OrgID: c.OrgID, ProjectID: pid, Options: opts, StorageID: target, Format: &format})
 	if err != nil {
 		return 0, nil, err
 	}
@@ -352,7 +368,7 @@ func createExport(c *Call) (int, any, error) {
 	if err := outbox.Add(ctx, c.Q, c.OrgID, next); err != nil {
 		return 0, nil, err
 	}
-	meta := map[string]any{"project_id": pid}
+	meta := map[string]any{"project_id": pid, "format": format}
 	if target != nil {
 		meta["storage_id"] = *target
 	}
@@ -421,7 +437,8 @@ func cancelExport(c *Call) (int, any, error) {
 		OrgID: c.OrgID, ProjectID: &e.ProjectID, Type: webhook.ExportCancelled, EntityType: db.EntityTypeExport, EntityID: e.ID,
 		DedupKey: fmt.Sprintf("export:%d:cancelled", e.ID),
 		Data: webhook.ExportData{
-			ExportID: e.ID, ProjectID: e.ProjectID, Status: string(e.Status), Trigger: exportTrigger(e), StorageID: e.StorageID,
+			ExportID: e.ID, ProjectID: e.ProjectID, Status: string(e.Status), Trigger: exportTrigger(e), Format: e.Format,
+			StorageID: e.StorageID,
 		},
 	}); err != nil {
 		return 0, nil, err
@@ -499,10 +516,16 @@ func downloadExport(c *Call) (int, any, error) {
 
 // ScheduleInput creates or updates an export schedule.
 type ScheduleInput struct {
-	CronSpec *string        `json:"cron_spec"`
-	Timezone *string        `json:"timezone"`
-	Options  *ExportOptions `json:"options"`
-	Enabled  *bool          `json:"enabled"`
+	CronSpec *string `json:"cron_spec"`
+	Timezone *string `json:"timezone"`
+	// Format is the layout of the schedule's exports, as an export's format
+	// (default labelq), checked against the project's label config when the
+	// schedule is created or changed, and again by each export. On update, a
+	// format given without options resets the options to that format's
+	// defaults.
+	Format  *string        `json:"format,omitempty"`
+	Options *ExportOptions `json:"options"`
+	Enabled *bool          `json:"enabled"`
 	// StorageID sends the schedule's exports to an export storage of the
 	// project; on update, 0 sends them back to labelq's bucket.
 	StorageID *int64 `json:"storage_id,omitempty"`
@@ -549,7 +572,11 @@ func createSchedule(c *Call) (int, any, error) {
 	if in.Options != nil {
 		opts = *in.Options
 	}
-	ob, _ := json.Marshal(opts.Normalized())
+	format, opts, err := c.exportFormat(pid, in.Format, opts)
+	if err != nil {
+		return 0, nil, err
+	}
+	ob, _ := json.Marshal(opts)
 	tz := "UTC"
 	if in.Timezone != nil {
 		tz = *in.Timezone
@@ -560,6 +587,7 @@ func createSchedule(c *Call) (int, any, error) {
 	}
 	s, err := c.Q.ExportScheduleCreate(ctx, db.ExportScheduleCreateParams{
 		OrgID: c.OrgID, ProjectID: pid, CronSpec: *in.CronSpec, Timezone: tz, Options: ob, Enabled: enabled, StorageID: target,
+		Format: &format,
 	})
 	if err != nil {
 		return 0, nil, err
@@ -591,9 +619,30 @@ func updateSchedule(c *Call) (int, any, error) {
 	if err := in.validate(false); err != nil {
 		return 0, nil, err
 	}
-	arg := db.ExportScheduleUpdateParams{ID: id, OrgID: c.OrgID, CronSpec: in.CronSpec, Timezone: in.Timezone, Enabled: in.Enabled}
-	if in.Options != nil {
-		arg.Options, _ = json.Marshal(in.Options.Normalized())
+	arg := db.ExportScheduleUpdateParams{ID: id, OrgID: c.OrgID, CronSpec: in.CronSpec, Timezone: in.Timezone, Enabled: in.Enabled, Format: in.Format}
+	if in.Options != nil || in.Format != nil {
+		// Format and options are checked together against the project's
+		// label config, and the options stored with the defaults of their
+		// format: the new one, else the schedule's. A new format without
+		// options takes its defaults.
+		cur, err := c.Q.ExportScheduleGetByID(c.R.Context(), id)
+		if err == nil && cur.OrgID != c.OrgID {
+			err = pgx.ErrNoRows
+		}
+		if err != nil {
+			return 0, nil, orNotFound(err, "export schedule")
+		}
+		format := cmp.Or(in.Format, &cur.Format)
+		o := ExportOptions{}
+		if in.Options != nil {
+			o = *in.Options
+		}
+		f, resolved, err := c.exportFormat(cur.ProjectID, format, o)
+		if err != nil {
+			return 0, nil, err
+		}
+		arg.Format = &f
+		arg.Options, _ = json.Marshal(resolved)
 	}
 	if in.StorageID != nil {
 		arg.SetStorage = true

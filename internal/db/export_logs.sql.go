@@ -14,7 +14,7 @@ import (
 const exportLogCancel = `-- name: ExportLogCancel :one
 UPDATE export_logs SET status = 'cancelled', completed_at = now()
 WHERE id = $1 AND org_id = $2 AND status IN ('pending', 'running')
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format
 `
 
 type ExportLogCancelParams struct {
@@ -52,6 +52,7 @@ func (q *Queries) ExportLogCancel(ctx context.Context, arg ExportLogCancelParams
 		&i.UpdatedAt,
 		&i.StorageID,
 		&i.Note,
+		&i.Format,
 	)
 	return i, err
 }
@@ -69,7 +70,7 @@ UPDATE export_logs SET
     note           = $5,
     completed_at   = $6
 WHERE id = $7 AND attempts = $8 AND status = 'running'
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format
 `
 
 type ExportLogCompleteParams struct {
@@ -124,14 +125,16 @@ func (q *Queries) ExportLogComplete(ctx context.Context, arg ExportLogCompletePa
 		&i.UpdatedAt,
 		&i.StorageID,
 		&i.Note,
+		&i.Format,
 	)
 	return i, err
 }
 
 const exportLogCreate = `-- name: ExportLogCreate :one
-INSERT INTO export_logs (org_id, project_id, requested_by, schedule_id, scheduled_for, options, storage_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7)
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note
+INSERT INTO export_logs (org_id, project_id, requested_by, schedule_id, scheduled_for, options, storage_id, format)
+VALUES ($1, $2, $3, $4, $5, $6, $7,
+        COALESCE($8::text, 'labelq'))
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format
 `
 
 type ExportLogCreateParams struct {
@@ -142,9 +145,11 @@ type ExportLogCreateParams struct {
 	ScheduledFor *time.Time      `json:"scheduled_for"`
 	Options      json.RawMessage `json:"options"`
 	StorageID    *int64          `json:"storage_id"`
+	Format       *string         `json:"format"`
 }
 
-// storage_id: the export storage the archive goes to (NULL: labelq's bucket).
+// storage_id: the export storage the archive goes to (NULL: labelq's bucket);
+// format: the archive's layout (NULL: labelq's own).
 func (q *Queries) ExportLogCreate(ctx context.Context, arg ExportLogCreateParams) (ExportLog, error) {
 	row := q.db.QueryRow(ctx, exportLogCreate,
 		arg.OrgID,
@@ -154,6 +159,7 @@ func (q *Queries) ExportLogCreate(ctx context.Context, arg ExportLogCreateParams
 		arg.ScheduledFor,
 		arg.Options,
 		arg.StorageID,
+		arg.Format,
 	)
 	var i ExportLog
 	err := row.Scan(
@@ -183,16 +189,18 @@ func (q *Queries) ExportLogCreate(ctx context.Context, arg ExportLogCreateParams
 		&i.UpdatedAt,
 		&i.StorageID,
 		&i.Note,
+		&i.Format,
 	)
 	return i, err
 }
 
 const exportLogCreateForTick = `-- name: ExportLogCreateForTick :one
-INSERT INTO export_logs (org_id, project_id, schedule_id, scheduled_for, options, storage_id)
+INSERT INTO export_logs (org_id, project_id, schedule_id, scheduled_for, options, storage_id, format)
 VALUES ($1, $2, $3, $4, $5,
-        (SELECT s.storage_id FROM export_schedules s WHERE s.id = $3))
+        (SELECT s.storage_id FROM export_schedules s WHERE s.id = $3),
+        COALESCE((SELECT s.format FROM export_schedules s WHERE s.id = $3), 'labelq'))
 ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format
 `
 
 type ExportLogCreateForTickParams struct {
@@ -204,8 +212,8 @@ type ExportLogCreateForTickParams struct {
 }
 
 // One export per schedule tick, however many schedulers fire it. The export goes
-// where the schedule says (its storage_id, read here so the scheduler need not
-// carry it).
+// where the schedule says, in its format (its storage_id and format, read here so
+// the scheduler need not carry them).
 func (q *Queries) ExportLogCreateForTick(ctx context.Context, arg ExportLogCreateForTickParams) (ExportLog, error) {
 	row := q.db.QueryRow(ctx, exportLogCreateForTick,
 		arg.OrgID,
@@ -242,6 +250,7 @@ func (q *Queries) ExportLogCreateForTick(ctx context.Context, arg ExportLogCreat
 		&i.UpdatedAt,
 		&i.StorageID,
 		&i.Note,
+		&i.Format,
 	)
 	return i, err
 }
@@ -327,7 +336,7 @@ func (q *Queries) ExportLogFail(ctx context.Context, arg ExportLogFailParams) (i
 }
 
 const exportLogGet = `-- name: ExportLogGet :one
-SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note FROM export_logs WHERE id = $1 AND org_id = $2
+SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format FROM export_logs WHERE id = $1 AND org_id = $2
 `
 
 type ExportLogGetParams struct {
@@ -365,12 +374,13 @@ func (q *Queries) ExportLogGet(ctx context.Context, arg ExportLogGetParams) (Exp
 		&i.UpdatedAt,
 		&i.StorageID,
 		&i.Note,
+		&i.Format,
 	)
 	return i, err
 }
 
 const exportLogGetForUpdate = `-- name: ExportLogGetForUpdate :one
-SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note FROM export_logs WHERE id = $1 FOR UPDATE
+SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format FROM export_logs WHERE id = $1 FOR UPDATE
 `
 
 // project:export holds this lock while it starts a run or records its failure (a
@@ -406,6 +416,7 @@ func (q *Queries) ExportLogGetForUpdate(ctx context.Context, id int64) (ExportLo
 		&i.UpdatedAt,
 		&i.StorageID,
 		&i.Note,
+		&i.Format,
 	)
 	return i, err
 }
@@ -458,7 +469,7 @@ func (q *Queries) ExportLogKeptPaths(ctx context.Context, arg ExportLogKeptPaths
 }
 
 const exportLogListByProject = `-- name: ExportLogListByProject :many
-SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note FROM export_logs
+SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format FROM export_logs
 WHERE project_id = $1 AND org_id = $2 AND ($3::bigint IS NULL OR id < $3)
 ORDER BY id DESC
 LIMIT $4
@@ -512,6 +523,7 @@ func (q *Queries) ExportLogListByProject(ctx context.Context, arg ExportLogListB
 			&i.UpdatedAt,
 			&i.StorageID,
 			&i.Note,
+			&i.Format,
 		); err != nil {
 			return nil, err
 		}
@@ -699,7 +711,7 @@ UPDATE export_logs SET
     files_total = $2,
     bytes_total = $3
 WHERE id = $4 AND status IN ('pending', 'running')
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format
 `
 
 type ExportLogStartParams struct {
@@ -748,6 +760,7 @@ func (q *Queries) ExportLogStart(ctx context.Context, arg ExportLogStartParams) 
 		&i.UpdatedAt,
 		&i.StorageID,
 		&i.Note,
+		&i.Format,
 	)
 	return i, err
 }

@@ -29,9 +29,10 @@ func (q *Queries) ExportScheduleCountByProject(ctx context.Context, arg ExportSc
 }
 
 const exportScheduleCreate = `-- name: ExportScheduleCreate :one
-INSERT INTO export_schedules (org_id, project_id, cron_spec, timezone, options, enabled, created_by, storage_id)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-RETURNING id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at, storage_id
+INSERT INTO export_schedules (org_id, project_id, cron_spec, timezone, options, enabled, created_by, storage_id, format)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8,
+        COALESCE($9::text, 'labelq'))
+RETURNING id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at, storage_id, format
 `
 
 type ExportScheduleCreateParams struct {
@@ -43,8 +44,10 @@ type ExportScheduleCreateParams struct {
 	Enabled   bool            `json:"enabled"`
 	CreatedBy *int64          `json:"created_by"`
 	StorageID *int64          `json:"storage_id"`
+	Format    *string         `json:"format"`
 }
 
+// format: the layout of its exports (NULL: labelq's own).
 func (q *Queries) ExportScheduleCreate(ctx context.Context, arg ExportScheduleCreateParams) (ExportSchedule, error) {
 	row := q.db.QueryRow(ctx, exportScheduleCreate,
 		arg.OrgID,
@@ -55,6 +58,7 @@ func (q *Queries) ExportScheduleCreate(ctx context.Context, arg ExportScheduleCr
 		arg.Enabled,
 		arg.CreatedBy,
 		arg.StorageID,
+		arg.Format,
 	)
 	var i ExportSchedule
 	err := row.Scan(
@@ -71,6 +75,7 @@ func (q *Queries) ExportScheduleCreate(ctx context.Context, arg ExportScheduleCr
 		&i.UpdatedAt,
 		&i.DeletedAt,
 		&i.StorageID,
+		&i.Format,
 	)
 	return i, err
 }
@@ -94,7 +99,7 @@ func (q *Queries) ExportScheduleDelete(ctx context.Context, arg ExportScheduleDe
 }
 
 const exportScheduleGetByID = `-- name: ExportScheduleGetByID :one
-SELECT id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at, storage_id FROM export_schedules WHERE id = $1 AND deleted_at IS NULL
+SELECT id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at, storage_id, format FROM export_schedules WHERE id = $1 AND deleted_at IS NULL
 `
 
 // For the scheduler, which is not tenant-scoped.
@@ -115,6 +120,7 @@ func (q *Queries) ExportScheduleGetByID(ctx context.Context, id int64) (ExportSc
 		&i.UpdatedAt,
 		&i.DeletedAt,
 		&i.StorageID,
+		&i.Format,
 	)
 	return i, err
 }
@@ -153,7 +159,7 @@ func (q *Queries) ExportScheduleIDsByStorage(ctx context.Context, arg ExportSche
 }
 
 const exportScheduleListByProject = `-- name: ExportScheduleListByProject :many
-SELECT id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at, storage_id FROM export_schedules
+SELECT id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at, storage_id, format FROM export_schedules
 WHERE project_id = $1 AND org_id = $2 AND deleted_at IS NULL
 ORDER BY id
 `
@@ -186,6 +192,7 @@ func (q *Queries) ExportScheduleListByProject(ctx context.Context, arg ExportSch
 			&i.UpdatedAt,
 			&i.DeletedAt,
 			&i.StorageID,
+			&i.Format,
 		); err != nil {
 			return nil, err
 		}
@@ -198,7 +205,7 @@ func (q *Queries) ExportScheduleListByProject(ctx context.Context, arg ExportSch
 }
 
 const exportScheduleListEnabled = `-- name: ExportScheduleListEnabled :many
-SELECT id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at, storage_id FROM export_schedules WHERE enabled AND deleted_at IS NULL ORDER BY id
+SELECT id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at, storage_id, format FROM export_schedules WHERE enabled AND deleted_at IS NULL ORDER BY id
 `
 
 // Every enabled schedule, for the scheduler (not tenant-scoped).
@@ -225,6 +232,7 @@ func (q *Queries) ExportScheduleListEnabled(ctx context.Context) ([]ExportSchedu
 			&i.UpdatedAt,
 			&i.DeletedAt,
 			&i.StorageID,
+			&i.Format,
 		); err != nil {
 			return nil, err
 		}
@@ -278,10 +286,11 @@ UPDATE export_schedules SET
     timezone  = COALESCE($2, timezone),
     options   = COALESCE($3, options),
     enabled   = COALESCE($4, enabled),
+    format    = COALESCE($5::text, format),
     -- set_storage: storage_id was given (NULL: back to labelq's bucket).
-    storage_id = CASE WHEN $5::boolean THEN $6::bigint ELSE storage_id END
-WHERE id = $7 AND org_id = $8 AND deleted_at IS NULL
-RETURNING id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at, storage_id
+    storage_id = CASE WHEN $6::boolean THEN $7::bigint ELSE storage_id END
+WHERE id = $8 AND org_id = $9 AND deleted_at IS NULL
+RETURNING id, org_id, project_id, cron_spec, timezone, options, enabled, last_fired_at, created_by, created_at, updated_at, deleted_at, storage_id, format
 `
 
 type ExportScheduleUpdateParams struct {
@@ -289,6 +298,7 @@ type ExportScheduleUpdateParams struct {
 	Timezone   *string         `json:"timezone"`
 	Options    json.RawMessage `json:"options"`
 	Enabled    *bool           `json:"enabled"`
+	Format     *string         `json:"format"`
 	SetStorage bool            `json:"set_storage"`
 	StorageID  *int64          `json:"storage_id"`
 	ID         int64           `json:"id"`
@@ -301,6 +311,7 @@ func (q *Queries) ExportScheduleUpdate(ctx context.Context, arg ExportScheduleUp
 		arg.Timezone,
 		arg.Options,
 		arg.Enabled,
+		arg.Format,
 		arg.SetStorage,
 		arg.StorageID,
 		arg.ID,
@@ -321,6 +332,7 @@ func (q *Queries) ExportScheduleUpdate(ctx context.Context, arg ExportScheduleUp
 		&i.UpdatedAt,
 		&i.DeletedAt,
 		&i.StorageID,
+		&i.Format,
 	)
 	return i, err
 }

@@ -1222,6 +1222,7 @@ type ExportLog struct {
 	UpdatedAt     time.Time       `json:"updated_at"`
 	StorageID     *int64          `json:"storage_id"`
 	Note          *string         `json:"note"`
+	Format        string          `json:"format"`
 }
 
 type ExportSchedule struct {
@@ -1238,6 +1239,7 @@ type ExportSchedule struct {
 	UpdatedAt   time.Time       `json:"updated_at"`
 	DeletedAt   *time.Time      `json:"deleted_at"`
 	StorageID   *int64          `json:"storage_id"`
+	Format      string          `json:"format"`
 }
 
 type ExportedFile struct {
@@ -1400,6 +1402,7 @@ type Project struct {
 	CreatedAt              time.Time       `json:"created_at"`
 	UpdatedAt              time.Time       `json:"updated_at"`
 	DeletedAt              *time.Time      `json:"deleted_at"`
+	LabelConfig            json.RawMessage `json:"label_config"`
 }
 
 type Review struct {
@@ -1453,6 +1456,7 @@ type StorageLink struct {
 	GoneAt    *time.Time `json:"gone_at"`
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
+	Unlisted  bool       `json:"unlisted"`
 }
 
 type SyncRun struct {

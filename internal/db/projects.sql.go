@@ -22,7 +22,7 @@ INSERT INTO projects (
     $12, $13, $14, $15,
     $16
 )
-RETURNING id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at
+RETURNING id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at, label_config
 `
 
 type ProjectCreateParams struct {
@@ -87,12 +87,13 @@ func (q *Queries) ProjectCreate(ctx context.Context, arg ProjectCreateParams) (P
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.LabelConfig,
 	)
 	return i, err
 }
 
 const projectGet = `-- name: ProjectGet :one
-SELECT id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at FROM projects WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL
+SELECT id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at, label_config FROM projects WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL
 `
 
 type ProjectGetParams struct {
@@ -126,12 +127,13 @@ func (q *Queries) ProjectGet(ctx context.Context, arg ProjectGetParams) (Project
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.LabelConfig,
 	)
 	return i, err
 }
 
 const projectGetByID = `-- name: ProjectGetByID :one
-SELECT id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at FROM projects WHERE id = $1 AND deleted_at IS NULL
+SELECT id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at, label_config FROM projects WHERE id = $1 AND deleted_at IS NULL
 `
 
 // For workers, which act on ids a task carries and are not tenant-scoped.
@@ -161,12 +163,13 @@ func (q *Queries) ProjectGetByID(ctx context.Context, id int64) (Project, error)
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.LabelConfig,
 	)
 	return i, err
 }
 
 const projectList = `-- name: ProjectList :many
-SELECT id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at FROM projects
+SELECT id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at, label_config FROM projects
 WHERE org_id = $1 AND deleted_at IS NULL AND id > $2
 ORDER BY id
 LIMIT $3
@@ -210,6 +213,7 @@ func (q *Queries) ProjectList(ctx context.Context, arg ProjectListParams) ([]Pro
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.DeletedAt,
+			&i.LabelConfig,
 		); err != nil {
 			return nil, err
 		}
@@ -219,6 +223,26 @@ func (q *Queries) ProjectList(ctx context.Context, arg ProjectListParams) ([]Pro
 		return nil, err
 	}
 	return items, nil
+}
+
+const projectSetLabelConfig = `-- name: ProjectSetLabelConfig :one
+UPDATE projects SET label_config = $1
+WHERE id = $2 AND org_id = $3 AND deleted_at IS NULL
+RETURNING label_config
+`
+
+type ProjectSetLabelConfigParams struct {
+	LabelConfig json.RawMessage `json:"label_config"`
+	ID          int64           `json:"id"`
+	OrgID       int64           `json:"org_id"`
+}
+
+// The project's label config: internal/labelconfig's JSON, checked by the API.
+func (q *Queries) ProjectSetLabelConfig(ctx context.Context, arg ProjectSetLabelConfigParams) (json.RawMessage, error) {
+	row := q.db.QueryRow(ctx, projectSetLabelConfig, arg.LabelConfig, arg.ID, arg.OrgID)
+	var label_config json.RawMessage
+	err := row.Scan(&label_config)
+	return label_config, err
 }
 
 const projectUpdate = `-- name: ProjectUpdate :one
@@ -242,7 +266,7 @@ UPDATE projects SET
     client_pm_id             = COALESCE($17, client_pm_id),
     our_pm_id                = COALESCE($18, our_pm_id)
 WHERE id = $19 AND org_id = $20 AND deleted_at IS NULL
-RETURNING id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at
+RETURNING id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at, label_config
 `
 
 type ProjectUpdateParams struct {
@@ -316,6 +340,7 @@ func (q *Queries) ProjectUpdate(ctx context.Context, arg ProjectUpdateParams) (P
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.LabelConfig,
 	)
 	return i, err
 }

@@ -288,7 +288,7 @@ func (q *Queries) FilesRestoreMany(ctx context.Context, ids []int64) ([]int64, e
 }
 
 const storageLinkListFrom = `-- name: StorageLinkListFrom :many
-SELECT storage_id, key, org_id, project_id, file_id, version_id, etag, size_bytes, gone_at, created_at, updated_at FROM storage_links
+SELECT storage_id, key, org_id, project_id, file_id, version_id, etag, size_bytes, gone_at, created_at, updated_at, unlisted FROM storage_links
 WHERE storage_id = $1 AND key > $2::text
 ORDER BY key
 `
@@ -320,6 +320,7 @@ func (q *Queries) StorageLinkListFrom(ctx context.Context, arg StorageLinkListFr
 			&i.GoneAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.Unlisted,
 		); err != nil {
 			return nil, err
 		}
@@ -332,7 +333,7 @@ func (q *Queries) StorageLinkListFrom(ctx context.Context, arg StorageLinkListFr
 }
 
 const storageLinkListKeys = `-- name: StorageLinkListKeys :many
-SELECT storage_id, key, org_id, project_id, file_id, version_id, etag, size_bytes, gone_at, created_at, updated_at FROM storage_links
+SELECT storage_id, key, org_id, project_id, file_id, version_id, etag, size_bytes, gone_at, created_at, updated_at, unlisted FROM storage_links
 WHERE storage_id = $1 AND key = ANY($2::text[])
 ORDER BY key
 `
@@ -364,6 +365,7 @@ func (q *Queries) StorageLinkListKeys(ctx context.Context, arg StorageLinkListKe
 			&i.GoneAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.Unlisted,
 		); err != nil {
 			return nil, err
 		}
@@ -376,7 +378,7 @@ func (q *Queries) StorageLinkListKeys(ctx context.Context, arg StorageLinkListKe
 }
 
 const storageLinkListRange = `-- name: StorageLinkListRange :many
-SELECT storage_id, key, org_id, project_id, file_id, version_id, etag, size_bytes, gone_at, created_at, updated_at FROM storage_links
+SELECT storage_id, key, org_id, project_id, file_id, version_id, etag, size_bytes, gone_at, created_at, updated_at, unlisted FROM storage_links
 WHERE storage_id = $1 AND key > $2::text AND key <= $3::text
 ORDER BY key
 `
@@ -410,6 +412,7 @@ func (q *Queries) StorageLinkListRange(ctx context.Context, arg StorageLinkListR
 			&i.GoneAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.Unlisted,
 		); err != nil {
 			return nil, err
 		}
@@ -419,6 +422,31 @@ func (q *Queries) StorageLinkListRange(ctx context.Context, arg StorageLinkListR
 		return nil, err
 	}
 	return items, nil
+}
+
+const storageLinksAdopt = `-- name: StorageLinksAdopt :exec
+UPDATE storage_links l SET etag = u.etag, size_bytes = u.size, unlisted = false
+FROM (SELECT unnest($2::text[]) AS key, unnest($3::text[]) AS etag, unnest($4::bigint[]) AS size) u
+WHERE l.storage_id = $1 AND l.key = u.key AND l.unlisted
+`
+
+type StorageLinksAdoptParams struct {
+	StorageID int64    `json:"storage_id"`
+	Keys      []string `json:"keys"`
+	Etags     []string `json:"etags"`
+	Sizes     []int64  `json:"sizes"`
+}
+
+// A listing saw keys whose links an import made: they take the listed ETag and size
+// (arrays zipped) and become ordinary links, with no new version.
+func (q *Queries) StorageLinksAdopt(ctx context.Context, arg StorageLinksAdoptParams) error {
+	_, err := q.db.Exec(ctx, storageLinksAdopt,
+		arg.StorageID,
+		arg.Keys,
+		arg.Etags,
+		arg.Sizes,
+	)
+	return err
 }
 
 const storageLinksClearGone = `-- name: StorageLinksClearGone :exec
@@ -434,6 +462,36 @@ type StorageLinksClearGoneParams struct {
 // Keys back in the bucket with the object they had when they went.
 func (q *Queries) StorageLinksClearGone(ctx context.Context, arg StorageLinksClearGoneParams) error {
 	_, err := q.db.Exec(ctx, storageLinksClearGone, arg.StorageID, arg.Keys)
+	return err
+}
+
+const storageLinksInsertUnlisted = `-- name: StorageLinksInsertUnlisted :exec
+INSERT INTO storage_links (storage_id, key, org_id, project_id, file_id, version_id, etag, size_bytes, unlisted)
+SELECT $1, unnest($2::text[]), $3, $4,
+       unnest($5::bigint[]), unnest($6::bigint[]), '', 0, true
+`
+
+type StorageLinksInsertUnlistedParams struct {
+	StorageID  int64    `json:"storage_id"`
+	Keys       []string `json:"keys"`
+	OrgID      int64    `json:"org_id"`
+	ProjectID  int64    `json:"project_id"`
+	FileIds    []int64  `json:"file_ids"`
+	VersionIds []int64  `json:"version_ids"`
+}
+
+// Links of keys an import named without listing them (arrays zipped): ETag and size
+// unknown until a listing adopts them (StorageLinksAdopt). The caller holds the
+// storage's lock and has seen the keys unlinked.
+func (q *Queries) StorageLinksInsertUnlisted(ctx context.Context, arg StorageLinksInsertUnlistedParams) error {
+	_, err := q.db.Exec(ctx, storageLinksInsertUnlisted,
+		arg.StorageID,
+		arg.Keys,
+		arg.OrgID,
+		arg.ProjectID,
+		arg.FileIds,
+		arg.VersionIds,
+	)
 	return err
 }
 
@@ -477,7 +535,7 @@ SELECT $1, unnest($2::text[]), $3, $4,
        unnest($5::bigint[]), unnest($6::bigint[]), unnest($7::text[]), unnest($8::bigint[])
 ON CONFLICT (storage_id, key) DO UPDATE SET
     file_id = excluded.file_id, version_id = excluded.version_id,
-    etag = excluded.etag, size_bytes = excluded.size_bytes, gone_at = NULL
+    etag = excluded.etag, size_bytes = excluded.size_bytes, gone_at = NULL, unlisted = false
 `
 
 type StorageLinksUpsertParams struct {
@@ -492,7 +550,7 @@ type StorageLinksUpsertParams struct {
 }
 
 // New links, and links whose key now has a newer version (arrays zipped, one
-// element per key). A link that was gone is back.
+// element per key). A link that was gone is back; one an import made is listed now.
 func (q *Queries) StorageLinksUpsert(ctx context.Context, arg StorageLinksUpsertParams) error {
 	_, err := q.db.Exec(ctx, storageLinksUpsert,
 		arg.StorageID,

@@ -193,6 +193,7 @@ func apply(ctx context.Context, q *db.Queries, st db.Storage, p *Plan, objs []Ob
 	var fresh, changed []pending
 	var back []string     // links gone and now listed with the same object
 	var restore []pending // keys of archived files, listed again
+	var adopt []Object    // keys an import linked without a listing, listed now
 	for _, o := range objs {
 		o.ETag = strings.Trim(o.ETag, `"`)
 		if strings.HasSuffix(o.Key, "/") {
@@ -227,6 +228,12 @@ func apply(ctx context.Context, q *db.Queries, st db.Storage, p *Plan, objs []Ob
 			c.Unchanged++ // deleted in labelq, unchanged in the bucket: nothing to do
 		case fileDeleted:
 			c.skip(o.Key, fmt.Sprintf("file %d of this key was deleted in labelq; its new content is not registered", l.FileID))
+		case l.Unlisted && l.GoneAt == nil:
+			// Imported (Link): the version was registered for this key without its
+			// ETag and size; the listing supplies them. One gone since is listed
+			// as changed, since its version was validated without the object.
+			adopt = append(adopt, o)
+			c.Unchanged++
 		case same && l.GoneAt != nil:
 			back = append(back, o.Key)
 			c.Unchanged++
@@ -344,6 +351,16 @@ func apply(ctx context.Context, q *db.Queries, st db.Storage, p *Plan, objs []Ob
 		}
 		c.New += int64(len(fresh))
 		c.Changed += int64(len(changed))
+	}
+
+	if len(adopt) > 0 {
+		ap := db.StorageLinksAdoptParams{StorageID: st.ID, Keys: make([]string, len(adopt)), Etags: make([]string, len(adopt)), Sizes: make([]int64, len(adopt))}
+		for i, o := range adopt {
+			ap.Keys[i], ap.Etags[i], ap.Sizes[i] = o.Key, o.ETag, o.Size
+		}
+		if err := q.StorageLinksAdopt(ctx, ap); err != nil {
+			return c, fmt.Errorf("adopt %d imported keys of storage %d: %w", len(adopt), st.ID, err)
+		}
 	}
 
 	if len(back) > 0 {

@@ -5,6 +5,7 @@ import (
 	"encoding/csv"
 	"encoding/json"
 	"fmt"
+	"io"
 	"strconv"
 	"strings"
 	"time"
@@ -21,10 +22,13 @@ const (
 
 // Manifest is the content of manifest.json.
 type Manifest struct {
-	ExportID      int64           `json:"export_id"`
-	ProjectID     int64           `json:"project_id"`
-	ProjectName   string          `json:"project_name"`
-	Options       json.RawMessage `json:"options,omitempty"`
+	ExportID    int64           `json:"export_id"`
+	ProjectID   int64           `json:"project_id"`
+	ProjectName string          `json:"project_name"`
+	Options     json.RawMessage `json:"options,omitempty"`
+	// Format is the export format of an archive laid out by a converter
+	// (coco, yolo, ...); empty for labelq's own layout.
+	Format        string          `json:"format,omitempty"`
 	CreatedAt     time.Time       `json:"created_at"`
 	LabelqVersion string          `json:"labelq_version"`
 	Entries       []ManifestEntry `json:"entries"`
@@ -56,6 +60,78 @@ func (m *Manifest) Marshal() ([]byte, error) {
 		return nil, fmt.Errorf("zipstream: marshal manifest: %w", err)
 	}
 	return append(b, '\n'), nil
+}
+
+// ManifestWriter writes manifest.json one entry at a time, for an archive
+// whose entries are learnt as they are written (the manifest then goes last,
+// see the package doc). Its bytes are those [Manifest.Marshal] gives for the
+// same header and entries, and it holds no entry once written, so a manifest
+// of any length costs the memory of one entry.
+type ManifestWriter struct {
+	w   io.Writer
+	n   int
+	err error
+	buf []byte
+}
+
+// NewManifestWriter writes the header's fields (its Entries are ignored) and
+// the opening of the entries to w.
+func NewManifestWriter(w io.Writer, header Manifest) (*ManifestWriter, error) {
+	header.Entries = []ManifestEntry{}
+	head, err := header.Marshal()
+	if err != nil {
+		return nil, err
+	}
+	// Marshal ends with `"entries": []` and the closing brace: keep the
+	// opening bracket, the rest comes with the entries and Close.
+	const tail = "[]\n}\n"
+	if !bytes.HasSuffix(head, []byte(tail)) {
+		return nil, fmt.Errorf("zipstream: unexpected manifest layout %q", head[max(0, len(head)-16):])
+	}
+	m := &ManifestWriter{w: w}
+	m.write(head[:len(head)-len(tail)+1])
+	return m, m.err
+}
+
+func (m *ManifestWriter) write(b []byte) {
+	if m.err == nil {
+		if _, err := m.w.Write(b); err != nil {
+			m.err = fmt.Errorf("zipstream: write manifest: %w", err)
+		}
+	}
+}
+
+// Add writes one entry.
+func (m *ManifestWriter) Add(e ManifestEntry) error {
+	if m.err != nil {
+		return m.err
+	}
+	b, err := json.MarshalIndent(&e, "    ", "  ")
+	if err != nil {
+		return fmt.Errorf("zipstream: marshal manifest entry %s: %w", e.Path, err)
+	}
+	m.buf = m.buf[:0]
+	if m.n > 0 {
+		m.buf = append(m.buf, ',')
+	}
+	m.buf = append(m.buf, "\n    "...)
+	m.buf = append(m.buf, b...)
+	m.n++
+	m.write(m.buf)
+	return m.err
+}
+
+// Entries is the number of entries written.
+func (m *ManifestWriter) Entries() int { return m.n }
+
+// Close writes the end of the manifest. It does not close the destination.
+func (m *ManifestWriter) Close() error {
+	if m.n > 0 {
+		m.write([]byte("\n  ]\n}\n"))
+	} else {
+		m.write([]byte("]\n}\n"))
+	}
+	return m.err
 }
 
 // IndexRow is one line of index.csv.

@@ -57,6 +57,15 @@ type Options struct {
 	Progress func(Progress)
 	// ProgressInterval throttles Progress; zero reports every entry.
 	ProgressInterval time.Duration
+	// OnEntry, if set, is called with each entry's result as soon as the
+	// entry is in the archive, from the goroutine that called Pack, Create,
+	// AddSpool or Close: for a manifest written entry by entry
+	// ([ManifestWriter]) rather than from [Writer.Result] at the end.
+	OnEntry func(EntryResult)
+	// DiscardResults keeps no per-entry results: Pack still returns its own,
+	// but [Writer.Result] has the totals only. For archives of very many
+	// entries whose caller takes the results through OnEntry.
+	DiscardResults bool
 }
 
 // Progress is a snapshot of a Writer's work.
@@ -107,10 +116,16 @@ type Writer struct {
 
 	names   map[string]bool // folded path → is a directory
 	results []EntryResult
-	prog    Progress
-	lastRep time.Time
-	err     error
-	closed  bool
+	total   Result // totals of every entry recorded, kept with DiscardResults too
+	// open is the entry Create returned until it is finished; createSHA and
+	// createFlate are reused from one created entry to the next.
+	open        *created
+	createSHA   hash.Hash
+	createFlate *flate.Writer
+	prog        Progress
+	lastRep     time.Time
+	err         error
+	closed      bool
 }
 
 // NewWriter returns a Writer that writes an archive to dst.
@@ -162,6 +177,9 @@ func (w *Writer) Pack(ctx context.Context, entries []Entry) ([]EntryResult, erro
 	if w.opts.Level < flate.BestSpeed || w.opts.Level > flate.BestCompression {
 		return nil, fmt.Errorf("zipstream: deflate level %d out of range 1-9", w.opts.Level)
 	}
+	if err := w.finishCreated(); err != nil {
+		return nil, err
+	}
 	if err := w.admit(entries); err != nil {
 		return nil, err
 	}
@@ -186,6 +204,9 @@ func (w *Writer) Close() error {
 	if w.closed {
 		return errors.New("zipstream: Close called twice")
 	}
+	if err := w.finishCreated(); err != nil {
+		return err
+	}
 	w.closed = true
 	if err := w.zw.Close(); err != nil {
 		w.err = fmt.Errorf("zipstream: write central directory: %w", err)
@@ -195,13 +216,11 @@ func (w *Writer) Close() error {
 	return nil
 }
 
-// Result returns every entry packed so far and the totals.
+// Result returns every entry packed so far (none with DiscardResults) and the
+// totals. An entry Create returned counts once it is finished.
 func (w *Writer) Result() Result {
-	r := Result{Entries: append([]EntryResult(nil), w.results...), Files: len(w.results)}
-	for _, e := range w.results {
-		r.Bytes += e.Size
-		r.CompressedBytes += e.CompressedSize
-	}
+	r := w.total
+	r.Entries = append([]EntryResult(nil), w.results...)
 	return r
 }
 
@@ -464,7 +483,15 @@ func (pl *pipeline) stopped(i int, err error) error {
 
 // record adds a written entry to the Writer's results and progress.
 func (w *Writer) record(res EntryResult) {
-	w.results = append(w.results, res)
+	if !w.opts.DiscardResults {
+		w.results = append(w.results, res)
+	}
+	w.total.Files++
+	w.total.Bytes += res.Size
+	w.total.CompressedBytes += res.CompressedSize
+	if w.opts.OnEntry != nil {
+		w.opts.OnEntry(res)
+	}
 	w.prog.FilesDone++
 	w.prog.BytesDone += res.Size
 	w.report(false)

@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"github.com/minio/minio-go/v7"
 
@@ -34,17 +35,40 @@ type bulkFile struct {
 // export puts it in, so that a baseline can zip the same tree.
 func (f *fixture) seedBulk(files []bulkFile, dir string) (totalBytes int64) {
 	f.t.Helper()
+	return f.seedBulkFiles(files, dir, bulkOptions{})
+}
+
+// bulkOptions vary seedBulkFiles.
+type bulkOptions struct {
+	// skipDatasets registers the dataset files (with the checksum and size
+	// of their content) but neither uploads them nor writes them to dir: for
+	// exports that do not read them.
+	skipDatasets bool
+	// snowball uploads the files in batches, each one (compressed) tar that
+	// MinIO unpacks into its objects (minio-go's PutObjectsSnowball): many
+	// times faster than a PUT per file for hundreds of thousands of small
+	// files. The objects are the same.
+	snowball bool
+}
+
+// seedBulkFiles is seedBulk with options.
+func (f *fixture) seedBulkFiles(files []bulkFile, dir string, opts bulkOptions) (totalBytes int64) {
+	f.t.Helper()
 	ctx := context.Background()
 	keys := make([]string, len(files))
 	sums := make([]string, len(files))
 	sizes := make([]int64, len(files))
 	var total atomic.Int64
 	var mkdir sync.Mutex
+	var batch snowballBatch
 	err := parallel(len(files), 16, func(i int) error {
 		bf := files[i]
 		b := bf.gen()
 		keys[i] = fmt.Sprintf("uploads/%d/bulk/%06d", f.pr.ID, i)
 		sums[i], sizes[i] = sha256Hex(b), int64(len(b))
+		if opts.skipDatasets && bf.typ == db.FileTypeDataset {
+			return nil
+		}
 		total.Add(int64(len(b)))
 		if dir != "" {
 			folder := "files"
@@ -62,10 +86,16 @@ func (f *fixture) seedBulk(files []bulkFile, dir string) (totalBytes int64) {
 				return err
 			}
 		}
+		if opts.snowball {
+			return batch.add(ctx, f.s3, minio.SnowballObject{Key: keys[i], Size: int64(len(b)), ModTime: time.Now(), Content: bytes.NewReader(b)})
+		}
 		_, err := f.s3.Store.Client.PutObject(ctx, f.s3.Store.Bucket, keys[i], bytes.NewReader(b), int64(len(b)),
 			minio.PutObjectOptions{ContentType: bf.mime, DisableContentSha256: true})
 		return err
 	})
+	if err == nil {
+		err = batch.flush(ctx, f.s3)
+	}
 	if err != nil {
 		f.t.Fatalf("upload bulk fixture: %v", err)
 	}
@@ -149,6 +179,46 @@ func (f *fixture) seedBulk(files []bulkFile, dir string) (totalBytes int64) {
 		f.t.Fatal(err)
 	}
 	return total.Load()
+}
+
+// snowballBatch collects objects for one PutObjectsSnowball call.
+type snowballBatch struct {
+	mu   sync.Mutex
+	objs []minio.SnowballObject
+}
+
+// snowballSize is how many objects one tar carries.
+const snowballSize = 10_000
+
+func (s *snowballBatch) add(ctx context.Context, s3 *testenv.S3, o minio.SnowballObject) error {
+	s.mu.Lock()
+	s.objs = append(s.objs, o)
+	var full []minio.SnowballObject
+	if len(s.objs) >= snowballSize {
+		full, s.objs = s.objs, nil
+	}
+	s.mu.Unlock()
+	return putSnowball(ctx, s3, full)
+}
+
+func (s *snowballBatch) flush(ctx context.Context, s3 *testenv.S3) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	err := putSnowball(ctx, s3, s.objs)
+	s.objs = nil
+	return err
+}
+
+func putSnowball(ctx context.Context, s3 *testenv.S3, objs []minio.SnowballObject) error {
+	if len(objs) == 0 {
+		return nil
+	}
+	ch := make(chan minio.SnowballObject, len(objs))
+	for _, o := range objs {
+		ch <- o
+	}
+	close(ch)
+	return s3.Store.Client.PutObjectsSnowball(ctx, s3.Store.Bucket, minio.SnowballOptions{InMemory: true, Compress: true}, ch)
 }
 
 // pairs builds n dataset files with random content (images, say) and, for

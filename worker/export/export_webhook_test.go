@@ -55,7 +55,7 @@ func TestExportEmitsWebhookEvents(t *testing.T) {
 		require.Equal(t, db.ExportStatusCompleted, row.Status)
 		data := requireEvent(t, e, webhook.ExportCompleted)
 		require.Equal(t, webhook.ExportData{
-			ExportID: e.ID, ProjectID: f.pr.ID, Status: "completed", Trigger: "api",
+			ExportID: e.ID, ProjectID: f.pr.ID, Status: "completed", Trigger: "api", Format: "labelq",
 			DownloadPath: ptr(fmt.Sprintf("/v1/exports/%d/download", e.ID)),
 			SizeBytes:    row.SizeBytes, ChecksumSHA256: row.ArchiveSha256, Files: ptr(int64(2)),
 		}, data, "labelq's own bucket: no storage id or key")

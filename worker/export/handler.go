@@ -15,6 +15,7 @@ import (
 
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/labelconfig"
 	"github.com/labelq/labelq/internal/logging"
 	"github.com/labelq/labelq/internal/metrics"
 	"github.com/labelq/labelq/internal/publicerr"
@@ -59,6 +60,10 @@ const (
 
 // Options tune the handler. The zero value is usable.
 type Options struct {
+	// ReadConcurrency is how many task objects (results, predictions,
+	// texts) a converted export reads at once. Default
+	// DefaultReadConcurrency.
+	ReadConcurrency int
 	// Concurrency is how many files are fetched, hashed and compressed at
 	// once. Default zipstream.DefaultConcurrency.
 	Concurrency int
@@ -163,6 +168,9 @@ func NewHandler(d Deps) *Handler {
 	if h.opts.MaxAttempts <= 0 {
 		h.opts.MaxAttempts = DefaultMaxAttempts
 	}
+	if h.opts.ReadConcurrency <= 0 {
+		h.opts.ReadConcurrency = DefaultReadConcurrency
+	}
 	return h
 }
 
@@ -195,9 +203,15 @@ type run struct {
 	dst      *storage.Source
 	key      string
 	modified time.Time
-	plan     *plan
+	// plan is what a labelq-layout run packs; format what a converted run
+	// reads (formatName is the export's format, labelq or a converted one).
+	// Exactly one of plan and format is set.
+	plan       *plan
+	format     *formatPlan
+	formatName string
 	// note is what the completed row says beside the archive: why it packs
-	// no file (emptyReason); "" when there is nothing to say.
+	// no file (emptyReason), or what a conversion left out; "" when there is
+	// nothing to say.
 	note    string
 	started time.Time
 	log     *slog.Logger
@@ -255,52 +269,92 @@ func (h *Handler) start(ctx context.Context, id int64, log *slog.Logger) (*run, 
 		if int(e.Attempts) >= h.opts.MaxAttempts {
 			return fail(fmt.Sprintf("gave up after %d attempts; the last one ended with: %s", e.Attempts, deref(e.Error)))
 		}
-		sel, err := parseSelection(e.Options)
-		if err != nil {
-			return fail(err.Error())
+		project := func() (db.Project, error) {
+			pr, err := q.ProjectGetByID(ctx, e.ProjectID)
+			if errors.Is(err, pgx.ErrNoRows) || err == nil && pr.OrgID != e.OrgID {
+				return pr, fail(fmt.Sprintf("project %d no longer exists", e.ProjectID))
+			}
+			if err != nil {
+				return pr, fmt.Errorf("read project %d: %w", e.ProjectID, err)
+			}
+			return pr, nil
 		}
-		pr, err := q.ProjectGetByID(ctx, e.ProjectID)
-		if errors.Is(err, pgx.ErrNoRows) || err == nil && pr.OrgID != e.OrgID {
-			return fail(fmt.Sprintf("project %d no longer exists", e.ProjectID))
-		}
-		if err != nil {
-			return fmt.Errorf("read project %d: %w", e.ProjectID, err)
-		}
-		rows, err := q.FileVersionListForExport(ctx, db.FileVersionListForExportParams{
-			ProjectID: e.ProjectID, OrgID: e.OrgID,
-			IncludeFiles: *sel.IncludeFiles, IncludeAnnotations: *sel.IncludeAnnotations, IncludeLlm: *sel.IncludeLLM,
-		})
-		if err != nil {
-			return fmt.Errorf("select the versions of project %d: %w", e.ProjectID, err)
-		}
-		pl, err := buildPlan(e, pr, sel, rows, h.version)
-		if err != nil {
-			return fmt.Errorf("plan export %d: %w", id, err)
-		}
-		if len(pl.items) > math.MaxInt32-2 {
-			return fail(fmt.Sprintf("%d files are more than one archive can hold", len(pl.items)))
-		}
-		var note string
-		if len(pl.items) == 0 {
+		empty := func(why func(emptyFacts) string) (string, error) {
 			facts, err := q.ExportLogEmptyFacts(ctx, db.ExportLogEmptyFactsParams{ProjectID: e.ProjectID, OrgID: e.OrgID})
 			if err != nil {
-				return fmt.Errorf("count what export %d could have packed: %w", id, err)
+				return "", fmt.Errorf("count what export %d could have packed: %w", id, err)
 			}
-			note = emptyReason(sel, facts, pl.skipped)
+			return why(facts), nil
+		}
+		var (
+			pl         *plan
+			fp         *formatPlan
+			note       string
+			filesTotal int32
+			bytesTotal int64
+			skipped    int
+		)
+		if e.Format == labelconfig.FormatLabelq {
+			sel, err := parseSelection(e.Options)
+			if err != nil {
+				return fail(err.Error())
+			}
+			pr, err := project()
+			if err != nil || failed != "" {
+				return err
+			}
+			rows, err := q.FileVersionListForExport(ctx, db.FileVersionListForExportParams{
+				ProjectID: e.ProjectID, OrgID: e.OrgID,
+				IncludeFiles: *sel.IncludeFiles, IncludeAnnotations: *sel.IncludeAnnotations, IncludeLlm: *sel.IncludeLLM,
+			})
+			if err != nil {
+				return fmt.Errorf("select the versions of project %d: %w", e.ProjectID, err)
+			}
+			if pl, err = buildPlan(e, pr, sel, rows, h.version); err != nil {
+				return fmt.Errorf("plan export %d: %w", id, err)
+			}
+			if len(pl.items) > math.MaxInt32-2 {
+				return fail(fmt.Sprintf("%d files are more than one archive can hold", len(pl.items)))
+			}
+			if len(pl.items) == 0 {
+				if note, err = empty(func(f emptyFacts) string { return emptyReason(sel, f, pl.skipped) }); err != nil {
+					return err
+				}
+			}
+			filesTotal, bytesTotal, skipped = int32(len(pl.items)), pl.bytes, len(pl.skipped)
+		} else {
+			pr, err := project()
+			if err != nil || failed != "" {
+				return err
+			}
+			var reason string
+			if fp, reason, err = planFormat(ctx, q, e, pr, h.version); err != nil {
+				return err
+			}
+			if reason != "" {
+				return fail(reason)
+			}
+			if fp.totals.Tasks == 0 {
+				if note, err = empty(fp.emptyReason); err != nil {
+					return err
+				}
+			}
+			filesTotal, bytesTotal, skipped = int32(fp.totals.Tasks), fp.bytes, int(fp.totals.Skipped)
 		}
 		now := h.now()
 		st, err := q.ExportLogStart(ctx, db.ExportLogStartParams{
-			ID: id, StartedAt: &now, FilesTotal: int32(len(pl.items)), BytesTotal: pl.bytes,
+			ID: id, StartedAt: &now, FilesTotal: filesTotal, BytesTotal: bytesTotal,
 		})
 		if err != nil {
 			return fmt.Errorf("start export %d: %w", id, err)
 		}
 		rn = &run{
 			id: id, orgID: e.OrgID, projectID: e.ProjectID, attempt: st.Attempts, dst: dst,
-			key: objectKey(dst, e.OrgID, e.ProjectID, id, st.Attempts), modified: e.RequestedAt, plan: pl, note: note, started: now,
+			key: objectKey(dst, e.OrgID, e.ProjectID, id, st.Attempts), modified: e.RequestedAt, plan: pl, format: fp,
+			formatName: e.Format, note: note, started: now,
 		}
 		rn.log = log.With(slog.Int64("project_id", e.ProjectID), slog.Int("attempt", int(st.Attempts)))
-		if len(pl.skipped) > 0 {
+		if pl != nil && len(pl.skipped) > 0 {
 			ids := make([]int64, 0, min(len(pl.skipped), 100))
 			for _, s := range pl.skipped[:cap(ids)] {
 				ids = append(ids, s.versionID)
@@ -309,7 +363,7 @@ func (h *Handler) start(ctx context.Context, id int64, log *slog.Logger) (*run, 
 				slog.Int("count", len(pl.skipped)), slog.Any("version_ids", ids))
 		}
 		return event(ctx, q, e.OrgID, id, EventStarted, fmt.Sprintf("export:%d:started:%d", id, st.Attempts), map[string]any{
-			"attempt": st.Attempts, "files_total": len(pl.items), "bytes_total": pl.bytes, "skipped": len(pl.skipped),
+			"attempt": st.Attempts, "files_total": filesTotal, "bytes_total": bytesTotal, "skipped": skipped, "format": e.Format,
 		})
 	})
 	switch {
@@ -363,7 +417,7 @@ func (h *Handler) pack(ctx context.Context, rn *run) error {
 
 	pctx, stop := context.WithCancelCause(ctx)
 	defer stop(nil)
-	up := h.startUpload(ctx, rn.dst.Store, rn.key, partSize(rn.plan, h.opts.PartSize))
+	up := h.startUpload(ctx, rn.dst.Store, rn.key, rn.partSize(h.opts.PartSize))
 	hw := zipstream.NewHashingWriter(up.pw)
 	mon := h.startMonitor(ctx, rn, func(cause error) {
 		stop(cause)
@@ -371,7 +425,7 @@ func (h *Handler) pack(ctx context.Context, rn *run) error {
 		// it makes that write fail now instead of after the part.
 		up.interrupt(cause)
 	})
-	zw := zipstream.NewWriter(hw, zipstream.Options{
+	zopts := zipstream.Options{
 		Modified: rn.modified, Concurrency: h.opts.Concurrency, MaxBuffered: h.opts.MaxBuffered, Level: h.opts.Level,
 		Progress: func(p zipstream.Progress) {
 			mon.observe(p)
@@ -379,8 +433,21 @@ func (h *Handler) pack(ctx context.Context, rn *run) error {
 				h.onProgress(pctx, p)
 			}
 		},
-	})
-	_, err := zw.Pack(pctx, rn.plan.entries(h.open))
+	}
+	var conv *conversion
+	if rn.format != nil {
+		// The manifest is written entry by entry (OnEntry), so the writer
+		// keeps no results of its own: a label file per task would add up.
+		conv = h.newConversion(rn)
+		zopts.OnEntry, zopts.DiscardResults = conv.onEntry, true
+	}
+	zw := zipstream.NewWriter(hw, zopts)
+	var err error
+	if conv != nil {
+		err = conv.run(pctx, zw)
+	} else {
+		_, err = zw.Pack(pctx, rn.plan.entries(h.open))
+	}
 	if err == nil {
 		err = zw.Close()
 	}
@@ -427,7 +494,10 @@ func permanentReason(err error) (string, bool) {
 	var ee *zipstream.EntryError
 	var ue *storage.UnusableError
 	var re *refusedError
+	var fe *formatError
 	switch {
+	case errors.As(err, &fe):
+		return fe.reason, true
 	case errors.As(err, &ee) && errors.As(ee.Err, &ue):
 		// The version's storage cannot be used as it is (deleted, endpoint no
 		// longer allowed, credentials not opening): not a passing outage.
@@ -576,7 +646,7 @@ func (h *Handler) complete(ctx context.Context, rn *run, up *upload, hw *zipstre
 	stale := false
 	err = database.Tx(ctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
 		now := h.now()
-		sum, size, count := hw.SHA256(), hw.Size(), int32(len(rn.plan.items))
+		sum, size, count := hw.SHA256(), hw.Size(), rn.fileCount()
 		var err error
 		var note *string
 		if rn.note != "" {
@@ -593,19 +663,19 @@ func (h *Handler) complete(ctx context.Context, rn *run, up *upload, hw *zipstre
 		if err != nil {
 			return fmt.Errorf("complete export %d: %w", rn.id, err)
 		}
-		ids := make([]int64, len(rn.plan.items))
-		paths := make([]string, len(rn.plan.items))
-		for i, it := range rn.plan.items {
-			ids[i], paths[i] = it.versionID, it.path
-		}
+		ids, paths := rn.exportedFiles()
 		if err := q.ExportedFileInsertBatch(ctx, db.ExportedFileInsertBatchParams{
 			ExportID: rn.id, OrgID: rn.orgID, FileVersionIds: ids, ArchivePaths: paths,
 		}); err != nil {
 			return fmt.Errorf("record the files of export %d: %w", rn.id, err)
 		}
 		meta := map[string]any{
-			"attempt": rn.attempt, "files": count, "bytes": rn.plan.bytes, "size_bytes": size, "sha256": sum,
-			"storage_path": rn.key, "skipped": len(rn.plan.skipped), "duration_ms": now.Sub(rn.started).Milliseconds(),
+			"attempt": rn.attempt, "files": count, "bytes": rn.bytes(), "size_bytes": size, "sha256": sum,
+			"storage_path": rn.key, "skipped": rn.skipped(), "duration_ms": now.Sub(rn.started).Milliseconds(),
+			"format": rn.formatName,
+		}
+		if fp := rn.format; fp != nil {
+			meta["tasks"], meta["unparsed_results"], meta["dropped_predictions"] = fp.tasks, fp.unparsed.n, fp.dropped.n
 		}
 		if rn.dst.StorageID != 0 {
 			meta["storage_id"] = rn.dst.StorageID
@@ -620,7 +690,7 @@ func (h *Handler) complete(ctx context.Context, rn *run, up *upload, hw *zipstre
 		files, path := int64(count), downloadPath(rn.id)
 		data := webhook.ExportData{
 			ExportID: rn.id, ProjectID: rn.projectID, Status: string(db.ExportStatusCompleted), Trigger: trigger(done),
-			DownloadPath: &path, SizeBytes: &size, ChecksumSHA256: &sum, Files: &files,
+			Format: rn.formatName, DownloadPath: &path, SizeBytes: &size, ChecksumSHA256: &sum, Files: &files,
 		}
 		if rn.dst.StorageID != 0 {
 			// The tenant's own bucket: where the archive is is theirs to know.
@@ -639,7 +709,7 @@ func (h *Handler) complete(ctx context.Context, rn *run, up *upload, hw *zipstre
 	}
 	elapsed := h.now().Sub(rn.started)
 	attrs := []any{
-		slog.Int("files", int(deref(done.FileCount))), slog.Int64("bytes", rn.plan.bytes),
+		slog.Int("files", int(deref(done.FileCount))), slog.Int64("bytes", rn.bytes()), slog.String("format", rn.formatName),
 		slog.Int64("size_bytes", deref(done.SizeBytes)), slog.String("sha256", deref(done.ArchiveSha256)),
 		slog.Duration("elapsed", elapsed),
 	}
@@ -729,7 +799,7 @@ func recordFailure(ctx context.Context, q *db.Queries, e db.ExportLog, attempt i
 		return nil // the row was not this run's to fail: nothing to tell
 	}
 	return notify(ctx, q, e.OrgID, e.ID, webhook.ExportFailed, key, webhook.ExportData{
-		ExportID: e.ID, ProjectID: e.ProjectID, Status: string(db.ExportStatusFailed), Trigger: trigger(e),
+		ExportID: e.ID, ProjectID: e.ProjectID, Status: string(db.ExportStatusFailed), Trigger: trigger(e), Format: e.Format,
 		StorageID: e.StorageID, Reason: &reason,
 	})
 }

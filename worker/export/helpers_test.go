@@ -306,6 +306,7 @@ type manifest struct {
 	ProjectID     int64           `json:"project_id"`
 	ProjectName   string          `json:"project_name"`
 	Options       json.RawMessage `json:"options"`
+	Format        string          `json:"format"`
 	CreatedAt     time.Time       `json:"created_at"`
 	LabelqVersion string          `json:"labelq_version"`
 	Entries       []struct {

@@ -42,6 +42,11 @@ func partSize(p *plan, minSize uint64) uint64 {
 	for _, it := range p.items {
 		bound += uint64(it.size) + uint64(it.size)/8192 + 3*uint64(len(it.path)) + 256
 	}
+	return partSizeFor(bound, minSize)
+}
+
+// partSizeFor is the part size for an archive of at most bound bytes.
+func partSizeFor(bound, minSize uint64) uint64 {
 	need := (bound + maxParts - 1) / maxParts
 	if need <= minSize {
 		return minSize
@@ -156,7 +161,7 @@ func (m *monitor) loop(ctx context.Context) {
 		p := m.last
 		m.mu.Unlock()
 		m.count(p.ArchiveBytes)
-		files, bytes := m.rn.plan.filesDone(p)
+		files, bytes := m.rn.done(p)
 		// Written even when nothing moved: updated_at is the run's heartbeat.
 		n, err := q.ExportLogSetProgress(ctx, db.ExportLogSetProgressParams{
 			ID: m.rn.id, Attempt: m.rn.attempt, FilesDone: files, BytesDone: bytes,

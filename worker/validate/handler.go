@@ -245,9 +245,19 @@ func (h *Handler) validate(ctx context.Context, log *slog.Logger, row db.FileVer
 		return h.decide(ctx, log, row, outcome{report: pre, size: &size})
 	}
 
+	// Results of a project with a label config are checked against it from the
+	// same pass (results.go).
+	res, err := h.resultsFor(ctx, row, info.Size)
+	if err != nil {
+		return err
+	}
+	var in io.Reader = body
+	if res != nil {
+		in = res.tee(body)
+	}
 	budget := h.passBudget(info.Size)
 	timer.Reset(budget)
-	m, rep, err := h.read(octx, timer, budget, body, src, v.StoragePath, info, refs, opts)
+	m, rep, err := h.read(octx, timer, budget, in, src, v.StoragePath, info, refs, opts)
 	switch {
 	case errors.Is(err, verify.ErrTooLarge):
 		rep = verify.Report{Verdict: verify.Rejected, Findings: []verify.Finding{{
@@ -261,6 +271,11 @@ func (h *Handler) validate(ctx context.Context, log *slog.Logger, row db.FileVer
 		return fmt.Errorf("read object %q of version %d: %w", v.StoragePath, v.ID, err)
 	}
 	_ = body.Close()
+	if res != nil && rep.Verdict == verify.Valid {
+		if rep, err = h.check(ctx, log, row, res, rep); err != nil {
+			return err
+		}
+	}
 	return h.decide(ctx, log, row, outcome{report: rep, m: &m, size: &m.Size, etag: info.ETag, objectVersion: info.VersionID})
 }
 

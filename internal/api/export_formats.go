@@ -1,0 +1,44 @@
+package api
+
+import (
+	"encoding/json"
+	"errors"
+	"strconv"
+	"strings"
+
+	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/formats"
+	"github.com/labelq/labelq/internal/labelconfig"
+)
+
+// exportFormat resolves what an export (or a schedule's exports) asks for:
+// the format (labelq when none is given) and the options with that format's
+// defaults filled in (formats.Defaults), checked against the project's label
+// config now, so that a format the config cannot feed (COCO of a text
+// project, any converted format without a config) is a 422 naming the field
+// rather than a failed export later. The worker checks again when the export
+// runs, since the config may change in between.
+func (c *Call) exportFormat(projectID int64, format *string, o ExportOptions) (string, ExportOptions, error) {
+	f := labelconfig.FormatLabelq
+	if format != nil {
+		f = *format
+	}
+	files, annotations, llm := formats.Defaults(f, o.IncludeFiles, o.IncludeAnnotations, o.IncludeLLM)
+	var raw json.RawMessage
+	if f != labelconfig.FormatLabelq {
+		pr, err := c.Q.ProjectGet(c.R.Context(), db.ProjectGetParams{ID: projectID, OrgID: c.OrgID})
+		if err != nil {
+			return "", ExportOptions{}, orNotFound(err, "project")
+		}
+		raw = pr.LabelConfig
+	}
+	if _, err := formats.Fit(f, raw, files, annotations, llm); err != nil {
+		var fe *formats.FitError
+		if errors.As(err, &fe) {
+			reason := strings.ReplaceAll(fe.Reason, "{project_id}", strconv.FormatInt(projectID, 10))
+			return "", ExportOptions{}, invalid(fe.Field, reason)
+		}
+		return "", ExportOptions{}, err
+	}
+	return f, ExportOptions{IncludeFiles: &files, IncludeAnnotations: &annotations, IncludeLLM: &llm}, nil
+}
