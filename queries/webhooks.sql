@@ -140,13 +140,6 @@ RETURNING failing_since, enabled;
 UPDATE webhook_endpoints SET enabled = false, disabled_reason = @reason::text, disabled_at = now()
 WHERE id = @id AND enabled;
 
--- name: WebhookDeliveryList :many
-SELECT d.*, ev.public_id, ev.event_type
-FROM webhook_deliveries d JOIN webhook_events ev ON ev.id = d.event_id
-WHERE d.org_id = @org_id AND d.endpoint_id = @endpoint_id AND d.id > @after_id
-ORDER BY d.id
-LIMIT @max_rows;
-
 -- name: WebhookAttemptsOfDeliveries :many
 SELECT * FROM webhook_attempts
 WHERE org_id = @org_id AND delivery_id = ANY (@delivery_ids::bigint[])
