@@ -41,7 +41,7 @@ func (w *Writer) Create(path, mimeType string) (io.Writer, error) {
 	}
 	fh := w.header(path, method)
 	fh.Flags |= 0x8 // sizes and CRC follow the data
-	zf, err := w.zw.CreateRaw(fh)
+	zf, err := w.zw.createRaw(fh)
 	if err != nil {
 		return nil, w.fail(fmt.Errorf("zipstream: write %s: %w", path, err))
 	}
@@ -100,7 +100,7 @@ type created struct {
 	path     string
 	mimeType string
 	fh       *zip.FileHeader
-	cw       countWriter // compressed bytes, into archive/zip's file writer
+	cw       countWriter // compressed bytes, into the archive
 	fw       *flate.Writer
 	out      io.Writer // fw, or cw when stored
 	sha      hash.Hash
@@ -137,8 +137,9 @@ func (w *Writer) FinishEntry() error {
 }
 
 // finishCreated ends the entry Create returned, if one is open: it flushes
-// the compressor, fills in the header archive/zip writes the data descriptor
-// and central directory record from, and records the entry's result.
+// the compressor, fills in the header that the data descriptor
+// and central directory record are written from, and records the entry's
+// result.
 func (w *Writer) finishCreated() error {
 	c := w.open
 	if c == nil {
@@ -256,7 +257,7 @@ func (w *Writer) AddSpool(s *Spool) (EntryResult, error) {
 	fh.CRC32 = s.crc
 	fh.CompressedSize64 = uint64(s.buf.n)
 	fh.UncompressedSize64 = uint64(s.n)
-	zf, err := w.zw.CreateRaw(fh)
+	zf, err := w.zw.createRaw(fh)
 	if err == nil {
 		err = s.buf.writeTo(zf)
 	}

@@ -11,9 +11,14 @@
 // Memory stays flat however large the export is: entries of at most
 // [Options.SmallEntryMax] bytes are compressed by workers into pooled chunks,
 // and the chunks held at any time are bounded by [Options.MaxBuffered];
-// larger entries are streamed straight through when their turn comes. ZIP64
-// (entries or archives over 4 GiB, more than 65,535 entries) is handled by
-// archive/zip, which this package drives through [zip.Writer.CreateRaw].
+// larger entries are streamed straight through when their turn comes. What
+// grows with the number of entries is small: each entry's central directory
+// record, kept deflated (about 8 bytes an entry for an export's names), and a
+// 128-bit hash of its name for the duplicate check. The container (local
+// headers, data descriptors, ZIP64 for entries or archives over 4 GiB and
+// more than 65,535 entries) is written as archive/zip's CreateRaw and Close
+// write it, byte for byte (rawzip.go), without archive/zip's header per
+// entry.
 //
 // Every byte is hashed on the way. An entry whose bytes do not match its
 // recorded SHA-256, or whose length differs from its declared size, fails the

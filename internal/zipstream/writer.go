@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"hash"
 	"hash/crc32"
+	"hash/maphash"
 	"io"
 	"sync"
 	"time"
@@ -75,7 +76,7 @@ type Progress struct {
 	BytesDone  int64
 	BytesTotal int64 // sum of declared sizes passed to Pack so far
 	// ArchiveBytes is what has reached the destination writer (up to 4 KiB
-	// may still sit in archive/zip's buffer until Close).
+	// may still sit in the archive's write buffer until Close).
 	ArchiveBytes int64
 }
 
@@ -106,7 +107,7 @@ type Result struct {
 type Writer struct {
 	opts     Options
 	dst      *countWriter
-	zw       *zip.Writer
+	zw       *rawWriter
 	dosDate  uint16
 	dosTime  uint16
 	unixTime uint32
@@ -114,9 +115,15 @@ type Writer struct {
 	chunks chunkPool
 	flates sync.Pool // *flate.Writer at opts.Level
 
-	names   map[string]bool // folded path → is a directory
-	results []EntryResult
-	total   Result // totals of every entry recorded, kept with DiscardResults too
+	// names holds every path and directory taken, folded, as a 128-bit
+	// hash (two seeded 64-bit hashes) → is a directory: 24 bytes a name
+	// where the strings cost a hundred. A new name is refused only when
+	// both hashes equal an earlier name's, which for distinct names has a
+	// chance of about n²/2¹²⁹ (1e-29 at 100,000 names).
+	names        map[nameKey]bool
+	seedA, seedB maphash.Seed
+	results      []EntryResult
+	total        Result // totals of every entry recorded, kept with DiscardResults too
 	// open is the entry Create returned until it is finished; createSHA and
 	// createFlate are reused from one created entry to the next.
 	open        *created
@@ -147,18 +154,28 @@ func NewWriter(dst io.Writer, opts Options) *Writer {
 		mod = epoch
 	}
 	cw := &countWriter{w: dst}
-	return &Writer{
+	w := &Writer{
 		opts: opts,
 		dst:  cw,
-		zw:   zip.NewWriter(cw),
 		// UTC, not the server's zone, so the bytes do not depend on where
 		// the worker runs; Info-ZIP and most readers prefer the extended
 		// timestamp (exact Unix time) anyway.
 		dosDate:  uint16(mod.Day() + int(mod.Month())<<5 + (mod.Year()-1980)<<9),
 		dosTime:  uint16(mod.Second()/2 + mod.Minute()<<5 + mod.Hour()<<11),
 		unixTime: uint32(mod.Unix()),
-		names:    make(map[string]bool),
+		names:    make(map[nameKey]bool),
+		seedA:    maphash.MakeSeed(),
+		seedB:    maphash.MakeSeed(),
 	}
+	w.zw = newRawWriter(cw, &w.chunks)
+	return w
+}
+
+// nameKey is a folded name's key in Writer.names.
+type nameKey struct{ a, b uint64 }
+
+func (w *Writer) nameKey(folded string) nameKey {
+	return nameKey{maphash.String(w.seedA, folded), maphash.String(w.seedB, folded)}
 }
 
 // Pack writes entries to the archive, in order, and returns one result per
@@ -208,7 +225,7 @@ func (w *Writer) Close() error {
 		return err
 	}
 	w.closed = true
-	if err := w.zw.Close(); err != nil {
+	if err := w.zw.close(); err != nil {
 		w.err = fmt.Errorf("zipstream: write central directory: %w", err)
 		return w.err
 	}
@@ -244,7 +261,7 @@ func (w *Writer) admit(entries []Entry) error {
 		if isDir, ok = added[k]; ok {
 			return isDir, ok
 		}
-		isDir, ok = w.names[k]
+		isDir, ok = w.names[w.nameKey(k)]
 		return isDir, ok
 	}
 	for i := range entries {
@@ -289,7 +306,7 @@ func (w *Writer) admit(entries []Entry) error {
 		added[key] = false
 	}
 	for k, v := range added {
-		w.names[k] = v
+		w.names[w.nameKey(k)] = v
 	}
 	return nil
 }
@@ -520,7 +537,7 @@ func (w *Writer) writeBuffered(j *job) (EntryResult, error) {
 	fh.CRC32 = j.st.crc
 	fh.CompressedSize64 = uint64(j.st.compressed)
 	fh.UncompressedSize64 = uint64(j.st.n)
-	zf, err := w.zw.CreateRaw(fh)
+	zf, err := w.zw.createRaw(fh)
 	if err == nil {
 		err = j.buf.writeTo(zf)
 	}
@@ -532,14 +549,14 @@ func (w *Writer) writeBuffered(j *job) (EntryResult, error) {
 
 // streamEntry copies a large entry straight into the archive. The CRC and
 // sizes are only known at the end, so the header announces a data
-// descriptor and archive/zip writes it (64-bit when needed) from fh when the
-// next entry starts or the archive is closed.
+// descriptor, written (64-bit when needed) from fh when the next entry
+// starts or the archive is closed.
 func (w *Writer) streamEntry(ctx context.Context, p *packer, e *Entry) (EntryResult, error) {
 	var fh *zip.FileHeader
 	method, st, err := p.pack(ctx, e, nil, func(method uint16) (io.Writer, error) {
 		fh = w.header(e.Path, method)
 		fh.Flags |= 0x8
-		zf, err := w.zw.CreateRaw(fh)
+		zf, err := w.zw.createRaw(fh)
 		if err != nil {
 			return nil, fmt.Errorf("zipstream: write %s: %w", e.Path, err)
 		}
@@ -557,11 +574,11 @@ func (w *Writer) streamEntry(ctx context.Context, p *packer, e *Entry) (EntryRes
 
 // setLegacySizes fills the 32-bit size fields (and the ZIP64 reader version)
 // of a header whose sizes were unknown when CreateRaw wrote it. Deprecated
-// for callers of Create, these fields are still what archive/zip's Close
-// writes into the central directory for an entry under 4 GiB, and
-// CreateRaw derives them only from the sizes it is given up front.
+// for callers of archive/zip's Create, these fields are still what the
+// central directory holds for an entry under 4 GiB, and createRaw derives
+// them only from the sizes it is given up front.
 //
-//nolint:staticcheck // SA1019: see above; CreateRaw needs them.
+//nolint:staticcheck // SA1019: see above; createRaw needs them.
 func setLegacySizes(fh *zip.FileHeader) {
 	if fh.CompressedSize64 >= 0xffffffff || fh.UncompressedSize64 >= 0xffffffff {
 		fh.CompressedSize = 0xffffffff
