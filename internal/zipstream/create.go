@@ -169,13 +169,14 @@ func (w *Writer) finishCreated() error {
 // and added to the archive whole by [Writer.AddSpool]: the manifest of an
 // archive whose entries' checksums are learnt only as they are written (see
 // [ManifestWriter]). Its bytes are held deflated in pooled chunks, so it
-// costs about its compressed size in memory. A Spool is not safe for
+// costs about its compressed size in memory, or at most
+// [Options.SpillAfter] of it with a [Spiller]. A Spool is not safe for
 // concurrent use.
 type Spool struct {
 	w    *Writer
 	path string
 	mime string
-	buf  chunkBuf
+	buf  spillBuf
 	fw   *flate.Writer
 	sha  hash.Hash
 	crc  uint32
@@ -194,7 +195,7 @@ func (w *Writer) NewSpool(path, mimeType string) (*Spool, error) {
 		return nil, err
 	}
 	s := &Spool{w: w, path: path, mime: mimeType, sha: sha256.New()}
-	s.buf.pool = &w.chunks
+	s.buf = newSpillBuf(&w.chunks, w.opts.Spiller, w.opts.SpillAfter, "spool/"+path)
 	// A compressor of its own: the spool outlives the entries packed
 	// meanwhile, which use the pooled ones.
 	s.fw, _ = flate.NewWriter(&s.buf, w.opts.Level)
@@ -255,7 +256,7 @@ func (w *Writer) AddSpool(s *Spool) (EntryResult, error) {
 	}
 	fh := w.header(s.path, zip.Deflate)
 	fh.CRC32 = s.crc
-	fh.CompressedSize64 = uint64(s.buf.n)
+	fh.CompressedSize64 = uint64(s.buf.size())
 	fh.UncompressedSize64 = uint64(s.n)
 	zf, err := w.zw.createRaw(fh)
 	if err == nil {
@@ -265,7 +266,7 @@ func (w *Writer) AddSpool(s *Spool) (EntryResult, error) {
 		return EntryResult{}, w.fail(fmt.Errorf("zipstream: write %s: %w", s.path, err))
 	}
 	res := EntryResult{
-		Path: s.path, SHA256: hex.EncodeToString(s.sha.Sum(nil)), Size: s.n, CompressedSize: s.buf.n,
+		Path: s.path, SHA256: hex.EncodeToString(s.sha.Sum(nil)), Size: s.n, CompressedSize: s.buf.size(),
 		CRC32: s.crc, Method: zip.Deflate,
 	}
 	w.prog.FilesTotal++

@@ -29,7 +29,7 @@ type rawWriter struct {
 	cw     *countWriter
 	bw     *bufio.Writer
 	last   *rawEntry // the entry whose data is being written
-	dir    chunkBuf  // deflated central directory records
+	dir    spillBuf  // deflated central directory records
 	dirFW  *flate.Writer
 	dirLen int64 // inflated size of the records
 	count  uint64
@@ -67,11 +67,9 @@ const (
 // repetitive enough that a higher level saves little.
 const dirLevel = flate.BestSpeed
 
-func newRawWriter(w io.Writer, pool *chunkPool) *rawWriter {
+func newRawWriter(w io.Writer, pool *chunkPool, sp Spiller, spillAfter int64) *rawWriter {
 	bw := bufio.NewWriter(w)
-	rw := &rawWriter{cw: &countWriter{w: bw}, bw: bw}
-	rw.dir.pool = pool
-	return rw
+	return &rawWriter{cw: &countWriter{w: bw}, bw: bw, dir: newSpillBuf(pool, sp, spillAfter, "central-directory")}
 }
 
 func isZip64(fh *zip.FileHeader) bool {
@@ -232,8 +230,9 @@ func (w *rawWriter) close() error {
 		if err := w.dirFW.Close(); err != nil {
 			return fmt.Errorf("zip: central directory: %w", err)
 		}
-		fr := flate.NewReader(w.dir.reader())
-		n, err := io.Copy(w.cw, fr)
+		dr := w.dir.reader()
+		defer dr.Close()
+		n, err := io.Copy(w.cw, flate.NewReader(dr))
 		if err == nil && n != w.dirLen {
 			err = fmt.Errorf("central directory inflated to %d bytes, %d written", n, w.dirLen)
 		}

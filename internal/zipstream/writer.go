@@ -67,6 +67,15 @@ type Options struct {
 	// but [Writer.Result] has the totals only. For archives of very many
 	// entries whose caller takes the results through OnEntry.
 	DiscardResults bool
+	// Spiller, if set, takes the central directory and spooled entries
+	// (kept deflated until the end) past SpillAfter bytes of each, so that
+	// memory stays flat in the number of entries; see [Spiller]. Without
+	// one they stay in memory: about 50 bytes an entry with its manifest
+	// line.
+	Spiller Spiller
+	// SpillAfter is how many deflated bytes of each such stream are held
+	// before they are spilled. Default DefaultSpillAfter.
+	SpillAfter int64
 }
 
 // Progress is a snapshot of a Writer's work.
@@ -115,12 +124,12 @@ type Writer struct {
 	chunks chunkPool
 	flates sync.Pool // *flate.Writer at opts.Level
 
-	// names holds every path and directory taken, folded, as a 128-bit
-	// hash (two seeded 64-bit hashes) → is a directory: 24 bytes a name
-	// where the strings cost a hundred. A new name is refused only when
-	// both hashes equal an earlier name's, which for distinct names has a
-	// chance of about n²/2¹²⁹ (1e-29 at 100,000 names).
-	names        map[nameKey]bool
+	// files and dirs hold every path and directory taken, folded, as a
+	// 128-bit hash (two seeded 64-bit hashes): 16 bytes a name where the
+	// strings cost a hundred. A new name is refused only when both hashes
+	// equal an earlier name's, which for distinct names has a chance of
+	// about n²/2¹²⁹ (1e-29 at 100,000 names).
+	files, dirs  map[nameKey]struct{}
 	seedA, seedB maphash.Seed
 	results      []EntryResult
 	total        Result // totals of every entry recorded, kept with DiscardResults too
@@ -163,11 +172,12 @@ func NewWriter(dst io.Writer, opts Options) *Writer {
 		dosDate:  uint16(mod.Day() + int(mod.Month())<<5 + (mod.Year()-1980)<<9),
 		dosTime:  uint16(mod.Second()/2 + mod.Minute()<<5 + mod.Hour()<<11),
 		unixTime: uint32(mod.Unix()),
-		names:    make(map[nameKey]bool),
+		files:    make(map[nameKey]struct{}),
+		dirs:     make(map[nameKey]struct{}),
 		seedA:    maphash.MakeSeed(),
 		seedB:    maphash.MakeSeed(),
 	}
-	w.zw = newRawWriter(cw, &w.chunks)
+	w.zw = newRawWriter(cw, &w.chunks, opts.Spiller, opts.SpillAfter)
 	return w
 }
 
@@ -261,8 +271,12 @@ func (w *Writer) admit(entries []Entry) error {
 		if isDir, ok = added[k]; ok {
 			return isDir, ok
 		}
-		isDir, ok = w.names[w.nameKey(k)]
-		return isDir, ok
+		hk := w.nameKey(k)
+		if _, ok := w.dirs[hk]; ok {
+			return true, true
+		}
+		_, ok = w.files[hk]
+		return false, ok
 	}
 	for i := range entries {
 		e := &entries[i]
@@ -305,8 +319,12 @@ func (w *Writer) admit(entries []Entry) error {
 		}
 		added[key] = false
 	}
-	for k, v := range added {
-		w.names[w.nameKey(k)] = v
+	for k, isDir := range added {
+		if isDir {
+			w.dirs[w.nameKey(k)] = struct{}{}
+		} else {
+			w.files[w.nameKey(k)] = struct{}{}
+		}
 	}
 	return nil
 }

@@ -81,6 +81,11 @@ type Options struct {
 	Level int
 	// MaxAttempts is how many runs an export gets. Default DefaultMaxAttempts.
 	MaxAttempts int
+	// SpillAfter is how many deflated bytes of the archive's central
+	// directory and of a converted export's manifest are held in memory
+	// before they move to the bucket beside the archive. Default
+	// DefaultSpillAfter.
+	SpillAfter int64
 }
 
 // Deps are the handler's dependencies.
@@ -170,6 +175,9 @@ func NewHandler(d Deps) *Handler {
 	}
 	if h.opts.ReadConcurrency <= 0 {
 		h.opts.ReadConcurrency = DefaultReadConcurrency
+	}
+	if h.opts.SpillAfter <= 0 {
+		h.opts.SpillAfter = DefaultSpillAfter
 	}
 	return h
 }
@@ -425,8 +433,13 @@ func (h *Handler) pack(ctx context.Context, rn *run) error {
 		// it makes that write fail now instead of after the part.
 		up.interrupt(cause)
 	})
+	// The central directory and the manifest, which grow with the entries,
+	// go to the bucket past SpillAfter bytes each.
+	spill := newSpillStore(pctx, rn.dst.Store, rn.key)
+	defer spill.removeAll(ctx, rn.log)
 	zopts := zipstream.Options{
 		Modified: rn.modified, Concurrency: h.opts.Concurrency, MaxBuffered: h.opts.MaxBuffered, Level: h.opts.Level,
+		Spiller: spill, SpillAfter: h.opts.SpillAfter,
 		Progress: func(p zipstream.Progress) {
 			mon.observe(p)
 			if h.onProgress != nil {
