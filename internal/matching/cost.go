@@ -20,12 +20,14 @@ import "math"
 // The solver minimises a cost vector compared lexicographically, level by
 // level (a, then b, then c, then d):
 //
-//	a = −Σ score units                         the objective itself
-//	b = Σ over assigned jobs (dueRank − B)      more jobs, then earlier due dates
-//	c = Σ over assigned jobs (Load_u + k)       the k-th job (1-based) given to
-//	                                            user u in this run: less loaded
-//	d = Σ over assigned jobs idRank(u)          lower user id
+//	a = −Σ score units                          the objective itself
+//	b = Σ over assigned copies (dueRank − B)     more copies, then earlier due dates
+//	c = Σ over assigned copies (Load_u + k)      the k-th copy (1-based) given to
+//	                                             user u in this run: less loaded
+//	d = Σ over assigned copies idRank(u)         lower user id
 //
+// A copy is one person on one job; without overlap every job has one, and
+// copies are jobs.
 // dueRank orders all input jobs by due date (dated before undated), then id;
 // idRank orders candidates by id. Because c charges Load_u+k for the k-th job,
 // a run spreads work over equally good people instead of filling the least
@@ -41,23 +43,27 @@ import "math"
 // its costs but an ordered abelian group, which Z⁴ with the lexicographic
 // order is (addition is component-wise and preserves the order).
 //
-// The one place two criteria share an int64 is b, which holds "more jobs
-// assigned" above "earlier due dates". With B = n² + 1 and 0 ≤ dueRank < n:
-// take two assignments X and Y with |X| > |Y|. Then
+// The one place two criteria share an int64 is b, which holds "more copies
+// assigned" above "earlier due dates". With n jobs asking for C copies in
+// all, B = C·n + 1 and 0 ≤ dueRank < n: take two assignments X and Y with
+// |X| > |Y| copies (so |X| ≤ C). Then
 //
 //	b(X) ≤ |X|·(n−1) − |X|·B   and   b(Y) ≥ −|Y|·B,
-//	b(Y) − b(X) ≥ (|X|−|Y|)·B − |X|·(n−1) ≥ B − n·(n−1) > 0,
+//	b(Y) − b(X) ≥ (|X|−|Y|)·B − |X|·(n−1) ≥ B − C·(n−1) > 0,
 //
 // so X always has the smaller b whatever the due ranks: the due-date terms
-// can never outweigh one more assigned job. Among assignments of equal size
-// the B terms cancel and Σ dueRank decides.
+// can never outweigh one more assigned copy. Among assignments of equal size
+// the B terms cancel and Σ dueRank decides. Without overlap C = n and
+// B = n² + 1.
 //
-// Overflow. With at most MaxJobs jobs and MaxCandidates candidates the network
-// has N < 2^19+4 nodes. A node potential is a sum of at most N−1 arc costs
-// and a reduced cost is an arc cost plus two potentials, so every
-// intermediate value is below 2N·max|cost|. The largest arc costs are
-// |a| ≤ 3e8 < 2^29, |b| ≤ B ≤ 2^36+1, c ≤ MaxLoad + MaxJobs < 2^31 and
-// d < 2^18, so every value stays below 2^20·2^37 = 2^57.
+// Overflow. With at most MaxJobs jobs, MaxCopies copies and MaxCandidates
+// candidates the network has N < 2^19+4 nodes. A node potential is a sum of
+// at most N−1 arc costs and a reduced cost is an arc cost plus two
+// potentials, so every intermediate value is below 2N·max|cost|. The largest
+// arc costs are |a| ≤ 3e8 < 2^29, |b| ≤ B ≤ 2^36+1, c ≤ MaxLoad + MaxJobs <
+// 2^31 (a user's capacity units never exceed the jobs, one copy each) and
+// d < 2^18, so every value stays below 2^20·2^37 = 2^57. Flows are int32:
+// the return arc carries at most C ≤ 2^18 units.
 type cost4 struct{ a, b, c, d int64 }
 
 func (x cost4) add(y cost4) cost4 { return cost4{x.a + y.a, x.b + y.b, x.c + y.c, x.d + y.d} }

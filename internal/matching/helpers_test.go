@@ -89,8 +89,11 @@ func (in instance) conflicts(j *matching.Job, c *matching.Candidate) bool {
 	if !in.reviewers && c.ReviewsInProject {
 		return true
 	}
-	return slices.Contains(j.PreviousAnnotators, c.ID)
+	return slices.Contains(j.PreviousAnnotators, c.ID) || slices.Contains(j.CurrentAnnotators, c.ID)
 }
+
+// need is how many copies the job asks for: Need, at least one.
+func need(j *matching.Job) int { return max(j.Need, 1) }
 
 // eligible ignores capacity.
 func (in instance) eligible(j *matching.Job, c *matching.Candidate) bool {
@@ -98,7 +101,8 @@ func (in instance) eligible(j *matching.Job, c *matching.Candidate) bool {
 }
 
 // objective is the lexicographic objective of the package documentation as
-// a vector to minimise: −score, −assigned, Σ due rank, Σ (Load+k), Σ id rank.
+// a vector to minimise: −score, −assigned copies, Σ due rank, Σ (Load+k),
+// Σ id rank, every sum over the assigned copies.
 type objective [5]int64
 
 func (x objective) less(y objective) bool { return slices.Compare(x[:], y[:]) < 0 }
@@ -186,10 +190,15 @@ func (in instance) check(res matching.Result) error {
 	}
 	seen := map[int64]bool{}
 	used := map[int64]int{}
+	holders := map[int64][]int64{} // job → users given a copy in this run
 	total := 0.0
 	for i, a := range res.Assignments {
-		if i > 0 && res.Assignments[i-1].JobID >= a.JobID {
-			return errors.New("assignments not strictly ordered by job id")
+		if i > 0 {
+			prev := res.Assignments[i-1]
+			if prev.JobID > a.JobID || (prev.JobID == a.JobID && prev.UserID >= a.UserID) {
+				// Strictly by (job, user): which also means nobody twice on one job.
+				return errors.New("assignments not strictly ordered by job id, then user id")
+			}
 		}
 		j, c := jobs[a.JobID], cands[a.UserID]
 		if j == nil || c == nil {
@@ -197,7 +206,13 @@ func (in instance) check(res matching.Result) error {
 		}
 		seen[a.JobID] = true
 		used[a.UserID]++
+		if slices.Contains(holders[a.JobID], a.UserID) {
+			return fmt.Errorf("job %d given twice to user %d", j.ID, c.ID)
+		}
+		holders[a.JobID] = append(holders[a.JobID], a.UserID)
 		switch {
+		case len(holders[a.JobID]) > need(j):
+			return fmt.Errorf("job %d got %d copies, needs %d", j.ID, len(holders[a.JobID]), need(j))
 		case !in.available(c):
 			return fmt.Errorf("job %d given to unavailable/inactive/wrong-role user %d", j.ID, c.ID)
 		case !in.langOK(j, c):
@@ -214,17 +229,26 @@ func (in instance) check(res matching.Result) error {
 	if math.Abs(total-res.TotalScore) > 1e-6 {
 		return fmt.Errorf("total score %v, sum of assignments %v", res.TotalScore, total)
 	}
+	reported := map[int64]bool{}
 	for i, u := range res.Unassigned {
 		if i > 0 && res.Unassigned[i-1].JobID >= u.JobID {
 			return errors.New("unassigned not strictly ordered by job id")
 		}
 		j := jobs[u.JobID]
-		if j == nil || seen[u.JobID] {
-			return fmt.Errorf("unassigned job %d unknown or also assigned", u.JobID)
+		if j == nil {
+			return fmt.Errorf("unassigned job %d unknown", u.JobID)
 		}
-		seen[u.JobID] = true
-		if want := in.reason(j, used); u.Reason != want {
+		if want := need(j) - len(holders[j.ID]); u.Open != want || want <= 0 {
+			return fmt.Errorf("job %d: %d copies reported open, %d needed and %d given", j.ID, u.Open, need(j), len(holders[j.ID]))
+		}
+		seen[u.JobID], reported[u.JobID] = true, true
+		if want := in.reason(j, used, holders[j.ID]); u.Reason != want {
 			return fmt.Errorf("job %d: reason %q, want %q", j.ID, u.Reason, want)
+		}
+	}
+	for _, j := range in.jobs {
+		if len(holders[j.ID]) < need(&j) && !reported[j.ID] {
+			return fmt.Errorf("job %d got %d of %d copies and is not reported open", j.ID, len(holders[j.ID]), need(&j))
 		}
 	}
 	if len(seen) != len(in.jobs) {
@@ -233,11 +257,12 @@ func (in instance) check(res matching.Result) error {
 	return nil
 }
 
-// reason is the expected reason for an unassigned job. For
+// reason is the expected reason for a job with copies open, after the run
+// gave copies to holders, who count as excluded from another one. For
 // capacity_exhausted it also demands that every eligible user is full: a
-// job left open next to free capacity would not be optimal (assigning it
-// never lowers the score and assigns one more job).
-func (in instance) reason(j *matching.Job, used map[int64]int) matching.Reason {
+// copy left open next to free capacity would not be optimal (assigning it
+// never lowers the score and assigns one more copy).
+func (in instance) reason(j *matching.Job, used map[int64]int, holders []int64) matching.Reason {
 	var avail, lang, free bool
 	for i := range in.cands {
 		c := &in.cands[i]
@@ -249,7 +274,7 @@ func (in instance) reason(j *matching.Job, used map[int64]int) matching.Reason {
 			continue
 		}
 		lang = true
-		if in.conflicts(j, c) {
+		if in.conflicts(j, c) || slices.Contains(holders, c.ID) {
 			continue
 		}
 		free = true
@@ -268,37 +293,41 @@ func (in instance) reason(j *matching.Job, used map[int64]int) matching.Reason {
 	return matching.ReasonCapacityExhausted
 }
 
-// bruteForce enumerates every legal assignment (each job: nobody or any
-// eligible user with capacity left) and returns the best objective.
+// bruteForce enumerates every legal assignment (each job: any set of at most
+// need(job) eligible users, each with capacity left, each once) and returns
+// the best objective.
 func (in instance) bruteForce() objective {
 	due, idRank := in.ranks()
 	used := make([]int, len(in.cands))
 	best := objective{}
 	var cur objective
-	var rec func(j int)
-	rec = func(j int) {
+	// rec decides, for job j, whether users u, u+1, … take a copy; taken
+	// copies of j so far.
+	var rec func(j, u, taken int)
+	rec = func(j, u, taken int) {
 		if j == len(in.jobs) {
 			if cur.less(best) {
 				best = cur
 			}
 			return
 		}
-		rec(j + 1)
-		job := &in.jobs[j]
-		for u := range in.cands {
-			c := &in.cands[u]
-			if used[u] >= c.Remaining || !in.eligible(job, c) {
-				continue
-			}
-			used[u]++
-			step := objective{-units(job, c), -1, due[job.ID], int64(c.Load + used[u]), idRank[c.ID]}
-			cur = cur.add(step)
-			rec(j + 1)
-			cur = cur.sub(step)
-			used[u]--
+		if u == len(in.cands) {
+			rec(j+1, 0, 0)
+			return
 		}
+		rec(j, u+1, taken)
+		job, c := &in.jobs[j], &in.cands[u]
+		if taken == need(job) || used[u] >= c.Remaining || !in.eligible(job, c) {
+			return
+		}
+		used[u]++
+		step := objective{-units(job, c), -1, due[job.ID], int64(c.Load + used[u]), idRank[c.ID]}
+		cur = cur.add(step)
+		rec(j, u+1, taken+1)
+		cur = cur.sub(step)
+		used[u]--
 	}
-	rec(0)
+	rec(0, 0, 0)
 	return best
 }
 
@@ -390,11 +419,14 @@ func (in instance) hungarian() objective {
 	return total
 }
 
-// greedy is the baseline: take pairs by score, best first, when the job is
-// still open and the user has capacity. Pairs with the same language,
-// priority and user have the same score, so it walks (group, user) pairs
-// instead of sorting every job × user pair, which for 20,000 × 2,000 would
-// not fit in memory.
+// greedy is the baseline: take pairs by score, best first, when the job
+// still needs a copy, the user has capacity and is not excluded from the job
+// or already on it. Pairs with the same language, priority and user have the
+// same score, so it walks (group, user) pairs instead of sorting every
+// job × user pair, which for 20,000 × 2,000 would not fit in memory. Each
+// (group, user) pair is walked once and visits each job of the group at most
+// once, so nobody gets a job twice. It returns the score units and copies
+// assigned.
 func (in instance) greedy() (total int64, assigned int) {
 	type group struct {
 		lang    string
@@ -435,19 +467,27 @@ func (in instance) greedy() (total int64, assigned int) {
 	for u := range in.cands {
 		left[u] = in.cands[u].Remaining
 	}
+	open := make([]int, len(jobs))
+	for j := range jobs {
+		open[j] = need(&jobs[j])
+	}
 	for _, p := range pairs {
 		c := &in.cands[p.u]
 		kept := p.g.pending[:0]
 		i := 0
 		for ; i < len(p.g.pending) && left[p.u] > 0; i++ {
 			j := p.g.pending[i]
-			if slices.Contains(jobs[j].PreviousAnnotators, c.ID) || (in.reviewers && jobs[j].AnnotatorID == c.ID) {
+			if slices.Contains(jobs[j].PreviousAnnotators, c.ID) || slices.Contains(jobs[j].CurrentAnnotators, c.ID) ||
+				(in.reviewers && jobs[j].AnnotatorID == c.ID) {
 				kept = append(kept, j)
 				continue
 			}
 			left[p.u]--
 			total += p.units
 			assigned++
+			if open[j]--; open[j] > 0 {
+				kept = append(kept, j)
+			}
 		}
 		p.g.pending = append(kept, p.g.pending[i:]...)
 	}
@@ -461,6 +501,11 @@ type genParams struct {
 	excludeChance float64 // chance that a job has previous annotators
 	reviewers     bool
 	quirks        bool // inactive, unavailable, wrong-role, conflicting users; odd capacities
+	// overlap > 0 gives every job an overlap of 1..overlap, some of it
+	// already held by current annotators, and Need the rest (at least 1).
+	// It draws from the generator only after everything else, so instances
+	// without it are the same as before overlap existed.
+	overlap int
 }
 
 func ptr(x float64) *float64 { return &x }
@@ -534,6 +579,21 @@ func generate(rng *rand.Rand, p genParams) instance {
 			job.AnnotatorID = in.cands[rng.IntN(p.users)].ID
 		}
 		in.jobs = append(in.jobs, job)
+	}
+	if p.overlap > 0 {
+		for i := range in.jobs {
+			j := &in.jobs[i]
+			overlap := 1 + rng.IntN(p.overlap)
+			for range rng.IntN(overlap) { // at most overlap−1 copies already held
+				if id := in.cands[rng.IntN(p.users)].ID; !slices.Contains(j.CurrentAnnotators, id) && rng.IntN(2) == 0 {
+					j.CurrentAnnotators = append(j.CurrentAnnotators, id)
+				}
+			}
+			j.Need = overlap - len(j.CurrentAnnotators)
+			if j.Need == 1 && rng.IntN(2) == 0 {
+				j.Need = 0 // the same as 1
+			}
+		}
 	}
 	return in
 }

@@ -10,23 +10,25 @@ import (
 
 // Solve assigns open annotation jobs to annotators: candidates with
 // RoleAnnotator, where ReviewsInProject is a conflict and a job's
-// PreviousAnnotators are excluded from it. See the package documentation for
-// the rules, the objective and the tie-breaks.
+// PreviousAnnotators and CurrentAnnotators are excluded from it. A job gets
+// up to Need different annotators (overlap). See the package documentation
+// for the rules, the objective and the tie-breaks.
 //
 // The input slices are not modified and their order does not matter. An
 // error wrapping ErrInvalidInput means the input is malformed; the only other
 // error is ctx's.
 func Solve(ctx context.Context, jobs []Job, candidates []Candidate, opts Options) (Result, error) {
-	return solve(ctx, modeAnnotators, jobs, candidates, opts)
+	return solve(ctx, modeAnnotators, jobs, candidates, opts, false)
 }
 
 // SolveReviewers assigns reviewers with the same solver: candidates with
 // RoleQC, where AnnotatesInProject is a conflict, and each job's AnnotatorID
-// (and its PreviousAnnotators) are excluded from it. Jobs are the ones that
-// need a reviewer; Remaining and Load count the candidates' review
-// assignments.
+// (and its PreviousAnnotators and CurrentAnnotators) are excluded from it.
+// Jobs are the ones that need a reviewer; Remaining and Load count the
+// candidates' review assignments. Overlap is for annotators only: every job
+// gets at most one reviewer, and a Need above 1 is invalid input.
 func SolveReviewers(ctx context.Context, jobs []Job, candidates []Candidate, opts Options) (Result, error) {
-	return solve(ctx, modeReviewers, jobs, candidates, opts)
+	return solve(ctx, modeReviewers, jobs, candidates, opts, false)
 }
 
 type mode int
@@ -58,11 +60,14 @@ func (c *cand) inNetwork() bool { return c.avail && !c.conflict && c.capacity > 
 // class is a set of jobs with the same language and priority, which have the
 // same score for every user, so the network needs one node for all of them.
 // A split class also shares its exclusions and has no arcs to the excluded
-// users; a merged one ignores its jobs' exclusions (see solveRound).
+// users; a merged one ignores its jobs' exclusions (see solveRound). An
+// isolated job is split and alone in its class. A multi class has a job that
+// needs more than one copy (see placeCopies).
 type class struct {
 	lang   int32
 	weight int64
 	split  bool
+	multi  bool
 	excl   []int32 // split classes: sorted candidate indices excluded from all its jobs
 	jobs   []int32 // job indices, earliest due first
 	node   int32   // network node, -1 when nobody can take these jobs
@@ -70,7 +75,10 @@ type class struct {
 	arc0   int32   // first class → user arc
 }
 
-func solve(ctx context.Context, m mode, jobsIn []Job, candsIn []Candidate, opts Options) (Result, error) {
+// solve is Solve and SolveReviewers. isolateAll gives every job a class of
+// its own from the first round: the uncompressed network, exact without any
+// relaxation, which tests compare the default against.
+func solve(ctx context.Context, m mode, jobsIn []Job, candsIn []Candidate, opts Options, isolateAll bool) (Result, error) {
 	pmin, err := opts.minUnits()
 	if err != nil {
 		return Result{}, err
@@ -86,6 +94,8 @@ func solve(ctx context.Context, m mode, jobsIn []Job, candsIn []Candidate, opts 
 	// input, which makes the result independent of the callers' order.
 	jobs := slices.Clone(jobsIn)
 	slices.SortFunc(jobs, func(x, y Job) int { return cmp.Compare(x.ID, y.ID) })
+	need := make([]int32, len(jobs))
+	var copies int64
 	for i := range jobs {
 		if i > 0 && jobs[i].ID == jobs[i-1].ID {
 			return Result{}, fmt.Errorf("%w: job %d appears twice", ErrInvalidInput, jobs[i].ID)
@@ -93,6 +103,19 @@ func solve(ctx context.Context, m mode, jobsIn []Job, candsIn []Candidate, opts 
 		if jobs[i].Priority.Weight() == 0 {
 			return Result{}, fmt.Errorf("%w: job %d: unknown priority %q", ErrInvalidInput, jobs[i].ID, jobs[i].Priority)
 		}
+		switch n := jobs[i].Need; {
+		case n < 0:
+			return Result{}, fmt.Errorf("%w: job %d: negative need %d", ErrInvalidInput, jobs[i].ID, n)
+		case n > 1 && m == modeReviewers:
+			return Result{}, fmt.Errorf("%w: job %d: need %d, but a job gets one reviewer", ErrInvalidInput, jobs[i].ID, n)
+		case n > MaxCopies:
+			return Result{}, fmt.Errorf("%w: job %d: need %d exceeds the limit of %d copies per run", ErrInvalidInput, jobs[i].ID, n, MaxCopies)
+		}
+		need[i] = int32(max(jobs[i].Need, 1))
+		copies += int64(need[i])
+	}
+	if copies > MaxCopies {
+		return Result{}, fmt.Errorf("%w: %d copies exceed the limit of %d per run", ErrInvalidInput, copies, MaxCopies)
 	}
 	sortedCands := slices.Clone(candsIn)
 	slices.SortFunc(sortedCands, func(x, y Candidate) int { return cmp.Compare(x.ID, y.ID) })
@@ -110,24 +133,46 @@ func solve(ctx context.Context, m mode, jobsIn []Job, candsIn []Candidate, opts 
 		candIndex[c.id] = int32(i)
 	}
 
-	p := &problem{mode: m, jobs: jobs, cands: cands, candIndex: candIndex}
+	p := &problem{mode: m, jobs: jobs, cands: cands, candIndex: candIndex, need: need, copies: copies}
 	p.prepare(pmin)
 
-	// Jobs with exclusions first share their language/priority class; see
-	// solveRound for why that is exact and what happens when it fails.
+	// Jobs with exclusions, and jobs that need several copies, first share
+	// their language/priority class; see solveRound for why that is exact
+	// and what happens when it fails.
 	split := make([]bool, len(jobs))
+	isolate := make([]bool, len(jobs))
+	if isolateAll {
+		for j := range isolate {
+			isolate[j] = true
+		}
+	}
 	var stats Stats
 	for {
 		stats.Rounds++
-		assignedTo, failed, err := p.solveRound(ctx, split, &stats)
+		pl, failed, err := p.solveRound(ctx, split, isolate, &stats)
 		if err != nil {
 			return Result{}, err
 		}
-		if len(failed) == 0 {
-			return p.result(assignedTo, stats), nil
+		if len(failed.split) == 0 && len(failed.isolate) == 0 && len(failed.classes) == 0 {
+			return p.result(pl, stats), nil
 		}
-		for _, j := range failed {
+		for _, j := range failed.split {
 			split[j] = true
+		}
+		for _, j := range failed.isolate {
+			isolate[j] = true
+		}
+		// A class whose copies could not be told apart gets all its jobs of
+		// several copies isolated when that at most doubles the network, and
+		// from maxMergedRounds on in any case (see solveRound).
+		budget := stats.Arcs
+		for _, fc := range failed.classes {
+			if stats.Rounds >= maxMergedRounds || fc.arcs <= budget {
+				budget -= fc.arcs
+				for _, j := range fc.multi {
+					isolate[j] = true
+				}
+			}
 		}
 		if stats.Rounds == maxMergedRounds {
 			// Rounds that keep failing mean exclusions bind everywhere;
@@ -149,6 +194,8 @@ type problem struct {
 	jobLang   []int32
 	order     []int32 // job indices by due rank
 	dueRank   []int64
+	need      []int32 // copies each job asks for, at least 1
+	copies    int64   // sum of need
 	// jobExcl lists, per job, the candidates excluded from it who could
 	// otherwise take it (sorted indices). Excluding anyone else changes
 	// nothing, so it is ignored.
@@ -209,6 +256,9 @@ func (p *problem) prepare(pmin int64) {
 		for _, id := range job.PreviousAnnotators {
 			add(id)
 		}
+		for _, id := range job.CurrentAnnotators {
+			add(id)
+		}
 		if p.mode == modeReviewers && job.AnnotatorID != 0 {
 			add(job.AnnotatorID)
 		}
@@ -226,19 +276,37 @@ func (p *problem) prepare(pmin int64) {
 // every assignment exactly as the true problem does, so the relaxed optimum
 // is lexicographically at least as good as the true one. If the relaxed flow
 // can be expanded into concrete pairs that respect every exclusion, it is
-// feasible for the true problem with the same objective, hence optimal. Usually it can, because a class sends jobs to many users and an
-// exclusion names one or two. The merged jobs that could not be placed are
-// returned in failed; the caller splits them and solves again, and after
+// feasible for the true problem with the same objective, hence optimal.
+// Usually it can, because a class sends jobs to many users and an exclusion
+// names one or two. The merged jobs that could not be placed are returned in
+// failed.split; the caller splits them and solves again, and after
 // maxMergedRounds it splits every job with exclusions, which is exact. So
-// there are at most maxMergedRounds+1 rounds, typically one.
+// without overlap there are at most maxMergedRounds+1 rounds, typically one.
+//
+// Jobs that need several copies (overlap) are merged the same way: a class
+// that holds one is a relaxation too (see placeCopies), and the jobs its
+// flow cannot be expanded for are returned in failed.isolate, to get a class
+// of their own, which is exact: the class's one job then has an arc of
+// capacity 1 to each user, and a class of one job cannot fail. The failing
+// class itself is returned in failed.classes; the caller isolates all its
+// jobs of several copies, when that is cheap (such a class usually has few
+// people, which is why it failed) and from maxMergedRounds on always. So
+// after maxMergedRounds, when no job with exclusions is merged any more,
+// every round that fails removes the last jobs of several copies from at
+// least one class for good (classes only lose jobs), and a class without
+// them never fails: the rounds end, at the latest when all such jobs are
+// isolated, which is the exact uncompressed problem. Classes that never
+// failed stay compressed, which the exact problem, with an arc per job and
+// person, would not afford for a large backlog.
 //
 // Merging is what keeps the network small: a split job costs an arc to
 // nearly every user.
-func (p *problem) solveRound(ctx context.Context, split []bool, stats *Stats) (assignedTo []int32, failed []int32, err error) {
-	classes := p.buildClasses(split)
+func (p *problem) solveRound(ctx context.Context, split, isolate []bool, stats *Stats) (pl plan, failed retry, err error) {
+	classes := p.buildClasses(split, isolate)
 
 	// Users reachable from some class, and their useful capacity: never more
-	// capacity units than jobs they could take.
+	// capacity units than jobs they could take (a user takes at most one
+	// copy of each job).
 	cands, tab := p.cands, p.tab
 	reach := make([]int64, len(cands))
 	for ci := range classes {
@@ -281,7 +349,7 @@ func (p *problem) solveRound(ctx context.Context, split []bool, stats *Stats) (a
 	nw := newNetwork(int(nodes), arcHint+int(nodes))
 
 	n := int64(len(p.jobs))
-	bigB := n*n + 1 // see cost.go: one more assigned job outweighs any due-rank sum
+	bigB := p.copies*n + 1 // see cost.go: one more assigned copy outweighs any due-rank sum
 	jobArc := make([]int32, len(p.jobs))
 	for i := range jobArc {
 		jobArc[i] = -1
@@ -292,7 +360,20 @@ func (p *problem) solveRound(ctx context.Context, split []bool, stats *Stats) (a
 			continue
 		}
 		for _, j := range cl.jobs {
-			jobArc[j] = nw.addArc(source, cl.node, 1, p.dueRank[j]-bigB)
+			capacity := int32(1)
+			if p.need[j] > 1 {
+				// No more copies than different people who may take the
+				// job: a bound of the true problem, so the network stays a
+				// relaxation, and a tighter one.
+				people := len(cl.users)
+				if !cl.split {
+					people -= len(p.jobExcl[j]) // all of them are among cl.users
+				}
+				if capacity = min(p.need[j], int32(people)); capacity <= 0 {
+					continue
+				}
+			}
+			jobArc[j] = nw.addArc(source, cl.node, capacity, p.dueRank[j]-bigB)
 		}
 	}
 	nw.jobEnd = int32(len(nw.src))
@@ -326,28 +407,68 @@ func (p *problem) solveRound(ctx context.Context, split []bool, stats *Stats) (a
 	stats.Arcs = int(nw.searchEnd)
 	stats.Pivots += nw.pivots
 	if err != nil {
-		return nil, nil, fmt.Errorf("matching: %w", err)
+		return plan{}, retry{}, fmt.Errorf("matching: %w", err)
 	}
-	assignedTo, failed = p.expand(nw, classes, jobArc)
-	return assignedTo, failed, nil
+	pl, failed = p.expand(nw, classes, jobArc)
+	return pl, failed, nil
 }
 
-func (p *problem) result(assignedTo []int32, stats Stats) Result {
+// plan is a round's assignment: job j's users (candidate indices) are
+// who[off[j] : off[j]+got[j]], room for need[j] of them.
+type plan struct {
+	off, got, who []int32
+}
+
+func (p *problem) newPlan() plan {
+	pl := plan{off: make([]int32, len(p.jobs)), got: make([]int32, len(p.jobs)), who: make([]int32, p.copies)}
+	off := int32(0)
+	for j := range p.jobs {
+		pl.off[j] = off
+		off += p.need[j]
+	}
+	return pl
+}
+
+func (pl *plan) add(j, u int32) {
+	pl.who[pl.off[j]+pl.got[j]] = u
+	pl.got[j]++
+}
+
+func (pl *plan) users(j int) []int32 { return pl.who[pl.off[j] : pl.off[j]+pl.got[j]] }
+
+// retry lists the jobs a round could not place: split ones get a class with
+// their exclusions, isolated ones a class of their own. classes are the
+// classes whose copies could not be placed.
+type retry struct {
+	split, isolate []int32
+	classes        []failedClass
+}
+
+// failedClass is a class placeCopies failed for: its jobs that need several
+// copies, and the arcs isolating them would cost.
+type failedClass struct {
+	multi []int32
+	arcs  int
+}
+
+func (p *problem) result(pl plan, stats Stats) Result {
 	res := Result{Stats: stats}
 	var total int64
 	for j := range p.jobs {
-		u := assignedTo[j]
-		if u < 0 {
-			res.Unassigned = append(res.Unassigned, Unassigned{JobID: p.jobs[j].ID, Reason: p.reason(j)})
-			continue
+		users := pl.users(j)
+		slices.Sort(users) // candidate index = id rank
+		for _, u := range users {
+			units := p.jobs[j].Priority.Weight() * p.tab.quality(p.jobLang[j], int(u))
+			total += units
+			res.Assignments = append(res.Assignments, Assignment{
+				JobID:  p.jobs[j].ID,
+				UserID: p.cands[u].id,
+				Score:  float64(units) / unitsPerScore,
+			})
 		}
-		units := p.jobs[j].Priority.Weight() * p.tab.quality(p.jobLang[j], int(u))
-		total += units
-		res.Assignments = append(res.Assignments, Assignment{
-			JobID:  p.jobs[j].ID,
-			UserID: p.cands[u].id,
-			Score:  float64(units) / unitsPerScore,
-		})
+		if open := p.need[j] - int32(len(users)); open > 0 {
+			res.Unassigned = append(res.Unassigned, Unassigned{JobID: p.jobs[j].ID, Reason: p.reason(j, users), Open: int(open)})
+		}
 	}
 	res.TotalScore = float64(total) / unitsPerScore
 	return res
@@ -424,7 +545,7 @@ func (t langTable) quality(lang int32, u int) int64 { return t.qual[int(lang)*t.
 
 // buildClasses groups the jobs into classes, visiting them in due order so
 // every class lists its jobs earliest first.
-func (p *problem) buildClasses(split []bool) []class {
+func (p *problem) buildClasses(split, isolate []bool) []class {
 	var classes []class
 	byKey := make(map[string]int32)
 	var key []byte
@@ -434,7 +555,12 @@ func (p *problem) buildClasses(split []bool) []class {
 		key = append(key, '/')
 		key = append(key, job.Priority...)
 		var excl []int32
-		if split[j] {
+		switch {
+		case isolate[j]:
+			excl = p.jobExcl[j]
+			key = append(key, '#')
+			key = strconv.AppendInt(key, int64(j), 10)
+		case split[j]:
 			excl = p.jobExcl[j]
 			key = append(key, '/')
 			for _, u := range excl {
@@ -449,11 +575,13 @@ func (p *problem) buildClasses(split []bool) []class {
 			classes = append(classes, class{
 				lang:   p.jobLang[j],
 				weight: job.Priority.Weight(),
-				split:  split[j],
+				split:  split[j] || isolate[j],
 				excl:   excl,
 			})
 		}
-		classes[ci].jobs = append(classes[ci].jobs, j)
+		cl := &classes[ci]
+		cl.jobs = append(cl.jobs, j)
+		cl.multi = cl.multi || p.need[j] > 1
 	}
 	return classes
 }
@@ -468,14 +596,12 @@ func containsSorted(s []int32, v int32) bool {
 // which of them are assigned (the earliest due: their source arcs are the
 // cheapest) and how many go to each user. Merged jobs with exclusions are
 // placed first, by augmenting paths (bipartite matching with the flow as
-// capacities); those that cannot be placed are returned as failed. The rest
-// then go out in due order, the earliest to the best-scoring user, ties to
-// the less loaded, then the lower id.
-func (p *problem) expand(nw *network, classes []class, jobArc []int32) (assignedTo, failed []int32) {
-	assignedTo = make([]int32, len(jobArc))
-	for i := range assignedTo {
-		assignedTo[i] = -1
-	}
+// capacities); those that cannot be placed are returned in failed.split.
+// The rest then go out in due order, the earliest to the best-scoring user,
+// ties to the less loaded, then the lower id. Classes with a job that needs
+// several copies are expanded by placeCopies instead.
+func (p *problem) expand(nw *network, classes []class, jobArc []int32) (pl plan, failed retry) {
+	pl = p.newPlan()
 	var takes []take
 	var excluded []int32
 	for ci := range classes {
@@ -498,6 +624,21 @@ func (p *problem) expand(nw *network, classes []class, jobArc []int32) (assigned
 			}
 			return cmp.Compare(x.user, y.user)
 		})
+		if cl.multi {
+			short := p.placeCopies(nw, cl, takes, jobArc, &pl)
+			if len(short) > 0 {
+				failed.isolate = append(failed.isolate, short...)
+				fc := failedClass{}
+				for _, j := range cl.jobs {
+					if p.need[j] > 1 {
+						fc.multi = append(fc.multi, j)
+					}
+				}
+				fc.arcs = len(fc.multi) * len(cl.users)
+				failed.classes = append(failed.classes, fc)
+			}
+			continue
+		}
 		excluded = excluded[:0]
 		if !cl.split { // the merged jobs' exclusions are not in the arcs
 			for _, j := range cl.jobs {
@@ -507,21 +648,21 @@ func (p *problem) expand(nw *network, classes []class, jobArc []int32) (assigned
 			}
 		}
 		if len(excluded) > 0 {
-			failed = append(failed, p.placeExcluded(takes, excluded, assignedTo)...)
+			failed.split = append(failed.split, p.placeExcluded(takes, excluded, &pl)...)
 		}
 		t := 0
 		for _, j := range cl.jobs {
-			if nw.flow[jobArc[j]] == 0 || assignedTo[j] >= 0 || (!cl.split && len(p.jobExcl[j]) > 0) {
+			if nw.flow[jobArc[j]] == 0 || pl.got[j] > 0 || (!cl.split && len(p.jobExcl[j]) > 0) {
 				continue
 			}
 			for takes[t].left == 0 {
 				t++
 			}
-			assignedTo[j] = takes[t].user
+			pl.add(j, takes[t].user)
 			takes[t].left--
 		}
 	}
-	return assignedTo, failed
+	return pl, failed
 }
 
 // take is how many more jobs of the class a user receives.
@@ -534,7 +675,7 @@ type take struct {
 // placeExcluded matches jobs with exclusions to users the flow sends the
 // class to (Kuhn's augmenting paths, a user holding up to its flow), and
 // returns the jobs it could not place.
-func (p *problem) placeExcluded(takes []take, jobs []int32, assignedTo []int32) (failed []int32) {
+func (p *problem) placeExcluded(takes []take, jobs []int32, pl *plan) (failed []int32) {
 	visited := make([]bool, len(takes))
 	var try func(j int32) bool
 	try = func(j int32) bool {
@@ -568,24 +709,225 @@ func (p *problem) placeExcluded(takes []take, jobs []int32, assignedTo []int32) 
 	}
 	for t := range takes {
 		for _, j := range takes[t].held {
-			assignedTo[j] = takes[t].user
+			pl.add(j, takes[t].user)
 		}
 		takes[t].held = nil
 	}
 	return nil
 }
 
-// reason explains why job j got nobody. It only runs for unassigned jobs,
-// so it may be linear in the candidates. Exclusions are taken from the job
-// itself, not p.jobExcl: a previous annotator who is also out of capacity is
-// a conflict, not a capacity problem.
-func (p *problem) reason(j int) Reason {
+// placeCopies expands the flow of a class in which some job needs several
+// copies. The flow gives each job j a number of copies x_j (its source arc)
+// and each user u a number of the class's jobs f_u (its class arc), and
+// asks for a 0/1 matrix, jobs by users, with these row and column sums and
+// no 1 where a merged job excludes the user: each copy a different person.
+//
+// The class node is a relaxation of the true problem: every true assignment
+// gives a flow with the same cost vector (x_j ≤ the job's copies and the
+// people who may take it, f_u ≤ the class's jobs because nobody takes one
+// job twice, and the same scores, due ranks and capacity slots), but not
+// every flow is a true assignment. One user with f_u = 2 and x = (2, 0) is
+// not: the user would annotate the first job twice. So, as with merged
+// exclusions, the flow is optimal for the true problem exactly when such a
+// matrix exists; then every one of them has the same cost vector, since the
+// levels read only x and f.
+//
+// The matrix is built as Havel–Hakimi builds a bipartite graph with given
+// degrees: job by job, each takes the users with the most jobs left to
+// receive (ties to the order of takes: better score, less load, lower id).
+// Without exclusions this succeeds whenever any matrix exists (Gale–Ryser),
+// because giving one row the largest columns never makes a realisable
+// remainder unrealisable. Jobs with exclusions go first; a copy that finds
+// no user then is placed by an augmenting path (a max-flow step on the
+// bipartite graph, moving other jobs' copies between users), which finds
+// one exactly when a matrix exists. The jobs that still miss copies are
+// returned, for a class of their own in the next round, and nothing is
+// placed for the class.
+func (p *problem) placeCopies(nw *network, cl *class, takes []take, jobArc []int32, pl *plan) (failed []int32) {
+	var jobs []int32
+	for _, j := range cl.jobs {
+		if jobArc[j] >= 0 && nw.flow[jobArc[j]] > 0 {
+			jobs = append(jobs, j)
+		}
+	}
+	merged := !cl.split
+	constrained := func(j int32) bool { return merged && len(p.jobExcl[j]) > 0 }
+	excluded := func(j int32, t int32) bool { return merged && containsSorted(p.jobExcl[j], takes[t].user) }
+	slices.SortStableFunc(jobs, func(x, y int32) int {
+		if cx, cy := constrained(x), constrained(y); cx != cy {
+			if cx {
+				return -1
+			}
+			return 1
+		}
+		return cmp.Compare(nw.flow[jobArc[y]], nw.flow[jobArc[x]])
+	})
+
+	left := make([]int32, len(takes))
+	h := takeHeap{left: left}
+	for t := range takes {
+		left[t] = takes[t].left
+		h.items = append(h.items, int32(t))
+	}
+	h.init()
+	// holders[t] lists positions in jobs; copies[i] the takes job i holds.
+	holders := make([][]int32, len(takes))
+	copies := make([][]int32, len(jobs))
+	give := func(i, t int32) {
+		holders[t] = append(holders[t], i)
+		copies[i] = append(copies[i], t)
+	}
+	var popped []int32
+	var short []int32
+	missing := make([]int32, len(jobs))
+	for i, j := range jobs {
+		want := nw.flow[jobArc[j]]
+		popped = popped[:0]
+		for want > 0 && len(h.items) > 0 {
+			t := h.pop()
+			popped = append(popped, t)
+			if excluded(j, t) {
+				continue
+			}
+			left[t]--
+			give(int32(i), t)
+			want--
+		}
+		for _, t := range popped {
+			if left[t] > 0 {
+				h.push(t)
+			}
+		}
+		if want > 0 {
+			missing[i] = want
+			short = append(short, int32(i))
+		}
+	}
+
+	visited := make([]bool, len(takes))
+	var try func(i int32) bool
+	try = func(i int32) bool {
+		j := jobs[i]
+		for t := range int32(len(takes)) {
+			if visited[t] || excluded(j, t) || slices.Contains(copies[i], t) {
+				continue
+			}
+			visited[t] = true
+			if left[t] > 0 {
+				left[t]--
+				give(i, t)
+				return true
+			}
+			for hi, k := range holders[t] {
+				if try(k) { // k got another user; it gives t up to i
+					holders[t][hi] = i
+					copies[k] = slices.DeleteFunc(copies[k], func(x int32) bool { return x == t })
+					copies[i] = append(copies[i], t)
+					return true
+				}
+			}
+		}
+		return false
+	}
+	for _, i := range short {
+		for ; missing[i] > 0; missing[i]-- {
+			clear(visited)
+			if !try(i) {
+				failed = append(failed, jobs[i])
+				break
+			}
+		}
+	}
+	if len(failed) > 0 {
+		return failed
+	}
+	for t := range takes {
+		for _, i := range holders[t] {
+			pl.add(jobs[i], takes[t].user)
+		}
+	}
+	return nil
+}
+
+// takeHeap pops the take with the most jobs left to receive, ties to the
+// lower index.
+type takeHeap struct {
+	left  []int32
+	items []int32
+}
+
+func (h *takeHeap) less(a, b int32) bool {
+	if h.left[a] != h.left[b] {
+		return h.left[a] > h.left[b]
+	}
+	return a < b
+}
+
+func (h *takeHeap) init() {
+	for i := len(h.items)/2 - 1; i >= 0; i-- {
+		h.down(i)
+	}
+}
+
+func (h *takeHeap) push(t int32) {
+	h.items = append(h.items, t)
+	for i := len(h.items) - 1; i > 0; {
+		parent := (i - 1) / 2
+		if !h.less(h.items[i], h.items[parent]) {
+			break
+		}
+		h.items[i], h.items[parent] = h.items[parent], h.items[i]
+		i = parent
+	}
+}
+
+func (h *takeHeap) pop() int32 {
+	top := h.items[0]
+	last := len(h.items) - 1
+	h.items[0] = h.items[last]
+	h.items = h.items[:last]
+	h.down(0)
+	return top
+}
+
+func (h *takeHeap) down(i int) {
+	for {
+		c := 2*i + 1
+		if c >= len(h.items) {
+			return
+		}
+		if c+1 < len(h.items) && h.less(h.items[c+1], h.items[c]) {
+			c++
+		}
+		if !h.less(h.items[c], h.items[i]) {
+			return
+		}
+		h.items[i], h.items[c] = h.items[c], h.items[i]
+		i = c
+	}
+}
+
+// reason explains why job j has copies open after it got users (candidate
+// indices). It only runs for such jobs, so it may be linear in the
+// candidates. Exclusions are taken from the job itself, not p.jobExcl: a
+// previous annotator who is also out of capacity is a conflict, not a
+// capacity problem. The users the job got in this run count as excluded
+// too: they cannot take another copy.
+func (p *problem) reason(j int, users []int32) Reason {
 	job := &p.jobs[j]
-	excluded := make(map[int32]bool, len(job.PreviousAnnotators)+1)
+	excluded := make(map[int32]bool, len(job.PreviousAnnotators)+len(job.CurrentAnnotators)+len(users)+1)
 	for _, id := range job.PreviousAnnotators {
 		if u, ok := p.candIndex[id]; ok {
 			excluded[u] = true
 		}
+	}
+	for _, id := range job.CurrentAnnotators {
+		if u, ok := p.candIndex[id]; ok {
+			excluded[u] = true
+		}
+	}
+	for _, u := range users {
+		excluded[u] = true
 	}
 	if p.mode == modeReviewers && job.AnnotatorID != 0 {
 		if u, ok := p.candIndex[job.AnnotatorID]; ok {

@@ -11,9 +11,11 @@ const DefaultMinProficiency = 3.0
 
 // Limits on one run. They keep every intermediate sum of the solver's int64
 // costs far from overflow (see cost.go); a project's open backlog is orders of
-// magnitude smaller.
+// magnitude smaller. MaxCopies bounds the copies the jobs ask for together:
+// the sum over the jobs of Need, counting a Need of 0 as 1.
 const (
 	MaxJobs       = 1 << 18
+	MaxCopies     = 1 << 18
 	MaxCandidates = 1 << 18
 	MaxLoad       = 1 << 30
 )
@@ -53,7 +55,8 @@ const (
 	RoleQC        Role = "qc"
 )
 
-// Job is an open annotation job that needs a person.
+// Job is an open annotation job that needs a person, or with overlap several
+// different people, each annotating their own copy of it.
 type Job struct {
 	ID int64
 	// Language is the job's language code ("en", "zh", ...), compared
@@ -64,6 +67,17 @@ type Job struct {
 	DueDate *time.Time
 	// PreviousAnnotators never get this job again (job_previous_annotators).
 	PreviousAnnotators []int64
+	// Need is how many annotators the job still needs in this run: the
+	// project's overlap minus the job's copies that are live or done (see
+	// CurrentAnnotators). 0 and 1 both ask for one, exactly as before overlap
+	// existed; a negative Need is invalid. Only Solve reads it: SolveReviewers
+	// gives every job one reviewer and rejects a Need above 1.
+	Need int
+	// CurrentAnnotators are the people who hold or held a copy of the job (a
+	// live or completed annotator assignment, not a revoked one). Nobody
+	// annotates one job twice, so they never get another copy; SolveReviewers
+	// excludes them too, as it does AnnotatorID.
+	CurrentAnnotators []int64
 	// AnnotatorID is the user who annotated the job (0 if none). Only
 	// SolveReviewers uses it: nobody reviews their own work.
 	AnnotatorID int64
@@ -118,15 +132,18 @@ const (
 	// proficiency in the job's language.
 	ReasonNoLanguageMatch Reason = "no_language_match"
 	// ReasonAllConflict: everyone otherwise eligible works on the other side
-	// of the project or is excluded from this job (previous annotator, or
-	// the job's own annotator when matching reviewers).
+	// of the project or is excluded from this job (previous annotator,
+	// current annotator, one given a copy of it in this very run, or the
+	// job's own annotator when matching reviewers). With overlap this is why
+	// a job that needs more copies than it has eligible people keeps the
+	// rest open.
 	ReasonAllConflict Reason = "all_conflict"
 	// ReasonCapacityExhausted: eligible people exist, but they have no
 	// remaining capacity or the optimum gave their capacity to other jobs.
 	ReasonCapacityExhausted Reason = "capacity_exhausted"
 )
 
-// Assignment gives one job to one user.
+// Assignment gives one job (one copy of it) to one user.
 type Assignment struct {
 	JobID  int64
 	UserID int64
@@ -134,14 +151,20 @@ type Assignment struct {
 	Score float64
 }
 
-// Unassigned is a job the run could not or did not assign.
+// Unassigned is a job the run left with copies open: all of them, or with
+// overlap some.
 type Unassigned struct {
 	JobID  int64
 	Reason Reason
+	// Open is how many of the job's copies stay open: its Need (1 when Need
+	// is 0) minus the assignments it got in this run.
+	Open int
 }
 
-// Result of one run. Both slices are ordered by JobID and together list every
-// input job exactly once.
+// Result of one run. Assignments are ordered by JobID, then UserID, with one
+// entry per copy given (so one job may have several, to different users);
+// Unassigned is ordered by JobID. Every input job is in at least one of the
+// two, and in both only when it got some but not all of its copies.
 type Result struct {
 	Assignments []Assignment
 	Unassigned  []Unassigned
