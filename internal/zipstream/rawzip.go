@@ -231,7 +231,7 @@ func (w *rawWriter) close() error {
 			return fmt.Errorf("zip: central directory: %w", err)
 		}
 		dr := w.dir.reader()
-		defer dr.Close()
+		defer func() { _ = dr.Close() }()
 		n, err := io.Copy(w.cw, flate.NewReader(dr))
 		if err == nil && n != w.dirLen {
 			err = fmt.Errorf("central directory inflated to %d bytes, %d written", n, w.dirLen)

@@ -100,7 +100,7 @@ func (b *spillBuf) copyPiece(w io.Writer, pc piece) error {
 	if err != nil {
 		return fmt.Errorf("zipstream: read back %s: %w", name, err)
 	}
-	defer rc.Close()
+	defer func() { _ = rc.Close() }()
 	var we error
 	n, err := io.Copy(writerFunc(func(p []byte) (int, error) {
 		k, e := w.Write(p)

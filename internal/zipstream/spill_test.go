@@ -158,7 +158,7 @@ func (d dirStore) Spill(name string, r io.Reader, size int64) error {
 		return err
 	}
 	if _, err := io.Copy(f, r); err != nil {
-		f.Close()
+		_ = f.Close()
 		return err
 	}
 	return f.Close()
