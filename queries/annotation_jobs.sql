@@ -33,18 +33,41 @@ WHERE id = @id AND org_id = @org_id AND deleted_at IS NULL
 RETURNING *;
 
 -- name: AnnotationJobListOpenForMatching :many
--- project:match's annotator side: the project's open jobs with no live annotator
--- assignment, each with the people who may never annotate it again.
+-- project:match's annotator side: the project's open jobs that still need
+-- annotator copies. An ordinary job needs @overlap distinct annotators, counting
+-- live and completed copies (a revoked copy does not count, so the next run
+-- replaces it); with @honeypots a gold job is left to AnnotationJobListGoldForMatching.
+-- current_annotator_ids hold a copy (live or done) and get no other;
+-- previous_annotator_ids may never annotate the job again.
 SELECT j.id, j.language, j.priority, j.due_date,
        ARRAY(SELECT p.user_id FROM job_previous_annotators p
-             WHERE p.job_id = j.id ORDER BY p.user_id)::bigint[] AS previous_annotator_ids
+             WHERE p.job_id = j.id ORDER BY p.user_id)::bigint[] AS previous_annotator_ids,
+       ARRAY(SELECT DISTINCT a.user_id FROM assignments a
+             WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status <> 'revoked'
+             ORDER BY 1)::bigint[] AS current_annotator_ids
 FROM annotation_jobs j
 WHERE j.project_id = @project_id
   AND j.deleted_at IS NULL
   AND j.status IN ('not_started', 'in_progress')
-  AND NOT EXISTS (
-      SELECT 1 FROM assignments a
-      WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status IN ('assigned', 'accepted', 'in_progress'))
+  AND NOT (j.gold AND @honeypots::boolean)
+  AND (SELECT count(*) FROM assignments a
+       WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status <> 'revoked') < @overlap::integer
+ORDER BY j.id;
+
+-- name: AnnotationJobListGoldForMatching :many
+-- project:match's honeypot side (a project with a gold_rate): the project's open
+-- gold jobs, each of which may go once to every annotator who has not had it.
+SELECT j.id, j.language, j.priority, j.due_date,
+       ARRAY(SELECT p.user_id FROM job_previous_annotators p
+             WHERE p.job_id = j.id ORDER BY p.user_id)::bigint[] AS previous_annotator_ids,
+       ARRAY(SELECT DISTINCT a.user_id FROM assignments a
+             WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status <> 'revoked'
+             ORDER BY 1)::bigint[] AS current_annotator_ids
+FROM annotation_jobs j
+WHERE j.project_id = @project_id
+  AND j.deleted_at IS NULL
+  AND j.gold
+  AND j.status IN ('not_started', 'in_progress')
 ORDER BY j.id;
 
 -- name: AnnotationJobListNeedingReviewer :many

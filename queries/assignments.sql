@@ -21,13 +21,14 @@ SELECT pg_advisory_xact_lock(hashtextextended('labelq:project:match:' || @projec
 
 -- name: AssignmentCreateBatch :many
 -- The assignments one matching run makes, in one statement (the arrays are zipped:
--- equal lengths, one element per assignment). The live-assignment
--- unique index makes a pair someone else already filled a no-op; RETURNING says which
--- rows were really written, with each job's file (for the assignment.created webhook).
+-- equal lengths, one element per assignment). The live-assignment unique indexes
+-- (one live copy of a job per person, one reviewer per job) make a pair someone else
+-- already filled a no-op; RETURNING says which rows were really written, with each
+-- job's file (for the assignment.created webhook).
 INSERT INTO assignments (org_id, project_id, job_id, user_id, role, status, score)
 SELECT @org_id, @project_id, unnest(@job_ids::bigint[]), unnest(@user_ids::bigint[]),
        @role::assignment_role, 'assigned', unnest(@scores::double precision[])
-ON CONFLICT (job_id, role) WHERE status IN ('assigned', 'accepted', 'in_progress') DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING id, job_id, user_id, score, (SELECT j.file_id FROM annotation_jobs j WHERE j.id = assignments.job_id)::bigint AS file_id;
 
 -- name: AssignmentTryLockProjectForMatching :one

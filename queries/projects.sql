@@ -3,12 +3,19 @@ INSERT INTO projects (
     org_id, name, description, requirements_text, client_pm_id, our_pm_id,
     llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt,
     llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers,
-    allowed_content_types
+    allowed_content_types, overlap, gold_rate, quality_iou_threshold, quality_pass_threshold,
+    quality_prior_alpha, quality_prior_beta
 ) VALUES (
     @org_id, @name, @description, @requirements_text, @client_pm_id, @our_pm_id,
     @llm_enabled, @llm_model, @llm_temperature, @llm_max_tokens, @llm_system_prompt,
     @llm_daily_token_budget, @annotation_schema, @min_language_proficiency, @assign_reviewers,
-    @allowed_content_types
+    @allowed_content_types,
+    -- NULL: the column's default (overlap 1, no gold, IoU 0.5, pass 0.8, Beta(2, 2)).
+    COALESCE(sqlc.narg('overlap')::integer, 1), COALESCE(sqlc.narg('gold_rate')::double precision, 0),
+    COALESCE(sqlc.narg('quality_iou_threshold')::double precision, 0.5),
+    COALESCE(sqlc.narg('quality_pass_threshold')::double precision, 0.8),
+    COALESCE(sqlc.narg('quality_prior_alpha')::double precision, 2),
+    COALESCE(sqlc.narg('quality_prior_beta')::double precision, 2)
 )
 RETURNING *;
 
@@ -45,7 +52,13 @@ UPDATE projects SET
     assign_reviewers         = COALESCE(sqlc.narg('assign_reviewers'), assign_reviewers),
     allowed_content_types    = COALESCE(sqlc.narg('allowed_content_types'), allowed_content_types),
     client_pm_id             = COALESCE(sqlc.narg('client_pm_id'), client_pm_id),
-    our_pm_id                = COALESCE(sqlc.narg('our_pm_id'), our_pm_id)
+    our_pm_id                = COALESCE(sqlc.narg('our_pm_id'), our_pm_id),
+    overlap                  = COALESCE(sqlc.narg('overlap'), overlap),
+    gold_rate                = COALESCE(sqlc.narg('gold_rate'), gold_rate),
+    quality_iou_threshold    = COALESCE(sqlc.narg('quality_iou_threshold'), quality_iou_threshold),
+    quality_pass_threshold   = COALESCE(sqlc.narg('quality_pass_threshold'), quality_pass_threshold),
+    quality_prior_alpha      = COALESCE(sqlc.narg('quality_prior_alpha'), quality_prior_alpha),
+    quality_prior_beta       = COALESCE(sqlc.narg('quality_prior_beta'), quality_prior_beta)
 WHERE id = @id AND org_id = @org_id AND deleted_at IS NULL
 RETURNING *;
 

@@ -41,7 +41,15 @@ SELECT u.id, u.role, u.availability, u.language_expertise, u.skill_score, u.qa_a
        EXISTS (SELECT 1 FROM assignments a
                WHERE a.project_id = @project_id AND a.user_id = u.id AND a.role = 'annotator') AS annotates_in_project,
        EXISTS (SELECT 1 FROM assignments a
-               WHERE a.project_id = @project_id AND a.user_id = u.id AND a.role IN ('reviewer', 'qc')) AS reviews_in_project
+               WHERE a.project_id = @project_id AND a.user_id = u.id AND a.role IN ('reviewer', 'qc')) AS reviews_in_project,
+       -- The person's annotator copies in this project (live or done), and how
+       -- many of them are of gold jobs: the honeypot side keeps that share at
+       -- the project's gold_rate.
+       (SELECT count(*) FROM assignments a
+        WHERE a.project_id = @project_id AND a.user_id = u.id AND a.role = 'annotator' AND a.status <> 'revoked')::integer AS project_copies,
+       (SELECT count(*) FROM assignments a JOIN annotation_jobs j ON j.id = a.job_id
+        WHERE a.project_id = @project_id AND a.user_id = u.id AND a.role = 'annotator' AND a.status <> 'revoked'
+          AND j.gold)::integer AS project_gold_copies
 FROM users u
 WHERE u.org_id = @org_id AND u.role = @role AND u.is_active AND u.deleted_at IS NULL
 ORDER BY u.id;

@@ -12,6 +12,7 @@ import (
 	"github.com/labelq/labelq/worker/export"
 	"github.com/labelq/labelq/worker/match"
 	"github.com/labelq/labelq/worker/preannotate"
+	"github.com/labelq/labelq/worker/score"
 	storagesync "github.com/labelq/labelq/worker/sync"
 	"github.com/labelq/labelq/worker/validate"
 	webhookdeliver "github.com/labelq/labelq/worker/webhook"
@@ -24,6 +25,7 @@ func mountWorkers(a *app.App, mux *asynq.ServeMux) {
 		Options: validate.Options{Verify: verify.Options{MaxArchiveDepth: a.Cfg.ArchiveMaxDepth}}}).Work)
 	mountPreannotate(a, mux)
 	tasks.Register(mux, match.NewHandler(match.Deps{Pool: a.Pool, Log: a.Log, Metrics: a.Metrics, Now: a.Now}).Work)
+	tasks.Register(mux, score.NewHandler(score.Deps{Pool: a.Pool, Storages: a.Storages, Log: a.Log, Now: a.Now}).Work)
 	tasks.Register(mux, export.NewHandler(export.Deps{Pool: a.Pool, Store: a.Store, Storages: a.Storages, Log: a.Log, Metrics: a.Metrics, Now: a.Now, Version: app.Version}).Work)
 	tasks.Register(mux, storagesync.NewHandler(storagesync.Deps{Pool: a.Pool, Storages: a.Storages, Log: a.Log, Now: a.Now}).Work)
 	mountWebhooks(a, mux)

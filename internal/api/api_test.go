@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"regexp"
@@ -93,17 +94,27 @@ type fixture struct {
 
 func newFixture(t *testing.T) *fixture {
 	t.Helper()
-	// A credentials key, which webhooks' signing secrets need.
+	return newFixtureWith(t, secretKey())
+}
+
+// secretKey is a credentials key, which webhooks' signing secrets need.
+func secretKey() map[string]string {
 	key := make([]byte, 32)
 	_, _ = rand.Read(key)
-	return newFixtureWith(t, map[string]string{"LABELQ_SECRET_KEY": "k1:" + base64.StdEncoding.EncodeToString(key)})
+	return map[string]string{"LABELQ_SECRET_KEY": "k1:" + base64.StdEncoding.EncodeToString(key)}
 }
 
 // newFixtureWith is newFixture with configuration overrides (variable → value).
 func newFixtureWith(t *testing.T, overrides map[string]string) *fixture {
 	t.Helper()
+	return newFixtureLogging(t, overrides, testenv.Quiet())
+}
+
+// newFixtureLogging is newFixtureWith logging to log.
+func newFixtureLogging(t *testing.T, overrides map[string]string, log *slog.Logger) *fixture {
+	t.Helper()
 	env := testenv.New(t)
-	a, err := app.New(context.Background(), env.Config(t, overrides), testenv.Quiet())
+	a, err := app.New(context.Background(), env.Config(t, overrides), log)
 	require.NoError(t, err)
 	t.Cleanup(a.Close)
 	srv := httptest.NewServer(a.Handler())
@@ -138,6 +149,8 @@ type seeded struct {
 	// WebhookID is an endpoint of org A; DeliveryID its pending delivery of a
 	// webhook.test event.
 	WebhookID, DeliveryID int64
+	// SubmissionID is a scored gold submission of the job.
+	SubmissionID int64
 }
 
 func (w *fixture) seed(t *testing.T) seeded {
@@ -179,6 +192,9 @@ func (w *fixture) seed(t *testing.T) seeded {
 	require.NoError(t, err)
 	require.NoError(t, w.env.PG.Pool.QueryRow(ctx, `INSERT INTO assignments (org_id, project_id, job_id, user_id, role, score) VALUES ($1,$2,$3,$4,'annotator',0.9) RETURNING id`,
 		w.orgAID, s.ProjectID, s.JobID, s.UserID).Scan(&s.AssignmentID))
+	require.NoError(t, w.env.PG.Pool.QueryRow(ctx, `INSERT INTO submissions (org_id, project_id, job_id, user_id, result_version_id, kind, status, score, passed, metric, scored_at)
+		VALUES ($1,$2,$3,$4,$5,'gold','completed',0.75,false,'label:f1@iou0.5',now()) RETURNING id`,
+		w.orgAID, s.ProjectID, s.JobID, s.UserID, s.VersionID).Scan(&s.SubmissionID))
 	r = w.orgA.do("POST", fmt.Sprintf("/v1/projects/%d/exports", s.ProjectID), map[string]any{})
 	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
 	s.ExportID = id(t, r)
@@ -233,6 +249,8 @@ func (s seeded) fill(path string) string {
 			return fmt.Sprint(s.WebhookID)
 		case "{delivery_id}":
 			return fmt.Sprint(s.DeliveryID)
+		case "{submission_id}":
+			return fmt.Sprint(s.SubmissionID)
 		}
 		panic("unknown path parameter " + m)
 	})
@@ -254,6 +272,11 @@ func validBody(rt api.Route) any {
 		return map[string]any{"storage_path": "orgs/1/x"}
 	case api.JobInput:
 		return map[string]any{"review_status": "approved"}
+	case api.SubmitInput:
+		return map[string]any{"result_version_id": 1}
+	case api.GoldInput:
+		return map[string]any{"result": []any{map[string]any{"from_name": "label", "to_name": "image", "type": "rectanglelabels",
+			"value": map[string]any{"x": 1, "y": 1, "width": 5, "height": 5, "rectanglelabels": []string{"Car"}}}}}
 	case api.ExportInput:
 		return map[string]any{}
 	case api.ScheduleInput:

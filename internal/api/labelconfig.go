@@ -204,30 +204,39 @@ func (c *Call) checkJobResult(ctx context.Context, job db.AnnotationJob, version
 	if !resultcheck.IsJSON(body) {
 		return nil // masks, CSV, archives: nothing a label config describes
 	}
-	var text *string
-	if resultcheck.NeedsText(cfg) {
-		dv, err := c.Q.FileVersionGet(ctx, db.FileVersionGetParams{ID: job.FileVersionID, OrgID: c.OrgID})
-		if err != nil {
-			return fmt.Errorf("read version %d of job %d: %w", job.FileVersionID, job.ID, err)
-		}
-		b, err := c.readVersion(rctx, dv, resultcheck.MaxTextBytes)
-		switch {
-		case errors.Is(err, resultcheck.ErrTooLarge):
-			// Spans are checked without the text, as file:validate does.
-		case unreadable(field, dv, err) != nil:
-			return unreadable(field, dv, err)
-		case err != nil:
-			return fmt.Errorf("read the text of job %d (version %d): %w", job.ID, dv.ID, err)
-		default:
-			s := string(b)
-			text = &s
-		}
+	text, err := c.jobText(rctx, cfg, job, field)
+	if err != nil {
+		return err
 	}
 	if err := resultcheck.Check(cfg, body, text); err != nil {
 		return problem(http.StatusUnprocessableEntity, "Result does not fit the label config",
 			fmt.Sprintf("%s: version %d: %v", field, v.ID, err), FieldError{Field: field, Message: err.Error()})
 	}
 	return nil
+}
+
+// jobText is the text of the job's own version when cfg has spans to check
+// against it; nil when it has none or the text is too large to read (spans
+// are then checked without it, as file:validate does).
+func (c *Call) jobText(ctx context.Context, cfg labelconfig.Config, job db.AnnotationJob, field string) (*string, error) {
+	if !resultcheck.NeedsText(cfg) {
+		return nil, nil
+	}
+	dv, err := c.Q.FileVersionGet(ctx, db.FileVersionGetParams{ID: job.FileVersionID, OrgID: c.OrgID})
+	if err != nil {
+		return nil, fmt.Errorf("read version %d of job %d: %w", job.FileVersionID, job.ID, err)
+	}
+	b, err := c.readVersion(ctx, dv, resultcheck.MaxTextBytes)
+	switch {
+	case errors.Is(err, resultcheck.ErrTooLarge):
+		return nil, nil
+	case unreadable(field, dv, err) != nil:
+		return nil, unreadable(field, dv, err)
+	case err != nil:
+		return nil, fmt.Errorf("read the text of job %d (version %d): %w", job.ID, dv.ID, err)
+	}
+	s := string(b)
+	return &s, nil
 }
 
 // readVersion reads a version's object through its storage, at most limit

@@ -30,6 +30,12 @@ type ProjectInput struct {
 	AllowedContentTypes    map[string][]string `json:"allowed_content_types"`
 	ClientPMID             *int64              `json:"client_pm_id"`
 	OurPMID                *int64              `json:"our_pm_id"`
+	Overlap                *int32              `json:"overlap"`
+	GoldRate               *float64            `json:"gold_rate"`
+	QualityIoUThreshold    *float64            `json:"quality_iou_threshold"`
+	QualityPassThreshold   *float64            `json:"quality_pass_threshold"`
+	QualityPriorAlpha      *float64            `json:"quality_prior_alpha"`
+	QualityPriorBeta       *float64            `json:"quality_prior_beta"`
 }
 
 func (in *ProjectInput) validate(create bool) error {
@@ -64,6 +70,26 @@ func (in *ProjectInput) validate(create bool) error {
 	checkSchema(&v, "annotation_schema", in.AnnotationSchema)
 	if in.MinLanguageProficiency != nil {
 		v.Check(*in.MinLanguageProficiency >= 0 && *in.MinLanguageProficiency <= 5, "min_language_proficiency", "must be between 0 and 5")
+	}
+	if in.Overlap != nil {
+		v.Check(*in.Overlap >= 1 && *in.Overlap <= 10, "overlap", "must be between 1 and 10 (distinct annotators per job)")
+	}
+	if in.GoldRate != nil {
+		v.Check(*in.GoldRate >= 0 && *in.GoldRate <= 1, "gold_rate", "must be between 0 and 1 (the share of each annotator's assignments that are gold jobs)")
+	}
+	if in.QualityIoUThreshold != nil {
+		v.Check(*in.QualityIoUThreshold > 0 && *in.QualityIoUThreshold <= 1, "quality_iou_threshold", "must be above 0 and at most 1")
+	}
+	if in.QualityPassThreshold != nil {
+		v.Check(*in.QualityPassThreshold >= 0 && *in.QualityPassThreshold <= 1, "quality_pass_threshold", "must be between 0 and 1")
+	}
+	for _, f := range []struct {
+		name string
+		v    *float64
+	}{{"quality_prior_alpha", in.QualityPriorAlpha}, {"quality_prior_beta", in.QualityPriorBeta}} {
+		if f.v != nil {
+			v.Check(*f.v > 0 && *f.v <= 1e6, f.name, "must be above 0 and at most 1,000,000 (a Beta prior's parameter)")
+		}
 	}
 	for ft, types := range in.AllowedContentTypes {
 		if !db.FileType(ft).Valid() {
@@ -158,6 +184,8 @@ func createProject(c *Call) (int, any, error) {
 		LlmMaxTokens: maxTokens, LlmSystemPrompt: deref(in.LLMSystemPrompt), LlmDailyTokenBudget: budget,
 		AnnotationSchema: schema, MinLanguageProficiency: minProf, AssignReviewers: deref(in.AssignReviewers),
 		AllowedContentTypes: rawOrNil(in.AllowedContentTypes, in.AllowedContentTypes == nil),
+		Overlap:             in.Overlap, GoldRate: in.GoldRate, QualityIouThreshold: in.QualityIoUThreshold,
+		QualityPassThreshold: in.QualityPassThreshold, QualityPriorAlpha: in.QualityPriorAlpha, QualityPriorBeta: in.QualityPriorBeta,
 	})
 	if err != nil {
 		return 0, nil, err
@@ -207,6 +235,8 @@ func updateProject(c *Call) (int, any, error) {
 		LlmEnabled: in.LLMEnabled, LlmModel: in.LLMModel, LlmTemperature: in.LLMTemperature, LlmMaxTokens: in.LLMMaxTokens,
 		LlmSystemPrompt: in.LLMSystemPrompt, MinLanguageProficiency: in.MinLanguageProficiency,
 		AssignReviewers: in.AssignReviewers, ClientPmID: in.ClientPMID, OurPmID: in.OurPMID,
+		Overlap: in.Overlap, GoldRate: in.GoldRate, QualityIouThreshold: in.QualityIoUThreshold,
+		QualityPassThreshold: in.QualityPassThreshold, QualityPriorAlpha: in.QualityPriorAlpha, QualityPriorBeta: in.QualityPriorBeta,
 	}
 	if in.Status != nil {
 		st := db.ProjectStatus(*in.Status)

@@ -55,6 +55,12 @@ func (s *Server) Routes() []Route {
 		{"PATCH", "/v1/jobs/{job_id}", "Update a job's status, review status or approved result", "matching", JobInput{}, Job{}, ok, updateJob, manage},
 		{"POST", "/v1/projects/{project_id}/match", "Run assignment matching for a project now", "matching", nil, Enqueued{}, accepted, runMatch, manage},
 		{"GET", "/v1/projects/{project_id}/assignments", "List a project's assignments with their scores", "matching", nil, List[Assignment]{}, ok, listAssignments, read},
+		{"PUT", "/v1/jobs/{job_id}/gold", "Set (or replace) a job's gold answer, a Label Studio result checked against the label config; write-only: no route, export, event, webhook or log returns it", "quality", GoldInput{}, Job{}, ok, putGold, manage},
+		{"DELETE", "/v1/jobs/{job_id}/gold", "Remove a job's gold answer", "quality", nil, Job{}, ok, deleteGold, manage},
+		{"POST", "/v1/assignments/{assignment_id}/submit", "Submit an annotator's copy of a job with its result: scored against the job's gold answer, and against the other copies once every copy is in", "quality", SubmitInput{}, Submitted{}, accepted, submitAssignment, manage},
+		{"GET", "/v1/submissions/{submission_id}", "Read a submission: status (queued, processing, completed, failed), score, metric, detail per control, rank, reason", "quality", nil, Submission{}, ok, getSubmission, read},
+		{"GET", "/v1/projects/{project_id}/quality", "A project's quality per annotator: gold seen and passed, mean gold score, agreement with the other annotators, current QA rate and skill score", "quality", nil, QualityReport{}, ok, projectQuality, read},
+		{"GET", "/v1/projects/{project_id}/leaderboard", "A project's annotators ranked by mean score over their scored submissions", "quality", nil, List[LeaderboardEntry]{}, ok, projectLeaderboard, read},
 		{"POST", "/v1/assignments/{assignment_id}/revoke", "Revoke an assignment; its job is matched again without that person", "matching", nil, Enqueued{}, accepted, revokeAssignment, manage},
 
 		{"POST", "/v1/projects/{project_id}/exports", "Request a ZIP export", "exports", ExportInput{}, Enqueued{}, accepted, createExport, manage},

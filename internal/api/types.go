@@ -50,6 +50,16 @@ type Project struct {
 	MinLanguageProficiency float64         `json:"min_language_proficiency"`
 	AssignReviewers        bool            `json:"assign_reviewers"`
 	AllowedContentTypes    json.RawMessage `json:"allowed_content_types"`
+	// Quality settings (see README "Quality"): each job to Overlap distinct
+	// annotators; GoldRate of each annotator's assignments gold jobs; boxes match
+	// at QualityIoUThreshold; a gold result passes at QualityPassThreshold; QA
+	// rates start from Beta(QualityPriorAlpha, QualityPriorBeta).
+	Overlap              int32   `json:"overlap"`
+	GoldRate             float64 `json:"gold_rate"`
+	QualityIoUThreshold  float64 `json:"quality_iou_threshold"`
+	QualityPassThreshold float64 `json:"quality_pass_threshold"`
+	QualityPriorAlpha    float64 `json:"quality_prior_alpha"`
+	QualityPriorBeta     float64 `json:"quality_prior_beta"`
 	// LabelConfig is what the project annotates and with which labels (see
 	// GET /v1/projects/{id}/label-config); null when none is set.
 	LabelConfig json.RawMessage `json:"label_config"`
@@ -66,6 +76,8 @@ func projectFromRow(r db.Project) Project {
 		LLMSystemPrompt: r.LlmSystemPrompt, LLMDailyTokenBudget: r.LlmDailyTokenBudget,
 		AnnotationSchema: r.AnnotationSchema, MinLanguageProficiency: r.MinLanguageProficiency,
 		AssignReviewers: r.AssignReviewers, AllowedContentTypes: r.AllowedContentTypes, LabelConfig: r.LabelConfig,
+		Overlap: r.Overlap, GoldRate: r.GoldRate, QualityIoUThreshold: r.QualityIouThreshold,
+		QualityPassThreshold: r.QualityPassThreshold, QualityPriorAlpha: r.QualityPriorAlpha, QualityPriorBeta: r.QualityPriorBeta,
 		CompletedAt: r.CompletedAt, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 }
@@ -200,26 +212,29 @@ func displaySize(w, h, orientation *int32) (*int32, *int32) {
 
 // Job is the annotation job of a valid version.
 type Job struct {
-	ID              int64      `json:"id"`
-	ProjectID       int64      `json:"project_id"`
-	FileID          int64      `json:"file_id"`
-	FileVersionID   int64      `json:"file_version_id"`
-	Language        *string    `json:"language"`
-	Priority        string     `json:"priority"`
-	Status          string     `json:"status"`
-	ReviewStatus    string     `json:"review_status"`
-	ResultVersionID *int64     `json:"result_version_id"`
-	DueDate         *time.Time `json:"due_date"`
-	CompletedAt     *time.Time `json:"completed_at"`
-	CreatedAt       time.Time  `json:"created_at"`
-	UpdatedAt       time.Time  `json:"updated_at"`
+	ID              int64   `json:"id"`
+	ProjectID       int64   `json:"project_id"`
+	FileID          int64   `json:"file_id"`
+	FileVersionID   int64   `json:"file_version_id"`
+	Language        *string `json:"language"`
+	Priority        string  `json:"priority"`
+	Status          string  `json:"status"`
+	ReviewStatus    string  `json:"review_status"`
+	ResultVersionID *int64  `json:"result_version_id"`
+	// Gold: the job has a gold answer (PUT /v1/jobs/{id}/gold), which no route
+	// returns.
+	Gold        bool       `json:"gold"`
+	DueDate     *time.Time `json:"due_date"`
+	CompletedAt *time.Time `json:"completed_at"`
+	CreatedAt   time.Time  `json:"created_at"`
+	UpdatedAt   time.Time  `json:"updated_at"`
 }
 
 func jobFromRow(r db.AnnotationJob) Job {
 	return Job{
 		ID: r.ID, ProjectID: r.ProjectID, FileID: r.FileID, FileVersionID: r.FileVersionID, Language: r.Language,
 		Priority: string(r.Priority), Status: string(r.Status), ReviewStatus: string(r.ReviewStatus),
-		ResultVersionID: r.ResultVersionID, DueDate: r.DueDate, CompletedAt: r.CompletedAt,
+		ResultVersionID: r.ResultVersionID, Gold: r.Gold, DueDate: r.DueDate, CompletedAt: r.CompletedAt,
 		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
 	}
 }
@@ -237,16 +252,19 @@ type Assignment struct {
 	// RevokedRule is the hard matching rule the holder broke when labelq
 	// revoked the assignment after the job changed ("language"); null for a
 	// person's revoke.
-	RevokedRule *string   `json:"revoked_rule"`
-	CreatedAt   time.Time `json:"created_at"`
-	UpdatedAt   time.Time `json:"updated_at"`
+	RevokedRule *string `json:"revoked_rule"`
+	// ResultVersionID and SubmittedAt: the copy's submitted result.
+	ResultVersionID *int64     `json:"result_version_id"`
+	SubmittedAt     *time.Time `json:"submitted_at"`
+	CreatedAt       time.Time  `json:"created_at"`
+	UpdatedAt       time.Time  `json:"updated_at"`
 }
 
 func assignmentFromRow(r db.Assignment) Assignment {
 	return Assignment{
 		ID: r.ID, ProjectID: r.ProjectID, JobID: r.JobID, UserID: r.UserID, Role: string(r.Role),
 		Status: string(r.Status), Score: r.Score, RevokedAt: r.RevokedAt, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
-		RevokedRule: r.RevokedRule,
+		RevokedRule: r.RevokedRule, ResultVersionID: r.ResultVersionID, SubmittedAt: r.SubmittedAt,
 	}
 }
 

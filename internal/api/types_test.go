@@ -312,6 +312,7 @@ func TestRowMappersCopyEveryField(t *testing.T) {
 		"WebhookDelivery": rowMappingWith(func(r *db.WebhookDeliveryGetRow) { r.Status = db.WebhookDeliveryStatusPending },
 			webhookDeliveryFromRow),
 		"WebhookAttempt": rowMapping(webhookAttemptFromRow),
+		"Submission":     rowMapping(submissionFromRow),
 	}
 	for name, m := range mappings {
 		t.Run(name, func(t *testing.T) {
@@ -357,6 +358,9 @@ func TestRowMappersCopyEveryField(t *testing.T) {
 		// A project's label_config column, parsed (Project answers the column),
 		// and an import's per-task outcomes.
 		reflect.TypeOf(LabelConfig{}): true, reflect.TypeOf(ImportResult{}): true,
+		// A submitted copy's assignment (tested as Assignment) and the
+		// submissions queued; aggregates over submissions.
+		reflect.TypeOf(Submitted{}): true, reflect.TypeOf(QualityReport{}): true, reflect.TypeOf(LeaderboardEntry{}): true,
 	}
 	for _, rt := range (&Server{}).Routes() {
 		if rt.Response == nil {

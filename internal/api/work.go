@@ -124,6 +124,11 @@ func updateJob(c *Call) (int, any, error) {
 	}); err != nil {
 		return 0, nil, err
 	}
+	// A submitted result is its annotator's submission, scored against the
+	// job's gold answer (quality.go).
+	if err := scoreJobResult(ctx, c, old, j); err != nil {
+		return 0, nil, err
+	}
 	if recheck {
 		err := recheckAssignments(ctx, c, old, j)
 		if isLockTimeout(err) {

@@ -14,7 +14,7 @@ const annotationJobCreate = `-- name: AnnotationJobCreate :one
 INSERT INTO annotation_jobs (org_id, project_id, file_id, file_version_id, language, priority, due_date)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
 ON CONFLICT (file_version_id) WHERE deleted_at IS NULL DO NOTHING
-RETURNING id, org_id, project_id, file_id, file_version_id, language, priority, status, review_status, result_version_id, due_date, completed_at, created_at, updated_at, deleted_at
+RETURNING id, org_id, project_id, file_id, file_version_id, language, priority, status, review_status, result_version_id, due_date, completed_at, created_at, updated_at, deleted_at, gold
 `
 
 type AnnotationJobCreateParams struct {
@@ -55,12 +55,13 @@ func (q *Queries) AnnotationJobCreate(ctx context.Context, arg AnnotationJobCrea
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.Gold,
 	)
 	return i, err
 }
 
 const annotationJobGetForUpdate = `-- name: AnnotationJobGetForUpdate :one
-SELECT id, org_id, project_id, file_id, file_version_id, language, priority, status, review_status, result_version_id, due_date, completed_at, created_at, updated_at, deleted_at FROM annotation_jobs
+SELECT id, org_id, project_id, file_id, file_version_id, language, priority, status, review_status, result_version_id, due_date, completed_at, created_at, updated_at, deleted_at, gold FROM annotation_jobs
 WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL
 FOR NO KEY UPDATE
 `
@@ -93,12 +94,13 @@ func (q *Queries) AnnotationJobGetForUpdate(ctx context.Context, arg AnnotationJ
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.Gold,
 	)
 	return i, err
 }
 
 const annotationJobListByProject = `-- name: AnnotationJobListByProject :many
-SELECT id, org_id, project_id, file_id, file_version_id, language, priority, status, review_status, result_version_id, due_date, completed_at, created_at, updated_at, deleted_at FROM annotation_jobs
+SELECT id, org_id, project_id, file_id, file_version_id, language, priority, status, review_status, result_version_id, due_date, completed_at, created_at, updated_at, deleted_at, gold FROM annotation_jobs
 WHERE project_id = $1 AND org_id = $2 AND deleted_at IS NULL AND id > $3
 ORDER BY id
 LIMIT $4
@@ -141,6 +143,60 @@ func (q *Queries) AnnotationJobListByProject(ctx context.Context, arg Annotation
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.DeletedAt,
+			&i.Gold,
+		); err != nil {
+			return nil, err
+		}
+		items = append(items, i)
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	return items, nil
+}
+
+const annotationJobListGoldForMatching = `-- name: AnnotationJobListGoldForMatching :many
+SELECT j.id, j.language, j.priority, j.due_date,
+       ARRAY(SELECT p.user_id FROM job_previous_annotators p
+             WHERE p.job_id = j.id ORDER BY p.user_id)::bigint[] AS previous_annotator_ids,
+       ARRAY(SELECT DISTINCT a.user_id FROM assignments a
+             WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status <> 'revoked'
+             ORDER BY 1)::bigint[] AS current_annotator_ids
+FROM annotation_jobs j
+WHERE j.project_id = $1
+  AND j.deleted_at IS NULL
+  AND j.gold
+  AND j.status IN ('not_started', 'in_progress')
+ORDER BY j.id
+`
+
+type AnnotationJobListGoldForMatchingRow struct {
+	ID                   int64       `json:"id"`
+	Language             *string     `json:"language"`
+	Priority             JobPriority `json:"priority"`
+	DueDate              *time.Time  `json:"due_date"`
+	PreviousAnnotatorIds []int64     `json:"previous_annotator_ids"`
+	CurrentAnnotatorIds  []int64     `json:"current_annotator_ids"`
+}
+
+// project:match's honeypot side (a project with a gold_rate): the project's open
+// gold jobs, each of which may go once to every annotator who has not had it.
+func (q *Queries) AnnotationJobListGoldForMatching(ctx context.Context, projectID int64) ([]AnnotationJobListGoldForMatchingRow, error) {
+	rows, err := q.db.Query(ctx, annotationJobListGoldForMatching, projectID)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var items []AnnotationJobListGoldForMatchingRow
+	for rows.Next() {
+		var i AnnotationJobListGoldForMatchingRow
+		if err := rows.Scan(
+			&i.ID,
+			&i.Language,
+			&i.Priority,
+			&i.DueDate,
+			&i.PreviousAnnotatorIds,
+			&i.CurrentAnnotatorIds,
 		); err != nil {
 			return nil, err
 		}
@@ -225,16 +281,25 @@ func (q *Queries) AnnotationJobListNeedingReviewer(ctx context.Context, projectI
 const annotationJobListOpenForMatching = `-- name: AnnotationJobListOpenForMatching :many
 SELECT j.id, j.language, j.priority, j.due_date,
        ARRAY(SELECT p.user_id FROM job_previous_annotators p
-             WHERE p.job_id = j.id ORDER BY p.user_id)::bigint[] AS previous_annotator_ids
+             WHERE p.job_id = j.id ORDER BY p.user_id)::bigint[] AS previous_annotator_ids,
+       ARRAY(SELECT DISTINCT a.user_id FROM assignments a
+             WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status <> 'revoked'
+             ORDER BY 1)::bigint[] AS current_annotator_ids
 FROM annotation_jobs j
 WHERE j.project_id = $1
   AND j.deleted_at IS NULL
   AND j.status IN ('not_started', 'in_progress')
-  AND NOT EXISTS (
-      SELECT 1 FROM assignments a
-      WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status IN ('assigned', 'accepted', 'in_progress'))
+  AND NOT (j.gold AND $2::boolean)
+  AND (SELECT count(*) FROM assignments a
+       WHERE a.job_id = j.id AND a.role = 'annotator' AND a.status <> 'revoked') < $3::integer
 ORDER BY j.id
 `
+
+type AnnotationJobListOpenForMatchingParams struct {
+	ProjectID int64 `json:"project_id"`
+	Honeypots bool  `json:"honeypots"`
+	Overlap   int32 `json:"overlap"`
+}
 
 type AnnotationJobListOpenForMatchingRow struct {
 	ID                   int64       `json:"id"`
@@ -242,12 +307,17 @@ type AnnotationJobListOpenForMatchingRow struct {
 	Priority             JobPriority `json:"priority"`
 	DueDate              *time.Time  `json:"due_date"`
 	PreviousAnnotatorIds []int64     `json:"previous_annotator_ids"`
+	CurrentAnnotatorIds  []int64     `json:"current_annotator_ids"`
 }
 
-// project:match's annotator side: the project's open jobs with no live annotator
-// assignment, each with the people who may never annotate it again.
-func (q *Queries) AnnotationJobListOpenForMatching(ctx context.Context, projectID int64) ([]AnnotationJobListOpenForMatchingRow, error) {
-	rows, err := q.db.Query(ctx, annotationJobListOpenForMatching, projectID)
+// project:match's annotator side: the project's open jobs that still need
+// annotator copies. An ordinary job needs @overlap distinct annotators, counting
+// live and completed copies (a revoked copy does not count, so the next run
+// replaces it); with @honeypots a gold job is left to AnnotationJobListGoldForMatching.
+// current_annotator_ids hold a copy (live or done) and get no other;
+// previous_annotator_ids may never annotate the job again.
+func (q *Queries) AnnotationJobListOpenForMatching(ctx context.Context, arg AnnotationJobListOpenForMatchingParams) ([]AnnotationJobListOpenForMatchingRow, error) {
+	rows, err := q.db.Query(ctx, annotationJobListOpenForMatching, arg.ProjectID, arg.Honeypots, arg.Overlap)
 	if err != nil {
 		return nil, err
 	}
@@ -261,6 +331,7 @@ func (q *Queries) AnnotationJobListOpenForMatching(ctx context.Context, projectI
 			&i.Priority,
 			&i.DueDate,
 			&i.PreviousAnnotatorIds,
+			&i.CurrentAnnotatorIds,
 		); err != nil {
 			return nil, err
 		}
@@ -282,7 +353,7 @@ UPDATE annotation_jobs SET
     due_date          = COALESCE($6, due_date),
     completed_at      = CASE WHEN $3::job_status = 'reviewed' AND completed_at IS NULL THEN now() ELSE completed_at END
 WHERE id = $7 AND org_id = $8 AND deleted_at IS NULL
-RETURNING id, org_id, project_id, file_id, file_version_id, language, priority, status, review_status, result_version_id, due_date, completed_at, created_at, updated_at, deleted_at
+RETURNING id, org_id, project_id, file_id, file_version_id, language, priority, status, review_status, result_version_id, due_date, completed_at, created_at, updated_at, deleted_at, gold
 `
 
 type AnnotationJobUpdateParams struct {
@@ -324,6 +395,7 @@ func (q *Queries) AnnotationJobUpdate(ctx context.Context, arg AnnotationJobUpda
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.Gold,
 	)
 	return i, err
 }

@@ -14,7 +14,7 @@ const assignmentCreateBatch = `-- name: AssignmentCreateBatch :many
 INSERT INTO assignments (org_id, project_id, job_id, user_id, role, status, score)
 SELECT $1, $2, unnest($3::bigint[]), unnest($4::bigint[]),
        $5::assignment_role, 'assigned', unnest($6::double precision[])
-ON CONFLICT (job_id, role) WHERE status IN ('assigned', 'accepted', 'in_progress') DO NOTHING
+ON CONFLICT DO NOTHING
 RETURNING id, job_id, user_id, score, (SELECT j.file_id FROM annotation_jobs j WHERE j.id = assignments.job_id)::bigint AS file_id
 `
 
@@ -36,9 +36,10 @@ type AssignmentCreateBatchRow struct {
 }
 
 // The assignments one matching run makes, in one statement (the arrays are zipped:
-// equal lengths, one element per assignment). The live-assignment
-// unique index makes a pair someone else already filled a no-op; RETURNING says which
-// rows were really written, with each job's file (for the assignment.created webhook).
+// equal lengths, one element per assignment). The live-assignment unique indexes
+// (one live copy of a job per person, one reviewer per job) make a pair someone else
+// already filled a no-op; RETURNING says which rows were really written, with each
+// job's file (for the assignment.created webhook).
 func (q *Queries) AssignmentCreateBatch(ctx context.Context, arg AssignmentCreateBatchParams) ([]AssignmentCreateBatchRow, error) {
 	rows, err := q.db.Query(ctx, assignmentCreateBatch,
 		arg.OrgID,
@@ -73,7 +74,7 @@ func (q *Queries) AssignmentCreateBatch(ctx context.Context, arg AssignmentCreat
 }
 
 const assignmentGetForUpdate = `-- name: AssignmentGetForUpdate :one
-SELECT id, org_id, project_id, job_id, user_id, role, status, score, revoked_at, created_at, updated_at, revoked_rule FROM assignments WHERE id = $1 AND org_id = $2 FOR UPDATE
+SELECT id, org_id, project_id, job_id, user_id, role, status, score, revoked_at, created_at, updated_at, revoked_rule, result_version_id, submitted_at FROM assignments WHERE id = $1 AND org_id = $2 FOR UPDATE
 `
 
 type AssignmentGetForUpdateParams struct {
@@ -97,12 +98,14 @@ func (q *Queries) AssignmentGetForUpdate(ctx context.Context, arg AssignmentGetF
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.RevokedRule,
+		&i.ResultVersionID,
+		&i.SubmittedAt,
 	)
 	return i, err
 }
 
 const assignmentListByProject = `-- name: AssignmentListByProject :many
-SELECT id, org_id, project_id, job_id, user_id, role, status, score, revoked_at, created_at, updated_at, revoked_rule FROM assignments
+SELECT id, org_id, project_id, job_id, user_id, role, status, score, revoked_at, created_at, updated_at, revoked_rule, result_version_id, submitted_at FROM assignments
 WHERE project_id = $1 AND org_id = $2 AND id > $3
 ORDER BY id
 LIMIT $4
@@ -142,6 +145,8 @@ func (q *Queries) AssignmentListByProject(ctx context.Context, arg AssignmentLis
 			&i.CreatedAt,
 			&i.UpdatedAt,
 			&i.RevokedRule,
+			&i.ResultVersionID,
+			&i.SubmittedAt,
 		); err != nil {
 			return nil, err
 		}
@@ -221,7 +226,7 @@ func (q *Queries) AssignmentLockProjectForMatching(ctx context.Context, projectI
 const assignmentRevoke = `-- name: AssignmentRevoke :one
 UPDATE assignments SET status = 'revoked', revoked_at = now()
 WHERE id = $1 AND org_id = $2 AND status IN ('assigned', 'accepted', 'in_progress')
-RETURNING id, org_id, project_id, job_id, user_id, role, status, score, revoked_at, created_at, updated_at, revoked_rule
+RETURNING id, org_id, project_id, job_id, user_id, role, status, score, revoked_at, created_at, updated_at, revoked_rule, result_version_id, submitted_at
 `
 
 type AssignmentRevokeParams struct {
@@ -245,6 +250,8 @@ func (q *Queries) AssignmentRevoke(ctx context.Context, arg AssignmentRevokePara
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.RevokedRule,
+		&i.ResultVersionID,
+		&i.SubmittedAt,
 	)
 	return i, err
 }
@@ -252,7 +259,7 @@ func (q *Queries) AssignmentRevoke(ctx context.Context, arg AssignmentRevokePara
 const assignmentRevokeForRule = `-- name: AssignmentRevokeForRule :one
 UPDATE assignments SET status = 'revoked', revoked_at = now(), revoked_rule = $1
 WHERE id = $2 AND org_id = $3 AND status IN ('assigned', 'accepted', 'in_progress')
-RETURNING id, org_id, project_id, job_id, user_id, role, status, score, revoked_at, created_at, updated_at, revoked_rule
+RETURNING id, org_id, project_id, job_id, user_id, role, status, score, revoked_at, created_at, updated_at, revoked_rule, result_version_id, submitted_at
 `
 
 type AssignmentRevokeForRuleParams struct {
@@ -280,6 +287,8 @@ func (q *Queries) AssignmentRevokeForRule(ctx context.Context, arg AssignmentRev
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.RevokedRule,
+		&i.ResultVersionID,
+		&i.SubmittedAt,
 	)
 	return i, err
 }

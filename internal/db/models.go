@@ -157,6 +157,7 @@ const (
 	EntityTypeStorage        EntityType = "storage"
 	EntityTypeSyncRun        EntityType = "sync_run"
 	EntityTypeWebhook        EntityType = "webhook"
+	EntityTypeSubmission     EntityType = "submission"
 )
 
 func (e *EntityType) Scan(src interface{}) error {
@@ -210,7 +211,8 @@ func (e EntityType) Valid() bool {
 		EntityTypeExportSchedule,
 		EntityTypeStorage,
 		EntityTypeSyncRun,
-		EntityTypeWebhook:
+		EntityTypeWebhook,
+		EntityTypeSubmission:
 		return true
 	}
 	return false
@@ -233,6 +235,7 @@ func AllEntityTypeValues() []EntityType {
 		EntityTypeStorage,
 		EntityTypeSyncRun,
 		EntityTypeWebhook,
+		EntityTypeSubmission,
 	}
 }
 
@@ -873,6 +876,128 @@ func AllStorageKindValues() []StorageKind {
 	}
 }
 
+type SubmissionKind string
+
+const (
+	SubmissionKindGold SubmissionKind = "gold"
+	SubmissionKindPeer SubmissionKind = "peer"
+)
+
+func (e *SubmissionKind) Scan(src interface{}) error {
+	switch s := src.(type) {
+	case []byte:
+		*e = SubmissionKind(s)
+	case string:
+		*e = SubmissionKind(s)
+	default:
+		return fmt.Errorf("unsupported scan type for SubmissionKind: %T", src)
+	}
+	return nil
+}
+
+type NullSubmissionKind struct {
+	SubmissionKind SubmissionKind `json:"submission_kind"`
+	Valid          bool           `json:"valid"` // Valid is true if SubmissionKind is not NULL
+}
+
+// Scan implements the Scanner interface.
+func (ns *NullSubmissionKind) Scan(value interface{}) error {
+	if value == nil {
+		ns.SubmissionKind, ns.Valid = "", false
+		return nil
+	}
+	ns.Valid = true
+	return ns.SubmissionKind.Scan(value)
+}
+
+// Value implements the driver Valuer interface.
+func (ns NullSubmissionKind) Value() (driver.Value, error) {
+	if !ns.Valid {
+		return nil, nil
+	}
+	return string(ns.SubmissionKind), nil
+}
+
+func (e SubmissionKind) Valid() bool {
+	switch e {
+	case SubmissionKindGold,
+		SubmissionKindPeer:
+		return true
+	}
+	return false
+}
+
+func AllSubmissionKindValues() []SubmissionKind {
+	return []SubmissionKind{
+		SubmissionKindGold,
+		SubmissionKindPeer,
+	}
+}
+
+type SubmissionStatus string
+
+const (
+	SubmissionStatusQueued     SubmissionStatus = "queued"
+	SubmissionStatusProcessing SubmissionStatus = "processing"
+	SubmissionStatusCompleted  SubmissionStatus = "completed"
+	SubmissionStatusFailed     SubmissionStatus = "failed"
+)
+
+func (e *SubmissionStatus) Scan(src interface{}) error {
+	switch s := src.(type) {
+	case []byte:
+		*e = SubmissionStatus(s)
+	case string:
+		*e = SubmissionStatus(s)
+	default:
+		return fmt.Errorf("unsupported scan type for SubmissionStatus: %T", src)
+	}
+	return nil
+}
+
+type NullSubmissionStatus struct {
+	SubmissionStatus SubmissionStatus `json:"submission_status"`
+	Valid            bool             `json:"valid"` // Valid is true if SubmissionStatus is not NULL
+}
+
+// Scan implements the Scanner interface.
+func (ns *NullSubmissionStatus) Scan(value interface{}) error {
+	if value == nil {
+		ns.SubmissionStatus, ns.Valid = "", false
+		return nil
+	}
+	ns.Valid = true
+	return ns.SubmissionStatus.Scan(value)
+}
+
+// Value implements the driver Valuer interface.
+func (ns NullSubmissionStatus) Value() (driver.Value, error) {
+	if !ns.Valid {
+		return nil, nil
+	}
+	return string(ns.SubmissionStatus), nil
+}
+
+func (e SubmissionStatus) Valid() bool {
+	switch e {
+	case SubmissionStatusQueued,
+		SubmissionStatusProcessing,
+		SubmissionStatusCompleted,
+		SubmissionStatusFailed:
+		return true
+	}
+	return false
+}
+
+func AllSubmissionStatusValues() []SubmissionStatus {
+	return []SubmissionStatus{
+		SubmissionStatusQueued,
+		SubmissionStatusProcessing,
+		SubmissionStatusCompleted,
+		SubmissionStatusFailed,
+	}
+}
+
 type SyncRunStatus string
 
 const (
@@ -1151,6 +1276,7 @@ type AnnotationJob struct {
 	CreatedAt       time.Time    `json:"created_at"`
 	UpdatedAt       time.Time    `json:"updated_at"`
 	DeletedAt       *time.Time   `json:"deleted_at"`
+	Gold            bool         `json:"gold"`
 }
 
 type ApiToken struct {
@@ -1167,18 +1293,20 @@ type ApiToken struct {
 }
 
 type Assignment struct {
-	ID          int64            `json:"id"`
-	OrgID       int64            `json:"org_id"`
-	ProjectID   int64            `json:"project_id"`
-	JobID       int64            `json:"job_id"`
-	UserID      int64            `json:"user_id"`
-	Role        AssignmentRole   `json:"role"`
-	Status      AssignmentStatus `json:"status"`
-	Score       float64          `json:"score"`
-	RevokedAt   *time.Time       `json:"revoked_at"`
-	CreatedAt   time.Time        `json:"created_at"`
-	UpdatedAt   time.Time        `json:"updated_at"`
-	RevokedRule *string          `json:"revoked_rule"`
+	ID              int64            `json:"id"`
+	OrgID           int64            `json:"org_id"`
+	ProjectID       int64            `json:"project_id"`
+	JobID           int64            `json:"job_id"`
+	UserID          int64            `json:"user_id"`
+	Role            AssignmentRole   `json:"role"`
+	Status          AssignmentStatus `json:"status"`
+	Score           float64          `json:"score"`
+	RevokedAt       *time.Time       `json:"revoked_at"`
+	CreatedAt       time.Time        `json:"created_at"`
+	UpdatedAt       time.Time        `json:"updated_at"`
+	RevokedRule     *string          `json:"revoked_rule"`
+	ResultVersionID *int64           `json:"result_version_id"`
+	SubmittedAt     *time.Time       `json:"submitted_at"`
 }
 
 type EventLog struct {
@@ -1304,6 +1432,15 @@ type FileVersion struct {
 	PreannotationReason *string          `json:"preannotation_reason"`
 }
 
+type GoldAnswer struct {
+	JobID     int64           `json:"job_id"`
+	OrgID     int64           `json:"org_id"`
+	ProjectID int64           `json:"project_id"`
+	Result    json.RawMessage `json:"result"`
+	CreatedAt time.Time       `json:"created_at"`
+	UpdatedAt time.Time       `json:"updated_at"`
+}
+
 type IdempotencyKey struct {
 	OrgID        int64     `json:"org_id"`
 	Key          string    `json:"key"`
@@ -1403,6 +1540,12 @@ type Project struct {
 	UpdatedAt              time.Time       `json:"updated_at"`
 	DeletedAt              *time.Time      `json:"deleted_at"`
 	LabelConfig            json.RawMessage `json:"label_config"`
+	Overlap                int32           `json:"overlap"`
+	GoldRate               float64         `json:"gold_rate"`
+	QualityIouThreshold    float64         `json:"quality_iou_threshold"`
+	QualityPassThreshold   float64         `json:"quality_pass_threshold"`
+	QualityPriorAlpha      float64         `json:"quality_prior_alpha"`
+	QualityPriorBeta       float64         `json:"quality_prior_beta"`
 }
 
 type Review struct {
@@ -1457,6 +1600,28 @@ type StorageLink struct {
 	CreatedAt time.Time  `json:"created_at"`
 	UpdatedAt time.Time  `json:"updated_at"`
 	Unlisted  bool       `json:"unlisted"`
+}
+
+type Submission struct {
+	ID              int64            `json:"id"`
+	OrgID           int64            `json:"org_id"`
+	ProjectID       int64            `json:"project_id"`
+	JobID           int64            `json:"job_id"`
+	UserID          int64            `json:"user_id"`
+	AssignmentID    *int64           `json:"assignment_id"`
+	ResultVersionID int64            `json:"result_version_id"`
+	Kind            SubmissionKind   `json:"kind"`
+	Status          SubmissionStatus `json:"status"`
+	Score           *float64         `json:"score"`
+	Passed          *bool            `json:"passed"`
+	Metric          *string          `json:"metric"`
+	Detail          json.RawMessage  `json:"detail"`
+	Rank            *int32           `json:"rank"`
+	Reason          *string          `json:"reason"`
+	Attempts        int32            `json:"attempts"`
+	ScoredAt        *time.Time       `json:"scored_at"`
+	CreatedAt       time.Time        `json:"created_at"`
+	UpdatedAt       time.Time        `json:"updated_at"`
 }
 
 type SyncRun struct {

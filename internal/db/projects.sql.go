@@ -15,14 +15,21 @@ INSERT INTO projects (
     org_id, name, description, requirements_text, client_pm_id, our_pm_id,
     llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt,
     llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers,
-    allowed_content_types
+    allowed_content_types, overlap, gold_rate, quality_iou_threshold, quality_pass_threshold,
+    quality_prior_alpha, quality_prior_beta
 ) VALUES (
     $1, $2, $3, $4, $5, $6,
     $7, $8, $9, $10, $11,
     $12, $13, $14, $15,
-    $16
+    $16,
+    -- NULL: the column's default (overlap 1, no gold, IoU 0.5, pass 0.8, Beta(2, 2)).
+    COALESCE($17::integer, 1), COALESCE($18::double precision, 0),
+    COALESCE($19::double precision, 0.5),
+    COALESCE($20::double precision, 0.8),
+    COALESCE($21::double precision, 2),
+    COALESCE($22::double precision, 2)
 )
-RETURNING id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at, label_config
+RETURNING id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at, label_config, overlap, gold_rate, quality_iou_threshold, quality_pass_threshold, quality_prior_alpha, quality_prior_beta
 `
 
 type ProjectCreateParams struct {
@@ -42,6 +49,12 @@ type ProjectCreateParams struct {
 	MinLanguageProficiency float64         `json:"min_language_proficiency"`
 	AssignReviewers        bool            `json:"assign_reviewers"`
 	AllowedContentTypes    json.RawMessage `json:"allowed_content_types"`
+	Overlap                *int32          `json:"overlap"`
+	GoldRate               *float64        `json:"gold_rate"`
+	QualityIouThreshold    *float64        `json:"quality_iou_threshold"`
+	QualityPassThreshold   *float64        `json:"quality_pass_threshold"`
+	QualityPriorAlpha      *float64        `json:"quality_prior_alpha"`
+	QualityPriorBeta       *float64        `json:"quality_prior_beta"`
 }
 
 func (q *Queries) ProjectCreate(ctx context.Context, arg ProjectCreateParams) (Project, error) {
@@ -62,6 +75,12 @@ func (q *Queries) ProjectCreate(ctx context.Context, arg ProjectCreateParams) (P
 		arg.MinLanguageProficiency,
 		arg.AssignReviewers,
 		arg.AllowedContentTypes,
+		arg.Overlap,
+		arg.GoldRate,
+		arg.QualityIouThreshold,
+		arg.QualityPassThreshold,
+		arg.QualityPriorAlpha,
+		arg.QualityPriorBeta,
 	)
 	var i Project
 	err := row.Scan(
@@ -88,12 +107,18 @@ func (q *Queries) ProjectCreate(ctx context.Context, arg ProjectCreateParams) (P
 		&i.UpdatedAt,
 		&i.DeletedAt,
 		&i.LabelConfig,
+		&i.Overlap,
+		&i.GoldRate,
+		&i.QualityIouThreshold,
+		&i.QualityPassThreshold,
+		&i.QualityPriorAlpha,
+		&i.QualityPriorBeta,
 	)
 	return i, err
 }
 
 const projectGet = `-- name: ProjectGet :one
-SELECT id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at, label_config FROM projects WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL
+SELECT id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at, label_config, overlap, gold_rate, quality_iou_threshold, quality_pass_threshold, quality_prior_alpha, quality_prior_beta FROM projects WHERE id = $1 AND org_id = $2 AND deleted_at IS NULL
 `
 
 type ProjectGetParams struct {
@@ -128,12 +153,18 @@ func (q *Queries) ProjectGet(ctx context.Context, arg ProjectGetParams) (Project
 		&i.UpdatedAt,
 		&i.DeletedAt,
 		&i.LabelConfig,
+		&i.Overlap,
+		&i.GoldRate,
+		&i.QualityIouThreshold,
+		&i.QualityPassThreshold,
+		&i.QualityPriorAlpha,
+		&i.QualityPriorBeta,
 	)
 	return i, err
 }
 
 const projectGetByID = `-- name: ProjectGetByID :one
-SELECT id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at, label_config FROM projects WHERE id = $1 AND deleted_at IS NULL
+SELECT id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at, label_config, overlap, gold_rate, quality_iou_threshold, quality_pass_threshold, quality_prior_alpha, quality_prior_beta FROM projects WHERE id = $1 AND deleted_at IS NULL
 `
 
 // For workers, which act on ids a task carries and are not tenant-scoped.
@@ -164,12 +195,18 @@ func (q *Queries) ProjectGetByID(ctx context.Context, id int64) (Project, error)
 		&i.UpdatedAt,
 		&i.DeletedAt,
 		&i.LabelConfig,
+		&i.Overlap,
+		&i.GoldRate,
+		&i.QualityIouThreshold,
+		&i.QualityPassThreshold,
+		&i.QualityPriorAlpha,
+		&i.QualityPriorBeta,
 	)
 	return i, err
 }
 
 const projectList = `-- name: ProjectList :many
-SELECT id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at, label_config FROM projects
+SELECT id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at, label_config, overlap, gold_rate, quality_iou_threshold, quality_pass_threshold, quality_prior_alpha, quality_prior_beta FROM projects
 WHERE org_id = $1 AND deleted_at IS NULL AND id > $2
 ORDER BY id
 LIMIT $3
@@ -214,6 +251,12 @@ func (q *Queries) ProjectList(ctx context.Context, arg ProjectListParams) ([]Pro
 			&i.UpdatedAt,
 			&i.DeletedAt,
 			&i.LabelConfig,
+			&i.Overlap,
+			&i.GoldRate,
+			&i.QualityIouThreshold,
+			&i.QualityPassThreshold,
+			&i.QualityPriorAlpha,
+			&i.QualityPriorBeta,
 		); err != nil {
 			return nil, err
 		}
@@ -264,9 +307,15 @@ UPDATE projects SET
     assign_reviewers         = COALESCE($15, assign_reviewers),
     allowed_content_types    = COALESCE($16, allowed_content_types),
     client_pm_id             = COALESCE($17, client_pm_id),
-    our_pm_id                = COALESCE($18, our_pm_id)
-WHERE id = $19 AND org_id = $20 AND deleted_at IS NULL
-RETURNING id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at, label_config
+    our_pm_id                = COALESCE($18, our_pm_id),
+    overlap                  = COALESCE($19, overlap),
+    gold_rate                = COALESCE($20, gold_rate),
+    quality_iou_threshold    = COALESCE($21, quality_iou_threshold),
+    quality_pass_threshold   = COALESCE($22, quality_pass_threshold),
+    quality_prior_alpha      = COALESCE($23, quality_prior_alpha),
+    quality_prior_beta       = COALESCE($24, quality_prior_beta)
+WHERE id = $25 AND org_id = $26 AND deleted_at IS NULL
+RETURNING id, org_id, name, description, requirements_text, status, client_pm_id, our_pm_id, llm_enabled, llm_model, llm_temperature, llm_max_tokens, llm_system_prompt, llm_daily_token_budget, annotation_schema, min_language_proficiency, assign_reviewers, allowed_content_types, completed_at, created_at, updated_at, deleted_at, label_config, overlap, gold_rate, quality_iou_threshold, quality_pass_threshold, quality_prior_alpha, quality_prior_beta
 `
 
 type ProjectUpdateParams struct {
@@ -288,6 +337,12 @@ type ProjectUpdateParams struct {
 	AllowedContentTypes    json.RawMessage `json:"allowed_content_types"`
 	ClientPmID             *int64          `json:"client_pm_id"`
 	OurPmID                *int64          `json:"our_pm_id"`
+	Overlap                *int32          `json:"overlap"`
+	GoldRate               *float64        `json:"gold_rate"`
+	QualityIouThreshold    *float64        `json:"quality_iou_threshold"`
+	QualityPassThreshold   *float64        `json:"quality_pass_threshold"`
+	QualityPriorAlpha      *float64        `json:"quality_prior_alpha"`
+	QualityPriorBeta       *float64        `json:"quality_prior_beta"`
 	ID                     int64           `json:"id"`
 	OrgID                  int64           `json:"org_id"`
 }
@@ -313,6 +368,12 @@ func (q *Queries) ProjectUpdate(ctx context.Context, arg ProjectUpdateParams) (P
 		arg.AllowedContentTypes,
 		arg.ClientPmID,
 		arg.OurPmID,
+		arg.Overlap,
+		arg.GoldRate,
+		arg.QualityIouThreshold,
+		arg.QualityPassThreshold,
+		arg.QualityPriorAlpha,
+		arg.QualityPriorBeta,
 		arg.ID,
 		arg.OrgID,
 	)
@@ -341,6 +402,12 @@ func (q *Queries) ProjectUpdate(ctx context.Context, arg ProjectUpdateParams) (P
 		&i.UpdatedAt,
 		&i.DeletedAt,
 		&i.LabelConfig,
+		&i.Overlap,
+		&i.GoldRate,
+		&i.QualityIouThreshold,
+		&i.QualityPassThreshold,
+		&i.QualityPriorAlpha,
+		&i.QualityPriorBeta,
 	)
 	return i, err
 }

@@ -193,7 +193,15 @@ SELECT u.id, u.role, u.availability, u.language_expertise, u.skill_score, u.qa_a
        EXISTS (SELECT 1 FROM assignments a
                WHERE a.project_id = $1 AND a.user_id = u.id AND a.role = 'annotator') AS annotates_in_project,
        EXISTS (SELECT 1 FROM assignments a
-               WHERE a.project_id = $1 AND a.user_id = u.id AND a.role IN ('reviewer', 'qc')) AS reviews_in_project
+               WHERE a.project_id = $1 AND a.user_id = u.id AND a.role IN ('reviewer', 'qc')) AS reviews_in_project,
+       -- The person's annotator copies in this project (live or done), and how
+       -- many of them are of gold jobs: the honeypot side keeps that share at
+       -- the project's gold_rate.
+       (SELECT count(*) FROM assignments a
+        WHERE a.project_id = $1 AND a.user_id = u.id AND a.role = 'annotator' AND a.status <> 'revoked')::integer AS project_copies,
+       (SELECT count(*) FROM assignments a JOIN annotation_jobs j ON j.id = a.job_id
+        WHERE a.project_id = $1 AND a.user_id = u.id AND a.role = 'annotator' AND a.status <> 'revoked'
+          AND j.gold)::integer AS project_gold_copies
 FROM users u
 WHERE u.org_id = $2 AND u.role = $3 AND u.is_active AND u.deleted_at IS NULL
 ORDER BY u.id
@@ -216,6 +224,8 @@ type UserListCandidatesRow struct {
 	LiveAssignments    int32           `json:"live_assignments"`
 	AnnotatesInProject bool            `json:"annotates_in_project"`
 	ReviewsInProject   bool            `json:"reviews_in_project"`
+	ProjectCopies      int32           `json:"project_copies"`
+	ProjectGoldCopies  int32           `json:"project_gold_copies"`
 }
 
 // project:match's candidates of one role in the project's organization, with their
@@ -241,6 +251,8 @@ func (q *Queries) UserListCandidates(ctx context.Context, arg UserListCandidates
 			&i.LiveAssignments,
 			&i.AnnotatesInProject,
 			&i.ReviewsInProject,
+			&i.ProjectCopies,
+			&i.ProjectGoldCopies,
 		); err != nil {
 			return nil, err
 		}

@@ -78,6 +78,16 @@ func Finders() []Finder {
 			},
 			Args: func(id int64, run string) tasks.Queued { return tasks.WebhookDeliver{DeliveryID: id, Run: run} },
 		},
+		{
+			// A submission still queued or processing whose job:score task is gone.
+			Kind: tasks.Score{}.Kind(),
+			Stuck: func(ctx context.Context, q *db.Queries, olderThan time.Time, limit int32) ([]Item, error) {
+				rows, err := q.SubmissionListStuck(ctx, db.SubmissionListStuckParams{OlderThan: olderThan, MaxRows: limit})
+				items := itemsOf(rows, func(r db.SubmissionListStuckRow) Item { return Item{OrgID: r.OrgID, EntityID: r.ID} })
+				return items, err
+			},
+			Args: func(id int64, run string) tasks.Queued { return tasks.Score{SubmissionID: id, Run: run} },
+		},
 	}
 }
 

@@ -185,3 +185,46 @@ func TestRequeuesSyncRunsWhoseTaskIsGone(t *testing.T) {
 	require.Equal(t, 3, info.Pending, "alive's first task and the two requeues")
 	require.Equal(t, 2, info.Archived)
 }
+
+// TestRequeuesSubmissionsWhoseTaskIsGone: a queued submission whose job:score
+// task was lost is queued again once it is past the threshold; a completed one
+// never is.
+func TestRequeuesSubmissionsWhoseTaskIsGone(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pg := testenv.Postgres(t)
+	rd := testenv.RedisDB(t)
+	insp := asynq.NewInspector(rd.Opt())
+	defer insp.Close()
+	org := pg.Org(t)
+	pr := pg.Project(t, org.ID)
+	f := pg.File(t, pr, "")
+	v := pg.RegisterVersion(t, f, "k", testenv.Declared{})
+	var job int64
+	require.NoError(t, pg.Pool.QueryRow(ctx, `INSERT INTO annotation_jobs (org_id, project_id, file_id, file_version_id) VALUES ($1,$2,$3,$4) RETURNING id`,
+		org.ID, pr.ID, f.ID, v.ID).Scan(&job))
+	sub := func(status string) int64 {
+		u := pg.User(t, org.ID, testenv.Annotator)
+		var id int64
+		require.NoError(t, pg.Pool.QueryRow(ctx, `INSERT INTO submissions (org_id, project_id, job_id, user_id, result_version_id, kind, status, score, scored_at)
+			VALUES ($1,$2,$3,$4,$5,'gold',$6::submission_status, CASE WHEN $6::text = 'completed' THEN 1 END, CASE WHEN $6::text = 'completed' THEN now() END) RETURNING id`,
+			org.ID, pr.ID, job, u.ID, v.ID, status).Scan(&id))
+		return id
+	}
+	lost, done := sub("queued"), sub("completed")
+	r := &reconcile.Reconciler{
+		Pool: pg.Pool, Inspector: insp, Redis: rd.Opt(), Log: testenv.Quiet(), After: time.Minute,
+		Finders: []reconcile.Finder{finder(t, tasks.Score{}.Kind())},
+	}
+	n, err := r.Run(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "not past the threshold yet")
+	r.Now = func() time.Time { return time.Now().Add(2 * time.Minute) }
+	n, err = r.Run(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, n)
+	row := testenv.RequireLatestQueued(t, pg.Pool, org.ID, tasks.Score{SubmissionID: lost})
+	require.Equal(t, "match", row.Queue)
+	_, err = pg.Q.OutboxLatestForSubject(ctx, db.OutboxLatestForSubjectParams{TaskType: tasks.Score{}.Kind(), SubjectID: done})
+	require.Error(t, err, "a completed submission is never queued")
+}

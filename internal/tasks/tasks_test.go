@@ -39,6 +39,8 @@ func TestShippedContracts(t *testing.T) {
 		{tasks.StorageSync{RunID: 9}, "storage:sync", `{"run_id":9}`, "sync", "storage:sync:9", 9},
 		{tasks.WebhookDeliver{DeliveryID: 11}, "webhook:deliver", `{"delivery_id":11}`, "webhook", "webhook:deliver:11", 11},
 		{tasks.WebhookDeliver{DeliveryID: 11, Run: tasks.RedeliverRun(2)}, "webhook:deliver", `{"delivery_id":11}`, "webhook", "webhook:deliver:11:r2", 11},
+		{tasks.Score{SubmissionID: 13}, "job:score", `{"submission_id":13}`, "match", "job:score:13", 13},
+		{tasks.Score{SubmissionID: 13, Run: "rc2"}, "job:score", `{"submission_id":13}`, "match", "job:score:13:rc2", 13},
 	}
 	for _, tc := range cases {
 		t.Run(tc.taskID, func(t *testing.T) {

@@ -35,6 +35,9 @@ const (
 	StorageSyncCompleted = "storage_sync.completed"
 	StorageSyncFailed    = "storage_sync.failed"
 
+	SubmissionScored = "submission.scored"
+	SubmissionFailed = "submission.failed"
+
 	WebhookTest     = "webhook.test"
 	WebhookDisabled = "webhook.disabled"
 )
@@ -175,6 +178,27 @@ type WebhookDisabledData struct {
 	FailingSince *time.Time `json:"failing_since,omitempty"`
 }
 
+// SubmissionData is the data of submission.* events: one scoring of one
+// annotator's result for a job. It never carries the gold answer.
+type SubmissionData struct {
+	SubmissionID    int64    `json:"submission_id"`
+	ProjectID       int64    `json:"project_id"`
+	JobID           int64    `json:"job_id"`
+	UserID          int64    `json:"user_id"`
+	ResultVersionID int64    `json:"result_version_id"`
+	Kind            string   `json:"kind"`   // gold or peer
+	Status          string   `json:"status"` // completed or failed
+	Score           *float64 `json:"score"`
+	Passed          *bool    `json:"passed"` // gold only: score ≥ the project's pass threshold
+	Metric          *string  `json:"metric"`
+	Rank            *int32   `json:"rank"` // the annotator's place on the project's leaderboard
+	Reason          *string  `json:"reason"`
+	// QAApprovalRate and SkillScore are the annotator's values after a scored
+	// gold submission updated them (nil otherwise).
+	QAApprovalRate *float64 `json:"qa_approval_rate"`
+	SkillScore     *float64 `json:"skill_score"`
+}
+
 // TypeInfo is one event type: its name, what it means, and its data's Go type
 // (the OpenAPI schema).
 type TypeInfo struct {
@@ -190,6 +214,7 @@ func Types() []TypeInfo {
 	as := reflect.TypeFor[AssignmentData]()
 	ex := reflect.TypeFor[ExportData]()
 	ss := reflect.TypeFor[StorageSyncData]()
+	sb := reflect.TypeFor[SubmissionData]()
 	return []TypeInfo{
 		{FileVersionValidated, "A version passed validation (status valid); a dataset version's job_id is its annotation job.", fv},
 		{FileVersionCorrupt, "A version's bytes do not match its checksum or cannot be read as its type (status corrupt, with the reason and codes).", fv},
@@ -206,6 +231,8 @@ func Types() []TypeInfo {
 		{ExportCancelled, "An export was cancelled.", ex},
 		{StorageSyncCompleted, "A storage sync run finished, with its counts.", ss},
 		{StorageSyncFailed, "A storage sync run failed (the reason says why).", ss},
+		{SubmissionScored, "A submitted result was scored (against the job's gold answer, or the other annotators' results); a gold one also updates the annotator's qa_approval_rate and skill_score.", sb},
+		{SubmissionFailed, "A submitted result could not be scored (the reason says why); it is not retried.", sb},
 		{WebhookTest, "A test ping (POST /v1/webhooks/{id}/test), sent to that endpoint only.", reflect.TypeFor[WebhookTestData]()},
 		{WebhookDisabled, "labelq disabled an endpoint (410 Gone, or failing for days); sent to the organization's other endpoints.", reflect.TypeFor[WebhookDisabledData]()},
 	}

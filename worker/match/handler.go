@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"slices"
 	"strconv"
 	"time"
@@ -106,6 +107,11 @@ type Report struct {
 	// unless the project assigns reviewers.
 	Annotators Side
 	Reviewers  Side
+	// Gold is the honeypot side, matched before the annotators when the
+	// project has a gold_rate: gold jobs, each to every annotator once, within
+	// each annotator's share of gold work. Its jobs are never "unassigned":
+	// a honeypot open to more people is no backlog.
+	Gold Side
 	// EventWritten is whether the run wrote a match_completed event.
 	EventWritten bool
 	// Attempts counts solves, summed over both sides; more than one per side
@@ -138,8 +144,11 @@ type side struct {
 	name           string // for logs, metrics and event metadata
 	userRole       db.UserRole
 	assignmentRole db.AssignmentRole
-	jobs           func(context.Context, *db.Queries, int64) ([]matching.Job, error)
+	jobs           func(context.Context, *db.Queries, db.Project) ([]matching.Job, error)
 	solve          func(context.Context, []matching.Job, []matching.Candidate, matching.Options) (matching.Result, error)
+	// honeypot: each job may go to every candidate once, and a candidate's
+	// capacity is their share of gold work (goldQuota).
+	honeypot bool
 }
 
 var (
@@ -150,6 +159,10 @@ var (
 	reviewerSide = side{
 		name: "reviewer", userRole: db.UserRoleQc, assignmentRole: db.AssignmentRoleReviewer,
 		jobs: loadReviewerJobs, solve: matching.SolveReviewers,
+	}
+	goldSide = side{
+		name: "gold", userRole: db.UserRoleAnnotator, assignmentRole: db.AssignmentRoleAnnotator,
+		jobs: loadGoldJobs, solve: matching.Solve, honeypot: true,
 	}
 )
 
@@ -203,6 +216,13 @@ func (h *Handler) run(ctx context.Context, projectID int64, wait bool) (Report, 
 			return nil
 		}
 		opts := matching.ProjectOptions(pr.MinLanguageProficiency)
+		if pr.GoldRate > 0 {
+			// Before the annotators: each annotator's share of gold work is
+			// taken out of their capacity first.
+			if rep.Gold, err = h.matchSide(ctx, q, pr, goldSide, opts, &rep, log); err != nil {
+				return err
+			}
+		}
 		if rep.Annotators, err = h.matchSide(ctx, q, pr, annotatorSide, opts, &rep, log); err != nil {
 			return err
 		}
@@ -242,7 +262,7 @@ func (h *Handler) matchSide(ctx context.Context, q *db.Queries, pr db.Project, s
 	for attempt := 1; ; attempt++ {
 		rep.Attempts++
 		loadStart := h.now()
-		jobs, err := s.jobs(ctx, q, pr.ID)
+		jobs, err := s.jobs(ctx, q, pr)
 		if err != nil {
 			return Side{}, err
 		}
@@ -250,10 +270,15 @@ func (h *Handler) matchSide(ctx context.Context, q *db.Queries, pr db.Project, s
 			rep.Load += h.now().Sub(loadStart)
 			return Side{Options: opts}, nil
 		}
-		cands, err := loadCandidates(ctx, q, pr, s.userRole, log)
+		cands, err := loadCandidates(ctx, q, pr, s, log)
 		rep.Load += h.now().Sub(loadStart)
 		if err != nil {
 			return Side{}, err
+		}
+		if s.honeypot {
+			if jobs = honeypotNeeds(jobs, len(cands)); len(jobs) == 0 {
+				return Side{Options: opts}, nil
+			}
 		}
 
 		solveStart := h.now()
@@ -298,6 +323,9 @@ func (h *Handler) matchSide(ctx context.Context, q *db.Queries, pr db.Project, s
 		if h.col != nil {
 			h.col.assignments.WithLabelValues(s.name).Add(float64(written))
 			for _, u := range res.Unassigned {
+				if s.honeypot {
+					break // a honeypot open to more people is no backlog
+				}
 				h.col.unassigned.WithLabelValues(s.name, string(u.Reason)).Inc()
 			}
 		}
@@ -305,22 +333,75 @@ func (h *Handler) matchSide(ctx context.Context, q *db.Queries, pr db.Project, s
 	}
 }
 
-func loadAnnotatorJobs(ctx context.Context, q *db.Queries, projectID int64) ([]matching.Job, error) {
-	rows, err := q.AnnotationJobListOpenForMatching(ctx, projectID)
+// loadAnnotatorJobs: the open jobs with copies to give, each needing the
+// project's overlap less the copies it has (live or done).
+func loadAnnotatorJobs(ctx context.Context, q *db.Queries, pr db.Project) ([]matching.Job, error) {
+	rows, err := q.AnnotationJobListOpenForMatching(ctx, db.AnnotationJobListOpenForMatchingParams{
+		ProjectID: pr.ID, Overlap: pr.Overlap, Honeypots: pr.GoldRate > 0,
+	})
 	if err != nil {
-		return nil, fmt.Errorf("list open jobs of project %d: %w", projectID, err)
+		return nil, fmt.Errorf("list open jobs of project %d: %w", pr.ID, err)
 	}
 	jobs := make([]matching.Job, len(rows))
 	for i, r := range rows {
 		jobs[i] = matching.Job{
 			ID: r.ID, Language: deref(r.Language), Priority: matching.Priority(r.Priority),
 			DueDate: r.DueDate, PreviousAnnotators: r.PreviousAnnotatorIds,
+			Need: int(pr.Overlap) - len(r.CurrentAnnotatorIds), CurrentAnnotators: r.CurrentAnnotatorIds,
 		}
 	}
 	return jobs, nil
 }
 
-func loadReviewerJobs(ctx context.Context, q *db.Queries, projectID int64) ([]matching.Job, error) {
+// loadGoldJobs: the project's open gold jobs; honeypotNeeds sets their Need
+// once the candidates are known.
+func loadGoldJobs(ctx context.Context, q *db.Queries, pr db.Project) ([]matching.Job, error) {
+	rows, err := q.AnnotationJobListGoldForMatching(ctx, pr.ID)
+	if err != nil {
+		return nil, fmt.Errorf("list gold jobs of project %d: %w", pr.ID, err)
+	}
+	jobs := make([]matching.Job, len(rows))
+	for i, r := range rows {
+		jobs[i] = matching.Job{
+			ID: r.ID, Language: deref(r.Language), Priority: matching.Priority(r.Priority),
+			DueDate: r.DueDate, PreviousAnnotators: r.PreviousAnnotatorIds, CurrentAnnotators: r.CurrentAnnotatorIds,
+		}
+	}
+	return jobs, nil
+}
+
+// honeypotNeeds gives each gold job a copy for every candidate who has not
+// had it, within the solver's limit on copies per run (the jobs share it
+// evenly; the next run hands out the rest), and drops the jobs everyone has.
+func honeypotNeeds(jobs []matching.Job, candidates int) []matching.Job {
+	perJob := candidates
+	if len(jobs) > 0 {
+		perJob = min(perJob, matching.MaxCopies/len(jobs))
+	}
+	out := jobs[:0]
+	for _, j := range jobs {
+		if n := min(perJob, candidates-len(j.CurrentAnnotators)); n > 0 {
+			j.Need = n
+			out = append(out, j)
+		}
+	}
+	return out
+}
+
+// goldQuota is how many gold copies a person may get in this run so that,
+// with the capacity they have left filled, the share of gold among their
+// copies in the project is the project's gold rate: rate × (copies +
+// remaining), rounded, less the gold copies they have, within 0..remaining.
+func goldQuota(rate float64, copies, goldCopies, remaining int) int {
+	if remaining <= 0 {
+		return 0
+	}
+	want := int(math.Floor(rate*float64(copies+remaining)+0.5)) - goldCopies
+	return max(0, min(want, remaining))
+}
+
+func loadReviewerJobs(ctx context.Context, q *db.Queries, pr db.Project) ([]matching.Job, error) {
+	projectID := pr.ID
 	rows, err := q.AnnotationJobListNeedingReviewer(ctx, projectID)
 	if err != nil {
 		return nil, fmt.Errorf("list jobs needing a reviewer in project %d: %w", projectID, err)
@@ -338,7 +419,8 @@ func loadReviewerJobs(ctx context.Context, q *db.Queries, projectID int64) ([]ma
 // loadCandidates reads the organization's active users of one role. A user whose
 // stored JSON cannot be read is left out with a warning rather than failing the
 // whole project's run.
-func loadCandidates(ctx context.Context, q *db.Queries, pr db.Project, role db.UserRole, log *slog.Logger) ([]matching.Candidate, error) {
+func loadCandidates(ctx context.Context, q *db.Queries, pr db.Project, s side, log *slog.Logger) ([]matching.Candidate, error) {
+	role := s.userRole
 	rows, err := q.UserListCandidates(ctx, db.UserListCandidatesParams{ProjectID: pr.ID, OrgID: pr.OrgID, Role: role})
 	if err != nil {
 		return nil, fmt.Errorf("list %s candidates of project %d: %w", role, pr.ID, err)
@@ -349,6 +431,9 @@ func loadCandidates(ctx context.Context, q *db.Queries, pr db.Project, role db.U
 		if err != nil {
 			log.WarnContext(ctx, "user left out of matching", slog.Int64("user_id", r.ID), slog.String("error", err.Error()))
 			continue
+		}
+		if s.honeypot {
+			c.Remaining = goldQuota(pr.GoldRate, int(r.ProjectCopies), int(r.ProjectGoldCopies), c.Remaining)
 		}
 		cands = append(cands, c)
 	}
@@ -555,7 +640,7 @@ func unassignedDigest(sides ...Side) string {
 	for i, s := range sides {
 		fmt.Fprintf(h, "side %d\n", i)
 		for _, u := range s.Result.Unassigned {
-			fmt.Fprintf(h, "%d %s\n", u.JobID, u.Reason)
+			fmt.Fprintf(h, "%d %s %d\n", u.JobID, u.Reason, u.Open)
 		}
 	}
 	return hex.EncodeToString(h.Sum(nil))
@@ -566,8 +651,8 @@ func unassignedDigest(sides ...Side) string {
 // last event's. A run that finds nothing to do, or exactly the situation already
 // reported (a redelivered task, a second trigger), writes nothing.
 func writeSummary(ctx context.Context, q *db.Queries, pr db.Project, rep *Report) (bool, error) {
-	ann, rev := summarize(rep.Annotators), summarize(rep.Reviewers)
-	assigned := ann.Assigned + rev.Assigned
+	ann, rev, gold := summarize(rep.Annotators), summarize(rep.Reviewers), summarize(rep.Gold)
+	assigned := ann.Assigned + rev.Assigned + gold.Assigned
 	unassigned := len(rep.Annotators.Result.Unassigned) + len(rep.Reviewers.Result.Unassigned)
 	if assigned == 0 && unassigned == 0 {
 		return false, nil
@@ -597,6 +682,9 @@ func writeSummary(ctx context.Context, q *db.Queries, pr db.Project, rep *Report
 	if pr.AssignReviewers {
 		meta["reviewers"] = rev
 	}
+	if pr.GoldRate > 0 {
+		meta["gold_assigned"] = gold.Assigned
+	}
 	b, err := json.Marshal(meta)
 	if err != nil {
 		return false, fmt.Errorf("encode match event: %w", err)
@@ -618,7 +706,7 @@ func writeSummary(ctx context.Context, q *db.Queries, pr db.Project, rep *Report
 		OrgID: pr.OrgID, ProjectID: &pr.ID, Type: webhook.MatchCompleted, EntityType: db.EntityTypeProject, EntityID: pr.ID,
 		DedupKey: key, Data: webhook.MatchData{
 			ProjectID: pr.ID, Assigned: assigned, Unassigned: unassigned,
-			Objective: ann.TotalScore + rev.TotalScore, AssignmentIDs: ids,
+			Objective: ann.TotalScore + rev.TotalScore + gold.TotalScore, AssignmentIDs: ids,
 		},
 	}); err != nil {
 		return false, fmt.Errorf("notify the match of project %d: %w", pr.ID, err)
@@ -634,7 +722,7 @@ func (h *Handler) logRun(ctx context.Context, log *slog.Logger, rep *Report) {
 	for _, s := range []struct {
 		name string
 		side Side
-	}{{annotatorSide.name, rep.Annotators}, {reviewerSide.name, rep.Reviewers}} {
+	}{{goldSide.name, rep.Gold}, {annotatorSide.name, rep.Annotators}, {reviewerSide.name, rep.Reviewers}} {
 		if len(s.side.Jobs) == 0 {
 			continue
 		}
@@ -644,6 +732,9 @@ func (h *Handler) logRun(ctx context.Context, log *slog.Logger, rep *Report) {
 			slog.Int("unassigned", len(s.side.Result.Unassigned)), slog.Float64("total_score", sum.TotalScore),
 			slog.Int("pivots", sum.Stats.Pivots), slog.Int("rounds", sum.Stats.Rounds))
 		for _, u := range sum.Reasons {
+			if s.name == goldSide.name {
+				break
+			}
 			ids := u.jobIDs[:min(len(u.jobIDs), maxLoggedJobs)]
 			log.InfoContext(ctx, "jobs left unassigned", slog.String("side", s.name), slog.String("reason", string(u.reason)),
 				slog.Int("count", len(u.jobIDs)), slog.Any("job_ids", ids))
