@@ -2,24 +2,20 @@ package score
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
-	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
-	"github.com/minio/minio-go/v7"
 
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/labelconfig"
 	"github.com/labelq/labelq/internal/quality"
+	"github.com/labelq/labelq/internal/resultcheck"
 	"github.com/labelq/labelq/internal/storage"
 	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/webhook"
@@ -28,9 +24,6 @@ import (
 // EventQualityUpdated is written on a user when a scored gold submission sets
 // their qa_approval_rate and skill_score.
 const EventQualityUpdated = "quality_updated"
-
-// maxResult bounds a result the worker reads into memory.
-const maxResult = 32 << 20
 
 // Deps are the handler's dependencies.
 type Deps struct {
@@ -151,7 +144,7 @@ func (h *Handler) score(ctx context.Context, sub db.Submission) (scored, error) 
 	if err != nil {
 		return scored{}, badf("project %d's label config is not valid (%v); set it again", sub.ProjectID, err)
 	}
-	got, err := h.readRegions(ctx, cfg, "result version "+fmt.Sprint(sub.ResultVersionID), sub.ResultVersionID, in.StorageID, in.StoragePath, in.Checksum, in.SizeBytes)
+	got, err := h.readRegions(ctx, cfg, "result version "+fmt.Sprint(sub.ResultVersionID), in.StorageID, in.StoragePath, in.Checksum, in.SizeBytes)
 	if err != nil {
 		return scored{}, err
 	}
@@ -196,7 +189,7 @@ func (h *Handler) score(ctx context.Context, sub db.Submission) (scored, error) 
 		var metric string
 		ps := make([]peerScore, 0, len(peers))
 		for _, p := range peers {
-			ref, err := h.readRegions(ctx, cfg, fmt.Sprintf("user %d's result version %d", p.UserID, p.ResultVersionID), p.ResultVersionID, p.StorageID, p.StoragePath, p.Checksum, p.SizeBytes)
+			ref, err := h.readRegions(ctx, cfg, fmt.Sprintf("user %d's result version %d", p.UserID, p.ResultVersionID), p.StorageID, p.StoragePath, p.Checksum, p.SizeBytes)
 			if err != nil {
 				var bad *unscorable
 				if errors.As(err, &bad) {
@@ -225,46 +218,16 @@ func (h *Handler) score(ctx context.Context, sub db.Submission) (scored, error) 
 }
 
 // readRegions reads a result version from its bucket, checked against its
-// recorded checksum, and parses it under the config.
-func (h *Handler) readRegions(ctx context.Context, cfg labelconfig.Config, what string, versionID int64, storageID *int64, key string, checksum *string, size *int64) ([]labelconfig.Region, error) {
-	if checksum == nil || size == nil {
-		return nil, badf("%s has not been validated; results are scored once validation has measured them", what)
+// recorded checksum, and parses it under the config
+// (resultcheck.ReadMeasured); a result that cannot be read as it is makes the
+// submission unscorable.
+func (h *Handler) readRegions(ctx context.Context, cfg labelconfig.Config, what string, storageID *int64, key string, checksum *string, size *int64) ([]labelconfig.Region, error) {
+	regions, err := resultcheck.ReadMeasured(ctx, h.storages, cfg, resultcheck.Measured{What: what, StorageID: storageID, Key: key, Checksum: checksum, Size: size})
+	var bad *resultcheck.Unreadable
+	if errors.As(err, &bad) {
+		return nil, badf("%s", bad.Reason)
 	}
-	if *size > maxResult {
-		return nil, badf("%s is %d bytes; results over %d MiB are not scored", what, *size, maxResult>>20)
-	}
-	src, err := h.storages.Resolve(ctx, storageID)
-	if err != nil {
-		var unusable *storage.UnusableError
-		if errors.As(err, &unusable) {
-			return nil, badf("%s: %v", what, err)
-		}
-		return nil, fmt.Errorf("find the storage of %s: %w", what, err)
-	}
-	body, _, _, err := minio.Core{Client: src.Client}.GetObject(ctx, src.Bucket, key, minio.GetObjectOptions{})
-	if err != nil {
-		if reason := src.Refusal("read", key, err); reason != "" {
-			return nil, badf("%s: %s", what, reason)
-		}
-		return nil, fmt.Errorf("read %s: %w", what, err)
-	}
-	defer func() { _ = body.Close() }()
-	b, err := io.ReadAll(io.LimitReader(body, *size+1))
-	if err != nil {
-		return nil, fmt.Errorf("read %s: %w", what, err)
-	}
-	sum := sha256.Sum256(b)
-	if int64(len(b)) != *size || !strings.EqualFold(hex.EncodeToString(sum[:]), *checksum) {
-		return nil, badf("%s no longer matches its recorded checksum (its object changed after validation); upload it again", what)
-	}
-	regions, err := labelconfig.ParseResult(b)
-	if err != nil {
-		return nil, badf("%s is not a Label Studio result: %v", what, err)
-	}
-	if err := cfg.Validate(regions, ""); err != nil {
-		return nil, badf("%s does not fit the project's label config: %v", what, err)
-	}
-	return regions, nil
+	return regions, err
 }
 
 // complete writes the score, the rank and, for gold, the annotator's new QA
