@@ -116,18 +116,30 @@ RETURNING *;
 
 -- name: FileVersionListForExport :many
 -- What an export may pack, by kind: 'annotations' are the approved jobs' result
--- versions; 'files' are raw dataset versions: the approved jobs' own versions when
--- annotations are included (results travel with the bytes they describe), else the
--- active version of every dataset file; 'llm' are the model outputs made from those
--- raw versions, the latest valid one per llm_output file. Rows come back whatever
--- their validation status: the caller packs the valid ones and counts the rest.
+-- versions; 'consensus' are the consensus results (consensus_results) of the
+-- project's live jobs, whatever their review; 'files' are raw dataset versions: the
+-- approved jobs' own versions when annotations are included (results travel with the
+-- bytes they describe), else the active version of every dataset file, and with
+-- consensus the versions the consensus results describe too; 'llm' are the model
+-- outputs made from those raw versions, the latest valid one per llm_output file.
+-- Rows come back whatever their validation status: the caller packs the valid ones
+-- and counts the rest.
 WITH approved AS (
     SELECT j.file_version_id, j.result_version_id
     FROM annotation_jobs j
     WHERE j.project_id = @project_id AND j.org_id = @org_id AND j.deleted_at IS NULL
       AND j.review_status = 'approved' AND j.result_version_id IS NOT NULL
+), consensus AS (
+    SELECT j.file_version_id, c.version_id
+    FROM consensus_results c
+    JOIN annotation_jobs j ON j.id = c.job_id AND j.org_id = c.org_id
+    WHERE @include_consensus::boolean
+      AND c.project_id = @project_id AND c.org_id = @org_id
+      AND j.project_id = @project_id AND j.deleted_at IS NULL
 ), raw AS (
     SELECT a.file_version_id AS id FROM approved a WHERE @include_annotations::boolean
+    UNION
+    SELECT c.file_version_id AS id FROM consensus c
     UNION
     SELECT f.active_version_id AS id FROM files f
     WHERE NOT @include_annotations::boolean
@@ -145,6 +157,8 @@ WITH approved AS (
     ORDER BY v.file_id, v.version_number DESC
 ), picked AS (
     SELECT 'annotations'::text AS kind, a.result_version_id AS id FROM approved a WHERE @include_annotations::boolean
+    UNION
+    SELECT 'consensus'::text AS kind, c.version_id AS id FROM consensus c
     UNION
     SELECT 'files'::text AS kind, r.id FROM raw r WHERE @include_files::boolean
     UNION

@@ -9,6 +9,7 @@ import (
 	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/verify"
 	"github.com/labelq/labelq/internal/webhook/delivery"
+	"github.com/labelq/labelq/worker/consensus"
 	"github.com/labelq/labelq/worker/export"
 	"github.com/labelq/labelq/worker/match"
 	"github.com/labelq/labelq/worker/preannotate"
@@ -26,6 +27,7 @@ func mountWorkers(a *app.App, mux *asynq.ServeMux) {
 	mountPreannotate(a, mux)
 	tasks.Register(mux, match.NewHandler(match.Deps{Pool: a.Pool, Log: a.Log, Metrics: a.Metrics, Now: a.Now}).Work)
 	tasks.Register(mux, score.NewHandler(score.Deps{Pool: a.Pool, Storages: a.Storages, Log: a.Log, Now: a.Now}).Work)
+	tasks.Register(mux, consensus.NewHandler(consensus.Deps{Pool: a.Pool, Store: a.Store, Storages: a.Storages, Log: a.Log, Now: a.Now}).Work)
 	tasks.Register(mux, export.NewHandler(export.Deps{Pool: a.Pool, Store: a.Store, Storages: a.Storages, Log: a.Log, Metrics: a.Metrics, Now: a.Now, Version: app.Version}).Work)
 	tasks.Register(mux, storagesync.NewHandler(storagesync.Deps{Pool: a.Pool, Storages: a.Storages, Log: a.Log, Now: a.Now}).Work)
 	mountWebhooks(a, mux)

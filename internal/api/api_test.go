@@ -195,6 +195,12 @@ func (w *fixture) seed(t *testing.T) seeded {
 	require.NoError(t, w.env.PG.Pool.QueryRow(ctx, `INSERT INTO submissions (org_id, project_id, job_id, user_id, result_version_id, kind, status, score, passed, metric, scored_at)
 		VALUES ($1,$2,$3,$4,$5,'gold','completed',0.75,false,'label:f1@iou0.5',now()) RETURNING id`,
 		w.orgAID, s.ProjectID, s.JobID, s.UserID, s.VersionID).Scan(&s.SubmissionID))
+	_, err = w.env.PG.Pool.Exec(ctx, `INSERT INTO consensus_results (job_id, org_id, project_id, version_id, copies, agreement, detail, run_id)
+		VALUES ($1, $2, $3, $4, 2, 0.5, '{"labels": []}', 'seed')`, s.JobID, w.orgAID, s.ProjectID, s.VersionID)
+	require.NoError(t, err)
+	_, err = w.env.PG.Pool.Exec(ctx, `INSERT INTO project_agreement (project_id, org_id, run_id, jobs, report) VALUES ($1, $2, 'seed', 1, '{"jobs": 1}')`,
+		s.ProjectID, w.orgAID)
+	require.NoError(t, err)
 	r = w.orgA.do("POST", fmt.Sprintf("/v1/projects/%d/exports", s.ProjectID), map[string]any{})
 	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
 	s.ExportID = id(t, r)

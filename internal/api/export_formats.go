@@ -17,13 +17,16 @@ import (
 // config now, so that a format the config cannot feed (COCO of a text
 // project, any converted format without a config) is a 422 naming the field
 // rather than a failed export later. The worker checks again when the export
-// runs, since the config may change in between.
+// runs, since the config may change in between. include_consensus (default
+// false) is labelq's only: with another format it is a 422 on
+// options.include_consensus naming the formats that take it.
 func (c *Call) exportFormat(projectID int64, format *string, o ExportOptions) (string, ExportOptions, error) {
 	f := labelconfig.FormatLabelq
 	if format != nil {
 		f = *format
 	}
 	files, annotations, llm := formats.Defaults(f, o.IncludeFiles, o.IncludeAnnotations, o.IncludeLLM)
+	consensus := o.IncludeConsensus != nil && *o.IncludeConsensus
 	var raw json.RawMessage
 	if f != labelconfig.FormatLabelq {
 		pr, err := c.Q.ProjectGet(c.R.Context(), db.ProjectGetParams{ID: projectID, OrgID: c.OrgID})
@@ -32,7 +35,7 @@ func (c *Call) exportFormat(projectID int64, format *string, o ExportOptions) (s
 		}
 		raw = pr.LabelConfig
 	}
-	if _, err := formats.Fit(f, raw, files, annotations, llm); err != nil {
+	if _, err := formats.FitOptions(f, raw, files, annotations, llm, consensus); err != nil {
 		var fe *formats.FitError
 		if errors.As(err, &fe) {
 			reason := strings.ReplaceAll(fe.Reason, "{project_id}", strconv.FormatInt(projectID, 10))
@@ -40,5 +43,11 @@ func (c *Call) exportFormat(projectID int64, format *string, o ExportOptions) (s
 		}
 		return "", ExportOptions{}, err
 	}
-	return f, ExportOptions{IncludeFiles: &files, IncludeAnnotations: &annotations, IncludeLLM: &llm}, nil
+	resolved := ExportOptions{IncludeFiles: &files, IncludeAnnotations: &annotations, IncludeLLM: &llm}
+	if f == labelconfig.FormatLabelq {
+		// labelq's options say whether consensus results are packed; the
+		// converted formats take none (FitOptions), and say nothing of them.
+		resolved.IncludeConsensus = &consensus
+	}
+	return f, resolved, nil
 }

@@ -95,7 +95,7 @@ func TestExportFormatIsChecked(t *testing.T) {
 	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
 	e = w.orgA.do("GET", fmt.Sprintf("/v1/exports/%d", id(t, r)), nil).json(t)
 	require.Equal(t, "labelq", e["format"], "labelq by default, without a label config")
-	require.Equal(t, map[string]any{"include_files": true, "include_annotations": true, "include_llm": false}, e["options"])
+	require.Equal(t, map[string]any{"include_files": true, "include_annotations": true, "include_llm": false, "include_consensus": false}, e["options"])
 	list := w.orgA.do("GET", exports(images), nil).json(t)["items"].([]any)
 	require.Equal(t, "coco", list[0].(map[string]any)["format"])
 }

@@ -133,6 +133,15 @@ func updateUser(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, orNotFound(err, "user")
 	}
+	if in.SkillScore != nil || in.QAApprovalRate != nil {
+		// The scoring worker writes the same two values after each gold
+		// submission; the last writer wins, and the event says who wrote.
+		if err := event(c.R.Context(), c, db.EntityTypeUser, u.ID, "quality_updated", map[string]any{
+			"by": "api", "qa_approval_rate": u.QaApprovalRate, "skill_score": u.SkillScore,
+		}); err != nil {
+			return 0, nil, err
+		}
+	}
 	return http.StatusOK, userFromRow(u), nil
 }
 

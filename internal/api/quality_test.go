@@ -131,3 +131,56 @@ func TestPatchedJobResultIsScoredAgainstGold(t *testing.T) {
 		`SELECT count(*) FROM submissions WHERE job_id = $1 AND user_id = $2 AND kind = 'gold' AND result_version_id = $3`, f.jobID, userID, v).Scan(&n))
 	require.Equal(t, 1, n)
 }
+
+// TestConsensusRoutes: a consensus run is queued in the request's
+// transaction; without a label config it is a 409 saying what to do; before
+// any run the agreement is a 404 that says how to get one.
+func TestConsensusRoutes(t *testing.T) {
+	t.Parallel()
+	w := newFixture(t)
+	f := newResultFixture(t, w, lsObjectDetection, []byte("consensus image"))
+	r := w.orgA.do("GET", fmt.Sprintf("/v1/projects/%d/agreement", f.pid), nil)
+	require.Equal(t, http.StatusNotFound, r.Status, string(r.Body))
+	require.Contains(t, r.json(t)["detail"], "/consensus")
+	r = w.orgA.do("POST", fmt.Sprintf("/v1/projects/%d/consensus", f.pid), nil)
+	require.Equal(t, http.StatusAccepted, r.Status, string(r.Body))
+	require.Equal(t, fmt.Sprintf("/v1/projects/%d/agreement", f.pid), r.json(t)["status_url"])
+	var n int
+	require.NoError(t, w.env.PG.Pool.QueryRow(context.Background(),
+		`SELECT count(*) FROM outbox WHERE task_type = 'project:consensus' AND payload->>'project_id' = $1`, fmt.Sprint(f.pid)).Scan(&n))
+	require.Equal(t, 1, n)
+	r = w.orgB.do("POST", fmt.Sprintf("/v1/projects/%d/consensus", f.pid), nil)
+	require.Equal(t, http.StatusNotFound, r.Status, string(r.Body))
+
+	_, err := w.env.PG.Pool.Exec(context.Background(), `UPDATE projects SET label_config = NULL WHERE id = $1`, f.pid)
+	require.NoError(t, err)
+	r = w.orgA.do("POST", fmt.Sprintf("/v1/projects/%d/consensus", f.pid), nil)
+	require.Equal(t, http.StatusConflict, r.Status, string(r.Body))
+}
+
+// TestHandSetQualityIsAnEvent: PATCH /v1/users/{id} setting qa_approval_rate
+// or skill_score writes a quality_updated event that says the API (and which
+// token) wrote it, as job:score's says the worker did; other edits write none.
+func TestHandSetQualityIsAnEvent(t *testing.T) {
+	t.Parallel()
+	w := newFixture(t)
+	r := w.orgA.do("POST", "/v1/users", map[string]any{"email": "hand@a.test", "name": "Hand", "role": "annotator"})
+	require.Equal(t, http.StatusCreated, r.Status, string(r.Body))
+	uid := id(t, r)
+	count := func() int {
+		var n int
+		require.NoError(t, w.env.PG.Pool.QueryRow(context.Background(),
+			`SELECT count(*) FROM event_log WHERE entity_type = 'user' AND entity_id = $1 AND event_type = 'quality_updated'
+			   AND metadata->>'by' = 'api' AND metadata ? 'token_id'`, uid).Scan(&n))
+		return n
+	}
+	r = w.orgA.do("PATCH", fmt.Sprintf("/v1/users/%d", uid), map[string]any{"name": "Renamed"})
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	require.Zero(t, count())
+	r = w.orgA.do("PATCH", fmt.Sprintf("/v1/users/%d", uid), map[string]any{"qa_approval_rate": 0.7})
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	require.Equal(t, 1, count())
+	r = w.orgA.do("GET", fmt.Sprintf("/v1/events?entity_type=user&entity_id=%d", uid), nil)
+	require.Equal(t, http.StatusOK, r.Status, string(r.Body))
+	require.Contains(t, string(r.Body), `"quality_updated"`)
+}

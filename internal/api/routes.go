@@ -60,6 +60,9 @@ func (s *Server) Routes() []Route {
 		{"POST", "/v1/assignments/{assignment_id}/submit", "Submit an annotator's copy of a job with its result: scored against the job's gold answer, and against the other copies once every copy is in", "quality", SubmitInput{}, Submitted{}, accepted, submitAssignment, manage},
 		{"GET", "/v1/submissions/{submission_id}", "Read a submission: status (queued, processing, completed, failed), score, metric, detail per control, rank, reason", "quality", nil, Submission{}, ok, getSubmission, read},
 		{"GET", "/v1/projects/{project_id}/quality", "A project's quality per annotator: gold seen and passed, mean gold score, agreement with the other annotators, current QA rate and skill score", "quality", nil, QualityReport{}, ok, projectQuality, read},
+		{"POST", "/v1/projects/{project_id}/consensus", "Measure the project's agreement and write each job's consensus (majority vote and Dawid-Skene) as a version exports pack with include_consensus", "quality", nil, Enqueued{}, accepted, runConsensus, manage},
+		{"GET", "/v1/projects/{project_id}/agreement", "The project's latest agreement: Cohen's and Fleiss' kappa, Krippendorff's alpha and the annotator x annotator matrix per choices control, mean scores between annotators", "quality", nil, AgreementReport{}, ok, projectAgreement, read},
+		{"GET", "/v1/projects/{project_id}/consensus", "Each job's consensus: its result version, copies, agreement, majority and Dawid-Skene labels", "quality", nil, List[Consensus]{}, ok, listConsensus, read},
 		{"GET", "/v1/projects/{project_id}/leaderboard", "A project's annotators ranked by mean score over their scored submissions", "quality", nil, List[LeaderboardEntry]{}, ok, projectLeaderboard, read},
 		{"POST", "/v1/assignments/{assignment_id}/revoke", "Revoke an assignment; its job is matched again without that person", "matching", nil, Enqueued{}, accepted, revokeAssignment, manage},
 

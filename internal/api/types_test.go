@@ -311,8 +311,10 @@ func TestRowMappersCopyEveryField(t *testing.T) {
 		"Webhook":    rowMapping(webhookFromRow),
 		"WebhookDelivery": rowMappingWith(func(r *db.WebhookDeliveryGetRow) { r.Status = db.WebhookDeliveryStatusPending },
 			webhookDeliveryFromRow),
-		"WebhookAttempt": rowMapping(webhookAttemptFromRow),
-		"Submission":     rowMapping(submissionFromRow),
+		"WebhookAttempt":  rowMapping(webhookAttemptFromRow),
+		"Submission":      rowMapping(submissionFromRow),
+		"AgreementReport": rowMapping(agreementFromRow),
+		"Consensus":       rowMapping(consensusFromRow),
 	}
 	for name, m := range mappings {
 		t.Run(name, func(t *testing.T) {

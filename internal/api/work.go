@@ -335,7 +335,10 @@ type ExportInput struct {
 	// on texts), else 422. Its options default to include_files=false (the
 	// images under images/, where the converted files point, only when asked),
 	// include_annotations=true and, for label_studio, include_llm=true (the
-	// pre-annotations as predictions).
+	// pre-annotations as predictions). include_consensus (default false) packs
+	// each job's consensus result (project:consensus) under consensus/, with
+	// the raw versions it describes under files/ when include_files is set; it
+	// is for format labelq only, else 422.
 	Format  *string       `json:"format,omitempty"`
 	Options ExportOptions `json:"options"`
 	// StorageID sends the archive to an export storage of the project (kind

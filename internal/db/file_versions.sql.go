@@ -506,27 +506,38 @@ WITH approved AS (
     FROM annotation_jobs j
     WHERE j.project_id = $1 AND j.org_id = $2 AND j.deleted_at IS NULL
       AND j.review_status = 'approved' AND j.result_version_id IS NOT NULL
+), consensus AS (
+    SELECT j.file_version_id, c.version_id
+    FROM consensus_results c
+    JOIN annotation_jobs j ON j.id = c.job_id AND j.org_id = c.org_id
+    WHERE $3::boolean
+      AND c.project_id = $1 AND c.org_id = $2
+      AND j.project_id = $1 AND j.deleted_at IS NULL
 ), raw AS (
-    SELECT a.file_version_id AS id FROM approved a WHERE $3::boolean
+    SELECT a.file_version_id AS id FROM approved a WHERE $4::boolean
+    UNION
+    SELECT c.file_version_id AS id FROM consensus c
     UNION
     SELECT f.active_version_id AS id FROM files f
-    WHERE NOT $3::boolean
+    WHERE NOT $4::boolean
       AND f.project_id = $1 AND f.org_id = $2 AND f.deleted_at IS NULL
       AND f.file_type = 'dataset' AND f.active_version_id IS NOT NULL
 ), llm AS (
     SELECT DISTINCT ON (v.file_id) v.id
     FROM file_versions v
     JOIN files f ON f.id = v.file_id
-    WHERE $4::boolean
+    WHERE $5::boolean
       AND v.project_id = $1 AND v.org_id = $2
       AND f.file_type = 'llm_output' AND f.deleted_at IS NULL
       AND v.validation_status = 'valid'
       AND v.source_file_version_id IN (SELECT r.id FROM raw r)
     ORDER BY v.file_id, v.version_number DESC
 ), picked AS (
-    SELECT 'annotations'::text AS kind, a.result_version_id AS id FROM approved a WHERE $3::boolean
+    SELECT 'annotations'::text AS kind, a.result_version_id AS id FROM approved a WHERE $4::boolean
     UNION
-    SELECT 'files'::text AS kind, r.id FROM raw r WHERE $5::boolean
+    SELECT 'consensus'::text AS kind, c.version_id AS id FROM consensus c
+    UNION
+    SELECT 'files'::text AS kind, r.id FROM raw r WHERE $6::boolean
     UNION
     SELECT 'llm'::text AS kind, l.id FROM llm l
 )
@@ -542,6 +553,7 @@ ORDER BY p.kind, v.id
 type FileVersionListForExportParams struct {
 	ProjectID          int64 `json:"project_id"`
 	OrgID              int64 `json:"org_id"`
+	IncludeConsensus   bool  `json:"include_consensus"`
 	IncludeAnnotations bool  `json:"include_annotations"`
 	IncludeLlm         bool  `json:"include_llm"`
 	IncludeFiles       bool  `json:"include_files"`
@@ -562,15 +574,19 @@ type FileVersionListForExportRow struct {
 }
 
 // What an export may pack, by kind: 'annotations' are the approved jobs' result
-// versions; 'files' are raw dataset versions: the approved jobs' own versions when
-// annotations are included (results travel with the bytes they describe), else the
-// active version of every dataset file; 'llm' are the model outputs made from those
-// raw versions, the latest valid one per llm_output file. Rows come back whatever
-// their validation status: the caller packs the valid ones and counts the rest.
+// versions; 'consensus' are the consensus results (consensus_results) of the
+// project's live jobs, whatever their review; 'files' are raw dataset versions: the
+// approved jobs' own versions when annotations are included (results travel with the
+// bytes they describe), else the active version of every dataset file, and with
+// consensus the versions the consensus results describe too; 'llm' are the model
+// outputs made from those raw versions, the latest valid one per llm_output file.
+// Rows come back whatever their validation status: the caller packs the valid ones
+// and counts the rest.
 func (q *Queries) FileVersionListForExport(ctx context.Context, arg FileVersionListForExportParams) ([]FileVersionListForExportRow, error) {
 	rows, err := q.db.Query(ctx, fileVersionListForExport,
 		arg.ProjectID,
 		arg.OrgID,
+		arg.IncludeConsensus,
 		arg.IncludeAnnotations,
 		arg.IncludeLlm,
 		arg.IncludeFiles,

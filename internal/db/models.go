@@ -440,9 +440,10 @@ func AllFileTypeValues() []FileType {
 type GenerationMethod string
 
 const (
-	GenerationMethodUpload GenerationMethod = "upload"
-	GenerationMethodOcr    GenerationMethod = "ocr"
-	GenerationMethodLlm    GenerationMethod = "llm"
+	GenerationMethodUpload    GenerationMethod = "upload"
+	GenerationMethodOcr       GenerationMethod = "ocr"
+	GenerationMethodLlm       GenerationMethod = "llm"
+	GenerationMethodConsensus GenerationMethod = "consensus"
 )
 
 func (e *GenerationMethod) Scan(src interface{}) error {
@@ -484,7 +485,8 @@ func (e GenerationMethod) Valid() bool {
 	switch e {
 	case GenerationMethodUpload,
 		GenerationMethodOcr,
-		GenerationMethodLlm:
+		GenerationMethodLlm,
+		GenerationMethodConsensus:
 		return true
 	}
 	return false
@@ -495,6 +497,7 @@ func AllGenerationMethodValues() []GenerationMethod {
 		GenerationMethodUpload,
 		GenerationMethodOcr,
 		GenerationMethodLlm,
+		GenerationMethodConsensus,
 	}
 }
 
@@ -1309,6 +1312,18 @@ type Assignment struct {
 	SubmittedAt     *time.Time       `json:"submitted_at"`
 }
 
+type ConsensusResult struct {
+	JobID      int64           `json:"job_id"`
+	OrgID      int64           `json:"org_id"`
+	ProjectID  int64           `json:"project_id"`
+	VersionID  int64           `json:"version_id"`
+	Copies     int32           `json:"copies"`
+	Agreement  float64         `json:"agreement"`
+	Detail     json.RawMessage `json:"detail"`
+	RunID      string          `json:"run_id"`
+	ComputedAt time.Time       `json:"computed_at"`
+}
+
 type EventLog struct {
 	ID         int64           `json:"id"`
 	OrgID      int64           `json:"org_id"`
@@ -1546,6 +1561,15 @@ type Project struct {
 	QualityPassThreshold   float64         `json:"quality_pass_threshold"`
 	QualityPriorAlpha      float64         `json:"quality_prior_alpha"`
 	QualityPriorBeta       float64         `json:"quality_prior_beta"`
+}
+
+type ProjectAgreement struct {
+	ProjectID  int64           `json:"project_id"`
+	OrgID      int64           `json:"org_id"`
+	RunID      string          `json:"run_id"`
+	Jobs       int32           `json:"jobs"`
+	Report     json.RawMessage `json:"report"`
+	ComputedAt time.Time       `json:"computed_at"`
 }
 
 type Review struct {

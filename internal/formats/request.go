@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"fmt"
 	"slices"
+	"strings"
 
 	"github.com/labelq/labelq/internal/labelconfig"
 )
@@ -29,6 +30,9 @@ import (
 //     pre-annotation outputs in Label Studio's prediction shape); default
 //     true, as Label Studio exports them. The other formats export
 //     annotations only and take no include_llm.
+//   - include_consensus (default false) packs each job's consensus result as
+//     a file of its own under consensus/, which only labelq's layout has: a
+//     converted format takes no include_consensus ([FitOptions]).
 
 // FitError is an export request a format cannot honour: Field is the request
 // field at fault ("format", "options.include_files", ...), Reason says why
@@ -66,7 +70,7 @@ func Fit(format string, rawConfig []byte, files, annotations, llm bool) (labelco
 	}
 	if format == labelconfig.FormatLabelq {
 		if !files && !annotations && !llm {
-			return labelconfig.Config{}, &FitError{Field: "options", Reason: "include at least one of files, annotations or llm"}
+			return labelconfig.Config{}, &FitError{Field: "options", Reason: "include at least one of files, annotations, llm or consensus"}
 		}
 		return labelconfig.Config{}, nil
 	}
@@ -94,6 +98,29 @@ func Fit(format string, rawConfig []byte, files, annotations, llm bool) (labelco
 			"format %s exports annotations only; predictions (include_llm) travel in label_studio, and model outputs as files in labelq", format)}
 	}
 	return cfg, nil
+}
+
+// ConsensusFormats are the formats that take include_consensus.
+func ConsensusFormats() []string { return []string{labelconfig.FormatLabelq} }
+
+// FitOptions is [Fit] for a request that may also set include_consensus
+// (consensus): labelq packs the consensus results as files, which is a
+// selection of its own; a converted format has no place for them (its tasks
+// carry the approved annotations, and a consensus result is neither one nor a
+// model's prediction), so consensus with any format but labelq is refused on
+// options.include_consensus. An unknown format is Fit's "format" error.
+func FitOptions(format string, rawConfig []byte, files, annotations, llm, consensus bool) (labelconfig.Config, error) {
+	switch {
+	case !consensus:
+		return Fit(format, rawConfig, files, annotations, llm)
+	case format == labelconfig.FormatLabelq:
+		return labelconfig.Config{}, nil // something is selected: the consensus results
+	case !slices.Contains(labelconfig.Formats(), format):
+		return Fit(format, rawConfig, files, annotations, llm)
+	}
+	return labelconfig.Config{}, &FitError{Field: "options.include_consensus", Reason: fmt.Sprintf(
+		"include_consensus packs each job's consensus result as a file under consensus/, which only format %s supports; format %s converts the approved annotations and carries no consensus result: export with format labelq, or leave include_consensus out",
+		strings.Join(ConsensusFormats(), ", "), format)}
 }
 
 func hasImage(cfg labelconfig.Config) bool {

@@ -41,6 +41,7 @@ func TestShippedContracts(t *testing.T) {
 		{tasks.WebhookDeliver{DeliveryID: 11, Run: tasks.RedeliverRun(2)}, "webhook:deliver", `{"delivery_id":11}`, "webhook", "webhook:deliver:11:r2", 11},
 		{tasks.Score{SubmissionID: 13}, "job:score", `{"submission_id":13}`, "match", "job:score:13", 13},
 		{tasks.Score{SubmissionID: 13, Run: "rc2"}, "job:score", `{"submission_id":13}`, "match", "job:score:13:rc2", 13},
+		{tasks.Consensus{ProjectID: 4, Run: "r1"}, "project:consensus", `{"project_id":4}`, "match", "project:consensus:4:r1", 4},
 	}
 	for _, tc := range cases {
 		t.Run(tc.taskID, func(t *testing.T) {

@@ -21,14 +21,43 @@ type emptyFacts = db.ExportLogEmptyFactsRow
 // the approved jobs' results are packed, and their raw versions travel with
 // them (include_files) and so do the model outputs made from those
 // (include_llm); without it, every dataset file's active version is packed
-// (include_files), and the model outputs made from those (include_llm). Only
-// valid versions with a measured checksum are packed (buildPlan).
-func emptyReason(sel Selection, f emptyFacts, skipped []skipped) string {
+// (include_files), and the model outputs made from those (include_llm). With
+// include_consensus, the consensus results of the project's live jobs are
+// packed too, and the raw versions they describe travel with them like an
+// approved result's. Only valid versions with a measured checksum are packed
+// (buildPlan). consensusResults says whether the project has any consensus
+// result at all (read only with include_consensus).
+func emptyReason(sel Selection, f emptyFacts, consensusResults bool, skipped []skipped) string {
 	if len(skipped) > 0 {
 		return fmt.Sprintf("%s selected but none is valid (%s): only valid versions are packed; wait for validation to finish, or upload the files again and revalidate them",
 			plural(len(skipped), "version was", "versions were"), statusCounts(skipped))
 	}
+	sel = sel.Normalized()
 	files, annotations, llm := *sel.IncludeFiles, *sel.IncludeAnnotations, *sel.IncludeLLM
+	if !*sel.IncludeConsensus {
+		return selectionReason(files, annotations, llm, f)
+	}
+	why := consensusReason(consensusResults)
+	if !files && !annotations && !llm {
+		return why
+	}
+	// Nothing came back for the other options either.
+	return selectionReason(files, annotations, llm, f) + "; and " + why
+}
+
+// consensusReason says why include_consensus packed nothing.
+func consensusReason(consensusResults bool) string {
+	if consensusResults {
+		// A consensus result's version is valid at birth, so what left it out
+		// is its job or its file.
+		return "the project's consensus results belong to jobs or files deleted since; nothing of them is left to pack"
+	}
+	return "0 consensus results: include_consensus packs each job's consensus result, which a consensus run (project:consensus) writes for the jobs with two or more submitted copies; run consensus on the project first (POST /v1/projects/{project_id}/consensus)"
+}
+
+// selectionReason says why include_files, include_annotations and include_llm
+// packed nothing, at least one of them being set.
+func selectionReason(files, annotations, llm bool, f emptyFacts) string {
 	if annotations && f.ApprovedJobs == 0 {
 		why := "0 approved jobs: with include_annotations, files travel with approved results; approve jobs or set include_annotations=false"
 		if !files && !llm {

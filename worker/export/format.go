@@ -125,11 +125,14 @@ func planFormat(ctx context.Context, q *db.Queries, e db.ExportLog, pr db.Projec
 	var o Selection
 	if len(bytes.TrimSpace(e.Options)) > 0 {
 		if err := json.Unmarshal(e.Options, &o); err != nil {
-			return nil, fmt.Sprintf("options are not a JSON object of include_files, include_annotations, include_llm: %v", err), nil
+			return nil, fmt.Sprintf("options are not a JSON object of include_files, include_annotations, include_llm, include_consensus: %v", err), nil
 		}
 	}
 	files, annotations, llm := formats.Defaults(e.Format, o.IncludeFiles, o.IncludeAnnotations, o.IncludeLLM)
-	cfg, err := formats.Fit(e.Format, pr.LabelConfig, files, annotations, llm)
+	// include_consensus is labelq's alone: a row that asks a converted format
+	// for it (written by hand, or by a version before the API refused it)
+	// fails with the API's reason.
+	cfg, err := formats.FitOptions(e.Format, pr.LabelConfig, files, annotations, llm, deref(o.IncludeConsensus))
 	var fe *formats.FitError
 	if errors.As(err, &fe) {
 		return nil, fmt.Sprintf("%s: %s (checked again when the export started: the label config may have changed since it was requested)", fe.Field, fe.Reason), nil

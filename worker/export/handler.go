@@ -314,6 +314,7 @@ func (h *Handler) start(ctx context.Context, id int64, log *slog.Logger) (*run, 
 			rows, err := q.FileVersionListForExport(ctx, db.FileVersionListForExportParams{
 				ProjectID: e.ProjectID, OrgID: e.OrgID,
 				IncludeFiles: *sel.IncludeFiles, IncludeAnnotations: *sel.IncludeAnnotations, IncludeLlm: *sel.IncludeLLM,
+				IncludeConsensus: *sel.IncludeConsensus,
 			})
 			if err != nil {
 				return fmt.Errorf("select the versions of project %d: %w", e.ProjectID, err)
@@ -325,7 +326,17 @@ func (h *Handler) start(ctx context.Context, id int64, log *slog.Logger) (*run, 
 				return fail(fmt.Sprintf("%d files are more than one archive can hold", len(pl.items)))
 			}
 			if len(pl.items) == 0 {
-				if note, err = empty(func(f emptyFacts) string { return emptyReason(sel, f, pl.skipped) }); err != nil {
+				// Whether the project has a consensus result at all, read only
+				// when consensus results were asked for and none was packed.
+				consensus := false
+				if *sel.IncludeConsensus {
+					cr, err := q.ConsensusResultList(ctx, db.ConsensusResultListParams{ProjectID: e.ProjectID, OrgID: e.OrgID, MaxRows: 1})
+					if err != nil {
+						return fmt.Errorf("look for the consensus results of project %d: %w", e.ProjectID, err)
+					}
+					consensus = len(cr) > 0
+				}
+				if note, err = empty(func(f emptyFacts) string { return emptyReason(sel, f, consensus, pl.skipped) }); err != nil {
 					return err
 				}
 			}

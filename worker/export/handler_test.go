@@ -89,7 +89,8 @@ func TestExportPacksApprovedResultsWithTheirFiles(t *testing.T) {
 		"files/empty.txt", "files/nested/dir/table.csv", "files/photo.jpg", "files/scan.txt", "files/unchecked.txt",
 		"index.csv",
 	}, a.names())
-	require.JSONEq(t, allButLLM, string(a.manifest.Options))
+	// The options as packed: the request's, with the defaults filled in.
+	require.JSONEq(t, `{"include_files":true,"include_annotations":true,"include_llm":false,"include_consensus":false}`, string(a.manifest.Options))
 	require.True(t, a.manifest.CreatedAt.Equal(e.RequestedAt), "the manifest's time is the request's")
 
 	// Text is deflated; images and empty files are stored.

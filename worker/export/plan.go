@@ -31,6 +31,7 @@ func parseSelection(raw json.RawMessage) (Selection, error) { return tasks.Parse
 // the order here (alphabetical, like the paths) is the order in the archive.
 var prefixes = map[string]string{
 	"annotations": "annotations/",
+	"consensus":   "consensus/", // include_consensus: each job's consensus result
 	"files":       "files/",
 	"llm":         "llm/",
 }

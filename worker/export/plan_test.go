@@ -20,11 +20,13 @@ func TestParseSelection(t *testing.T) {
 		want    string
 		wantErr string
 	}{
-		{``, `{"include_files":true,"include_annotations":true,"include_llm":false}`, ""},
-		{`{}`, `{"include_files":true,"include_annotations":true,"include_llm":false}`, ""},
-		{`{"include_llm":true}`, `{"include_files":true,"include_annotations":true,"include_llm":true}`, ""},
-		{`{"include_files":false,"include_annotations":false}`, `{"include_files":false,"include_annotations":false,"include_llm":false}`, "include nothing"},
-		{`{"include_files":false,"include_annotations":false,"include_llm":true}`, `{"include_files":false,"include_annotations":false,"include_llm":true}`, ""},
+		{``, `{"include_files":true,"include_annotations":true,"include_llm":false,"include_consensus":false}`, ""},
+		{`{}`, `{"include_files":true,"include_annotations":true,"include_llm":false,"include_consensus":false}`, ""},
+		{`{"include_llm":true}`, `{"include_files":true,"include_annotations":true,"include_llm":true,"include_consensus":false}`, ""},
+		{`{"include_files":false,"include_annotations":false}`, ``, "include nothing"},
+		{`{"include_files":false,"include_annotations":false,"include_llm":true}`, `{"include_files":false,"include_annotations":false,"include_llm":true,"include_consensus":false}`, ""},
+		{`{"include_files":false,"include_annotations":false,"include_consensus":true}`, `{"include_files":false,"include_annotations":false,"include_llm":false,"include_consensus":true}`, ""},
+		{`{"include_consensus":1}`, ``, "not a JSON object"},
 		{`{"include_files":"yes"}`, ``, "not a JSON object"},
 		{`[]`, ``, "not a JSON object"},
 	}
@@ -132,6 +134,37 @@ func TestBuildPlan(t *testing.T) {
 	files, bytes = p.filesDone(zipstream.Progress{FilesDone: 7, BytesDone: p.manifest.size + p.index.size + p.bytes})
 	require.Equal(t, int32(5), files)
 	require.Equal(t, p.bytes, bytes)
+}
+
+// TestBuildPlanConsensus: consensus results go under consensus/, between
+// annotations/ and files/ (folders in alphabetical order), named like any
+// other packed version, and the manifest's options say they were asked for.
+func TestBuildPlanConsensus(t *testing.T) {
+	t.Parallel()
+	rows := []db.FileVersionListForExportRow{
+		row("files", 2, "a.txt", db.ValidationStatusValid, 5),
+		row("consensus", 6, "a.txt.consensus.json", db.ValidationStatusValid, 7),
+		row("annotations", 4, "a.json", db.ValidationStatusValid, 3),
+		row("consensus", 8, "b.txt.consensus.json", db.ValidationStatusPending, 0),
+	}
+	sel, err := parseSelection([]byte(`{"include_consensus":true}`))
+	require.NoError(t, err)
+	p, err := buildPlan(db.ExportLog{ID: 1}, db.Project{ID: 2}, sel, rows, "v1")
+	require.NoError(t, err)
+	var got []string
+	for _, it := range p.items {
+		got = append(got, it.path)
+	}
+	require.Equal(t, []string{"annotations/a.json", "consensus/a.txt.consensus.json", "files/a.txt"}, got)
+	require.Equal(t, []skipped{{versionID: 8, status: db.ValidationStatusPending}}, p.skipped)
+	b, err := p.manifestBytes()
+	require.NoError(t, err)
+	var m zipstream.Manifest
+	require.NoError(t, json.Unmarshal(b, &m))
+	require.JSONEq(t, `{"include_files":true,"include_annotations":true,"include_llm":false,"include_consensus":true}`, string(m.Options))
+	require.Equal(t, "consensus/a.txt.consensus.json", m.Entries[1].Path)
+	require.Equal(t, int64(6), m.Entries[1].VersionID)
+	require.Equal(t, int64(7), m.Entries[1].Size)
 }
 
 func TestPartSize(t *testing.T) {
