@@ -42,15 +42,19 @@ WHERE status IN ('queued', 'processing') AND updated_at < @older_than
 ORDER BY updated_at
 LIMIT @max_rows;
 
--- name: SubmissionUserRank :one
--- The person's place on the project's leaderboard: 1 + how many annotators have a
--- higher mean score over their completed submissions.
-WITH m AS (
-    SELECT user_id, avg(score) AS mean FROM submissions
-    WHERE project_id = @project_id AND status = 'completed'
-    GROUP BY user_id
+-- name: ScoreTallyAdd :one
+-- Adds a completed submission's score to its annotator's tally in the project and
+-- returns their rank: 1 + how many annotators of the project have a higher mean.
+WITH t AS (
+    INSERT INTO score_tallies (project_id, user_id, org_id, scored, total)
+    VALUES (@project_id, @user_id, @org_id, 1, @score)
+    ON CONFLICT (project_id, user_id) DO UPDATE
+        SET scored = score_tallies.scored + 1, total = score_tallies.total + EXCLUDED.total
+    RETURNING total / scored AS mean
 )
-SELECT (1 + count(*) FILTER (WHERE m.mean > (SELECT mean FROM m WHERE user_id = @user_id)))::integer AS rank FROM m;
+SELECT (1 + (SELECT count(*) FROM score_tallies o
+             WHERE o.project_id = @project_id AND o.user_id <> @user_id
+               AND o.total / o.scored > (SELECT mean FROM t)))::integer AS rank;
 
 -- name: SubmissionGoldStats :one
 -- A person's completed gold submissions in a project: passes, failures and the
@@ -138,12 +142,12 @@ GROUP BY s.user_id, u.qa_approval_rate, u.skill_score
 ORDER BY s.user_id;
 
 -- name: QualityLeaderboard :many
--- Annotators by mean score over their completed submissions, best first.
-SELECT user_id, rank() OVER (ORDER BY avg(score) DESC)::integer AS rank,
-       avg(score)::double precision AS mean_score, count(*)::integer AS scored
-FROM submissions
-WHERE project_id = @project_id AND org_id = @org_id AND status = 'completed'
-GROUP BY user_id
+-- Annotators by mean score over their completed submissions, best first
+-- (score_tallies, kept as submissions complete).
+SELECT user_id, rank() OVER (ORDER BY total / scored DESC)::integer AS rank,
+       (total / scored)::double precision AS mean_score, scored
+FROM score_tallies
+WHERE project_id = @project_id AND org_id = @org_id AND scored > 0
 ORDER BY rank, user_id
 LIMIT @max_rows;
 

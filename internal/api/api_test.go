@@ -198,6 +198,9 @@ func (w *fixture) seed(t *testing.T) seeded {
 	_, err = w.env.PG.Pool.Exec(ctx, `INSERT INTO consensus_results (job_id, org_id, project_id, version_id, copies, agreement, detail, run_id)
 		VALUES ($1, $2, $3, $4, 2, 0.5, '{"labels": []}', 'seed')`, s.JobID, w.orgAID, s.ProjectID, s.VersionID)
 	require.NoError(t, err)
+	_, err = w.env.PG.Pool.Exec(ctx, `INSERT INTO score_tallies (project_id, user_id, org_id, scored, total) VALUES ($1, $2, $3, 1, 0.75)`,
+		s.ProjectID, s.UserID, w.orgAID)
+	require.NoError(t, err)
 	_, err = w.env.PG.Pool.Exec(ctx, `INSERT INTO project_agreement (project_id, org_id, run_id, jobs, report) VALUES ($1, $2, 'seed', 1, '{"jobs": 1}')`,
 		s.ProjectID, w.orgAID)
 	require.NoError(t, err)

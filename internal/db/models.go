@@ -1583,6 +1583,14 @@ type Review struct {
 	UpdatedAt  time.Time    `json:"updated_at"`
 }
 
+type ScoreTally struct {
+	ProjectID int64   `json:"project_id"`
+	UserID    int64   `json:"user_id"`
+	OrgID     int64   `json:"org_id"`
+	Scored    int32   `json:"scored"`
+	Total     float64 `json:"total"`
+}
+
 type Storage struct {
 	ID               int64           `json:"id"`
 	OrgID            int64           `json:"org_id"`

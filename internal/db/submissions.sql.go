@@ -240,11 +240,10 @@ func (q *Queries) QualityByAnnotator(ctx context.Context, arg QualityByAnnotator
 }
 
 const qualityLeaderboard = `-- name: QualityLeaderboard :many
-SELECT user_id, rank() OVER (ORDER BY avg(score) DESC)::integer AS rank,
-       avg(score)::double precision AS mean_score, count(*)::integer AS scored
-FROM submissions
-WHERE project_id = $1 AND org_id = $2 AND status = 'completed'
-GROUP BY user_id
+SELECT user_id, rank() OVER (ORDER BY total / scored DESC)::integer AS rank,
+       (total / scored)::double precision AS mean_score, scored
+FROM score_tallies
+WHERE project_id = $1 AND org_id = $2 AND scored > 0
 ORDER BY rank, user_id
 LIMIT $3
 `
@@ -262,7 +261,8 @@ type QualityLeaderboardRow struct {
 	Scored    int32   `json:"scored"`
 }
 
-// Annotators by mean score over their completed submissions, best first.
+// Annotators by mean score over their completed submissions, best first
+// (score_tallies, kept as submissions complete).
 func (q *Queries) QualityLeaderboard(ctx context.Context, arg QualityLeaderboardParams) ([]QualityLeaderboardRow, error) {
 	rows, err := q.db.Query(ctx, qualityLeaderboard, arg.ProjectID, arg.OrgID, arg.MaxRows)
 	if err != nil {
@@ -286,6 +286,40 @@ func (q *Queries) QualityLeaderboard(ctx context.Context, arg QualityLeaderboard
 		return nil, err
 	}
 	return items, nil
+}
+
+const scoreTallyAdd = `-- name: ScoreTallyAdd :one
+WITH t AS (
+    INSERT INTO score_tallies (project_id, user_id, org_id, scored, total)
+    VALUES ($1, $2, $3, 1, $4)
+    ON CONFLICT (project_id, user_id) DO UPDATE
+        SET scored = score_tallies.scored + 1, total = score_tallies.total + EXCLUDED.total
+    RETURNING total / scored AS mean
+)
+SELECT (1 + (SELECT count(*) FROM score_tallies o
+             WHERE o.project_id = $1 AND o.user_id <> $2
+               AND o.total / o.scored > (SELECT mean FROM t)))::integer AS rank
+`
+
+type ScoreTallyAddParams struct {
+	ProjectID int64   `json:"project_id"`
+	UserID    int64   `json:"user_id"`
+	OrgID     int64   `json:"org_id"`
+	Score     float64 `json:"score"`
+}
+
+// Adds a completed submission's score to its annotator's tally in the project and
+// returns their rank: 1 + how many annotators of the project have a higher mean.
+func (q *Queries) ScoreTallyAdd(ctx context.Context, arg ScoreTallyAddParams) (int32, error) {
+	row := q.db.QueryRow(ctx, scoreTallyAdd,
+		arg.ProjectID,
+		arg.UserID,
+		arg.OrgID,
+		arg.Score,
+	)
+	var rank int32
+	err := row.Scan(&rank)
+	return rank, err
 }
 
 const submissionComplete = `-- name: SubmissionComplete :one
@@ -692,29 +726,6 @@ func (q *Queries) SubmissionStart(ctx context.Context, id int64) (Submission, er
 		&i.UpdatedAt,
 	)
 	return i, err
-}
-
-const submissionUserRank = `-- name: SubmissionUserRank :one
-WITH m AS (
-    SELECT user_id, avg(score) AS mean FROM submissions
-    WHERE project_id = $2 AND status = 'completed'
-    GROUP BY user_id
-)
-SELECT (1 + count(*) FILTER (WHERE m.mean > (SELECT mean FROM m WHERE user_id = $1)))::integer AS rank FROM m
-`
-
-type SubmissionUserRankParams struct {
-	UserID    int64 `json:"user_id"`
-	ProjectID int64 `json:"project_id"`
-}
-
-// The person's place on the project's leaderboard: 1 + how many annotators have a
-// higher mean score over their completed submissions.
-func (q *Queries) SubmissionUserRank(ctx context.Context, arg SubmissionUserRankParams) (int32, error) {
-	row := q.db.QueryRow(ctx, submissionUserRank, arg.UserID, arg.ProjectID)
-	var rank int32
-	err := row.Scan(&rank)
-	return rank, err
 }
 
 const userSetQuality = `-- name: UserSetQuality :one

@@ -252,7 +252,7 @@ func (h *Handler) complete(ctx context.Context, sub db.Submission, s scored) (Ou
 		if err != nil {
 			return fmt.Errorf("complete submission %d: %w", sub.ID, err)
 		}
-		rank, err := q.SubmissionUserRank(ctx, db.SubmissionUserRankParams{ProjectID: sub.ProjectID, UserID: sub.UserID})
+		rank, err := q.ScoreTallyAdd(ctx, db.ScoreTallyAddParams{ProjectID: sub.ProjectID, UserID: sub.UserID, OrgID: sub.OrgID, Score: s.Score})
 		if err != nil {
 			return fmt.Errorf("rank user %d: %w", sub.UserID, err)
 		}
