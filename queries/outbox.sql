@@ -62,3 +62,8 @@ INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, subject
 SELECT unnest(@task_ids::text[]), unnest(@task_types::text[]), unnest(@queues::text[]),
        unnest(@payloads::text[])::jsonb, unnest(@options::text[])::jsonb, @org_id::bigint,
        unnest(@subject_ids::bigint[]), unnest(@available_ats::timestamptz[]);
+
+-- name: OutboxHasTask :one
+-- Whether a task id has an outbox row already: debounced tasks (the automatic
+-- project:consensus after peer scoring) are written once per window.
+SELECT EXISTS (SELECT 1 FROM outbox WHERE task_id = @task_id) AS queued;

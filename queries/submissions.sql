@@ -14,9 +14,6 @@ UPDATE submissions SET status = 'processing', attempts = attempts + 1, updated_a
 WHERE id = @id AND status IN ('queued', 'processing')
 RETURNING *;
 
--- name: SubmissionGetForUpdate :one
-SELECT * FROM submissions WHERE id = @id FOR UPDATE;
-
 -- name: SubmissionComplete :one
 UPDATE submissions SET status = 'completed', score = @score, passed = @passed, metric = @metric,
     detail = @detail, reason = NULL, scored_at = now(), updated_at = now()
@@ -65,21 +62,18 @@ SELECT count(*) FILTER (WHERE passed)::integer AS passed,
 FROM submissions
 WHERE project_id = @project_id AND user_id = @user_id AND kind = 'gold' AND status = 'completed';
 
--- name: GoldAnswerGet :one
--- The gold answer of a job, for the scoring worker only (the API role has no
--- grant on gold_answers).
-SELECT result FROM gold_answers WHERE job_id = @job_id;
-
 -- name: SubmissionScoringInputs :one
 -- What job:score needs about a submission's job and project, and the result
--- version it scores.
-SELECT j.file_id, j.gold, p.label_config, p.overlap, p.quality_iou_threshold, p.quality_pass_threshold,
+-- version it scores, and the job's gold answer when it has one (the scoring
+-- worker's read of gold_answers; the API role has no grant on the table).
+SELECT j.file_id, j.gold, g.result AS gold_result, p.label_config, p.overlap, p.quality_iou_threshold, p.quality_pass_threshold,
        p.quality_prior_alpha, p.quality_prior_beta,
        fv.storage_id, fv.storage_path, fv.checksum, fv.size_bytes, fv.validation_status
 FROM submissions s
 JOIN annotation_jobs j ON j.id = s.job_id
 JOIN projects p ON p.id = s.project_id
 JOIN file_versions fv ON fv.id = s.result_version_id
+LEFT JOIN gold_answers g ON g.job_id = s.job_id
 WHERE s.id = @id;
 
 -- name: SubmissionPeerResults :many

@@ -128,6 +128,19 @@ func (q *Queries) OutboxGetByTaskID(ctx context.Context, arg OutboxGetByTaskIDPa
 	return i, err
 }
 
+const outboxHasTask = `-- name: OutboxHasTask :one
+SELECT EXISTS (SELECT 1 FROM outbox WHERE task_id = $1) AS queued
+`
+
+// Whether a task id has an outbox row already: debounced tasks (the automatic
+// project:consensus after peer scoring) are written once per window.
+func (q *Queries) OutboxHasTask(ctx context.Context, taskID string) (bool, error) {
+	row := q.db.QueryRow(ctx, outboxHasTask, taskID)
+	var queued bool
+	err := row.Scan(&queued)
+	return queued, err
+}
+
 const outboxInsert = `-- name: OutboxInsert :exec
 INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, subject_id, available_at)
 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)

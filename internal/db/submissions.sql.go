@@ -140,19 +140,6 @@ func (q *Queries) GoldAnswerDelete(ctx context.Context, jobID int64) (bool, erro
 	return found, err
 }
 
-const goldAnswerGet = `-- name: GoldAnswerGet :one
-SELECT result FROM gold_answers WHERE job_id = $1
-`
-
-// The gold answer of a job, for the scoring worker only (the API role has no
-// grant on gold_answers).
-func (q *Queries) GoldAnswerGet(ctx context.Context, jobID int64) (json.RawMessage, error) {
-	row := q.db.QueryRow(ctx, goldAnswerGet, jobID)
-	var result json.RawMessage
-	err := row.Scan(&result)
-	return result, err
-}
-
 const goldAnswerPut = `-- name: GoldAnswerPut :one
 SELECT labelq_gold_put($1::bigint, $2::jsonb)::boolean AS found
 `
@@ -479,37 +466,6 @@ func (q *Queries) SubmissionGet(ctx context.Context, arg SubmissionGetParams) (S
 	return i, err
 }
 
-const submissionGetForUpdate = `-- name: SubmissionGetForUpdate :one
-SELECT id, org_id, project_id, job_id, user_id, assignment_id, result_version_id, kind, status, score, passed, metric, detail, rank, reason, attempts, scored_at, created_at, updated_at FROM submissions WHERE id = $1 FOR UPDATE
-`
-
-func (q *Queries) SubmissionGetForUpdate(ctx context.Context, id int64) (Submission, error) {
-	row := q.db.QueryRow(ctx, submissionGetForUpdate, id)
-	var i Submission
-	err := row.Scan(
-		&i.ID,
-		&i.OrgID,
-		&i.ProjectID,
-		&i.JobID,
-		&i.UserID,
-		&i.AssignmentID,
-		&i.ResultVersionID,
-		&i.Kind,
-		&i.Status,
-		&i.Score,
-		&i.Passed,
-		&i.Metric,
-		&i.Detail,
-		&i.Rank,
-		&i.Reason,
-		&i.Attempts,
-		&i.ScoredAt,
-		&i.CreatedAt,
-		&i.UpdatedAt,
-	)
-	return i, err
-}
-
 const submissionGoldStats = `-- name: SubmissionGoldStats :one
 SELECT count(*) FILTER (WHERE passed)::integer AS passed,
        count(*) FILTER (WHERE NOT passed)::integer AS failed,
@@ -630,19 +586,21 @@ func (q *Queries) SubmissionPeerResults(ctx context.Context, arg SubmissionPeerR
 }
 
 const submissionScoringInputs = `-- name: SubmissionScoringInputs :one
-SELECT j.file_id, j.gold, p.label_config, p.overlap, p.quality_iou_threshold, p.quality_pass_threshold,
+SELECT j.file_id, j.gold, g.result AS gold_result, p.label_config, p.overlap, p.quality_iou_threshold, p.quality_pass_threshold,
        p.quality_prior_alpha, p.quality_prior_beta,
        fv.storage_id, fv.storage_path, fv.checksum, fv.size_bytes, fv.validation_status
 FROM submissions s
 JOIN annotation_jobs j ON j.id = s.job_id
 JOIN projects p ON p.id = s.project_id
 JOIN file_versions fv ON fv.id = s.result_version_id
+LEFT JOIN gold_answers g ON g.job_id = s.job_id
 WHERE s.id = $1
 `
 
 type SubmissionScoringInputsRow struct {
 	FileID               int64            `json:"file_id"`
 	Gold                 bool             `json:"gold"`
+	GoldResult           json.RawMessage  `json:"gold_result"`
 	LabelConfig          json.RawMessage  `json:"label_config"`
 	Overlap              int32            `json:"overlap"`
 	QualityIouThreshold  float64          `json:"quality_iou_threshold"`
@@ -657,13 +615,15 @@ type SubmissionScoringInputsRow struct {
 }
 
 // What job:score needs about a submission's job and project, and the result
-// version it scores.
+// version it scores, and the job's gold answer when it has one (the scoring
+// worker's read of gold_answers; the API role has no grant on the table).
 func (q *Queries) SubmissionScoringInputs(ctx context.Context, id int64) (SubmissionScoringInputsRow, error) {
 	row := q.db.QueryRow(ctx, submissionScoringInputs, id)
 	var i SubmissionScoringInputsRow
 	err := row.Scan(
 		&i.FileID,
 		&i.Gold,
+		&i.GoldResult,
 		&i.LabelConfig,
 		&i.Overlap,
 		&i.QualityIouThreshold,

@@ -14,6 +14,7 @@ import (
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/labelconfig"
+	"github.com/labelq/labelq/internal/outbox"
 	"github.com/labelq/labelq/internal/quality"
 	"github.com/labelq/labelq/internal/resultcheck"
 	"github.com/labelq/labelq/internal/storage"
@@ -151,12 +152,9 @@ func (h *Handler) score(ctx context.Context, sub db.Submission) (scored, error) 
 	opts := quality.Options{IoUThreshold: in.QualityIouThreshold}
 	switch sub.Kind {
 	case db.SubmissionKindGold:
-		raw, err := q.GoldAnswerGet(ctx, sub.JobID)
-		if errors.Is(err, pgx.ErrNoRows) {
+		raw := in.GoldResult
+		if len(raw) == 0 {
 			return scored{}, badf("job %d has no gold answer any more (it was removed after the result was submitted)", sub.JobID)
-		}
-		if err != nil {
-			return scored{}, fmt.Errorf("read the gold answer of job %d: %w", sub.JobID, err)
 		}
 		ref, err := labelconfig.ParseResult(raw)
 		if err != nil {
@@ -235,9 +233,6 @@ func (h *Handler) readRegions(ctx context.Context, cfg labelconfig.Config, what 
 func (h *Handler) complete(ctx context.Context, sub db.Submission, s scored) (Outcome, error) {
 	var out Outcome
 	err := database.Tx(ctx, h.pool, func(q *db.Queries, _ pgx.Tx) error {
-		if _, err := q.SubmissionGetForUpdate(ctx, sub.ID); err != nil {
-			return fmt.Errorf("lock submission %d: %w", sub.ID, err)
-		}
 		var passed *bool
 		if sub.Kind == db.SubmissionKindGold {
 			p := s.Score >= s.inputs.QualityPassThreshold
@@ -266,9 +261,41 @@ func (h *Handler) complete(ctx context.Context, sub db.Submission, s scored) (Ou
 			}
 		}
 		out.Submission = row
+		if sub.Kind == db.SubmissionKindPeer {
+			if err := queueConsensus(ctx, q, sub, h.now()); err != nil {
+				return err
+			}
+		}
 		return emit(ctx, q, row, out.QA, out.Skill)
 	})
 	return out, err
+}
+
+// ConsensusWindow debounces the project:consensus that peer scoring queues: the
+// peer submissions completed in one window of a project queue one run, which
+// starts ConsensusSettle after the window closes, so a burst of completions is
+// measured once, with all of them in.
+const (
+	ConsensusWindow = time.Minute
+	ConsensusSettle = 5 * time.Second
+)
+
+// queueConsensus queues the project's automatic consensus run for the window
+// now falls in, unless a peer submission of the window already did: the
+// agreement report and consensus results follow the copies that come in
+// without anyone asking (POST /v1/projects/{id}/consensus still runs one at
+// once).
+func queueConsensus(ctx context.Context, q *db.Queries, sub db.Submission, now time.Time) error {
+	end := now.Truncate(ConsensusWindow).Add(ConsensusWindow)
+	next := tasks.Consensus{ProjectID: sub.ProjectID, Run: fmt.Sprintf("auto-%d", end.Unix())}
+	queued, err := q.OutboxHasTask(ctx, next.TaskID())
+	if err != nil {
+		return fmt.Errorf("look for project %d's consensus run: %w", sub.ProjectID, err)
+	}
+	if queued {
+		return nil
+	}
+	return outbox.Add(ctx, q, sub.OrgID, next, outbox.At(end.Add(ConsensusSettle)))
 }
 
 // updateUser sets the annotator's QA rate to the Beta posterior mean of their

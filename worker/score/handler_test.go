@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"sync/atomic"
 	"testing"
+	"time"
 
+	"github.com/jackc/pgx/v5"
 	"github.com/stretchr/testify/require"
 
 	"github.com/labelq/labelq/internal/db"
@@ -255,4 +257,65 @@ func TestPeerScoreIsTheMeanOverTheOtherCopies(t *testing.T) {
 			require.NotEqual(t, users[i].ID, p.UserID)
 		}
 	}
+}
+
+// TestPeerScoresQueueOneConsensusPerWindow: the peer submissions completed in
+// one window queue one project:consensus, due when the window closes plus the
+// settle time; a completion in the next window queues the next run; gold
+// submissions queue none.
+func TestPeerScoresQueueOneConsensusPerWindow(t *testing.T) {
+	t.Parallel()
+	f := newFixture(t)
+	f.exec(`UPDATE projects SET overlap = 2 WHERE id = $1`, f.pr.ID)
+	var now atomic.Int64
+	start := time.Date(2026, 12, 7, 10, 0, 12, 0, time.UTC)
+	now.Store(start.UnixNano())
+	h := score.NewHandler(score.Deps{Pool: f.pg.Pool, Storages: testenv.StorageResolver(t, f.pg, f.s3, testenv.StorageKeyring(t)),
+		Log: testenv.Quiet(), Now: func() time.Time { return time.Unix(0, now.Load()).UTC() }})
+
+	// peerJob makes a job with two completed copies and their peer submissions.
+	peerJob := func() []int64 {
+		job := f.job("")
+		var subs []int64
+		for _, body := range []string{right, wrong} {
+			u, v := f.user(), f.result(body)
+			f.scalar(`INSERT INTO assignments (org_id, project_id, job_id, user_id, role, status, result_version_id, submitted_at)
+				VALUES ($1, $2, $3, $4, 'annotator', 'completed', $5, now()) RETURNING id`, f.org.ID, f.pr.ID, job, u.ID, v)
+			subs = append(subs, f.submission(job, u.ID, v, "peer"))
+		}
+		return subs
+	}
+	runs := func() []time.Time {
+		rows, err := f.pg.Pool.Query(context.Background(),
+			`SELECT available_at FROM outbox WHERE task_type = 'project:consensus' AND subject_id = $1 ORDER BY available_at`, f.pr.ID)
+		require.NoError(t, err)
+		at, err := pgx.CollectRows(rows, pgx.RowTo[time.Time])
+		require.NoError(t, err)
+		return at
+	}
+	scoreAll := func(ids ...int64) {
+		for _, id := range ids {
+			out, err := h.Run(context.Background(), id)
+			require.NoError(t, err)
+			require.Equal(t, db.SubmissionStatusCompleted, out.Submission.Status, "reason: %v", out.Submission.Reason)
+		}
+	}
+
+	gold := f.job(right)
+	scoreAll(f.submission(gold, f.user().ID, f.result(right), "gold"))
+	require.Empty(t, runs(), "a gold submission queues no consensus")
+
+	scoreAll(peerJob()...)
+	now.Store(start.Add(40 * time.Second).UnixNano()) // 10:00:52, same window
+	scoreAll(peerJob()...)
+	windowEnd := time.Date(2026, 12, 7, 10, 1, 0, 0, time.UTC)
+	got := runs()
+	require.Len(t, got, 1, "four peer completions in one window queue one run")
+	require.True(t, got[0].Equal(windowEnd.Add(score.ConsensusSettle)), "due %s, want %s", got[0], windowEnd.Add(score.ConsensusSettle))
+
+	now.Store(start.Add(70 * time.Second).UnixNano()) // 10:01:22, the next window
+	scoreAll(peerJob()[0])
+	got = runs()
+	require.Len(t, got, 2)
+	require.True(t, got[1].Equal(windowEnd.Add(score.ConsensusWindow+score.ConsensusSettle)), "due %s", got[1])
 }
