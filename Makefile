@@ -28,11 +28,27 @@ help: ## list the targets
 	@grep -hE '^[a-z][a-z-]*:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
 
 .PHONY: tools
-tools: $(SQLC) $(MINIO) $(GOLANGCI_LINT) ## install sqlc, minio, golangci-lint, zip and unzip when missing
+tools: $(SQLC) $(MINIO) $(GOLANGCI_LINT) ## install sqlc, minio, golangci-lint and the Debian tools the tests use (zip, nftables, redis, pgbouncer, prometheus) when missing
 	@command -v zip >/dev/null && command -v unzip >/dev/null || { \
 	  echo "installing zip and unzip"; \
 	  (apt-get update -qq && apt-get install -y -qq zip unzip) >/dev/null || \
 	  sudo sh -c 'apt-get update -qq && apt-get install -y -qq zip unzip' >/dev/null; }
+	@command -v nft >/dev/null || { \
+	  echo "installing nftables (the partitions of make chaos NETNS=1)"; \
+	  (apt-get update -qq && apt-get install -y -qq nftables) >/dev/null || \
+	  sudo sh -c 'apt-get update -qq && apt-get install -y -qq nftables' >/dev/null; }
+	@{ command -v pgbouncer || [ -x /usr/sbin/pgbouncer ]; } >/dev/null || { \
+	  echo "installing pgbouncer (the tests that go through a transaction pooler)"; \
+	  (apt-get update -qq && apt-get install -y -qq pgbouncer) >/dev/null || \
+	  sudo sh -c 'apt-get update -qq && apt-get install -y -qq pgbouncer' >/dev/null; }
+	@command -v promtool >/dev/null || { \
+	  echo "installing prometheus (promtool checks and unit-tests the alert rules)"; \
+	  (apt-get update -qq && apt-get install -y -qq prometheus) >/dev/null || \
+	  sudo sh -c 'apt-get update -qq && apt-get install -y -qq prometheus' >/dev/null; }
+	@command -v redis-server >/dev/null && command -v redis-cli >/dev/null || { \
+	  echo "installing redis-server and redis-cli (the tests' Redis Cluster and Sentinel sets)"; \
+	  (apt-get update -qq && apt-get install -y -qq redis-server) >/dev/null || \
+	  sudo sh -c 'apt-get update -qq && apt-get install -y -qq redis-server' >/dev/null; }
 
 $(SQLC):
 	@echo "installing sqlc $(SQLC_VERSION) (about 2 minutes, once)"
@@ -118,8 +134,8 @@ bench: tools services-db ## run the benchmarks and print one table of figures be
 	go test -run '^$$' -bench . -benchtime 1x -timeout 60m ./... | tee .tmp/bench.out | go run ./internal/benchtable
 
 .PHONY: chaos
-chaos: tools services-db ## fault-injection run: real processes, kill -9, Redis/Postgres/MinIO outages, LLM 429s; prints the invariants
-	go run ./cmd/labelq-chaos
+chaos: tools services-db ## fault-injection run: real processes, kill -9, Redis/Postgres/MinIO outages, LLM 429s; prints the invariants (NETNS=1: workers in network namespaces, with partitions; root; CLUSTER=1 / SENTINEL=1: on a Redis Cluster / Sentinel set, masters killed)
+	go run ./cmd/labelq-chaos $(if $(NETNS),-netns) $(if $(CLUSTER),-redis cluster) $(if $(SENTINEL),-redis sentinel)
 
 .PHONY: chaos-short
 chaos-short: tools services-db ## the short variant of make chaos that make test runs (about 3 minutes)

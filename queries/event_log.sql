@@ -1,8 +1,8 @@
 -- name: EventLogInsert :exec
--- With a dedup key, the same event written twice (a redelivered task) is kept once.
+-- With a dedup key, the same event written twice (a redelivered task) is kept once
+-- (the event_log_dedup trigger drops the repeat, migrations/00020).
 INSERT INTO event_log (org_id, entity_type, entity_id, event_type, user_id, dedup_key, metadata)
-VALUES (@org_id, @entity_type, @entity_id, @event_type, @user_id, @dedup_key, @metadata)
-ON CONFLICT (dedup_key) DO NOTHING;
+VALUES (@org_id, @entity_type, @entity_id, @event_type, @user_id, @dedup_key, @metadata);
 
 -- name: EventLogListByEntity :many
 SELECT * FROM event_log
@@ -15,8 +15,7 @@ LIMIT @max_rows;
 -- one element per event); dedup keys make a repeat a no-op.
 INSERT INTO event_log (org_id, entity_type, entity_id, event_type, user_id, dedup_key, metadata)
 SELECT @org_id, @entity_type, unnest(@entity_ids::bigint[]), @event_type,
-       unnest(@user_ids::bigint[]), unnest(@dedup_keys::text[]), unnest(@metadata::jsonb[])
-ON CONFLICT (dedup_key) DO NOTHING;
+       unnest(@user_ids::bigint[]), unnest(@dedup_keys::text[]), unnest(@metadata::jsonb[]);
 
 -- name: EventLogLatestOfType :one
 SELECT * FROM event_log

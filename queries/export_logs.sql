@@ -56,16 +56,28 @@ UPDATE export_logs SET
     files_done  = 0,
     bytes_done  = 0,
     files_total = @files_total,
-    bytes_total = @bytes_total
+    bytes_total = @bytes_total,
+    -- The database's clock, not now(): the transaction may have spent a while
+    -- planning under the row lock.
+    heartbeat_at = clock_timestamp()
 WHERE id = @id AND status IN ('pending', 'running')
 RETURNING *;
 
 -- name: ExportLogSetProgress :execrows
--- Progress of the run holding @attempt, and its heartbeat (updated_at). No row:
--- the export was cancelled or a newer run took it over, and this run stops.
+-- Progress of the run holding @attempt, and its heartbeat (heartbeat_at and
+-- updated_at). No row: the export was cancelled or a newer run took it over,
+-- and this run stops.
 UPDATE export_logs SET
     files_done = LEAST(@files_done::integer, files_total),
-    bytes_done = LEAST(@bytes_done::bigint, bytes_total)
+    bytes_done = LEAST(@bytes_done::bigint, bytes_total),
+    heartbeat_at = clock_timestamp()
+WHERE id = @id AND attempts = @attempt AND status = 'running';
+
+-- name: ExportLogHeartbeat :execrows
+-- The run holding @attempt is alive (internal/heartbeat, every
+-- LABELQ_HEARTBEAT_INTERVAL, whatever the run is doing: planning, packing,
+-- completing the upload). No row: the run no longer owns the export.
+UPDATE export_logs SET heartbeat_at = clock_timestamp()
 WHERE id = @id AND attempts = @attempt AND status = 'running';
 
 -- name: ExportLogNoteError :execrows

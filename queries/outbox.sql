@@ -2,8 +2,8 @@
 -- created_at is the transaction's start, so commit→enqueue latency measured from it errs high.
 -- :exec (no RETURNING): nobody needs the id, and database.Tx sends an :exec with the
 -- transaction's next statement or its COMMIT instead of waiting for it.
-INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, subject_id, available_at)
-VALUES (@task_id, @task_type, @queue, @payload, @options, @org_id, @subject_id, @available_at);
+INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, subject_id, available_at, priority)
+VALUES (@task_id, @task_type, @queue, @payload, @options, @org_id, @subject_id, @available_at, @priority);
 
 -- name: OutboxClaimBatch :many
 -- Claims up to @max_rows unsent rows for @lease. Run in a transaction of its own
@@ -44,7 +44,9 @@ WHERE id = ANY(@ids::bigint[]) AND claimed_by = @claimed_by::text AND enqueued_a
 SELECT count(*) FROM outbox WHERE enqueued_at IS NULL;
 
 -- name: OutboxDeleteEnqueuedBefore :execrows
-DELETE FROM outbox WHERE enqueued_at IS NOT NULL AND enqueued_at < @before::timestamptz;
+-- A row still holding an admission slot is kept: its finish frees the slot.
+DELETE FROM outbox WHERE enqueued_at IS NOT NULL AND enqueued_at < @before::timestamptz
+    AND (admitted_at IS NULL OR finished_at IS NOT NULL);
 
 -- name: OutboxLatestForSubject :one
 -- The newest task of a kind queued for a row (tasks.Queued.SubjectID).
@@ -58,10 +60,10 @@ SELECT * FROM outbox WHERE task_id = @task_id AND org_id = @org_id ORDER BY id D
 
 -- name: OutboxInsertMany :exec
 -- Many tasks in one statement (arrays zipped, one element per task), as OutboxInsert.
-INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, subject_id, available_at)
+INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, subject_id, available_at, priority)
 SELECT unnest(@task_ids::text[]), unnest(@task_types::text[]), unnest(@queues::text[]),
        unnest(@payloads::text[])::jsonb, unnest(@options::text[])::jsonb, @org_id::bigint,
-       unnest(@subject_ids::bigint[]), unnest(@available_ats::timestamptz[]);
+       unnest(@subject_ids::bigint[]), unnest(@available_ats::timestamptz[]), @priority::smallint;
 
 -- name: OutboxHasTask :one
 -- Whether a task id has an outbox row already: debounced tasks (the automatic

@@ -6,7 +6,8 @@ SELECT * FROM sync_runs WHERE id = @id FOR UPDATE;
 -- name: SyncRunStart :one
 -- A run (attempt) takes the run: running, one more attempt; started_at stays the
 -- first attempt's.
-UPDATE sync_runs SET status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, @now::timestamptz)
+UPDATE sync_runs SET status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, @now::timestamptz),
+    heartbeat_at = clock_timestamp()
 WHERE id = @id AND status IN ('pending', 'running')
 RETURNING *;
 
@@ -22,7 +23,8 @@ UPDATE sync_runs SET
     keys_filtered = keys_filtered + @filtered::bigint,
     keys_gone = keys_gone + @gone::bigint,
     keys_skipped = keys_skipped + @skipped_count::bigint,
-    skipped = @skipped::jsonb
+    skipped = @skipped::jsonb,
+    heartbeat_at = clock_timestamp()
 WHERE id = @id AND attempts = @attempt::integer AND status = 'running';
 
 -- name: SyncRunFinish :one
@@ -35,4 +37,12 @@ RETURNING *;
 -- name: SyncRunNoteError :execrows
 -- A transient error of this attempt, kept on the running run for a person to see.
 UPDATE sync_runs SET error = @error::text
+WHERE id = @id AND attempts = @attempt::integer AND status = 'running';
+
+-- name: SyncRunHeartbeat :execrows
+-- The attempt holding @attempt is alive (internal/heartbeat, every
+-- LABELQ_HEARTBEAT_INTERVAL). It waits while the attempt's own page
+-- transaction holds the row, and that page's SyncRunAddPage beats instead.
+-- No row: the attempt no longer owns the run.
+UPDATE sync_runs SET heartbeat_at = clock_timestamp()
 WHERE id = @id AND attempts = @attempt::integer AND status = 'running';

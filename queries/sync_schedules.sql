@@ -7,10 +7,10 @@ ORDER BY id;
 -- name: SyncTickClaim :one
 -- A storage's schedule tick is handled once, however many schedulers fire it: the
 -- first firing's event takes the tick's dedup key, and a second firing finds it
--- taken (no row) and does nothing. The event says which run serves the tick.
+-- taken (no row: the event_log_dedup trigger drops it) and does nothing. The event
+-- says which run serves the tick.
 INSERT INTO event_log (org_id, entity_type, entity_id, event_type, dedup_key, metadata)
 VALUES (@org_id, 'storage', @storage_id, 'sync_scheduled', @dedup_key::text, @metadata)
-ON CONFLICT (dedup_key) DO NOTHING
 RETURNING id;
 
 -- name: SyncTickRecordRun :exec

@@ -28,6 +28,8 @@ func run() int {
 	duration := flag.Duration("duration", 0, "how long uploads and faults are spread over (default: the variant's)")
 	syncObjects := flag.Int("sync", -1, "objects in the storage synced during the run, 0 for no sync (default: the variant's)")
 	dir := flag.String("dir", "", "keep logs and data here (default: a temporary directory, removed)")
+	netns := flag.Bool("netns", false, "each worker in a network namespace of its own (root, ip, nft), with partitions: one worker cut off from Redis, one from PostgreSQL mid-transaction, one clock 30 s ahead")
+	redisTopo := flag.String("redis", "", "Redis topology: single (default; FLUSHALL and a restart), cluster (3 masters with a replica each; kill -9 of a master, twice) or sentinel (master, replica, 3 sentinels; kill -9 of the master, twice)")
 	flag.Parse()
 
 	cfg := chaos.Full()
@@ -36,6 +38,9 @@ func run() int {
 		cfg = chaos.Load(*load)
 	case *short:
 		cfg = chaos.Short()
+	}
+	if *netns {
+		cfg = chaos.WithNetns(cfg)
 	}
 	if *versions > 0 {
 		cfg.Versions = *versions
@@ -53,6 +58,12 @@ func run() int {
 		cfg.SyncObjects = *syncObjects
 	}
 	cfg.Dir = *dir
+	topo, err := chaos.ParseRedisTopology(*redisTopo)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "chaos:", err)
+		return 2
+	}
+	cfg.Redis = topo
 	cfg.Log = os.Stdout
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
@@ -64,6 +75,9 @@ func run() int {
 	limit := 15 * time.Minute
 	if *load > 0 {
 		limit = 90 * time.Minute
+	}
+	if *netns { // the partitions come first and take minutes of their own
+		limit += 10 * time.Minute
 	}
 	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()

@@ -151,10 +151,10 @@ func migrate(ctx context.Context, cfg *config.Config, args []string, stdout io.W
 	}
 	switch sub {
 	case "up":
-		if err := database.EnsureDatabase(ctx, cfg.DatabaseURL); err != nil {
+		if err := database.EnsureDatabase(ctx, cfg.DirectDatabase()); err != nil {
 			return err
 		}
-		return database.MigrateUp(ctx, cfg.DatabaseURL, log)
+		return database.MigrateUp(ctx, cfg.DirectDatabase(), log)
 	case "down":
 		steps := 1
 		if len(args) > 1 {
@@ -166,9 +166,9 @@ func migrate(ctx context.Context, cfg *config.Config, args []string, stdout io.W
 				return fmt.Errorf("migrate down takes a positive number of steps or \"all\", not %q", args[1])
 			}
 		}
-		return database.MigrateDown(ctx, cfg.DatabaseURL, steps, log)
+		return database.MigrateDown(ctx, cfg.DirectDatabase(), steps, log)
 	case "status":
-		lines, err := database.MigrationStatus(ctx, cfg.DatabaseURL)
+		lines, err := database.MigrationStatus(ctx, cfg.DirectDatabase())
 		for _, l := range lines {
 			fmt.Fprintln(stdout, l)
 		}
@@ -186,7 +186,7 @@ func storageCmd(ctx context.Context, cfg *config.Config, args []string, stdout i
 	if err != nil {
 		return err
 	}
-	pool, err := database.Open(ctx, cfg.DatabaseURL, 2)
+	pool, err := database.Open(ctx, cfg.DirectDatabase(), 2)
 	if err != nil {
 		return err
 	}
@@ -274,7 +274,7 @@ func token(ctx context.Context, cfg *config.Config, args []string, stdout io.Wri
 	default:
 		return fmt.Errorf("unknown token command %q\n%s", sub, tokenUsage)
 	}
-	pool, err := database.Open(ctx, cfg.DatabaseURL, 2)
+	pool, err := database.Open(ctx, cfg.DirectDatabase(), 2)
 	if err != nil {
 		return err
 	}

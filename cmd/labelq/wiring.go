@@ -28,8 +28,8 @@ func mountWorkers(a *app.App, mux *asynq.ServeMux) {
 	tasks.Register(mux, match.NewHandler(match.Deps{Pool: a.Pool, Log: a.Log, Metrics: a.Metrics, Now: a.Now}).Work)
 	tasks.Register(mux, score.NewHandler(score.Deps{Pool: a.Pool, Storages: a.Storages, Log: a.Log, Now: a.Now}).Work)
 	tasks.Register(mux, consensus.NewHandler(consensus.Deps{Pool: a.Pool, Store: a.Store, Storages: a.Storages, Log: a.Log, Now: a.Now}).Work)
-	tasks.Register(mux, export.NewHandler(export.Deps{Pool: a.Pool, Store: a.Store, Storages: a.Storages, Log: a.Log, Metrics: a.Metrics, Now: a.Now, Version: app.Version}).Work)
-	tasks.Register(mux, storagesync.NewHandler(storagesync.Deps{Pool: a.Pool, Storages: a.Storages, Log: a.Log, Now: a.Now}).Work)
+	tasks.Register(mux, export.NewHandler(export.Deps{Pool: a.Pool, Store: a.Store, Storages: a.Storages, Log: a.Log, Metrics: a.Metrics, Now: a.Now, Version: app.Version, Heartbeat: a.Cfg.HeartbeatInterval}).Work)
+	tasks.Register(mux, storagesync.NewHandler(storagesync.Deps{Pool: a.Pool, Storages: a.Storages, Log: a.Log, Now: a.Now, Heartbeat: a.Cfg.HeartbeatInterval}).Work)
 	mountWebhooks(a, mux)
 	tasks.Register(mux, (&export.RetentionHandler{Pool: a.Pool, Store: a.Store, Storages: a.Storages, Log: a.Log, Retention: a.Cfg.ExportRetention, OrphanGrace: a.Cfg.ExportOrphanGrace, Now: a.Now}).Work)
 }

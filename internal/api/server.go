@@ -74,6 +74,11 @@ type Server struct {
 	// WebhookSecretOverlap is how long a rotated-out signing secret keeps
 	// signing (LABELQ_WEBHOOK_SECRET_OVERLAP); 0 is DefaultWebhookSecretOverlap.
 	WebhookSecretOverlap time.Duration
+	// HeartbeatInterval is how often workers write a running export's or
+	// sync run's heartbeat_at (LABELQ_HEARTBEAT_INTERVAL); a row that missed
+	// heartbeat.StallBeats of them is answered stalled. 0 is
+	// heartbeat.DefaultInterval.
+	HeartbeatInterval time.Duration
 }
 
 // Call is one request as a handler sees it: inside the caller's tenant transaction.

@@ -644,7 +644,7 @@ func syncStorage(c *Call) (int, any, error) {
 	}
 	taskID := tasks.StorageSync{RunID: run.ID}.TaskID()
 	return http.StatusAccepted, SyncStarted{
-		ID: run.ID, Kind: "sync_run", Status: string(run.Status), Joined: joined, TaskID: taskID,
+		ID: run.ID, Kind: "sync_run", Status: c.S.syncRun(run).Status, Joined: joined, TaskID: taskID,
 		StatusURL: fmt.Sprintf("/v1/sync-runs/%d", run.ID), TaskURL: "/v1/tasks/" + taskID,
 	}, nil
 }
@@ -674,13 +674,13 @@ func listSyncRuns(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, listOf(rs, syncRunFromRow), nil
+	return http.StatusOK, listOf(rs, c.S.syncRun), nil
 }
 
 func getSyncRun(c *Call) (int, any, error) {
 	return getByID(c, "run_id", "sync run", func(ctx context.Context, id int64) (any, error) {
 		r, err := c.Q.SyncRunGet(ctx, db.SyncRunGetParams{ID: id, OrgID: c.OrgID})
-		return syncRunFromRow(r), err
+		return c.S.syncRun(r), err
 	})
 }
 
@@ -710,5 +710,5 @@ func cancelSyncRun(c *Call) (int, any, error) {
 	if err := event(ctx, c, db.EntityTypeSyncRun, r.ID, typ, map[string]any{"storage_id": r.StorageID}); err != nil {
 		return 0, nil, err
 	}
-	return http.StatusAccepted, syncRunFromRow(r), nil
+	return http.StatusAccepted, c.S.syncRun(r), nil
 }

@@ -268,7 +268,10 @@ func assignmentFromRow(r db.Assignment) Assignment {
 	}
 }
 
-// Export is a ZIP export: status, progress, checksum and size.
+// Export is a ZIP export: status, progress, checksum and size. Status is
+// pending, running, completed, failed or cancelled, or stalled (StatusStalled):
+// running, but no heartbeat from its worker (heartbeat_at) for 3 heartbeat
+// intervals.
 type Export struct {
 	ID           int64      `json:"id"`
 	ProjectID    int64      `json:"project_id"`
@@ -296,6 +299,7 @@ type Export struct {
 	StorageID   *int64     `json:"storage_id"`
 	RequestedAt time.Time  `json:"requested_at"`
 	StartedAt   *time.Time `json:"started_at"`
+	HeartbeatAt *time.Time `json:"heartbeat_at"`
 	CompletedAt *time.Time `json:"completed_at"`
 	PurgedAt    *time.Time `json:"purged_at"`
 	CreatedAt   time.Time  `json:"created_at"`
@@ -308,7 +312,7 @@ func exportFromRow(r db.ExportLog) Export {
 		Format: r.Format, Options: r.Options, Status: string(r.Status), ArchiveSHA256: r.ArchiveSha256, SizeBytes: r.SizeBytes,
 		FileCount: r.FileCount, FilesDone: r.FilesDone, FilesTotal: r.FilesTotal, BytesDone: r.BytesDone, BytesTotal: r.BytesTotal,
 		Error: r.Error, Note: r.Note, StorageID: r.StorageID, RequestedAt: r.RequestedAt, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt, PurgedAt: r.PurgedAt,
-		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt, HeartbeatAt: r.HeartbeatAt,
 	}
 }
 
@@ -439,7 +443,7 @@ func (s Storage) forReplay() any {
 
 // SyncRun is one sync of an import storage: its status, the checkpoint it
 // resumes from, its counts so far (live while it runs), the first keys it
-// skipped with their reason, and why it failed.
+// skipped with their reason, and why it failed. Its status is one of Export's.
 type SyncRun struct {
 	ID                int64           `json:"id"`
 	ProjectID         int64           `json:"project_id"`
@@ -461,6 +465,7 @@ type SyncRun struct {
 	CancelRequestedAt *time.Time      `json:"cancel_requested_at"`
 	RequestedAt       time.Time       `json:"requested_at"`
 	StartedAt         *time.Time      `json:"started_at"`
+	HeartbeatAt       *time.Time      `json:"heartbeat_at"`
 	CompletedAt       *time.Time      `json:"completed_at"`
 	CreatedAt         time.Time       `json:"created_at"`
 	UpdatedAt         time.Time       `json:"updated_at"`
@@ -473,6 +478,7 @@ func syncRunFromRow(r db.SyncRun) SyncRun {
 		KeysChanged: r.KeysChanged, KeysUnchanged: r.KeysUnchanged, KeysFiltered: r.KeysFiltered, KeysGone: r.KeysGone,
 		KeysSkipped: r.KeysSkipped, Skipped: r.Skipped, Error: r.Error, CancelRequestedAt: r.CancelRequestedAt,
 		RequestedAt: r.RequestedAt, StartedAt: r.StartedAt, CompletedAt: r.CompletedAt, CreatedAt: r.CreatedAt, UpdatedAt: r.UpdatedAt,
+		HeartbeatAt: r.HeartbeatAt,
 	}
 }
 

@@ -389,7 +389,7 @@ func createExport(c *Call) (int, any, error) {
 func getExport(c *Call) (int, any, error) {
 	return getByID(c, "export_id", "export", func(ctx context.Context, id int64) (any, error) {
 		e, err := c.Q.ExportLogGet(ctx, db.ExportLogGetParams{ID: id, OrgID: c.OrgID})
-		return exportFromRow(e), err
+		return c.S.export(e), err
 	})
 }
 
@@ -414,7 +414,7 @@ func listExports(c *Call) (int, any, error) {
 	if err != nil {
 		return 0, nil, err
 	}
-	return http.StatusOK, listOf(es, exportFromRow), nil
+	return http.StatusOK, listOf(es, c.S.export), nil
 }
 
 func cancelExport(c *Call) (int, any, error) {

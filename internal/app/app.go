@@ -20,6 +20,7 @@ import (
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/metrics"
+	"github.com/labelq/labelq/internal/reconcile"
 	"github.com/labelq/labelq/internal/storage"
 )
 
@@ -45,7 +46,10 @@ type App struct {
 	Log     *slog.Logger
 	Pool    *pgxpool.Pool
 	APIPool *pgxpool.Pool // the API's: labelq_api_login (Config.APIDatabase), under RLS even after a RESET ROLE
-	Store   *storage.Store
+	// DirectPool reaches the server itself (Config.DirectDatabase), for sessions of
+	// their own (the relay's LISTEN); it is Pool when no pooler is in between.
+	DirectPool *pgxpool.Pool
+	Store      *storage.Store
 	// Storages resolves a version's or an export's storage id to its client
 	// (labelq's own bucket for none).
 	Storages *storage.Resolver
@@ -90,7 +94,11 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 	if err != nil {
 		return nil, err
 	}
-	pool, err := database.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns)
+	execMode, err := cfg.QueryExecMode()
+	if err != nil {
+		return nil, err
+	}
+	pool, err := database.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns, database.WithExecMode(execMode))
 	if err != nil {
 		return nil, err
 	}
@@ -120,24 +128,47 @@ func New(ctx context.Context, cfg *config.Config, log *slog.Logger) (*App, error
 		return nil, err
 	}
 	inspector := asynq.NewInspector(redisOpt)
-	if _, err := inspector.Queues(); err != nil {
+	if err := waitRedis(ctx, redisOpt, inspector, log); err != nil {
 		pool.Close()
 		_ = inspector.Close()
 		return nil, fmt.Errorf("connect to Redis: %w (is it running? see `make services`)", err)
 	}
 	// Lazy: only the api role uses it (role checks it can log in).
-	apiPool, err := database.OpenLazy(ctx, cfg.APIDatabase(), cfg.DatabaseMaxConns)
+	apiPool, err := database.OpenLazy(ctx, cfg.APIDatabase(), cfg.DatabaseMaxConns, database.WithExecMode(execMode))
 	if err != nil {
 		pool.Close()
 		_ = inspector.Close()
 		return nil, fmt.Errorf("LABELQ_API_DATABASE_URL: %w", err)
 	}
+	directPool := pool
+	if cfg.DirectDatabase() != cfg.DatabaseURL {
+		// Lazy too: only the relay uses it, for one connection at a time.
+		if directPool, err = database.OpenLazy(ctx, cfg.DirectDatabase(), 2); err != nil {
+			pool.Close()
+			apiPool.Close()
+			_ = inspector.Close()
+			return nil, fmt.Errorf("LABELQ_DATABASE_DIRECT_URL: %w", err)
+		}
+	}
 	m := metrics.New()
 	m.RegisterQueues(inspector)
+	m.RegisterState(pool, log)
+	for _, f := range reconcile.Finders() {
+		m.InitReconcileKinds(f.Kind)
+	}
 	return &App{
-		Cfg: cfg, Log: log, Pool: pool, APIPool: apiPool, Store: store, Storages: resolver, Keys: keys, Redis: redisOpt,
-		Client: asynq.NewClient(redisOpt), Inspector: inspector, Metrics: m, Now: time.Now,
+		Cfg: cfg, Log: log, Pool: pool, APIPool: apiPool, DirectPool: directPool, Store: store, Storages: resolver, Keys: keys, Redis: redisOpt,
+		Client: asynq.NewClient(redisOpt), Inspector: inspector, Metrics: m, Now: Clock(cfg.ClockSkew),
 	}, nil
+}
+
+// Clock is the process's clock: time.Now, or shifted by LABELQ_CLOCK_SKEW (a test
+// knob standing in for a host whose clock is off).
+func Clock(skew time.Duration) func() time.Time {
+	if skew == 0 {
+		return time.Now
+	}
+	return func() time.Time { return time.Now().Add(skew) }
 }
 
 // Close releases every connection.
@@ -146,6 +177,9 @@ func (a *App) Close() {
 	_ = a.Inspector.Close()
 	a.Pool.Close()
 	a.APIPool.Close()
+	if a.DirectPool != nil && a.DirectPool != a.Pool {
+		a.DirectPool.Close()
+	}
 	if a.rdb != nil {
 		_ = a.rdb.Close()
 	}
@@ -161,6 +195,9 @@ func (a *App) Run(ctx context.Context, roles ...Role) error {
 		mu    sync.Mutex
 		first error
 	)
+	if a.Cfg.MetricsAddr != "" {
+		roles = append(roles[:len(roles):len(roles)], roleMetrics)
+	}
 	for _, r := range roles {
 		run, err := a.role(r)
 		if err != nil {
@@ -200,6 +237,8 @@ func (a *App) role(r Role) (func(context.Context) error, error) {
 		return a.runScheduler, nil
 	case RoleRelay:
 		return a.runRelay, nil
+	case roleMetrics:
+		return a.runMetrics, nil
 	}
 	return nil, fmt.Errorf("unknown role %q (want api, worker, scheduler or relay)", r)
 }

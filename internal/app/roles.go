@@ -13,6 +13,7 @@ import (
 	"github.com/hibiken/asynq"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 
+	"github.com/labelq/labelq/internal/admission"
 	"github.com/labelq/labelq/internal/logging"
 	"github.com/labelq/labelq/internal/outbox"
 	"github.com/labelq/labelq/internal/queue"
@@ -27,17 +28,21 @@ func (a *App) runWorker(ctx context.Context) error {
 	cfg := queue.ServerConfig(a.Cfg.WorkerConcurrency, a.Cfg.ShutdownTimeout, a.Log,
 		func() context.Context { return context.WithoutCancel(ctx) })
 	cfg.TaskCheckInterval = a.Cfg.WorkerPollInterval
-	srv := asynq.NewServer(a.Redis, cfg)
+	srv, stop, err := a.workerServer(ctx, cfg)
+	if err != nil {
+		return err
+	}
 	mux := asynq.NewServeMux()
-	mux.Use(a.Metrics.Middleware, a.taskLogging)
+	mux.Use(a.Metrics.Middleware, a.taskLogging, (&outbox.Finisher{Pool: a.Pool, Log: a.Log}).Middleware)
 	if err := a.registerHandlers(mux); err != nil {
 		return err
 	}
 	if err := srv.Start(mux); err != nil {
+		stop()
 		return err
 	}
 	<-ctx.Done()
-	srv.Shutdown()
+	stop()
 	return nil
 }
 
@@ -93,10 +98,20 @@ func (a *App) registerHandlers(mux *asynq.ServeMux) error {
 	return nil
 }
 
+// Admission is LABELQ_ADMIT_PER_ORG (checked when the settings were loaded).
+func (a *App) Admission() admission.Limits {
+	adm, err := admission.Parse(a.Cfg.AdmitPerOrg)
+	if err != nil {
+		a.Log.Error("LABELQ_ADMIT_PER_ORG", slog.String("error", err.Error()))
+	}
+	return adm
+}
+
 func (a *App) runRelay(ctx context.Context) error {
 	r := &outbox.Relay{
-		Pool: a.Pool, Client: a.Client, Log: a.Log.With(slog.String("role", "relay")), Metrics: a.Metrics,
-		PollInterval: a.Cfg.RelayPollInterval, BatchSize: a.Cfg.RelayBatchSize,
+		Pool: a.Pool, ListenPool: a.DirectPool, Client: a.Client, Log: a.Log.With(slog.String("role", "relay")), Metrics: a.Metrics,
+		PollInterval: a.Cfg.RelayPollInterval, BatchSize: a.Cfg.RelayBatchSize, Admission: a.Admission(),
+		Wake: a.wakeWorkers,
 	}
 	return r.Run(ctx)
 }

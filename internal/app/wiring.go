@@ -14,6 +14,7 @@ import (
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/ratelimit"
 	"github.com/labelq/labelq/internal/reconcile"
+	"github.com/labelq/labelq/internal/retention"
 	"github.com/labelq/labelq/internal/schedule"
 	"github.com/labelq/labelq/internal/tasks"
 	"github.com/labelq/labelq/internal/webhook/delivery"
@@ -30,6 +31,15 @@ func (a *App) MountMaintenance(mux *asynq.ServeMux) {
 	tasks.Register(mux, a.Reconciler().Work)
 	tasks.Register(mux, (&schedule.Handler{Pool: a.Pool, Log: a.Log, Now: a.Now}).Work)
 	tasks.Register(mux, (&schedule.SyncHandler{Pool: a.Pool, Log: a.Log, Now: a.Now}).Work)
+	tasks.Register(mux, a.Retention().Work)
+}
+
+// Retention is the maintenance:retention handler with the configured retentions.
+func (a *App) Retention() *retention.Cleaner {
+	return &retention.Cleaner{Pool: a.Pool, Log: a.Log, Now: a.Now, Keep: retention.Settings{
+		EventLog: a.Cfg.EventLogRetention, Outbox: a.Cfg.OutboxRetention, IdempotencyKeys: a.Cfg.IdempotencyRetention,
+		LLMRuns: a.Cfg.LLMRunRetention, SyncRuns: a.Cfg.SyncRunRetention,
+	}}
 }
 
 // Unconfigured is the handler of a task type whose settings cannot work: every
@@ -75,9 +85,9 @@ func (a *App) LLMClient() (*llm.Client, *ratelimit.Limiter, error) {
 // Reconciler is the maintenance:reconcile handler with every kind of stuck row.
 func (a *App) Reconciler() *reconcile.Reconciler {
 	return &reconcile.Reconciler{
-		Pool: a.Pool, Inspector: a.Inspector, Redis: a.Redis, Log: a.Log, After: a.Cfg.ReconcileAfter,
-		OutboxKeep: a.Cfg.OutboxRetention, Now: a.Now,
-		Finders: reconcile.Finders(),
+		// No OutboxKeep: Retention deletes relayed outbox rows, in batches.
+		Pool: a.Pool, Inspector: a.Inspector, Redis: a.Redis, Log: a.Log, After: a.Cfg.ReconcileAfter, Now: a.Now,
+		Finders: reconcile.Finders(), Metrics: a.Metrics,
 	}
 }
 
@@ -99,7 +109,11 @@ func (a *App) periodicTasks() asynq.PeriodicTaskConfigProvider {
 		if err != nil {
 			return nil, err
 		}
-		return []*asynq.PeriodicTaskConfig{reconcile, retention, webhooks}, nil
+		tables, err := tasks.Periodic(tasks.Retention{}, time.Hour)
+		if err != nil {
+			return nil, err
+		}
+		return []*asynq.PeriodicTaskConfig{reconcile, retention, webhooks, tables}, nil
 	}}
 }
 
@@ -110,6 +124,7 @@ func (a *App) mountAPI(mux *http.ServeMux) {
 		MaxBodyBytes: a.Cfg.MaxBodyBytes, UploadURLTTL: a.Cfg.UploadURLTTL, ExportURLTTL: a.Cfg.ExportURLTTL, Now: a.Now,
 		Quotas: a.apiQuotas(), Storages: a.Storages, PublicURL: a.Cfg.PublicURL,
 		WebhookPolicy: a.webhookPolicy(), WebhookSecretOverlap: a.Cfg.WebhookSecretOverlap,
+		HeartbeatInterval: a.Cfg.HeartbeatInterval,
 	}
 	s.Register(mux)
 }

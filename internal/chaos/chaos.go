@@ -6,7 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math/rand/v2"
 	"net/http"
 	"os"
 	"slices"
@@ -37,7 +36,16 @@ type Config struct {
 	Settle      time.Duration // how long to wait for everything to finish
 	Faults      bool          // inject faults (false: a pure load run)
 	ExtraEnv    []string      // LABELQ_… overrides for every process
-	Log         io.Writer
+	// Redis is the topology: "" (RedisSingle), RedisCluster or RedisSentinel
+	// (redis_topology.go).
+	Redis string
+	// Netns: each worker in a network namespace of its own, and the partition
+	// faults (WithNetns, netns.go, partition.go).
+	Netns     bool
+	RedisCut  time.Duration // how long one worker is cut off from Redis
+	PGCut     time.Duration // how long one worker is cut off from PostgreSQL
+	ClockSkew time.Duration // how far ahead the last worker's clock is
+	Log       io.Writer
 }
 
 // Short is the variant that runs inside `make test`.
@@ -76,6 +84,8 @@ type run struct {
 	workStart   time.Time
 	// killMu serialises kills: the fault loop's and the one aimed at the sync.
 	killMu sync.Mutex
+	// part is what the -netns partitions did (partition.go).
+	part partitionWork
 }
 
 // Run executes the scenario and returns its figures.
@@ -101,12 +111,16 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 		_, _ = fmt.Fprintf(cfg.Log, "[%6.1fs] %s\n", time.Since(start).Seconds(), fmt.Sprintf(format, args...))
 	}
 	logf("starting private Postgres, Redis, MinIO and the LLM test server; building labelq")
-	env, err := Start(ctx, dir, cfg.LLMLatency)
+	env, closeNet, err := startEnv(ctx, dir, cfg)
+	defer closeNet()
 	if err != nil {
 		return nil, err
 	}
 	env.Extra = cfg.ExtraEnv
 	defer env.Close()
+	if err := env.useRedis(ctx, cfg.Redis); err != nil {
+		return nil, err
+	}
 	r := &run{cfg: cfg, env: env, log: logf, killTypes: map[string]int{}}
 	if r.pool, err = pgxpool.New(ctx, env.DatabaseURL()); err != nil {
 		return nil, err
@@ -122,6 +136,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 
 	// Uploads, approvals and exports run while faults are injected.
 	r.workStart = time.Now()
+	cpuStart := r.sampleCPU()
 	wctx, stopWork := context.WithCancel(ctx)
 	defer stopWork()
 	var main, side sync.WaitGroup
@@ -160,6 +175,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	settleSecs := time.Since(settleStart).Seconds()
 	logf("settled=%v after %.1fs; checking invariants", settled, settleSecs)
 	rep := r.check(ctx)
+	var datasetVersions int
+	if err := r.pool.QueryRow(ctx, `SELECT count(*) FROM file_versions v JOIN files f ON f.id = v.file_id WHERE f.file_type = 'dataset'`).Scan(&datasetVersions); err != nil {
+		return nil, fmt.Errorf("count the run's versions: %w", err)
+	}
+	rep.Figures = append(rep.Figures, capacityFigures(cpuStart, r.sampleCPU(), datasetVersions)...)
 	rep.add("settle_seconds", fmt.Sprintf("%.1f", settleSecs), "", true)
 	rep.add("versions_per_second (first upload to settled)", fmt.Sprintf("%.1f", float64(len(r.uploads))/time.Since(r.workStart).Seconds()), "", true)
 	rep.add("run_seconds", fmt.Sprintf("%.1f", time.Since(start).Seconds()), "", true)
@@ -170,7 +190,7 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	for _, p := range append(r.workers, r.procs()...) {
 		p.Term(10 * time.Second)
 	}
-	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: r.env.Redis.Addr})
+	insp := asynq.NewInspector(r.env.RedisOpt())
 	defer insp.Close()
 	hits := []secretHits{
 		scanLogs(r.env.Logs(), secrets),
@@ -209,7 +229,7 @@ func (r *run) monitor() monitor {
 // check turns the final state into figures, each with the value it must have, one
 // invariant group after another (see invariants.go).
 func (r *run) check(ctx context.Context) *Report {
-	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: r.env.Redis.Addr})
+	insp := asynq.NewInspector(r.env.RedisOpt())
 	defer insp.Close()
 	rep := &Report{Faults: r.faults}
 	for _, figs := range [][]Figure{
@@ -225,6 +245,8 @@ func (r *run) check(ctx context.Context) *Report {
 		checkQueues(insp, queue.Names()),
 		r.syncFigures(ctx),
 		checkKills(r.kills, r.cfg.Kills, r.killTypes, r.uninspected),
+		r.redisFigures(),
+		r.partitionFigures(ctx),
 	} {
 		rep.Figures = append(rep.Figures, figs...)
 	}
@@ -464,6 +486,9 @@ func (r *run) injectFaults(ctx context.Context) error {
 			return nil
 		}},
 		{d * 35 / 100, func() error {
+			if r.env.redisTopo != nil {
+				return r.failover(ctx, 1)
+			}
 			c := redisClient(r.env.Redis.Addr)
 			defer c.Close()
 			r.fault("Redis FLUSHALL")
@@ -490,15 +515,24 @@ func (r *run) injectFaults(ctx context.Context) error {
 			return nil
 		}},
 		{d * 80 / 100, func() error {
+			if r.env.redisTopo != nil {
+				return r.failover(ctx, 2)
+			}
 			r.fault("Redis restart (nothing kept)")
 			r.env.Redis.Stop()
 			time.Sleep(time.Second)
 			return r.env.Redis.Start(context.WithoutCancel(ctx))
 		}},
 	}
+	if r.cfg.Netns { // the partitions first, the other faults after them
+		for i := range steps {
+			steps[i].at = r.afterPartitions(steps[i].at)
+		}
+		steps = append(steps, step{0, func() error { return r.partitionFaults(ctx) }})
+	}
 	start := time.Now()
 	killGap := d / time.Duration(max(r.cfg.Kills, 1))
-	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: r.env.Redis.Addr})
+	insp := asynq.NewInspector(r.env.RedisOpt())
 	defer insp.Close()
 	// Outages run on their own, so kills go on while MinIO is down.
 	var wg sync.WaitGroup
@@ -539,7 +573,7 @@ func (r *run) killWorker(insp *asynq.Inspector) {
 	// Redis may be down at this moment (its restart is one of the faults): the kill
 	// goes on, and the figure counts it as one whose tasks in flight are unknown.
 	active, inspErr := tasksInFlight(insp, queue.Names())
-	i := rand.IntN(len(r.workers))
+	i := r.killTarget()
 	w := r.workers[i]
 	w.Kill()
 	r.kills++
@@ -569,10 +603,14 @@ func (r *run) killWorker(insp *asynq.Inspector) {
 // pending, no task left in asynq.
 func (r *run) waitSettled(ctx context.Context) bool {
 	deadline := time.Now().Add(r.cfg.Settle)
-	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: r.env.Redis.Addr})
+	insp := asynq.NewInspector(r.env.RedisOpt())
 	defer insp.Close()
 	// Neither an unreadable database nor an unreachable Redis counts as settled.
 	why := "the deadline passed before the first look"
+	// Settled is two idle looks in a row, a second apart: asynq's aggregator
+	// holds a group's tasks out of every count between taking the group and
+	// enqueueing its aggregated task, so one look can fall in that gap.
+	idleLooks := 0
 	for time.Now().Before(deadline) && ctx.Err() == nil {
 		pending, err := count(ctx, r.pool, `SELECT
 			(SELECT count(*) FROM file_versions WHERE validation_status = 'pending')
@@ -589,13 +627,18 @@ func (r *run) waitSettled(ctx context.Context) bool {
 		default:
 			idle, err := queuesIdle(insp, queue.Names())
 			if err == nil && idle {
-				return true
+				if idleLooks++; idleLooks == 2 {
+					return true
+				}
+				time.Sleep(time.Second)
+				continue
 			}
 			why = "asynq still holds tasks to run"
 			if err != nil {
 				why = err.Error()
 			}
 		}
+		idleLooks = 0
 		time.Sleep(time.Second)
 	}
 	r.log("not settled: %s", why)
@@ -649,6 +692,9 @@ func (rep *Report) Print(w io.Writer) error {
 	tw := tabwriter.NewWriter(&buf, 2, 8, 2, ' ', 0)
 	_, _ = fmt.Fprintln(tw, "\nFIGURE\tVALUE\tMUST BE\tOK") // into memory: cannot fail
 	passed, failed := 0, 0
+	// A value's first line goes in the table; the lines after it (the tasks a
+	// count names) are listed under the table, so the columns stay narrow.
+	var details bytes.Buffer
 	for _, f := range rep.Figures {
 		mark := "ok"
 		if !f.OK {
@@ -656,9 +702,14 @@ func (rep *Report) Print(w io.Writer) error {
 		} else if f.Want != "" {
 			passed++
 		}
-		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, f.Value, f.Want, mark)
+		value, more, _ := strings.Cut(f.Value, "\n")
+		_, _ = fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", f.Name, value, f.Want, mark)
+		if more != "" {
+			fmt.Fprintf(&details, "\n%s:\n  - %s\n", f.Name, strings.ReplaceAll(more, "\n", "\n  - "))
+		}
 	}
 	_ = tw.Flush()
+	buf.Write(details.Bytes())
 	fmt.Fprintf(&buf, "\nchaos: %d passed, %d failed\n", passed, failed)
 	_, err := w.Write(buf.Bytes())
 	return err

@@ -55,6 +55,11 @@ type Env struct {
 
 	// Extra overrides the defaults below for every process.
 	Extra []string
+	// Net places each worker in a network namespace of its own (-netns); nil: none.
+	Net *hostNet
+	// redisTopo is the Redis Cluster or Sentinel set in use (-redis); nil: the
+	// single server Redis.
+	redisTopo *redisTopology
 	// s3Endpoint stays the same when MinIO is restarted (same port, same data).
 	s3Endpoint string
 
@@ -100,13 +105,20 @@ func (e *Env) Vars(extra ...string) []string {
 		"LABELQ_LOG_LEVEL=info",
 	}
 	v = append(v, webhookVars()...)
+	v = append(v, e.Net.vars()...)
+	v = append(v, e.redisTopo.vars()...)
 	v = append(v, e.Extra...)
 	return append(v, extra...)
 }
 
 // Start brings up the private services, builds the binary and migrates.
 func Start(ctx context.Context, dir string, llmLatency time.Duration) (*Env, error) {
-	e := &Env{Dir: dir, procs: map[string]*Proc{}, Bucket: "labelq-chaos"}
+	return StartOn(ctx, dir, llmLatency, nil)
+}
+
+// StartOn is Start with the services reachable from net's namespaces (nil: none).
+func StartOn(ctx context.Context, dir string, llmLatency time.Duration, net *hostNet) (*Env, error) {
+	e := &Env{Dir: dir, procs: map[string]*Proc{}, Bucket: "labelq-chaos", Net: net}
 	e.Secrets = Secrets{
 		S3Secret:         "CHAOS-S3-SECRET-" + rnd(),
 		LLMKey:           "sk-CHAOS-LLM-KEY-" + rnd(),
@@ -115,14 +127,19 @@ func Start(ctx context.Context, dir string, llmLatency time.Duration) (*Env, err
 		StorageKey: base64.StdEncoding.EncodeToString([]byte(("CHAOS-STORAGE-KEY-" + rnd() + "--------------")[:32])),
 	}
 	var err error
-	if e.PG, err = testenv.StartPrivatePostgres(ctx); err != nil {
+	if e.PG, err = testenv.StartPrivatePostgresOn(ctx, net.pgListen(), net.clients()); err != nil {
 		return nil, err
 	}
-	if e.Redis, err = testenv.StartPrivateRedis(ctx); err != nil {
+	if e.Redis, err = testenv.StartPrivateRedisOn(ctx, net.redisListen()); err != nil {
 		e.Close()
 		return nil, err
 	}
-	if e.MinIO, err = startMinIO(ctx, filepath.Join(dir, "minio"), e.Secrets.S3Secret, ""); err != nil {
+	minioAt, err := net.minioEndpoint()
+	if err != nil {
+		e.Close()
+		return nil, err
+	}
+	if e.MinIO, err = startMinIO(ctx, filepath.Join(dir, "minio"), e.Secrets.S3Secret, minioAt); err != nil {
 		e.Close()
 		return nil, err
 	}
@@ -141,7 +158,7 @@ func Start(ctx context.Context, dir string, llmLatency time.Duration) (*Env, err
 		e.Close()
 		return nil, err
 	}
-	e.LLMAddr = fmt.Sprintf("127.0.0.1:%d", port)
+	e.LLMAddr = fmt.Sprintf("%s:%d", net.serviceHost(), port)
 	e.LLM = llmtest.NewServer(llmtest.Config{APIKey: e.Secrets.LLMKey, Latency: llmLatency, RecordLimit: 100000})
 	if err := e.LLM.Start(e.LLMAddr); err != nil {
 		e.Close()
@@ -228,6 +245,7 @@ func (e *Env) Close() {
 	if m := e.minio(); m != nil {
 		m.Stop()
 	}
+	e.redisTopo.close()
 	if e.Redis != nil {
 		e.Redis.Stop()
 	}
@@ -265,8 +283,8 @@ func (e *Env) StartProc(name, role string) (*Proc, error) {
 	if err != nil {
 		return nil, err
 	}
-	cmd := exec.Command(e.Bin, role)
-	cmd.Env = e.Vars()
+	cmd := e.Net.command(name, e.Bin, role)
+	cmd.Env = e.Vars(e.Net.workerVars(name, e)...)
 	cmd.Stdout, cmd.Stderr = f, f
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {

@@ -10,7 +10,9 @@ import (
 	"net/url"
 	"os"
 	"sort"
+	"strconv"
 	"strings"
+	"time"
 
 	"github.com/hibiken/asynq"
 	"github.com/jackc/pgx/v5"
@@ -18,7 +20,6 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/labelq/labelq/internal/llm/llmtest"
-	"github.com/labelq/labelq/internal/tasks"
 )
 
 // Every invariant group below takes its inputs as arguments and returns its figures.
@@ -313,36 +314,43 @@ func queuesIdle(insp *asynq.Inspector, names []string) (bool, error) {
 			return false, nil
 		}
 		left, err := workLeft(insp, info)
-		if err != nil || left > 0 {
+		if err != nil || len(left) > 0 {
 			return false, err
 		}
 	}
 	return true, nil
 }
 
-// heartbeats are the scheduler's periodic maintenance tasks: enqueued every few
-// seconds whatever the workload, so one running at the moment of a look is not
-// work left behind.
-var heartbeats = map[string]bool{tasks.Reconcile{}.Kind(): true, tasks.ExportRetention{}.Kind(): true}
+// heartbeat tells a periodic maintenance pass caught in flight: the scheduler
+// enqueues every maintenance: kind (reconcile every few seconds in a run, the
+// retention passes) whatever the workload, for one attempt each, so one pending
+// or running at the moment of a look is not work left behind. Matched by the
+// kind's prefix, so a pass added later is covered without this list knowing it.
+// One orphaned (active, its lease run out, no worker), scheduled or retrying is
+// not a pass in flight: it counts.
+func heartbeat(t *asynq.TaskInfo) bool {
+	return strings.HasPrefix(t.Type, "maintenance:") && !t.IsOrphaned &&
+		(t.State == asynq.TaskStateActive || t.State == asynq.TaskStatePending)
+}
 
-// workLeft counts a queue's active, pending, scheduled and retrying tasks other
-// than heartbeats. It lists tasks only for a queue whose counts are not zero.
-func workLeft(insp *asynq.Inspector, info *asynq.QueueInfo) (int, error) {
+// workLeft lists a queue's active, pending, scheduled and retrying tasks other
+// than maintenance passes in flight. It lists tasks only for a queue whose counts are not zero.
+func workLeft(insp *asynq.Inspector, info *asynq.QueueInfo) ([]*asynq.TaskInfo, error) {
 	if info.Active+info.Pending+info.Scheduled+info.Retry == 0 {
-		return 0, nil
+		return nil, nil
 	}
-	left := 0
+	var left []*asynq.TaskInfo
 	for _, list := range []func(string, ...asynq.ListOption) ([]*asynq.TaskInfo, error){
 		insp.ListActiveTasks, insp.ListPendingTasks, insp.ListScheduledTasks, insp.ListRetryTasks,
 	} {
 		for page := 1; ; page++ {
 			ts, err := list(info.Queue, asynq.PageSize(100), asynq.Page(page))
 			if err != nil {
-				return 0, fmt.Errorf("asynq queue %s: %w", info.Queue, err)
+				return nil, fmt.Errorf("asynq queue %s: %w", info.Queue, err)
 			}
 			for _, t := range ts {
-				if !heartbeats[t.Type] {
-					left++
+				if !heartbeat(t) {
+					left = append(left, t)
 				}
 			}
 			if len(ts) < 100 {
@@ -353,7 +361,48 @@ func workLeft(insp *asynq.Inspector, info *asynq.QueueInfo) (int, error) {
 	return left, nil
 }
 
-// checkQueues: asynq holds nothing active or still to run but the heartbeats.
+// describeTask names a task left behind: what the operator needs to find it in
+// asynqmon and tell a stuck task from one still on its way. The payload is left
+// out (it may carry what the secret scan looks for); the id names the subject.
+func describeTask(t *asynq.TaskInfo) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s id=%s queue=%s retried=%d/%d", t.State, t.Type, t.ID, t.Queue, t.Retried, t.MaxRetry)
+	if t.IsOrphaned {
+		b.WriteString(" orphaned (lease expired, no worker)")
+	}
+	if t.Group != "" {
+		fmt.Fprintf(&b, " group=%s", t.Group)
+	}
+	if !t.NextProcessAt.IsZero() && (t.State == asynq.TaskStateScheduled || t.State == asynq.TaskStateRetry) {
+		fmt.Fprintf(&b, " next_process_at=%s", t.NextProcessAt.UTC().Format(time.RFC3339))
+	}
+	lastErr := "none"
+	if t.LastErr != "" {
+		lastErr = strings.Join(strings.Fields(t.LastErr), " ")
+		if len(lastErr) > 200 {
+			lastErr = lastErr[:200] + "…"
+		}
+		lastErr = strconv.Quote(lastErr)
+		if !t.LastFailedAt.IsZero() {
+			lastErr += " at " + t.LastFailedAt.UTC().Format(time.RFC3339)
+		}
+	}
+	b.WriteString(" last_error=" + lastErr)
+	return b.String()
+}
+
+// leftValue is the figure's value: the count, then one line per task counted
+// (Report.Print lists those lines under the table).
+func leftValue(left []*asynq.TaskInfo) string {
+	lines := []string{fmt.Sprint(len(left))}
+	for _, t := range left {
+		lines = append(lines, describeTask(t))
+	}
+	return strings.Join(lines, "\n")
+}
+
+// checkQueues: asynq holds nothing active or still to run but maintenance passes in flight. The
+// figure names every task it counts.
 func checkQueues(insp *asynq.Inspector, names []string) []Figure {
 	infos, err := queueInfos(insp, names)
 	if err != nil {
@@ -362,20 +411,21 @@ func checkQueues(insp *asynq.Inspector, names []string) []Figure {
 			failedFigure("asynq_archived (bad input, by design)", "", err),
 		}
 	}
-	active, archived := 0, 0
+	var left []*asynq.TaskInfo
+	archived := 0
 	for _, info := range infos {
-		left, err := workLeft(insp, info)
+		l, err := workLeft(insp, info)
 		if err != nil {
 			return []Figure{
 				failedFigure("asynq_tasks_left_active_or_pending", "0", err),
 				failedFigure("asynq_archived (bad input, by design)", "", err),
 			}
 		}
-		active += left
+		left = append(left, l...)
 		archived += info.Archived
 	}
 	return []Figure{
-		{"asynq_tasks_left_active_or_pending", fmt.Sprint(active), "0", active == 0},
+		{"asynq_tasks_left_active_or_pending", leftValue(left), "0", len(left) == 0},
 		{"asynq_archived (bad input, by design)", fmt.Sprint(archived), "", true},
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -18,6 +19,7 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/minio/minio-go/v7"
 	"github.com/minio/minio-go/v7/pkg/credentials"
+	"github.com/redis/go-redis/v9"
 	"github.com/stretchr/testify/require"
 
 	"github.com/labelq/labelq/internal/database"
@@ -265,15 +267,95 @@ func TestQueueInvariantsFailWhenRedisIsUnreachable(t *testing.T) {
 		idle, err = queuesIdle(insp, names)
 		require.NoError(t, err)
 		require.True(t, idle)
-		_, err = c.Enqueue(asynq.NewTask("chaos:test", []byte(`{"key":"`+chaosSecrets[1]+`"}`)), asynq.Queue(queue.QueueDefault))
+		_, err = c.Enqueue(asynq.NewTask("chaos:test", []byte(`{"key":"`+chaosSecrets[1]+`"}`)), asynq.Queue(queue.QueueDefault),
+			asynq.TaskID("chaos-test-1"))
 		require.NoError(t, err)
-		require.Equal(t, Figure{"asynq_tasks_left_active_or_pending", "1", "0", false}, checkQueues(insp, names)[0])
+		left := checkQueues(insp, names)[0]
+		require.Equal(t, Figure{"asynq_tasks_left_active_or_pending",
+			"1\npending chaos:test id=chaos-test-1 queue=default retried=0/25 last_error=none", "0", false}, left)
+		require.NotContains(t, left.Value, chaosSecrets[1], "the figure names a task without its payload")
 		idle, err = queuesIdle(insp, names)
 		require.NoError(t, err)
 		require.False(t, idle)
 		f := secretsFigure(scanTasks(insp, names, chaosSecrets))
 		require.Equal(t, Figure{"secret_hits (logs, rows, tasks, asynqmon)", "1", "0", false}, f)
 	})
+}
+
+// TestQueueFigureNamesEveryTask: the figure counts the tasks left and names each
+// (state, type, id, queue, retries, last error; orphaned when its lease ran out
+// with no worker), without its payload; Print lists them under the table. A
+// maintenance pass pending or running is not counted, an orphaned one is.
+func TestQueueFigureNamesEveryTask(t *testing.T) {
+	rd := testenv.RedisDB(t)
+	ctx := context.Background()
+	insp := asynq.NewInspector(rd.Opt())
+	defer insp.Close()
+	c := asynq.NewClient(rd.Opt())
+	defer c.Close()
+	enqueue := func(kind, id string, opts ...asynq.Option) {
+		t.Helper()
+		_, err := c.Enqueue(asynq.NewTask(kind, []byte(`{"key":"`+chaosSecrets[0]+`"}`)),
+			append(opts, asynq.Queue(queue.QueueDefault), asynq.TaskID(id))...)
+		require.NoError(t, err)
+	}
+
+	// A task that failed once and waits an hour for its retry, by a real worker.
+	enqueue("chaos:fail", "fail-1", asynq.MaxRetry(3))
+	srv := asynq.NewServer(rd.Opt(), asynq.Config{Concurrency: 1, Queues: map[string]int{queue.QueueDefault: 1},
+		RetryDelayFunc: func(int, error, *asynq.Task) time.Duration { return time.Hour }, LogLevel: asynq.FatalLevel})
+	require.NoError(t, srv.Start(asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+		return fmt.Errorf("read bucket:\n  %w", errors.New("connection refused"))
+	})))
+	require.Eventually(t, func() bool {
+		ts, err := insp.ListRetryTasks(queue.QueueDefault)
+		return err == nil && len(ts) == 1
+	}, 30*time.Second, 50*time.Millisecond)
+	srv.Shutdown()
+
+	// A task a killed worker left active: in the active list with a lease that ran
+	// out, as asynq's dequeue leaves it once the process is gone.
+	k := func(suffix string) string { return "asynq:{" + queue.QueueDefault + "}:" + suffix }
+	orphan := func(kind, id string) {
+		t.Helper()
+		enqueue(kind, id)
+		require.NoError(t, rd.Client.LRem(ctx, k("pending"), 0, id).Err())
+		require.NoError(t, rd.Client.RPush(ctx, k("active"), id).Err())
+		require.NoError(t, rd.Client.HSet(ctx, k("t:"+id), "state", "active").Err())
+		require.NoError(t, rd.Client.ZAdd(ctx, k("lease"), redis.Z{Score: float64(time.Now().Add(-time.Minute).Unix()), Member: id}).Err())
+	}
+	orphan("chaos:orphan", "orphan-1")
+	// A maintenance pass is not work left while in flight; one a killed worker
+	// left behind is.
+	orphan(tasks.WebhookRetention{}.Kind(), "stuck-pass")
+
+	enqueue("chaos:test", "pending-1")
+	enqueue("chaos:later", "scheduled-1", asynq.ProcessAt(time.Date(2100, 1, 2, 3, 4, 5, 0, time.UTC)))
+	enqueue(tasks.Reconcile{}.Kind(), "heartbeat-1")         // in flight: not work left
+	enqueue("maintenance:a_pass_added_later", "heartbeat-2") // every maintenance kind, by its prefix
+
+	figs := checkQueues(insp, queue.Names())
+	f := figure(t, figs, "asynq_tasks_left_active_or_pending")
+	require.False(t, f.OK)
+	lines := strings.Split(f.Value, "\n")
+	require.Equal(t, "5", lines[0], f.Value)
+	// asynq lists the active tasks newest first.
+	require.Equal(t, "active maintenance:webhook_retention id=stuck-pass queue=default retried=0/25 orphaned (lease expired, no worker) last_error=none", lines[1])
+	require.Equal(t, "active chaos:orphan id=orphan-1 queue=default retried=0/25 orphaned (lease expired, no worker) last_error=none", lines[2])
+	require.Equal(t, "pending chaos:test id=pending-1 queue=default retried=0/25 last_error=none", lines[3])
+	require.Equal(t, "scheduled chaos:later id=scheduled-1 queue=default retried=0/25 next_process_at=2100-01-02T03:04:05Z last_error=none", lines[4])
+	require.Regexp(t, `^retry chaos:fail id=fail-1 queue=default retried=1/3 next_process_at=\S+ last_error="read bucket: connection refused" at \S+$`, lines[5])
+	require.Len(t, lines, 6)
+	require.NotContains(t, f.Value, chaosSecrets[0], "a task is named without its payload")
+
+	var out bytes.Buffer
+	require.NoError(t, (&Report{Figures: figs}).Print(&out))
+	table, details, ok := strings.Cut(out.String(), "\nasynq_tasks_left_active_or_pending:\n")
+	require.True(t, ok, out.String())
+	require.Regexp(t, `(?m)^asynq_tasks_left_active_or_pending +5 +0 +FAIL$`, table)
+	require.NotContains(t, table, "orphan-1", "the table holds the count, the tasks are listed under it")
+	require.True(t, strings.HasPrefix(details, "  - "+strings.Join(lines[1:], "\n  - ")+"\n"), details)
+	require.True(t, strings.HasSuffix(out.String(), "\nchaos: 0 passed, 1 failed\n"), out.String())
 }
 
 // fakeAsynqmon answers like asynqmon behind the operator's basic auth: the queue
@@ -673,7 +755,7 @@ func TestCheckWebhooks(t *testing.T) {
 // signed with the endpoint's secret as a receipt of its webhook-id, and one
 // signed with another secret, or at an unknown path, as not verified.
 func TestHookReceiverVerifiesEveryRequest(t *testing.T) {
-	recv, err := startHookReceiver()
+	recv, err := startHookReceiver("127.0.0.1")
 	require.NoError(t, err)
 	defer recv.Close()
 	secret := delivery.NewSecret()

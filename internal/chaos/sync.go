@@ -199,7 +199,7 @@ func (r *run) syncAll(ctx context.Context) error {
 // whichever it was, the run must resume from its checkpoint. A sync that ends
 // between two looks goes unkilled (the figure says so).
 func (r *run) killSyncWorker(ctx context.Context, limit time.Duration) {
-	insp := asynq.NewInspector(asynq.RedisClientOpt{Addr: r.env.Redis.Addr})
+	insp := asynq.NewInspector(r.env.RedisOpt())
 	defer insp.Close()
 	deadline := time.Now().Add(limit)
 	kind := tasks.StorageSync{}.Kind()

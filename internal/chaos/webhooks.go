@@ -92,8 +92,8 @@ type hookReceiver struct {
 	rng     *rand.Rand
 }
 
-func startHookReceiver() (*hookReceiver, error) {
-	ln, err := net.Listen("tcp", "127.0.0.1:0")
+func startHookReceiver(host string) (*hookReceiver, error) {
+	ln, err := net.Listen("tcp", net.JoinHostPort(host, "0"))
 	if err != nil {
 		return nil, fmt.Errorf("webhook receiver: %w", err)
 	}
@@ -205,7 +205,7 @@ type webhookWork struct {
 // setupWebhooks starts the receiver and registers the reliable endpoint, before
 // any other state change of the run (so every event of the run has it).
 func (r *run) setupWebhooks(ctx context.Context) error {
-	recv, err := startHookReceiver()
+	recv, err := startHookReceiver(r.env.Net.serviceHost())
 	if err != nil {
 		return err
 	}

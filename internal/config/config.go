@@ -18,7 +18,9 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 
+	"github.com/labelq/labelq/internal/admission"
 	"github.com/labelq/labelq/internal/llm"
 	"github.com/labelq/labelq/internal/storage"
 	"github.com/labelq/labelq/internal/webhook/delivery"
@@ -34,6 +36,9 @@ type Config struct {
 	DatabaseURL      string `env:"LABELQ_DATABASE_URL" default:"postgres://postgres@127.0.0.1:5432/labelq?sslmode=disable" help:"PostgreSQL connection URL (the source of truth) of migrations, token commands and the worker, scheduler and relay roles: the schema owner for migrate, labelq_worker for the others" secret:"true"`
 	APIDatabaseURL   string `env:"LABELQ_API_DATABASE_URL" default:"" help:"PostgreSQL URL of the api role, as the non-superuser labelq_api_login under row-level security; empty: LABELQ_DATABASE_URL with its user replaced by labelq_api_login and no password" secret:"true"`
 	DatabaseMaxConns int32  `env:"LABELQ_DATABASE_MAX_CONNS" default:"10" help:"maximum Postgres connections per process"`
+	// A transaction pooler (PgBouncer, pool_mode = transaction) in LABELQ_DATABASE_URL and LABELQ_API_DATABASE_URL needs these two.
+	DatabaseDirectURL string `env:"LABELQ_DATABASE_DIRECT_URL" default:"" help:"PostgreSQL URL of the server itself, not through a transaction pooler, for what needs a session of its own: migrations and the relay's LISTEN; empty: LABELQ_DATABASE_URL" secret:"true"`
+	DatabaseExecMode  string `env:"LABELQ_DATABASE_EXEC_MODE" default:"cache_statement" help:"how queries are sent (pgx's QueryExecMode): cache_statement prepares named statements on each session; cache_describe sends unnamed ones, for PgBouncer before 1.21 in transaction pooling; also describe_exec, exec, simple_protocol"`
 
 	RedisURL          string `env:"LABELQ_REDIS_URL" default:"redis://127.0.0.1:6379/0" help:"Redis for asynq: redis://[:password@]host:port/db, rediss://… for TLS, redis-sentinel://[:password@]host1:port,host2:port?master=name for Sentinel" secret:"true"`
 	RedisClusterAddrs string `env:"LABELQ_REDIS_CLUSTER_ADDRS" default:"" help:"comma-separated Redis Cluster node addresses; when set, used instead of LABELQ_REDIS_URL's host"`
@@ -50,6 +55,7 @@ type Config struct {
 	StorageAllowedEndpoints string `env:"LABELQ_STORAGE_ALLOWED_ENDPOINTS" default:"" help:"S3 endpoints (host:port, or *.domain:port) tenants may use for import and export storages, comma-separated; empty allows only LABELQ_S3_ENDPOINT"`
 
 	HTTPAddr           string `env:"LABELQ_HTTP_ADDR" default:"127.0.0.1:8080" help:"listen address of the API, /monitoring, /metrics, /healthz; beyond loopback (such as :8080) labelq refuses default or short operator passwords and MinIO's default keys"`
+	MetricsAddr        string `env:"LABELQ_METRICS_ADDR" default:"" help:"listen address of a metrics-only server (/metrics behind the operator credential, and /healthz) that any process starts, so Prometheus can scrape a worker, scheduler or relay; empty: none (the api role serves /metrics on LABELQ_HTTP_ADDR); beyond loopback the operator password rules of LABELQ_HTTP_ADDR apply"`
 	PublicURL          string `env:"LABELQ_PUBLIC_URL" default:"http://localhost:8080" help:"URL users reach the API at (printed by make run)"`
 	OperatorUser       string `env:"LABELQ_OPERATOR_USER" default:"operator" help:"basic-auth user for /monitoring and /metrics"`
 	OperatorPassword   string `env:"LABELQ_OPERATOR_PASSWORD" default:"" help:"basic-auth password for /monitoring and /metrics; empty disables those routes" secret:"true"`
@@ -57,14 +63,22 @@ type Config struct {
 	MaxBodyBytes       int64  `env:"LABELQ_MAX_BODY_BYTES" default:"1048576" help:"largest accepted API request body"`
 
 	WorkerConcurrency  int           `env:"LABELQ_WORKER_CONCURRENCY" default:"10" help:"tasks one worker process runs at once"`
-	WorkerPollInterval time.Duration `env:"LABELQ_WORKER_POLL_INTERVAL" default:"200ms" help:"how long an idle worker waits before asking Redis for work again (asynq's TaskCheckInterval, 1s there); the wait is this ±50%"`
+	WorkerPollInterval time.Duration `env:"LABELQ_WORKER_POLL_INTERVAL" default:"50ms" help:"pause, ±50%, after a worker looked at every queue and found nothing (asynq's TaskCheckInterval, 1s there); once every queue was found empty the worker waits LABELQ_WORKER_IDLE_WAIT instead"`
+	WorkerIdleWait     time.Duration `env:"LABELQ_WORKER_IDLE_WAIT" default:"1s" help:"how long an idle worker, every queue found empty, waits for a wake-up (the relay publishes one on Redis after each batch it enqueues) before looking again; a task that comes without one (a retry, a scheduled or periodic task) waits up to this; 0 turns the wake-up off: plain polling every LABELQ_WORKER_POLL_INTERVAL (raise it then: each look is one Redis call per queue)"`
 	ShutdownTimeout    time.Duration `env:"LABELQ_SHUTDOWN_TIMEOUT" default:"25s" help:"how long a stopping process waits for in-flight work"`
+	HeartbeatInterval  time.Duration `env:"LABELQ_HEARTBEAT_INTERVAL" default:"5s" help:"how often a running export or sync run writes its heartbeat_at; the API answers status stalled for one whose heartbeat is older than 3 intervals (its worker is gone; asynq hands the task to another worker when its lease runs out)"`
 
 	RelayPollInterval time.Duration `env:"LABELQ_RELAY_POLL_INTERVAL" default:"1s" help:"outbox relay polling fallback (LISTEN/NOTIFY wakes it sooner)"`
 	RelayBatchSize    int           `env:"LABELQ_RELAY_BATCH_SIZE" default:"500" help:"outbox rows one relay claims and moves to asynq at a time"`
+	AdmitPerOrg       string        `env:"LABELQ_ADMIT_PER_ORG" default:"validate=200,preannotate=10,match=20,export=4,sync=4,score=200,consensus=4,deliver=0,default=100" help:"fair admission: tasks of each type one organization may have in Redis, admitted and not finished (type=limit pairs by task type or its short name, default=N for the rest, times the organization's admission_weight); the rest waits in the outbox and organizations take turns; 0 turns admission off (every row relayed at once, oldest first)"`
 	ReconcileInterval time.Duration `env:"LABELQ_RECONCILE_INTERVAL" default:"1m" help:"how often the reconciler looks for stuck rows"`
 	ReconcileAfter    time.Duration `env:"LABELQ_RECONCILE_AFTER" default:"5m" help:"a pending row older than this with no live task is queued again"`
 	OutboxRetention   time.Duration `env:"LABELQ_OUTBOX_RETENTION" default:"24h" help:"relayed outbox rows are kept this long (GET /v1/tasks/{id} and the reconciler read them)"`
+	// Retention of the other growing tables (internal/retention, hourly; 0 keeps).
+	EventLogRetention    time.Duration `env:"LABELQ_EVENT_LOG_RETENTION" default:"2160h" help:"event_log is kept this long, then dropped a whole month at a time (so up to a month longer); 0 keeps it forever. Upgrading with the default drops older history on the first pass"`
+	IdempotencyRetention time.Duration `env:"LABELQ_IDEMPOTENCY_RETENTION" default:"720h" help:"answers stored for Idempotency-Key requests are kept this long (the same key after that is a new request); 0 keeps them"`
+	LLMRunRetention      time.Duration `env:"LABELQ_LLM_RUN_RETENTION" default:"8760h" help:"finished pre-annotation runs unchanged for this long are deleted (usage and cost totals then count the runs kept; a run a cached copy points to stays while the copy does); 0 keeps them"`
+	SyncRunRetention     time.Duration `env:"LABELQ_SYNC_RUN_RETENTION" default:"2160h" help:"finished storage sync runs unchanged for this long are deleted, except each storage's newest; 0 keeps them"`
 
 	LLMBaseURL           string        `env:"LABELQ_LLM_BASE_URL" default:"https://api.openai.com/v1" help:"OpenAI-compatible base URL (OpenAI, Azure OpenAI, vLLM, Ollama, LiteLLM)"`
 	LLMAPIKey            string        `env:"LABELQ_LLM_API_KEY" default:"" help:"API key for the LLM endpoint" secret:"true"`
@@ -101,6 +115,10 @@ type Config struct {
 
 	LogLevel  string `env:"LABELQ_LOG_LEVEL" default:"info" help:"debug, info, warn or error"`
 	LogFormat string `env:"LABELQ_LOG_FORMAT" default:"json" help:"json or text"`
+
+	// A test knob: Linux time namespaces do not shift CLOCK_REALTIME, so the chaos
+	// runner's -netns variant gives one worker a clock this far off through it.
+	ClockSkew time.Duration `env:"LABELQ_CLOCK_SKEW" default:"0s" help:"test knob, leave at 0s: shifts the clock this process reads for its own timestamps and schedule ticks (not asynq's, not PostgreSQL's), to test a host whose clock is off (labelq-chaos -netns)"`
 }
 
 // Var describes one environment variable.
@@ -202,6 +220,14 @@ func (c *Config) validate() []error {
 			bad("LABELQ_API_DATABASE_URL", "want postgres://labelq_api_login@host:port/dbname, or leave it empty")
 		}
 	}
+	if c.DatabaseDirectURL != "" {
+		if u, err := url.Parse(c.DatabaseDirectURL); err != nil || (u.Scheme != "postgres" && u.Scheme != "postgresql") {
+			bad("LABELQ_DATABASE_DIRECT_URL", "want postgres://user@host:port/dbname, or leave it empty")
+		}
+	}
+	if _, err := c.QueryExecMode(); err != nil {
+		bad("LABELQ_DATABASE_EXEC_MODE", "%v", err)
+	}
 	if c.DatabaseMaxConns < 2 {
 		bad("LABELQ_DATABASE_MAX_CONNS", "must be at least 2")
 	}
@@ -227,12 +253,25 @@ func (c *Config) validate() []error {
 	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
 		bad("LABELQ_HTTP_ADDR", "want [host]:port, such as 127.0.0.1:8080")
 	}
+	if _, _, err := net.SplitHostPort(c.MetricsAddr); c.MetricsAddr != "" && err != nil {
+		bad("LABELQ_METRICS_ADDR", "want [host]:port, such as 127.0.0.1:9464, or empty")
+	}
 	errs = append(errs, c.exposureProblems()...)
+	errs = append(errs, c.metricsExposureProblems()...)
 	if c.MaxBodyBytes < 1024 {
 		bad("LABELQ_MAX_BODY_BYTES", "must be at least 1024")
 	}
 	if c.WorkerPollInterval < 10*time.Millisecond || c.WorkerPollInterval > time.Minute {
 		bad("LABELQ_WORKER_POLL_INTERVAL", "must be between 10ms and 1m")
+	}
+	if c.WorkerIdleWait != 0 && (c.WorkerIdleWait < 10*time.Millisecond || c.WorkerIdleWait > 10*time.Second) {
+		bad("LABELQ_WORKER_IDLE_WAIT", "must be 0 (no wake-up) or between 10ms and 10s (far inside asynq's 30s task lease)")
+	}
+	if c.HeartbeatInterval < 10*time.Millisecond || c.HeartbeatInterval > 10*time.Minute {
+		bad("LABELQ_HEARTBEAT_INTERVAL", "must be between 10ms and 10m")
+	}
+	if c.ClockSkew < -24*time.Hour || c.ClockSkew > 24*time.Hour {
+		bad("LABELQ_CLOCK_SKEW", "must be between -24h and 24h")
 	}
 	if c.WorkerConcurrency < 1 || c.WorkerConcurrency > 1000 {
 		bad("LABELQ_WORKER_CONCURRENCY", "must be between 1 and 1000")
@@ -270,6 +309,14 @@ func (c *Config) validate() []error {
 	if c.ExportRetention < 0 {
 		bad("LABELQ_EXPORT_RETENTION", "must be 0 (keep) or positive")
 	}
+	for name, d := range map[string]time.Duration{
+		"LABELQ_EVENT_LOG_RETENTION": c.EventLogRetention, "LABELQ_IDEMPOTENCY_RETENTION": c.IdempotencyRetention,
+		"LABELQ_LLM_RUN_RETENTION": c.LLMRunRetention, "LABELQ_SYNC_RUN_RETENTION": c.SyncRunRetention,
+	} {
+		if d < 0 {
+			bad(name, "must be 0 (keep) or positive")
+		}
+	}
 	if c.ExportOrphanGrace <= 0 {
 		bad("LABELQ_EXPORT_ORPHAN_GRACE", "must be positive, and longer than an export may run (12h)")
 	}
@@ -284,6 +331,9 @@ func (c *Config) validate() []error {
 	}
 	if c.RelayBatchSize < 1 || c.RelayBatchSize > 10000 {
 		bad("LABELQ_RELAY_BATCH_SIZE", "must be between 1 and 10000")
+	}
+	if _, err := admission.Parse(c.AdmitPerOrg); err != nil {
+		bad("LABELQ_ADMIT_PER_ORG", "%s", err)
 	}
 	if u, err := url.Parse(c.LLMBaseURL); err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
 		bad("LABELQ_LLM_BASE_URL", "want an http(s) URL such as https://api.openai.com/v1")
@@ -353,6 +403,34 @@ func (c *Config) APIDatabase() string {
 	return u.String()
 }
 
+// DirectDatabase is the URL of the PostgreSQL server itself: LABELQ_DATABASE_DIRECT_URL,
+// or LABELQ_DATABASE_URL when that is unset (no pooler in between).
+func (c *Config) DirectDatabase() string {
+	if c.DatabaseDirectURL != "" {
+		return c.DatabaseDirectURL
+	}
+	return c.DatabaseURL
+}
+
+// execModes are LABELQ_DATABASE_EXEC_MODE's values: pgx's names for its modes (as
+// in its default_query_exec_mode connection parameter).
+var execModes = map[string]pgx.QueryExecMode{
+	"cache_statement": pgx.QueryExecModeCacheStatement,
+	"cache_describe":  pgx.QueryExecModeCacheDescribe,
+	"describe_exec":   pgx.QueryExecModeDescribeExec,
+	"exec":            pgx.QueryExecModeExec,
+	"simple_protocol": pgx.QueryExecModeSimpleProtocol,
+}
+
+// QueryExecMode is LABELQ_DATABASE_EXEC_MODE as pgx's mode.
+func (c *Config) QueryExecMode() (pgx.QueryExecMode, error) {
+	m, ok := execModes[c.DatabaseExecMode]
+	if !ok {
+		return 0, errors.New("want cache_statement, cache_describe, describe_exec, exec or simple_protocol")
+	}
+	return m, nil
+}
+
 // RedisConnOpt turns the Redis settings into asynq connection options: a single
 // server, Sentinel failover (redis-sentinel://) or Cluster (LABELQ_REDIS_CLUSTER_ADDRS).
 func (c *Config) RedisConnOpt() (asynq.RedisConnOpt, error) {
@@ -365,7 +443,7 @@ func (c *Config) RedisConnOpt() (asynq.RedisConnOpt, error) {
 			}
 			addrs = append(addrs, a)
 		}
-		return asynq.RedisClusterClientOpt{Addrs: addrs, Password: c.RedisPassword}, nil
+		return RedisClusterOpt{asynq.RedisClusterClientOpt{Addrs: addrs, Password: c.RedisPassword}}, nil
 	}
 	opt, err := asynq.ParseRedisURI(c.RedisURL)
 	if err != nil {

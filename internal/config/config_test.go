@@ -48,7 +48,7 @@ func TestRedisForms(t *testing.T) {
 			}},
 		{"cluster", map[string]string{"LABELQ_REDIS_CLUSTER_ADDRS": "n1:7000, n2:7001,n3:7002"},
 			func(t *testing.T, o asynq.RedisConnOpt) {
-				r := o.(asynq.RedisClusterClientOpt)
+				r := o.(config.RedisClusterOpt)
 				require.Equal(t, []string{"n1:7000", "n2:7001", "n3:7002"}, r.Addrs)
 			}},
 	}

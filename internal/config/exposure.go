@@ -51,3 +51,16 @@ func (c *Config) exposureProblems() []error {
 	}
 	return errs
 }
+
+// metricsExposureProblems holds LABELQ_METRICS_ADDR beyond loopback to the
+// operator password rules of LABELQ_HTTP_ADDR: it serves /metrics behind the same
+// credential. Nothing to add when LABELQ_HTTP_ADDR is exposed already (checked there).
+func (c *Config) metricsExposureProblems() []error {
+	if c.MetricsAddr == "" || Loopback(c.MetricsAddr) || !Loopback(c.HTTPAddr) {
+		return nil
+	}
+	if p := c.OperatorPassword; p != "" && (weakPasswords[strings.ToLower(p)] || len(p) < minOperatorPasswordLen) {
+		return []error{fmt.Errorf("LABELQ_OPERATOR_PASSWORD: LABELQ_METRICS_ADDR %q listens beyond loopback, so it must not be a default or guessable password and must be at least %d characters: set LABELQ_OPERATOR_PASSWORD to a long random value (openssl rand -hex 16), or listen on 127.0.0.1", c.MetricsAddr, minOperatorPasswordLen)}
+	}
+	return nil
+}

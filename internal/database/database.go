@@ -26,9 +26,26 @@ import (
 	"github.com/labelq/labelq/migrations"
 )
 
+// Option changes how Open and OpenLazy set up a pool.
+type Option func(*pgxpool.Config)
+
+// WithExecMode sets how the pool's connections send queries. pgx's default,
+// QueryExecModeCacheStatement, prepares a named statement per query on each server
+// session and reuses it; PgBouncer before 1.21 in transaction pooling hands
+// sessions from client to client between transactions, so a client meets
+// statements it never prepared, or misses its own. QueryExecModeCacheDescribe keeps
+// the one round trip and the binary formats but sends every query as the unnamed
+// statement, parsed with its execution in one message sequence (a describe round
+// trip only the first time a connection meets a query), so no statement outlives
+// the exchange. (QueryExecModeDescribeExec describes and executes in two exchanges,
+// which a pooler may route to two different sessions outside a transaction.)
+func WithExecMode(m pgx.QueryExecMode) Option {
+	return func(c *pgxpool.Config) { c.ConnConfig.DefaultQueryExecMode = m }
+}
+
 // Open connects a pool and checks the server answers.
-func Open(ctx context.Context, databaseURL string, maxConns int32) (*pgxpool.Pool, error) {
-	pool, err := OpenLazy(ctx, databaseURL, maxConns)
+func Open(ctx context.Context, databaseURL string, maxConns int32, opts ...Option) (*pgxpool.Pool, error) {
+	pool, err := OpenLazy(ctx, databaseURL, maxConns, opts...)
 	if err != nil {
 		return nil, err
 	}
@@ -41,7 +58,7 @@ func Open(ctx context.Context, databaseURL string, maxConns int32) (*pgxpool.Poo
 
 // OpenLazy is Open without the check: the pool connects on first use, so a process
 // that never uses it (a worker never serves the API) never logs in with it.
-func OpenLazy(ctx context.Context, databaseURL string, maxConns int32) (*pgxpool.Pool, error) {
+func OpenLazy(ctx context.Context, databaseURL string, maxConns int32, opts ...Option) (*pgxpool.Pool, error) {
 	cfg, err := pgxpool.ParseConfig(databaseURL)
 	if err != nil {
 		return nil, fmt.Errorf("parse database URL: %w", redactURLError(err))
@@ -50,6 +67,9 @@ func OpenLazy(ctx context.Context, databaseURL string, maxConns int32) (*pgxpool
 		cfg.MaxConns = maxConns
 	}
 	cfg.ConnConfig.RuntimeParams["application_name"] = "labelq"
+	for _, o := range opts {
+		o(cfg)
+	}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
 	if err != nil {
 		return nil, fmt.Errorf("connect to Postgres: %w", err)

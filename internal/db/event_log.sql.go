@@ -49,7 +49,6 @@ func (q *Queries) EventLogEntityExists(ctx context.Context, arg EventLogEntityEx
 const eventLogInsert = `-- name: EventLogInsert :exec
 INSERT INTO event_log (org_id, entity_type, entity_id, event_type, user_id, dedup_key, metadata)
 VALUES ($1, $2, $3, $4, $5, $6, $7)
-ON CONFLICT (dedup_key) DO NOTHING
 `
 
 type EventLogInsertParams struct {
@@ -62,7 +61,8 @@ type EventLogInsertParams struct {
 	Metadata   json.RawMessage `json:"metadata"`
 }
 
-// With a dedup key, the same event written twice (a redelivered task) is kept once.
+// With a dedup key, the same event written twice (a redelivered task) is kept once
+// (the event_log_dedup trigger drops the repeat, migrations/00020).
 func (q *Queries) EventLogInsert(ctx context.Context, arg EventLogInsertParams) error {
 	_, err := q.db.Exec(ctx, eventLogInsert,
 		arg.OrgID,
@@ -80,7 +80,6 @@ const eventLogInsertBatch = `-- name: EventLogInsertBatch :exec
 INSERT INTO event_log (org_id, entity_type, entity_id, event_type, user_id, dedup_key, metadata)
 SELECT $1, $2, unnest($3::bigint[]), $4,
        unnest($5::bigint[]), unnest($6::text[]), unnest($7::jsonb[])
-ON CONFLICT (dedup_key) DO NOTHING
 `
 
 type EventLogInsertBatchParams struct {

@@ -14,7 +14,7 @@ import (
 const exportLogCancel = `-- name: ExportLogCancel :one
 UPDATE export_logs SET status = 'cancelled', completed_at = now()
 WHERE id = $1 AND org_id = $2 AND status IN ('pending', 'running')
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format, heartbeat_at
 `
 
 type ExportLogCancelParams struct {
@@ -53,6 +53,7 @@ func (q *Queries) ExportLogCancel(ctx context.Context, arg ExportLogCancelParams
 		&i.StorageID,
 		&i.Note,
 		&i.Format,
+		&i.HeartbeatAt,
 	)
 	return i, err
 }
@@ -70,7 +71,7 @@ UPDATE export_logs SET
     note           = $5,
     completed_at   = $6
 WHERE id = $7 AND attempts = $8 AND status = 'running'
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format, heartbeat_at
 `
 
 type ExportLogCompleteParams struct {
@@ -126,6 +127,7 @@ func (q *Queries) ExportLogComplete(ctx context.Context, arg ExportLogCompletePa
 		&i.StorageID,
 		&i.Note,
 		&i.Format,
+		&i.HeartbeatAt,
 	)
 	return i, err
 }
@@ -134,7 +136,7 @@ const exportLogCreate = `-- name: ExportLogCreate :one
 INSERT INTO export_logs (org_id, project_id, requested_by, schedule_id, scheduled_for, options, storage_id, format)
 VALUES ($1, $2, $3, $4, $5, $6, $7,
         COALESCE($8::text, 'labelq'))
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format, heartbeat_at
 `
 
 type ExportLogCreateParams struct {
@@ -190,6 +192,7 @@ func (q *Queries) ExportLogCreate(ctx context.Context, arg ExportLogCreateParams
 		&i.StorageID,
 		&i.Note,
 		&i.Format,
+		&i.HeartbeatAt,
 	)
 	return i, err
 }
@@ -200,7 +203,7 @@ VALUES ($1, $2, $3, $4, $5,
         (SELECT s.storage_id FROM export_schedules s WHERE s.id = $3),
         COALESCE((SELECT s.format FROM export_schedules s WHERE s.id = $3), 'labelq'))
 ON CONFLICT (schedule_id, scheduled_for) DO NOTHING
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format, heartbeat_at
 `
 
 type ExportLogCreateForTickParams struct {
@@ -251,6 +254,7 @@ func (q *Queries) ExportLogCreateForTick(ctx context.Context, arg ExportLogCreat
 		&i.StorageID,
 		&i.Note,
 		&i.Format,
+		&i.HeartbeatAt,
 	)
 	return i, err
 }
@@ -336,7 +340,7 @@ func (q *Queries) ExportLogFail(ctx context.Context, arg ExportLogFailParams) (i
 }
 
 const exportLogGet = `-- name: ExportLogGet :one
-SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format FROM export_logs WHERE id = $1 AND org_id = $2
+SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format, heartbeat_at FROM export_logs WHERE id = $1 AND org_id = $2
 `
 
 type ExportLogGetParams struct {
@@ -375,12 +379,13 @@ func (q *Queries) ExportLogGet(ctx context.Context, arg ExportLogGetParams) (Exp
 		&i.StorageID,
 		&i.Note,
 		&i.Format,
+		&i.HeartbeatAt,
 	)
 	return i, err
 }
 
 const exportLogGetForUpdate = `-- name: ExportLogGetForUpdate :one
-SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format FROM export_logs WHERE id = $1 FOR UPDATE
+SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format, heartbeat_at FROM export_logs WHERE id = $1 FOR UPDATE
 `
 
 // project:export holds this lock while it starts a run or records its failure (a
@@ -417,6 +422,7 @@ func (q *Queries) ExportLogGetForUpdate(ctx context.Context, id int64) (ExportLo
 		&i.StorageID,
 		&i.Note,
 		&i.Format,
+		&i.HeartbeatAt,
 	)
 	return i, err
 }
@@ -432,6 +438,27 @@ func (q *Queries) ExportLogGetStorage(ctx context.Context, id int64) (*int64, er
 	var storage_id *int64
 	err := row.Scan(&storage_id)
 	return storage_id, err
+}
+
+const exportLogHeartbeat = `-- name: ExportLogHeartbeat :execrows
+UPDATE export_logs SET heartbeat_at = clock_timestamp()
+WHERE id = $1 AND attempts = $2 AND status = 'running'
+`
+
+type ExportLogHeartbeatParams struct {
+	ID      int64 `json:"id"`
+	Attempt int32 `json:"attempt"`
+}
+
+// The run holding @attempt is alive (internal/heartbeat, every
+// LABELQ_HEARTBEAT_INTERVAL, whatever the run is doing: planning, packing,
+// completing the upload). No row: the run no longer owns the export.
+func (q *Queries) ExportLogHeartbeat(ctx context.Context, arg ExportLogHeartbeatParams) (int64, error) {
+	result, err := q.db.Exec(ctx, exportLogHeartbeat, arg.ID, arg.Attempt)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const exportLogKeptPaths = `-- name: ExportLogKeptPaths :many
@@ -469,7 +496,7 @@ func (q *Queries) ExportLogKeptPaths(ctx context.Context, arg ExportLogKeptPaths
 }
 
 const exportLogListByProject = `-- name: ExportLogListByProject :many
-SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format FROM export_logs
+SELECT id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format, heartbeat_at FROM export_logs
 WHERE project_id = $1 AND org_id = $2 AND ($3::bigint IS NULL OR id < $3)
 ORDER BY id DESC
 LIMIT $4
@@ -524,6 +551,7 @@ func (q *Queries) ExportLogListByProject(ctx context.Context, arg ExportLogListB
 			&i.StorageID,
 			&i.Note,
 			&i.Format,
+			&i.HeartbeatAt,
 		); err != nil {
 			return nil, err
 		}
@@ -675,7 +703,8 @@ func (q *Queries) ExportLogSetLockTimeout(ctx context.Context, timeout string) e
 const exportLogSetProgress = `-- name: ExportLogSetProgress :execrows
 UPDATE export_logs SET
     files_done = LEAST($1::integer, files_total),
-    bytes_done = LEAST($2::bigint, bytes_total)
+    bytes_done = LEAST($2::bigint, bytes_total),
+    heartbeat_at = clock_timestamp()
 WHERE id = $3 AND attempts = $4 AND status = 'running'
 `
 
@@ -686,8 +715,9 @@ type ExportLogSetProgressParams struct {
 	Attempt   int32 `json:"attempt"`
 }
 
-// Progress of the run holding @attempt, and its heartbeat (updated_at). No row:
-// the export was cancelled or a newer run took it over, and this run stops.
+// Progress of the run holding @attempt, and its heartbeat (heartbeat_at and
+// updated_at). No row: the export was cancelled or a newer run took it over,
+// and this run stops.
 func (q *Queries) ExportLogSetProgress(ctx context.Context, arg ExportLogSetProgressParams) (int64, error) {
 	result, err := q.db.Exec(ctx, exportLogSetProgress,
 		arg.FilesDone,
@@ -709,9 +739,12 @@ UPDATE export_logs SET
     files_done  = 0,
     bytes_done  = 0,
     files_total = $2,
-    bytes_total = $3
+    bytes_total = $3,
+    -- The database's clock, not now(): the transaction may have spent a while
+    -- planning under the row lock.
+    heartbeat_at = clock_timestamp()
 WHERE id = $4 AND status IN ('pending', 'running')
-RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format
+RETURNING id, org_id, project_id, requested_by, schedule_id, scheduled_for, options, status, storage_path, archive_sha256, size_bytes, file_count, files_done, files_total, bytes_done, bytes_total, attempts, error, requested_at, started_at, completed_at, purged_at, created_at, updated_at, storage_id, note, format, heartbeat_at
 `
 
 type ExportLogStartParams struct {
@@ -761,6 +794,7 @@ func (q *Queries) ExportLogStart(ctx context.Context, arg ExportLogStartParams) 
 		&i.StorageID,
 		&i.Note,
 		&i.Format,
+		&i.HeartbeatAt,
 	)
 	return i, err
 }

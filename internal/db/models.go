@@ -9,6 +9,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"time"
+
+	"github.com/jackc/pgx/v5/pgtype"
 )
 
 type AssignmentRole string
@@ -1338,6 +1340,11 @@ type EventLog struct {
 	UpdatedAt  time.Time       `json:"updated_at"`
 }
 
+type EventLogDedup struct {
+	Bucket   pgtype.Date `json:"bucket"`
+	DedupKey string      `json:"dedup_key"`
+}
+
 type ExportLog struct {
 	ID            int64           `json:"id"`
 	OrgID         int64           `json:"org_id"`
@@ -1366,6 +1373,7 @@ type ExportLog struct {
 	StorageID     *int64          `json:"storage_id"`
 	Note          *string         `json:"note"`
 	Format        string          `json:"format"`
+	HeartbeatAt   *time.Time      `json:"heartbeat_at"`
 }
 
 type ExportSchedule struct {
@@ -1505,11 +1513,12 @@ type LlmRun struct {
 }
 
 type Organization struct {
-	ID        int64      `json:"id"`
-	Name      string     `json:"name"`
-	CreatedAt time.Time  `json:"created_at"`
-	UpdatedAt time.Time  `json:"updated_at"`
-	DeletedAt *time.Time `json:"deleted_at"`
+	ID              int64      `json:"id"`
+	Name            string     `json:"name"`
+	CreatedAt       time.Time  `json:"created_at"`
+	UpdatedAt       time.Time  `json:"updated_at"`
+	DeletedAt       *time.Time `json:"deleted_at"`
+	AdmissionWeight int32      `json:"admission_weight"`
 }
 
 type Outbox struct {
@@ -1529,6 +1538,10 @@ type Outbox struct {
 	SubjectID    *int64          `json:"subject_id"`
 	ClaimedBy    *string         `json:"claimed_by"`
 	ClaimedUntil *time.Time      `json:"claimed_until"`
+	Priority     int16           `json:"priority"`
+	AdmittedAt   *time.Time      `json:"admitted_at"`
+	FinishedAt   *time.Time      `json:"finished_at"`
+	Grouped      bool            `json:"grouped"`
 }
 
 type Project struct {
@@ -1682,6 +1695,7 @@ type SyncRun struct {
 	CompletedAt       *time.Time      `json:"completed_at"`
 	CreatedAt         time.Time       `json:"created_at"`
 	UpdatedAt         time.Time       `json:"updated_at"`
+	HeartbeatAt       *time.Time      `json:"heartbeat_at"`
 }
 
 type User struct {

@@ -11,7 +11,7 @@ import (
 
 const organizationCreate = `-- name: OrganizationCreate :one
 INSERT INTO organizations (name) VALUES ($1)
-RETURNING id, name, created_at, updated_at, deleted_at
+RETURNING id, name, created_at, updated_at, deleted_at, admission_weight
 `
 
 func (q *Queries) OrganizationCreate(ctx context.Context, name string) (Organization, error) {
@@ -23,6 +23,7 @@ func (q *Queries) OrganizationCreate(ctx context.Context, name string) (Organiza
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.AdmissionWeight,
 	)
 	return i, err
 }
@@ -30,7 +31,7 @@ func (q *Queries) OrganizationCreate(ctx context.Context, name string) (Organiza
 const organizationGetOrCreate = `-- name: OrganizationGetOrCreate :one
 INSERT INTO organizations (name) VALUES ($1)
 ON CONFLICT (name) DO UPDATE SET name = EXCLUDED.name
-RETURNING id, name, created_at, updated_at, deleted_at
+RETURNING id, name, created_at, updated_at, deleted_at, admission_weight
 `
 
 func (q *Queries) OrganizationGetOrCreate(ctx context.Context, name string) (Organization, error) {
@@ -42,6 +43,7 @@ func (q *Queries) OrganizationGetOrCreate(ctx context.Context, name string) (Org
 		&i.CreatedAt,
 		&i.UpdatedAt,
 		&i.DeletedAt,
+		&i.AdmissionWeight,
 	)
 	return i, err
 }

@@ -21,7 +21,7 @@ WHERE id IN (
     LIMIT $3
     FOR UPDATE SKIP LOCKED
 )
-RETURNING id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at, subject_id, claimed_by, claimed_until
+RETURNING id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at, subject_id, claimed_by, claimed_until, priority, admitted_at, finished_at, grouped
 `
 
 type OutboxClaimBatchParams struct {
@@ -61,6 +61,10 @@ func (q *Queries) OutboxClaimBatch(ctx context.Context, arg OutboxClaimBatchPara
 			&i.SubjectID,
 			&i.ClaimedBy,
 			&i.ClaimedUntil,
+			&i.Priority,
+			&i.AdmittedAt,
+			&i.FinishedAt,
+			&i.Grouped,
 		); err != nil {
 			return nil, err
 		}
@@ -85,8 +89,10 @@ func (q *Queries) OutboxCountUnsent(ctx context.Context) (int64, error) {
 
 const outboxDeleteEnqueuedBefore = `-- name: OutboxDeleteEnqueuedBefore :execrows
 DELETE FROM outbox WHERE enqueued_at IS NOT NULL AND enqueued_at < $1::timestamptz
+    AND (admitted_at IS NULL OR finished_at IS NOT NULL)
 `
 
+// A row still holding an admission slot is kept: its finish frees the slot.
 func (q *Queries) OutboxDeleteEnqueuedBefore(ctx context.Context, before time.Time) (int64, error) {
 	result, err := q.db.Exec(ctx, outboxDeleteEnqueuedBefore, before)
 	if err != nil {
@@ -96,7 +102,7 @@ func (q *Queries) OutboxDeleteEnqueuedBefore(ctx context.Context, before time.Ti
 }
 
 const outboxGetByTaskID = `-- name: OutboxGetByTaskID :one
-SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at, subject_id, claimed_by, claimed_until FROM outbox WHERE task_id = $1 AND org_id = $2 ORDER BY id DESC LIMIT 1
+SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at, subject_id, claimed_by, claimed_until, priority, admitted_at, finished_at, grouped FROM outbox WHERE task_id = $1 AND org_id = $2 ORDER BY id DESC LIMIT 1
 `
 
 type OutboxGetByTaskIDParams struct {
@@ -124,6 +130,10 @@ func (q *Queries) OutboxGetByTaskID(ctx context.Context, arg OutboxGetByTaskIDPa
 		&i.SubjectID,
 		&i.ClaimedBy,
 		&i.ClaimedUntil,
+		&i.Priority,
+		&i.AdmittedAt,
+		&i.FinishedAt,
+		&i.Grouped,
 	)
 	return i, err
 }
@@ -142,8 +152,8 @@ func (q *Queries) OutboxHasTask(ctx context.Context, taskID string) (bool, error
 }
 
 const outboxInsert = `-- name: OutboxInsert :exec
-INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, subject_id, available_at)
-VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, subject_id, available_at, priority)
+VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
 `
 
 type OutboxInsertParams struct {
@@ -155,6 +165,7 @@ type OutboxInsertParams struct {
 	OrgID       *int64          `json:"org_id"`
 	SubjectID   *int64          `json:"subject_id"`
 	AvailableAt time.Time       `json:"available_at"`
+	Priority    int16           `json:"priority"`
 }
 
 // created_at is the transaction's start, so commit→enqueue latency measured from it errs high.
@@ -170,15 +181,16 @@ func (q *Queries) OutboxInsert(ctx context.Context, arg OutboxInsertParams) erro
 		arg.OrgID,
 		arg.SubjectID,
 		arg.AvailableAt,
+		arg.Priority,
 	)
 	return err
 }
 
 const outboxInsertMany = `-- name: OutboxInsertMany :exec
-INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, subject_id, available_at)
+INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, subject_id, available_at, priority)
 SELECT unnest($1::text[]), unnest($2::text[]), unnest($3::text[]),
        unnest($4::text[])::jsonb, unnest($5::text[])::jsonb, $6::bigint,
-       unnest($7::bigint[]), unnest($8::timestamptz[])
+       unnest($7::bigint[]), unnest($8::timestamptz[]), $9::smallint
 `
 
 type OutboxInsertManyParams struct {
@@ -190,6 +202,7 @@ type OutboxInsertManyParams struct {
 	OrgID        int64       `json:"org_id"`
 	SubjectIds   []int64     `json:"subject_ids"`
 	AvailableAts []time.Time `json:"available_ats"`
+	Priority     int16       `json:"priority"`
 }
 
 // Many tasks in one statement (arrays zipped, one element per task), as OutboxInsert.
@@ -203,12 +216,13 @@ func (q *Queries) OutboxInsertMany(ctx context.Context, arg OutboxInsertManyPara
 		arg.OrgID,
 		arg.SubjectIds,
 		arg.AvailableAts,
+		arg.Priority,
 	)
 	return err
 }
 
 const outboxLatestForSubject = `-- name: OutboxLatestForSubject :one
-SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at, subject_id, claimed_by, claimed_until FROM outbox
+SELECT id, task_id, task_type, queue, payload, options, org_id, attempts, last_error, available_at, enqueued_at, created_at, updated_at, subject_id, claimed_by, claimed_until, priority, admitted_at, finished_at, grouped FROM outbox
 WHERE task_type = $1 AND subject_id = $2::bigint
 ORDER BY id DESC
 LIMIT 1
@@ -240,6 +254,10 @@ func (q *Queries) OutboxLatestForSubject(ctx context.Context, arg OutboxLatestFo
 		&i.SubjectID,
 		&i.ClaimedBy,
 		&i.ClaimedUntil,
+		&i.Priority,
+		&i.AdmittedAt,
+		&i.FinishedAt,
+		&i.Grouped,
 	)
 	return i, err
 }

@@ -534,7 +534,7 @@ UPDATE sync_runs SET
     completed_at        = CASE WHEN status = 'pending' THEN now() ELSE completed_at END,
     cancel_requested_at = COALESCE(cancel_requested_at, now())
 WHERE storage_id = $1 AND org_id = $2 AND status IN ('pending', 'running')
-RETURNING id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at
+RETURNING id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at, heartbeat_at
 `
 
 type SyncRunCancelLiveParams struct {
@@ -578,6 +578,7 @@ func (q *Queries) SyncRunCancelLive(ctx context.Context, arg SyncRunCancelLivePa
 			&i.CompletedAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.HeartbeatAt,
 		); err != nil {
 			return nil, err
 		}
@@ -593,7 +594,7 @@ const syncRunCreate = `-- name: SyncRunCreate :one
 INSERT INTO sync_runs (org_id, project_id, storage_id, trigger, scheduled_for)
 VALUES ($1, $2, $3, $4, $5)
 ON CONFLICT DO NOTHING
-RETURNING id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at
+RETURNING id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at, heartbeat_at
 `
 
 type SyncRunCreateParams struct {
@@ -642,12 +643,13 @@ func (q *Queries) SyncRunCreate(ctx context.Context, arg SyncRunCreateParams) (S
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.HeartbeatAt,
 	)
 	return i, err
 }
 
 const syncRunGet = `-- name: SyncRunGet :one
-SELECT id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at FROM sync_runs WHERE id = $1 AND org_id = $2
+SELECT id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at, heartbeat_at FROM sync_runs WHERE id = $1 AND org_id = $2
 `
 
 type SyncRunGetParams struct {
@@ -684,12 +686,13 @@ func (q *Queries) SyncRunGet(ctx context.Context, arg SyncRunGetParams) (SyncRun
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.HeartbeatAt,
 	)
 	return i, err
 }
 
 const syncRunGetForTick = `-- name: SyncRunGetForTick :one
-SELECT id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at FROM sync_runs WHERE storage_id = $1 AND scheduled_for = $2
+SELECT id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at, heartbeat_at FROM sync_runs WHERE storage_id = $1 AND scheduled_for = $2
 `
 
 type SyncRunGetForTickParams struct {
@@ -726,12 +729,13 @@ func (q *Queries) SyncRunGetForTick(ctx context.Context, arg SyncRunGetForTickPa
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.HeartbeatAt,
 	)
 	return i, err
 }
 
 const syncRunGetLive = `-- name: SyncRunGetLive :one
-SELECT id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at FROM sync_runs WHERE storage_id = $1 AND status IN ('pending', 'running')
+SELECT id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at, heartbeat_at FROM sync_runs WHERE storage_id = $1 AND status IN ('pending', 'running')
 `
 
 func (q *Queries) SyncRunGetLive(ctx context.Context, storageID int64) (SyncRun, error) {
@@ -763,12 +767,13 @@ func (q *Queries) SyncRunGetLive(ctx context.Context, storageID int64) (SyncRun,
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.HeartbeatAt,
 	)
 	return i, err
 }
 
 const syncRunListByStorage = `-- name: SyncRunListByStorage :many
-SELECT id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at FROM sync_runs
+SELECT id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at, heartbeat_at FROM sync_runs
 WHERE storage_id = $1 AND org_id = $2
   AND ($3::bigint IS NULL OR id < $3)
 ORDER BY id DESC
@@ -823,6 +828,7 @@ func (q *Queries) SyncRunListByStorage(ctx context.Context, arg SyncRunListBySto
 			&i.CompletedAt,
 			&i.CreatedAt,
 			&i.UpdatedAt,
+			&i.HeartbeatAt,
 		); err != nil {
 			return nil, err
 		}
@@ -840,7 +846,7 @@ UPDATE sync_runs SET
     completed_at        = CASE WHEN status = 'pending' THEN now() ELSE completed_at END,
     cancel_requested_at = COALESCE(cancel_requested_at, now())
 WHERE id = $1 AND org_id = $2 AND status IN ('pending', 'running')
-RETURNING id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at
+RETURNING id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at, heartbeat_at
 `
 
 type SyncRunRequestCancelParams struct {
@@ -880,6 +886,7 @@ func (q *Queries) SyncRunRequestCancel(ctx context.Context, arg SyncRunRequestCa
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.HeartbeatAt,
 	)
 	return i, err
 }

@@ -22,7 +22,8 @@ UPDATE sync_runs SET
     keys_filtered = keys_filtered + $6::bigint,
     keys_gone = keys_gone + $7::bigint,
     keys_skipped = keys_skipped + $8::bigint,
-    skipped = $9::jsonb
+    skipped = $9::jsonb,
+    heartbeat_at = clock_timestamp()
 WHERE id = $10 AND attempts = $11::integer AND status = 'running'
 `
 
@@ -61,7 +62,7 @@ func (q *Queries) SyncRunAddPage(ctx context.Context, arg SyncRunAddPageParams) 
 const syncRunFinish = `-- name: SyncRunFinish :one
 UPDATE sync_runs SET status = $1, error = $2, completed_at = $3::timestamptz
 WHERE id = $4 AND status IN ('pending', 'running')
-RETURNING id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at
+RETURNING id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at, heartbeat_at
 `
 
 type SyncRunFinishParams struct {
@@ -107,13 +108,14 @@ func (q *Queries) SyncRunFinish(ctx context.Context, arg SyncRunFinishParams) (S
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.HeartbeatAt,
 	)
 	return i, err
 }
 
 const syncRunGetForUpdate = `-- name: SyncRunGetForUpdate :one
 
-SELECT id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at FROM sync_runs WHERE id = $1 FOR UPDATE
+SELECT id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at, heartbeat_at FROM sync_runs WHERE id = $1 FOR UPDATE
 `
 
 // storage:sync's own statements on its run (the API's are in storages.sql).
@@ -146,8 +148,31 @@ func (q *Queries) SyncRunGetForUpdate(ctx context.Context, id int64) (SyncRun, e
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.HeartbeatAt,
 	)
 	return i, err
+}
+
+const syncRunHeartbeat = `-- name: SyncRunHeartbeat :execrows
+UPDATE sync_runs SET heartbeat_at = clock_timestamp()
+WHERE id = $1 AND attempts = $2::integer AND status = 'running'
+`
+
+type SyncRunHeartbeatParams struct {
+	ID      int64 `json:"id"`
+	Attempt int32 `json:"attempt"`
+}
+
+// The attempt holding @attempt is alive (internal/heartbeat, every
+// LABELQ_HEARTBEAT_INTERVAL). It waits while the attempt's own page
+// transaction holds the row, and that page's SyncRunAddPage beats instead.
+// No row: the attempt no longer owns the run.
+func (q *Queries) SyncRunHeartbeat(ctx context.Context, arg SyncRunHeartbeatParams) (int64, error) {
+	result, err := q.db.Exec(ctx, syncRunHeartbeat, arg.ID, arg.Attempt)
+	if err != nil {
+		return 0, err
+	}
+	return result.RowsAffected(), nil
 }
 
 const syncRunNoteError = `-- name: SyncRunNoteError :execrows
@@ -171,9 +196,10 @@ func (q *Queries) SyncRunNoteError(ctx context.Context, arg SyncRunNoteErrorPara
 }
 
 const syncRunStart = `-- name: SyncRunStart :one
-UPDATE sync_runs SET status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, $1::timestamptz)
+UPDATE sync_runs SET status = 'running', attempts = attempts + 1, started_at = COALESCE(started_at, $1::timestamptz),
+    heartbeat_at = clock_timestamp()
 WHERE id = $2 AND status IN ('pending', 'running')
-RETURNING id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at
+RETURNING id, org_id, project_id, storage_id, trigger, scheduled_for, status, checkpoint, pages, keys_listed, keys_new, keys_changed, keys_unchanged, keys_filtered, keys_gone, keys_skipped, skipped, attempts, error, cancel_requested_at, requested_at, started_at, completed_at, created_at, updated_at, heartbeat_at
 `
 
 type SyncRunStartParams struct {
@@ -212,6 +238,7 @@ func (q *Queries) SyncRunStart(ctx context.Context, arg SyncRunStartParams) (Syn
 		&i.CompletedAt,
 		&i.CreatedAt,
 		&i.UpdatedAt,
+		&i.HeartbeatAt,
 	)
 	return i, err
 }

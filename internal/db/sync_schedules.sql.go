@@ -87,7 +87,6 @@ func (q *Queries) SyncRunListStuck(ctx context.Context, arg SyncRunListStuckPara
 const syncTickClaim = `-- name: SyncTickClaim :one
 INSERT INTO event_log (org_id, entity_type, entity_id, event_type, dedup_key, metadata)
 VALUES ($1, 'storage', $2, 'sync_scheduled', $3::text, $4)
-ON CONFLICT (dedup_key) DO NOTHING
 RETURNING id
 `
 
@@ -100,7 +99,8 @@ type SyncTickClaimParams struct {
 
 // A storage's schedule tick is handled once, however many schedulers fire it: the
 // first firing's event takes the tick's dedup key, and a second firing finds it
-// taken (no row) and does nothing. The event says which run serves the tick.
+// taken (no row: the event_log_dedup trigger drops it) and does nothing. The event
+// says which run serves the tick.
 func (q *Queries) SyncTickClaim(ctx context.Context, arg SyncTickClaimParams) (int64, error) {
 	row := q.db.QueryRow(ctx, syncTickClaim,
 		arg.OrgID,

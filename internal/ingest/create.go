@@ -120,7 +120,9 @@ func CreateVersions(ctx context.Context, q *db.Queries, vs []NewVersion) ([]Crea
 		out[i] = Created{ID: r.ID, FileID: r.FileID, VersionNumber: r.VersionNumber, StoragePath: r.StoragePath}
 		next[i] = tasks.Validate{VersionID: r.ID}
 	}
-	if err := outbox.AddMany(ctx, q, orgID, next); err != nil {
+	// Registrations by the thousand (sync pages, versions:batch, notifications,
+	// imports) are bulk work: an organization's single uploads go first.
+	if err := outbox.AddMany(ctx, q, orgID, next, outbox.As(outbox.PriorityBulk)); err != nil {
 		return nil, err
 	}
 	return out, nil

@@ -1,6 +1,7 @@
 // Package metrics holds labelq's own Prometheus collectors (tasks by type and outcome,
 // durations, bytes hashed, LLM tokens, export bytes, outbox lag) on a registry of the
-// process's own, next to asynq's queue collector.
+// process's own, next to asynq's queue collector and the gauges read from PostgreSQL
+// at each scrape (state.go). internal/ops holds the dashboard and alert rules over them.
 package metrics
 
 import (
@@ -29,7 +30,32 @@ type Metrics struct {
 	// outcome (succeeded, retry, failed, gone), and their time to an answer.
 	WebhookAttempts *prometheus.CounterVec
 	WebhookLatency  prometheus.Histogram
+	// WebhookDisabled counts endpoints webhook:deliver disabled (a 410, or
+	// failing every attempt for LABELQ_WEBHOOK_DISABLE_AFTER).
+	WebhookDisabled prometheus.Counter
+	// VersionsValidated counts file:validate's decisions by the status they
+	// gave the version (valid, corrupt, missing, rejected).
+	VersionsValidated *prometheus.CounterVec
+	// LLMCalls counts model calls by outcome (ok, or the llm.ErrorKind of the
+	// failure: rate_limited is a provider 429); LLMCost is their price in US
+	// dollars; LLMBudgetExhausted counts pre-annotations delayed to the next
+	// UTC day because their project's daily token budget was spent.
+	LLMCalls           *prometheus.CounterVec
+	LLMCost            prometheus.Counter
+	LLMBudgetExhausted prometheus.Counter
+	// ReconcileRequeued counts stuck rows the reconciler queued again because
+	// their task was gone from Redis, by the kind of that task.
+	ReconcileRequeued *prometheus.CounterVec
 }
+
+// Label values every process exports from the start (at 0), so a rate or an
+// increase over them works from a process's first scrape and alert rules and
+// dashboards always find the series.
+var (
+	webhookOutcomes   = []string{"succeeded", "retry", "failed", "gone"}
+	validationResults = []string{"valid", "corrupt", "missing", "rejected"}
+	llmCallOutcomes   = []string{"ok", "rate_limited", "transient", "permanent", "refusal"}
+)
 
 // New registers labelq's collectors (and Go/process collectors) on a new registry.
 func New() *Metrics {
@@ -68,11 +94,47 @@ func New() *Metrics {
 			Name: "labelq_webhook_attempt_seconds", Help: "Time from a webhook attempt's start to the receiver's answer (or the error).",
 			Buckets: prometheus.ExponentialBuckets(0.005, 2.5, 10),
 		}),
+		WebhookDisabled: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "labelq_webhook_endpoints_disabled_total", Help: "Webhook endpoints labelq disabled (a 410 Gone, or every attempt failing for LABELQ_WEBHOOK_DISABLE_AFTER).",
+		}),
+		VersionsValidated: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "labelq_versions_validated_total", Help: "Versions file:validate decided, by the status it gave them (valid, corrupt, missing, rejected).",
+		}, []string{"status"}),
+		LLMCalls: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "labelq_llm_calls_total", Help: "Model calls, by outcome (ok, rate_limited: a provider 429, transient, permanent, refusal).",
+		}, []string{"outcome"}),
+		LLMCost: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "labelq_llm_cost_usd_total", Help: "Price of the model calls in US dollars, from LABELQ_LLM_PRICES (0 for unpriced models).",
+		}),
+		LLMBudgetExhausted: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "labelq_llm_budget_exhausted_total", Help: "Pre-annotations delayed to the next UTC day because their project's daily token budget was spent.",
+		}),
+		ReconcileRequeued: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "labelq_reconcile_requeued_total", Help: "Stuck rows the reconciler queued again because their task was gone from Redis, by task kind.",
+		}, []string{"kind"}),
 	}
 	m.Registry.MustRegister(m.Tasks, m.TaskDuration, m.BytesHashed, m.LLMTokens, m.ExportBytes,
 		m.OutboxRelayed, m.OutboxLag, m.HTTPRequests, m.WebhookAttempts, m.WebhookLatency,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	m.Registry.MustRegister(m.WebhookDisabled, m.VersionsValidated, m.LLMCalls, m.LLMCost, m.LLMBudgetExhausted, m.ReconcileRequeued)
+	initLabels(m.LLMTokens, "prompt", "completion")
+	initLabels(m.WebhookAttempts, webhookOutcomes...)
+	initLabels(m.VersionsValidated, validationResults...)
+	initLabels(m.LLMCalls, llmCallOutcomes...)
 	return m
+}
+
+// initLabels makes the series of a one-label vector exist at 0.
+func initLabels(v *prometheus.CounterVec, values ...string) {
+	for _, val := range values {
+		v.WithLabelValues(val)
+	}
+}
+
+// InitReconcileKinds makes the per-kind series of labelq_reconcile_requeued_total exist at
+// 0 for the kinds the reconciler repairs (app wires reconcile.Finders' kinds).
+func (m *Metrics) InitReconcileKinds(kinds ...string) {
+	initLabels(m.ReconcileRequeued, kinds...)
 }
 
 // RegisterQueues adds asynq's queue collector (sizes, latency, by queue and state)

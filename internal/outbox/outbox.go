@@ -30,16 +30,31 @@ type Options struct {
 // AddOption changes how one task is queued.
 type AddOption func(*addOptions)
 
-type addOptions struct{ at time.Time }
+type addOptions struct {
+	at       time.Time
+	priority *Priority
+}
 
 // At delays the task until t.
 func At(t time.Time) AddOption { return func(o *addOptions) { o.at = t } }
 
+// As queues the task as work of priority p, whatever the context says.
+func As(p Priority) AddOption { return func(o *addOptions) { o.priority = &p } }
+
+// priority is the option's priority, else the context's (the priority of the task
+// whose handler queues this one: bulk work begets bulk work), else interactive.
+func (o addOptions) priorityIn(ctx context.Context) Priority {
+	if o.priority != nil {
+		return *o.priority
+	}
+	return PriorityOf(ctx)
+}
+
 // Add writes a's task as an outbox row of orgID using the caller's transaction, so
 // it is queued once the transaction commits and never if it rolls back. Type,
-// queue, payload, options and task id all come from a. Inside database.Tx the row
-// goes with the transaction's next statement or its COMMIT, and an error shows
-// there.
+// queue, payload, options and task id all come from a; its priority from the
+// options, else ctx (see PriorityOf). Inside database.Tx the row goes with the
+// transaction's next statement or its COMMIT, and an error shows there.
 func Add(ctx context.Context, q *db.Queries, orgID int64, a tasks.Queued, opts ...AddOption) error {
 	var ao addOptions
 	for _, o := range opts {
@@ -59,6 +74,7 @@ func Add(ctx context.Context, q *db.Queries, orgID int64, a tasks.Queued, opts .
 	if err := q.OutboxInsert(ctx, db.OutboxInsertParams{
 		TaskID: a.TaskID(), TaskType: a.Kind(), Queue: io.Queue,
 		Payload: payload, Options: o, OrgID: &orgID, SubjectID: &subject, AvailableAt: at,
+		Priority: int16(ao.priorityIn(ctx)),
 	}); err != nil {
 		return fmt.Errorf("outbox %s: %w", a.Kind(), err)
 	}
@@ -67,12 +83,18 @@ func Add(ctx context.Context, q *db.Queries, orgID int64, a tasks.Queued, opts .
 
 // AddMany writes the tasks of args as outbox rows of orgID in one statement, in the
 // caller's transaction, as Add does for one: a page of a storage sync queues its
-// thousand validations with one round trip. Every row is available now.
-func AddMany(ctx context.Context, q *db.Queries, orgID int64, args []tasks.Queued) error {
+// thousand validations with one round trip. Every row is available now (or at
+// At's time) and has one priority, chosen as Add chooses it.
+func AddMany(ctx context.Context, q *db.Queries, orgID int64, args []tasks.Queued, options ...AddOption) error {
 	if len(args) == 0 {
 		return nil
 	}
+	var ao addOptions
+	for _, o := range options {
+		o(&ao)
+	}
 	p := db.OutboxInsertManyParams{
+		Priority:     int16(ao.priorityIn(ctx)),
 		OrgID:        orgID,
 		TaskIds:      make([]string, len(args)),
 		TaskTypes:    make([]string, len(args)),
@@ -82,7 +104,7 @@ func AddMany(ctx context.Context, q *db.Queries, orgID int64, args []tasks.Queue
 		SubjectIds:   make([]int64, len(args)),
 		AvailableAts: make([]time.Time, len(args)),
 	}
-	now := time.Now()
+	now := cmp.Or(ao.at, time.Now())
 	// Tasks of one kind share their options: encode them once per kind.
 	opts := map[string]string{}
 	for i, a := range args {

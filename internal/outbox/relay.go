@@ -13,8 +13,11 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
+	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 
+	"github.com/labelq/labelq/internal/admission"
+	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/metrics"
 	"github.com/labelq/labelq/internal/queue"
@@ -50,10 +53,25 @@ type Relay struct {
 	// Lease is how long a claimed batch stays this relay's before another may
 	// take it; default DefaultLease.
 	Lease time.Duration
+	// Admission holds an organization's rows back while it has its limit of
+	// tasks of their type admitted and not finished (LABELQ_ADMIT_PER_ORG); the
+	// zero value relays every row at once, oldest first. Every relay of a
+	// deployment must have the same.
+	Admission admission.Limits
+
+	// ListenPool, when set, gives the LISTEN connection instead of Pool: one whose
+	// connections are sessions on the server itself (LABELQ_DATABASE_DIRECT_URL),
+	// for when Pool goes through a transaction pooler, which hands a session to
+	// other clients after each statement, LISTEN and the notifications with it.
+	ListenPool *pgxpool.Pool
 
 	// Listening, when set, is called each time the LISTEN connection is up: a
 	// test signal, so a test waits for it instead of sleeping.
 	Listening func()
+
+	// Wake, when set, is called after a batch is enqueued: it tells idle workers
+	// to look now (queue.PublishWake) instead of at their next idle poll.
+	Wake func(context.Context) error
 
 	// afterEnqueue lets tests kill the relay between enqueue and marking the row.
 	afterEnqueue func(db.Outbox) error
@@ -98,7 +116,7 @@ func (r *Relay) batch() int {
 func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
 	for ctx.Err() == nil {
 		err := func() error {
-			pooled, err := r.Pool.Acquire(ctx)
+			pooled, err := cmp.Or(r.ListenPool, r.Pool).Acquire(ctx)
 			if err != nil {
 				return err
 			}
@@ -142,16 +160,10 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 	lease := cmp.Or(r.Lease, DefaultLease)
 	claim := newClaimID()
 	q := db.New(r.Pool)
-	rows, err := q.OutboxClaimBatch(ctx, db.OutboxClaimBatchParams{
-		ClaimedBy: claim, LeaseSeconds: lease.Seconds(), MaxRows: int32(r.batch()),
-	})
+	rows, err := r.claim(ctx, q, claim, lease)
 	if err != nil {
 		return 0, fmt.Errorf("claim outbox rows: %w", err)
 	}
-	// The update returns its rows in no particular order; relay the oldest first.
-	slices.SortFunc(rows, func(a, b db.Outbox) int {
-		return cmp.Or(a.AvailableAt.Compare(b.AvailableAt), cmp.Compare(a.ID, b.ID))
-	})
 	// Past the lease another relay may take these rows: stop before then rather
 	// than race it (which would be harmless, but wasted).
 	ectx, cancel := context.WithTimeout(ctx, lease)
@@ -175,6 +187,13 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 			}
 		}
 		done = append(done, row.ID)
+	}
+	if len(done) > 0 && r.Wake != nil {
+		// Before the rows are marked: the workers start while the relay writes.
+		// A lost wake-up costs the batch at most the workers' idle wait.
+		if err := r.Wake(ctx); err != nil {
+			r.Log.DebugContext(ctx, "wake the workers", slog.String("error", err.Error()))
+		}
 	}
 	if len(done) > 0 {
 		n, err := q.OutboxMarkEnqueued(context.WithoutCancel(ctx), db.OutboxMarkEnqueuedParams{Ids: done, ClaimedBy: claim})
@@ -205,6 +224,55 @@ func (r *Relay) RelayOnce(ctx context.Context) (int, error) {
 		}
 	}
 	return len(rows), failed
+}
+
+// claim takes the next batch: with admission off every available row, oldest
+// first; with admission on, the rows admitted now, in round-robin order.
+func (r *Relay) claim(ctx context.Context, q *db.Queries, claim string, lease time.Duration) ([]db.Outbox, error) {
+	if !r.Admission.On() {
+		rows, err := q.OutboxClaimBatch(ctx, db.OutboxClaimBatchParams{
+			ClaimedBy: claim, LeaseSeconds: lease.Seconds(), MaxRows: int32(r.batch()),
+		})
+		// The update returns its rows in no particular order; relay the oldest first.
+		slices.SortFunc(rows, func(a, b db.Outbox) int {
+			return cmp.Or(a.AvailableAt.Compare(b.AvailableAt), cmp.Compare(a.ID, b.ID))
+		})
+		return rows, err
+	}
+	var claimed []db.OutboxAdmitBatchRow
+	err := database.Tx(ctx, r.Pool, func(q *db.Queries, _ pgx.Tx) error {
+		kinds, limits, def := r.Admission.SQLArgs()
+		groups, err := q.OutboxAdmissionGroups(ctx, db.OutboxAdmissionGroupsParams{Kinds: kinds, Limits: limits, DefaultLimit: def})
+		if err != nil {
+			return fmt.Errorf("find waiting organizations: %w", err)
+		}
+		p := db.OutboxAdmitBatchParams{ClaimedBy: claim, LeaseSeconds: lease.Seconds(), MaxRows: int32(r.batch())}
+		for _, g := range groups {
+			lim := int32(-1) // not held back
+			if g.Lim > 0 {
+				if !g.Locked {
+					continue // another relay is admitting this organization's work of this type
+				}
+				lim = g.Lim
+			}
+			p.OrgKeys, p.TaskTypes, p.Groupeds = append(p.OrgKeys, g.OrgKey), append(p.TaskTypes, g.TaskType), append(p.Groupeds, g.Grouped)
+			p.Lims, p.Weights = append(p.Lims, lim), append(p.Weights, max(g.Weight, 1))
+		}
+		if len(p.OrgKeys) == 0 {
+			return nil
+		}
+		claimed, err = q.OutboxAdmitBatch(ctx, p)
+		return err
+	})
+	if err != nil {
+		return nil, err
+	}
+	slices.SortFunc(claimed, func(a, b db.OutboxAdmitBatchRow) int { return cmp.Compare(a.Ord, b.Ord) })
+	rows := make([]db.Outbox, len(claimed))
+	for i, c := range claimed {
+		rows[i] = c.Outbox
+	}
+	return rows, nil
 }
 
 // noteFailed records a refused enqueue on its row and gives the claim back, with
@@ -255,7 +323,11 @@ func (r *Relay) enqueue(ctx context.Context, row db.Outbox) error {
 	if row.AvailableAt.After(time.Now()) {
 		opts = append(opts, asynq.ProcessAt(row.AvailableAt))
 	}
-	_, err := r.Client.EnqueueContext(ctx, asynq.NewTask(row.TaskType, row.Payload), opts...)
+	var headers map[string]string
+	if Priority(row.Priority) == PriorityBulk {
+		headers = map[string]string{headerPriority: PriorityBulk.String()}
+	}
+	_, err := r.Client.EnqueueContext(ctx, asynq.NewTaskWithHeaders(row.TaskType, row.Payload, headers), opts...)
 	if errors.Is(err, asynq.ErrTaskIDConflict) || errors.Is(err, asynq.ErrDuplicateTask) {
 		// Already queued by an earlier attempt of this row (or of a relay that died
 		// before marking it): the task exists once, which is the point.

@@ -93,9 +93,6 @@ func RetryDelay(n int, err error, _ *asynq.Task) time.Duration {
 	return Backoff(n, 2*time.Second, 10*time.Minute)
 }
 
-// DefaultPollInterval is ServerConfig's TaskCheckInterval (LABELQ_WORKER_POLL_INTERVAL).
-const DefaultPollInterval = 200 * time.Millisecond
-
 // ServerConfig is the asynq server configuration every worker process uses.
 func ServerConfig(concurrency int, shutdown time.Duration, log *slog.Logger, baseCtx func() context.Context) asynq.Config {
 	return asynq.Config{
@@ -113,7 +110,8 @@ func ServerConfig(concurrency int, shutdown time.Duration, log *slog.Logger, bas
 		},
 		// An idle asynq processor sleeps TaskCheckInterval ±50% between polls; asynq's
 		// 1 s default can hold a task just enqueued (an upload's validation) for up to
-		// 1.5 s on an idle worker. One poll per 200 ms is still nothing for Redis.
+		// 1.5 s on an idle worker. A worker with a Waker waits for a wake-up instead
+		// once every queue is empty, so this short pause is not its idle cost.
 		TaskCheckInterval: DefaultPollInterval,
 		// Group aggregation for project:match (many uploads → a few matching runs).
 		GroupGracePeriod: 2 * time.Second,

@@ -17,6 +17,7 @@ import (
 
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/metrics"
 	"github.com/labelq/labelq/internal/outbox"
 	"github.com/labelq/labelq/internal/queue"
 	"github.com/labelq/labelq/internal/tasks"
@@ -50,6 +51,9 @@ type Reconciler struct {
 	// OutboxKeep is how long relayed outbox rows are kept (for task look-ups).
 	OutboxKeep time.Duration
 	Now        func() time.Time
+	// Metrics, when set, counts the rows requeued by kind
+	// (labelq_reconcile_requeued_total).
+	Metrics *metrics.Metrics
 }
 
 // Work runs one reconciliation pass (tasks.Reconcile, periodic). Mount it with
@@ -76,11 +80,17 @@ func (r *Reconciler) Run(ctx context.Context) (int, error) {
 			return 0, fmt.Errorf("register queues: %w", err)
 		}
 	}
+	if _, _, err := r.repairAdmitted(ctx, now()); err != nil {
+		return 0, err
+	}
 	requeued := 0
 	for _, f := range r.Finders {
 		for {
 			n, more, err := r.pass(ctx, f, olderThan)
 			requeued += n
+			if r.Metrics != nil && n > 0 && err == nil {
+				r.Metrics.ReconcileRequeued.WithLabelValues(f.Kind).Add(float64(n))
+			}
 			if err != nil {
 				return requeued, fmt.Errorf("reconcile %s: %w", f.Kind, err)
 			}
@@ -124,7 +134,9 @@ func (r *Reconciler) pass(ctx context.Context, f Finder, olderThan time.Time) (i
 	nonce := fmt.Sprintf("rc%d", time.Now().UnixNano())
 	err = database.Tx(ctx, r.Pool, func(q *db.Queries, _ pgx.Tx) error {
 		for _, it := range requeue {
-			if err := outbox.Add(ctx, q, it.OrgID, f.Args(it.EntityID, nonce)); err != nil {
+			// A repair is nobody's click: it waits behind the organization's
+			// interactive work.
+			if err := outbox.Add(ctx, q, it.OrgID, f.Args(it.EntityID, nonce), outbox.As(outbox.PriorityBulk)); err != nil {
 				return err
 			}
 		}
@@ -140,7 +152,10 @@ func (r *Reconciler) pass(ctx context.Context, f Finder, olderThan time.Time) (i
 func (r *Reconciler) hasLiveTask(ctx context.Context, q *db.Queries, f Finder, id int64) (bool, error) {
 	row, err := q.OutboxLatestForSubject(ctx, db.OutboxLatestForSubjectParams{TaskType: f.Kind, SubjectID: id})
 	if errors.Is(err, pgx.ErrNoRows) {
-		return false, nil
+		// Retention (internal/retention) deleted the relayed row, or there never was
+		// one: the row's first task has a known id and may still be alive.
+		first := f.Args(id, "")
+		return r.taskAlive(first.InsertOpts().Queue, first.TaskID())
 	}
 	if err != nil {
 		return false, err
@@ -148,12 +163,17 @@ func (r *Reconciler) hasLiveTask(ctx context.Context, q *db.Queries, f Finder, i
 	if row.EnqueuedAt == nil {
 		return true, nil // the relay has not moved it yet
 	}
-	info, err := r.Inspector.GetTaskInfo(row.Queue, row.TaskID)
+	return r.taskAlive(row.Queue, row.TaskID)
+}
+
+// taskAlive reports whether asynq holds the task in a state that will still run.
+func (r *Reconciler) taskAlive(queueName, taskID string) (bool, error) {
+	info, err := r.Inspector.GetTaskInfo(queueName, taskID)
 	if errors.Is(err, asynq.ErrTaskNotFound) || errors.Is(err, asynq.ErrQueueNotFound) {
 		return false, nil
 	}
 	if err != nil {
-		return false, fmt.Errorf("inspect %s: %w", row.TaskID, err)
+		return false, fmt.Errorf("inspect %s: %w", taskID, err)
 	}
 	return alive[info.State], nil
 }

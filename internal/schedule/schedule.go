@@ -231,7 +231,8 @@ func (h *Handler) Work(ctx context.Context, p tasks.ScheduleExport) error {
 		if err := q.ExportScheduleSetLastFired(ctx, db.ExportScheduleSetLastFiredParams{ID: s.ID, FiredAt: &tick}); err != nil {
 			return err
 		}
-		if err := outbox.Add(ctx, q, s.OrgID, tasks.Export{ExportID: e.ID}); err != nil {
+		// A schedule's tick is bulk work: an export asked for now goes first.
+		if err := outbox.Add(ctx, q, s.OrgID, tasks.Export{ExportID: e.ID}, outbox.As(outbox.PriorityBulk)); err != nil {
 			return err
 		}
 		meta, _ := json.Marshal(map[string]any{"schedule_id": s.ID, "scheduled_for": tick})

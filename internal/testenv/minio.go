@@ -170,6 +170,15 @@ func waitReady(ctx context.Context, s *MinIOServer) error {
 	return fmt.Errorf("minio did not become ready in 60s: %s", s.log.String())
 }
 
+// Pid is the server's process id (the leader of its process group), 0 before it
+// started.
+func (s *MinIOServer) Pid() int {
+	if s.cmd == nil || s.cmd.Process == nil {
+		return 0
+	}
+	return s.cmd.Process.Pid
+}
+
 // Kill stops the server and keeps its data, so it can be started again.
 func (s *MinIOServer) Kill() {
 	if s.cmd != nil && s.cmd.Process != nil {

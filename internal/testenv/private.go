@@ -24,6 +24,11 @@ type PrivatePostgres struct {
 	Dir  string
 	bin  string
 	user string
+
+	// Listen is an address the server listens on beside 127.0.0.1, and Clients
+	// the network (CIDR) trusted there like loopback: for clients in other network
+	// namespaces (the chaos runner's -netns). Empty: loopback only.
+	Listen, Clients string
 }
 
 // PostgresBinDir finds the server binaries (initdb, pg_ctl): $LABELQ_PG_BIN or the
@@ -46,6 +51,12 @@ func PostgresBinDir() (string, error) {
 // with trust authentication on a free port. Postgres refuses to run as root, so as
 // root it runs as the postgres user.
 func StartPrivatePostgres(ctx context.Context) (*PrivatePostgres, error) {
+	return StartPrivatePostgresOn(ctx, "", "")
+}
+
+// StartPrivatePostgresOn is StartPrivatePostgres listening on listen too, trusting
+// clients (a CIDR) there; see PrivatePostgres.Listen.
+func StartPrivatePostgresOn(ctx context.Context, listen, clients string) (*PrivatePostgres, error) {
 	bin, err := PostgresBinDir()
 	if err != nil {
 		return nil, err
@@ -55,7 +66,7 @@ func StartPrivatePostgres(ctx context.Context) (*PrivatePostgres, error) {
 	if err != nil {
 		return nil, err
 	}
-	p := &PrivatePostgres{Dir: dir, bin: bin}
+	p := &PrivatePostgres{Dir: dir, bin: bin, Listen: listen, Clients: clients}
 	if os.Geteuid() == 0 {
 		p.user = "postgres"
 		if err := exec.Command("chown", "-R", "postgres", dir).Run(); err != nil {
@@ -66,6 +77,11 @@ func StartPrivatePostgres(ctx context.Context) (*PrivatePostgres, error) {
 	if out, err := p.run("initdb", "-D", data, "-A", "trust", "-U", "postgres", "--no-sync", "-E", "UTF8"); err != nil {
 		return nil, fmt.Errorf("initdb: %w: %s", err, out)
 	}
+	if clients != "" {
+		if err := appendFile(filepath.Join(data, "pg_hba.conf"), "host all all "+clients+" trust\n"); err != nil {
+			return nil, err
+		}
+	}
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
@@ -75,6 +91,18 @@ func StartPrivatePostgres(ctx context.Context) (*PrivatePostgres, error) {
 		return nil, err
 	}
 	return p, nil
+}
+
+func appendFile(path, line string) error {
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		return err
+	}
+	if _, err := f.WriteString(line); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("append to %s: %w", path, err)
+	}
+	return f.Close()
 }
 
 func (p *PrivatePostgres) run(tool string, args ...string) ([]byte, error) {
@@ -118,7 +146,11 @@ func (p *PrivatePostgres) URL(name string) string {
 
 // Start (re)starts the server and waits until it accepts connections.
 func (p *PrivatePostgres) Start(ctx context.Context) error {
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c fsync=off -c max_connections=200", p.Port, p.Dir)
+	listen := "127.0.0.1"
+	if p.Listen != "" {
+		listen += "," + p.Listen
+	}
+	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=%s -c fsync=off -c max_connections=200", p.Port, p.Dir, listen)
 	if out, err := p.run("pg_ctl", "-D", filepath.Join(p.Dir, "data"), "-l", filepath.Join(p.Dir, "log"), "-o", opts, "-w", "-t", "60", "start"); err != nil {
 		return fmt.Errorf("pg_ctl start: %w: %s", err, out)
 	}
@@ -153,16 +185,33 @@ type PrivateRedis struct {
 	Addr string
 	cmd  *exec.Cmd
 	port int
+
+	// Listen is an address the server listens on beside 127.0.0.1 (see
+	// PrivatePostgres.Listen); clients there use ListenAddr.
+	Listen string
 }
 
 // StartPrivateRedis starts redis-server on a free port, keeping nothing on disk.
 func StartPrivateRedis(ctx context.Context) (*PrivateRedis, error) {
+	return StartPrivateRedisOn(ctx, "")
+}
+
+// StartPrivateRedisOn is StartPrivateRedis listening on listen too.
+func StartPrivateRedisOn(ctx context.Context, listen string) (*PrivateRedis, error) {
 	port, err := FreePort()
 	if err != nil {
 		return nil, err
 	}
-	r := &PrivateRedis{Addr: fmt.Sprintf("127.0.0.1:%d", port), port: port}
+	r := &PrivateRedis{Addr: fmt.Sprintf("127.0.0.1:%d", port), Listen: listen, port: port}
 	return r, r.Start(ctx)
+}
+
+// ListenAddr is host:port on the Listen address (Addr when there is none).
+func (r *PrivateRedis) ListenAddr() string {
+	if r.Listen == "" {
+		return r.Addr
+	}
+	return fmt.Sprintf("%s:%d", r.Listen, r.port)
 }
 
 // Start (re)starts the server on its port.
@@ -171,7 +220,13 @@ func (r *PrivateRedis) Start(ctx context.Context) error {
 	if err != nil {
 		return errors.New("redis-server not found: install redis-server")
 	}
-	r.cmd = exec.Command(bin, "--bind", "127.0.0.1", "--port", fmt.Sprint(r.port), "--save", "", "--appendonly", "no", "--databases", "16")
+	bind := []string{"--bind", "127.0.0.1"}
+	if r.Listen != "" {
+		// Protected mode refuses clients from anywhere but loopback when there is
+		// no password; Listen is an address of this host's own for them.
+		bind = append(bind, r.Listen, "--protected-mode", "no")
+	}
+	r.cmd = exec.Command(bin, append(bind, "--port", fmt.Sprint(r.port), "--save", "", "--appendonly", "no", "--databases", "16")...)
 	r.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := r.cmd.Start(); err != nil {
 		return err
@@ -188,6 +243,14 @@ func (r *PrivateRedis) Start(ctx context.Context) error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return errors.New("private redis-server did not answer in 15s")
+}
+
+// Pid is the running server's process id, 0 when it is stopped.
+func (r *PrivateRedis) Pid() int {
+	if r.cmd == nil || r.cmd.Process == nil || r.cmd.ProcessState != nil {
+		return 0
+	}
+	return r.cmd.Process.Pid
 }
 
 // Stop kills the server (all data is lost, as in a restart without persistence).

@@ -15,6 +15,7 @@ import (
 
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/heartbeat"
 	"github.com/labelq/labelq/internal/labelconfig"
 	"github.com/labelq/labelq/internal/logging"
 	"github.com/labelq/labelq/internal/metrics"
@@ -105,7 +106,10 @@ type Deps struct {
 	Now func() time.Time
 	// Version is labelq's version, written in manifest.json. Default "dev".
 	Version string
-	Options Options
+	// Heartbeat is how often a running export writes its heartbeat_at
+	// (LABELQ_HEARTBEAT_INTERVAL); 0 is heartbeat.DefaultInterval.
+	Heartbeat time.Duration
+	Options   Options
 }
 
 // Handler is the project:export handler.
@@ -133,6 +137,7 @@ type Handler struct {
 	metrics  *metrics.Metrics
 	now      func() time.Time
 	version  string
+	beat     time.Duration
 	opts     Options
 
 	// onProgress, set by tests only, runs after each progress snapshot on the
@@ -147,6 +152,7 @@ type Handler struct {
 func NewHandler(d Deps) *Handler {
 	h := &Handler{
 		pool: d.Pool, storages: d.Storages, log: d.Log, metrics: d.Metrics, now: d.Now, version: d.Version, opts: d.Options,
+		beat: d.Heartbeat,
 	}
 	if h.storages == nil {
 		h.storages = storage.OwnOnly(d.Store)
@@ -236,6 +242,15 @@ func (h *Handler) Run(ctx context.Context, exportID int64) error {
 	if err != nil || rn == nil {
 		return err
 	}
+	// The run beats until it returns, whatever it is doing (cleaning up
+	// earlier runs, packing, completing the upload), so a worker that is gone
+	// shows as stalled within a few beats.
+	q := db.New(h.pool)
+	stop := heartbeat.Start(ctx, h.beat, rn.log, func(ctx context.Context) (bool, error) {
+		n, err := q.ExportLogHeartbeat(ctx, db.ExportLogHeartbeatParams{ID: rn.id, Attempt: rn.attempt})
+		return n > 0, err
+	})
+	defer stop()
 	return h.pack(ctx, rn)
 }
 

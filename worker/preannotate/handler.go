@@ -621,6 +621,9 @@ func (h *Handler) checkBudget(ctx context.Context, j *job) error {
 	if j.run, err = h.record(ctx, j, db.LlmRunStatusPending, usage{}, &note, nil); err != nil {
 		return err
 	}
+	if h.metrics != nil {
+		h.metrics.LLMBudgetExhausted.Inc()
+	}
 	j.log.InfoContext(ctx, "daily token budget spent; pre-annotation delayed to the next day",
 		slog.Int64("budget", *budget), slog.Int64("used", used), slog.Duration("wait", wait))
 	return queue.RetryAfter(wait, errors.New(note))
@@ -662,6 +665,14 @@ func (h *Handler) complete(ctx context.Context, j *job, req llm.Request, prompt 
 	if h.metrics != nil {
 		h.metrics.LLMTokens.WithLabelValues("prompt").Add(float64(resp.PromptTokens))
 		h.metrics.LLMTokens.WithLabelValues("completion").Add(float64(resp.CompletionTokens))
+		h.metrics.LLMCost.Add(resp.Cost)
+		if resp.Latency > 0 { // the request went out: a call, as usage counts them
+			outcome := "ok"
+			if kind, _ := llm.Classify(err); kind != llm.KindNone {
+				outcome = kind.String()
+			}
+			h.metrics.LLMCalls.WithLabelValues(outcome).Inc()
+		}
 	}
 	j.log.DebugContext(ctx, "model call", slog.Duration("latency", resp.Latency),
 		slog.Int("usage_in", resp.PromptTokens), slog.Int("usage_out", resp.CompletionTokens), slog.Bool("ok", err == nil))

@@ -22,6 +22,7 @@ import (
 
 	"github.com/labelq/labelq/internal/database"
 	"github.com/labelq/labelq/internal/db"
+	"github.com/labelq/labelq/internal/heartbeat"
 	"github.com/labelq/labelq/internal/ingest"
 	"github.com/labelq/labelq/internal/logging"
 	"github.com/labelq/labelq/internal/publicerr"
@@ -62,6 +63,9 @@ type Deps struct {
 	PageSize int
 	// MaxAttempts is how many attempts a run gets. Default DefaultMaxAttempts.
 	MaxAttempts int
+	// Heartbeat is how often a running attempt writes the run's heartbeat_at
+	// (LABELQ_HEARTBEAT_INTERVAL); 0 is heartbeat.DefaultInterval.
+	Heartbeat time.Duration
 }
 
 // Handler is the storage:sync handler.
@@ -72,6 +76,7 @@ type Handler struct {
 	now         func() time.Time
 	pageSize    int
 	maxAttempts int
+	beat        time.Duration
 
 	// beforeCommit, set by tests only, runs in each page's transaction after
 	// the page is registered and before it commits (page counts from 1 in
@@ -87,6 +92,7 @@ func NewHandler(d Deps) *Handler {
 	h := &Handler{
 		pool: d.Pool, storages: d.Storages, log: d.Log, now: d.Now,
 		pageSize: cmp.Or(d.PageSize, DefaultPageSize), maxAttempts: cmp.Or(d.MaxAttempts, DefaultMaxAttempts),
+		beat: d.Heartbeat,
 	}
 	if h.log == nil {
 		h.log = slog.New(slog.DiscardHandler)
@@ -126,6 +132,15 @@ func (h *Handler) Run(ctx context.Context, runID int64) error {
 	if err != nil || rn == nil {
 		return err
 	}
+	// The attempt beats until it returns, between pages and while a slow
+	// listing page is fetched, so a worker that is gone shows as stalled
+	// within a few beats.
+	q := db.New(h.pool)
+	stop := heartbeat.Start(ctx, h.beat, rn.log, func(ctx context.Context) (bool, error) {
+		n, err := q.SyncRunHeartbeat(ctx, db.SyncRunHeartbeatParams{ID: rn.ID, Attempt: rn.attempt})
+		return n > 0, err
+	})
+	defer stop()
 	return h.walk(ctx, rn)
 }
 

@@ -551,6 +551,9 @@ func (h *Handler) decide(ctx context.Context, log *slog.Logger, row db.FileVersi
 		log.InfoContext(ctx, "version decided by another run meanwhile; nothing to do")
 		return nil
 	}
+	if h.metrics != nil {
+		h.metrics.VersionsValidated.WithLabelValues(string(status)).Inc()
+	}
 
 	attrs := []any{slog.String("status", string(status))}
 	if o.m != nil {

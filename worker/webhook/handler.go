@@ -383,6 +383,9 @@ func (h *Handler) health(ctx context.Context, q *db.Queries, d db.WebhookDeliver
 		return true, nil
 	}
 	log.WarnContext(ctx, "webhook endpoint disabled", slog.String("reason", reason))
+	if m := h.d.Metrics; m != nil {
+		m.WebhookDisabled.Inc()
+	}
 	_, err = webhook.Emit(ctx, q, webhook.Event{
 		OrgID: d.OrgID, Type: webhook.WebhookDisabled, EntityType: db.EntityTypeWebhook, EntityID: d.EndpointID,
 		DedupKey: fmt.Sprintf("webhook.disabled:%d:%d:%d", d.EndpointID, d.ID, n),
