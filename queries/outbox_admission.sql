@@ -163,25 +163,60 @@ WHERE id = ANY(@ids::bigint[]) AND admitted_at IS NOT NULL AND finished_at IS NU
 SELECT pg_notify('labelq_outbox', 'freed');
 
 -- name: OutboxBacklog :many
--- An organization's work by task type: waiting for admission (or the relay),
--- waiting for its time, admitted and not finished; with the organization's weight.
-SELECT o.task_type,
-    count(*) FILTER (WHERE o.enqueued_at IS NULL AND o.available_at <= now() AND (o.admitted_at IS NULL OR o.finished_at IS NOT NULL)) AS waiting,
-    count(*) FILTER (WHERE o.enqueued_at IS NULL AND o.available_at > now() AND (o.admitted_at IS NULL OR o.finished_at IS NOT NULL)) AS scheduled,
-    count(*) FILTER (WHERE o.admitted_at IS NOT NULL AND o.finished_at IS NULL) AS admitted,
-    coalesce(extract(epoch FROM now() - min(o.available_at) FILTER (WHERE o.enqueued_at IS NULL AND o.available_at <= now())), 0)::float8 AS oldest_wait_seconds,
-    coalesce((SELECT w.admission_weight FROM organizations w WHERE w.id = @org_id::bigint), 1)::int AS weight
-FROM outbox o
-WHERE coalesce(o.org_id, 0) = @org_id::bigint
-  AND (o.enqueued_at IS NULL OR (o.admitted_at IS NOT NULL AND o.finished_at IS NULL))
-GROUP BY o.task_type
-ORDER BY o.task_type;
+-- An organization's work by task type, for GET /v1/admission: waiting (pending,
+-- available now, holding no slot: it waits for admission, or for the relay when
+-- the type is not held back), scheduled (available later), admitted (holding a
+-- slot: in Redis, or claimed by a relay on its way there, and not finished);
+-- with the organization's weight and its limit: the type's (named as in
+-- OutboxAdmissionGroups, the full type before the short name) times the weight,
+-- 0 when the type is not held back. Under the API's row-level security it sees
+-- the caller's own rows only, whatever @org_id says.
+WITH t AS (
+    SELECT o.task_type,
+        count(*) FILTER (WHERE o.enqueued_at IS NULL AND o.available_at <= now() AND (o.admitted_at IS NULL OR o.finished_at IS NOT NULL)) AS waiting,
+        count(*) FILTER (WHERE o.enqueued_at IS NULL AND o.available_at > now() AND (o.admitted_at IS NULL OR o.finished_at IS NOT NULL)) AS scheduled,
+        count(*) FILTER (WHERE o.admitted_at IS NOT NULL AND o.finished_at IS NULL) AS admitted,
+        min(o.available_at) FILTER (WHERE o.enqueued_at IS NULL AND o.available_at <= now() AND (o.admitted_at IS NULL OR o.finished_at IS NOT NULL)) AS oldest
+    FROM outbox o
+    WHERE coalesce(o.org_id, 0) = @org_id::bigint
+      AND (o.enqueued_at IS NULL OR (o.admitted_at IS NOT NULL AND o.finished_at IS NULL))
+    GROUP BY o.task_type
+), w AS (
+    SELECT coalesce((SELECT org.admission_weight FROM organizations org WHERE org.id = @org_id::bigint), 1) AS weight
+)
+SELECT t.task_type, t.waiting, t.scheduled, t.admitted,
+    coalesce(extract(epoch FROM now() - t.oldest), 0)::float8 AS oldest_wait_seconds,
+    w.weight::int AS weight,
+    (coalesce((
+        SELECT l.lim FROM (SELECT unnest(@kinds::text[]) AS kind, unnest(@limits::int[]) AS lim) l
+        WHERE l.kind = t.task_type OR l.kind = split_part(t.task_type, ':', 2)
+        ORDER BY l.kind = t.task_type DESC
+        LIMIT 1), @default_limit::int) * w.weight)::int AS "limit"
+FROM t, w
+ORDER BY t.task_type;
 
 -- name: OutboxAdmissionCounts :many
--- Waiting and admitted rows per (organization, type), for /metrics.
-SELECT coalesce(o.org_id, 0)::bigint AS org_key, o.task_type,
-    count(*) FILTER (WHERE o.enqueued_at IS NULL AND (o.admitted_at IS NULL OR o.finished_at IS NOT NULL)) AS waiting,
-    count(*) FILTER (WHERE o.admitted_at IS NOT NULL AND o.finished_at IS NULL) AS admitted
-FROM outbox o
-WHERE o.enqueued_at IS NULL OR (o.admitted_at IS NOT NULL AND o.finished_at IS NULL)
-GROUP BY 1, 2;
+-- Waiting (available now, holding no slot) and admitted rows by organization and
+-- type, for /metrics: the @top organizations with the most rows waiting (then
+-- the most admitted) by their id, every other organization and the rows of none
+-- summed under 'other', so the series stay bounded however many organizations
+-- there are.
+WITH c AS (
+    SELECT coalesce(o.org_id, 0)::bigint AS org_key, o.task_type,
+        count(*) FILTER (WHERE o.enqueued_at IS NULL AND o.available_at <= now() AND (o.admitted_at IS NULL OR o.finished_at IS NOT NULL)) AS waiting,
+        count(*) FILTER (WHERE o.admitted_at IS NOT NULL AND o.finished_at IS NULL) AS admitted
+    FROM outbox o
+    WHERE o.enqueued_at IS NULL OR (o.admitted_at IS NOT NULL AND o.finished_at IS NULL)
+    GROUP BY 1, 2
+), top AS (
+    SELECT c.org_key FROM c
+    WHERE c.org_key <> 0
+    GROUP BY c.org_key
+    ORDER BY sum(c.waiting) DESC, sum(c.admitted) DESC, c.org_key
+    LIMIT @top::int
+)
+SELECT (CASE WHEN c.org_key IN (SELECT top.org_key FROM top) THEN c.org_key::text ELSE 'other' END)::text AS org,
+    c.task_type, sum(c.waiting)::bigint AS waiting, sum(c.admitted)::bigint AS admitted
+FROM c
+GROUP BY 1, 2
+ORDER BY 1, 2;

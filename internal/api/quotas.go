@@ -16,6 +16,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 
+	"github.com/labelq/labelq/internal/admission"
 	"github.com/labelq/labelq/internal/db"
 	"github.com/labelq/labelq/internal/llm"
 	"github.com/labelq/labelq/internal/logging"
@@ -48,6 +49,9 @@ type Quotas struct {
 	ScheduleMaxPerProject int
 	// RateLimit limits each token's requests; nil is no limit.
 	RateLimit *RateLimiter
+	// Admission is LABELQ_ADMIT_PER_ORG, which GET /v1/admission answers as
+	// each task type's limit (the relay enforces it).
+	Admission admission.Limits
 }
 
 func (q Quotas) maxTokens() int32 { return cmp.Or(q.LLMMaxTokensCap, DefaultLLMMaxTokensCap) }

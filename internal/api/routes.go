@@ -103,6 +103,7 @@ func (s *Server) Routes() []Route {
 		{"DELETE", "/v1/webhooks/{webhook_id}", "Delete a webhook endpoint; its pending deliveries are not attempted", "webhooks", nil, nil, noContent, deleteWebhook, manage},
 
 		{"GET", "/v1/tasks/{task_id}", "Read a task's state by id", "tasks", nil, TaskState{}, ok, getTask, read},
+		{"GET", "/v1/admission", "The organization's work per task type waiting for admission (LABELQ_ADMIT_PER_ORG): waiting, scheduled, admitted and not finished, and its limit (0: not held back)", "tasks", nil, List[AdmissionBacklog]{}, ok, getAdmission, read},
 		{"GET", "/v1/events", "List the events of an entity (?entity_type=&entity_id=)", "tasks", nil, List[Event]{}, ok, listEvents, read},
 	}
 }

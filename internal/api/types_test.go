@@ -311,10 +311,11 @@ func TestRowMappersCopyEveryField(t *testing.T) {
 		"Webhook":    rowMapping(webhookFromRow),
 		"WebhookDelivery": rowMappingWith(func(r *db.WebhookDeliveryGetRow) { r.Status = db.WebhookDeliveryStatusPending },
 			webhookDeliveryFromRow),
-		"WebhookAttempt":  rowMapping(webhookAttemptFromRow),
-		"Submission":      rowMapping(submissionFromRow),
-		"AgreementReport": rowMapping(agreementFromRow),
-		"Consensus":       rowMapping(consensusFromRow),
+		"WebhookAttempt":   rowMapping(webhookAttemptFromRow),
+		"Submission":       rowMapping(submissionFromRow),
+		"AgreementReport":  rowMapping(agreementFromRow),
+		"Consensus":        rowMapping(consensusFromRow),
+		"AdmissionBacklog": rowMapping(admissionBacklogFromRow),
 	}
 	for name, m := range mappings {
 		t.Run(name, func(t *testing.T) {

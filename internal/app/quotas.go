@@ -16,6 +16,7 @@ func (a *App) apiQuotas() api.Quotas {
 	q := api.Quotas{
 		LLMMaxTokensCap: a.Cfg.LLMMaxTokensCap, LLMSystemPromptMax: a.Cfg.LLMSystemPromptMax,
 		ScheduleMinInterval: a.Cfg.ScheduleMinInterval, ScheduleMaxPerProject: a.Cfg.ScheduleMaxPerProject,
+		Admission: a.Admission(),
 	}
 	var err error
 	if q.Models, err = llm.ParsePrices(a.Cfg.LLMPrices); err != nil {

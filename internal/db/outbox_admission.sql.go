@@ -11,24 +11,41 @@ import (
 )
 
 const outboxAdmissionCounts = `-- name: OutboxAdmissionCounts :many
-SELECT coalesce(o.org_id, 0)::bigint AS org_key, o.task_type,
-    count(*) FILTER (WHERE o.enqueued_at IS NULL AND (o.admitted_at IS NULL OR o.finished_at IS NOT NULL)) AS waiting,
-    count(*) FILTER (WHERE o.admitted_at IS NOT NULL AND o.finished_at IS NULL) AS admitted
-FROM outbox o
-WHERE o.enqueued_at IS NULL OR (o.admitted_at IS NOT NULL AND o.finished_at IS NULL)
+WITH c AS (
+    SELECT coalesce(o.org_id, 0)::bigint AS org_key, o.task_type,
+        count(*) FILTER (WHERE o.enqueued_at IS NULL AND o.available_at <= now() AND (o.admitted_at IS NULL OR o.finished_at IS NOT NULL)) AS waiting,
+        count(*) FILTER (WHERE o.admitted_at IS NOT NULL AND o.finished_at IS NULL) AS admitted
+    FROM outbox o
+    WHERE o.enqueued_at IS NULL OR (o.admitted_at IS NOT NULL AND o.finished_at IS NULL)
+    GROUP BY 1, 2
+), top AS (
+    SELECT c.org_key FROM c
+    WHERE c.org_key <> 0
+    GROUP BY c.org_key
+    ORDER BY sum(c.waiting) DESC, sum(c.admitted) DESC, c.org_key
+    LIMIT $1::int
+)
+SELECT (CASE WHEN c.org_key IN (SELECT top.org_key FROM top) THEN c.org_key::text ELSE 'other' END)::text AS org,
+    c.task_type, sum(c.waiting)::bigint AS waiting, sum(c.admitted)::bigint AS admitted
+FROM c
 GROUP BY 1, 2
+ORDER BY 1, 2
 `
 
 type OutboxAdmissionCountsRow struct {
-	OrgKey   int64  `json:"org_key"`
+	Org      string `json:"org"`
 	TaskType string `json:"task_type"`
 	Waiting  int64  `json:"waiting"`
 	Admitted int64  `json:"admitted"`
 }
 
-// Waiting and admitted rows per (organization, type), for /metrics.
-func (q *Queries) OutboxAdmissionCounts(ctx context.Context) ([]OutboxAdmissionCountsRow, error) {
-	rows, err := q.db.Query(ctx, outboxAdmissionCounts)
+// Waiting (available now, holding no slot) and admitted rows by organization and
+// type, for /metrics: the @top organizations with the most rows waiting (then
+// the most admitted) by their id, every other organization and the rows of none
+// summed under 'other', so the series stay bounded however many organizations
+// there are.
+func (q *Queries) OutboxAdmissionCounts(ctx context.Context, top int32) ([]OutboxAdmissionCountsRow, error) {
+	rows, err := q.db.Query(ctx, outboxAdmissionCounts, top)
 	if err != nil {
 		return nil, err
 	}
@@ -37,7 +54,7 @@ func (q *Queries) OutboxAdmissionCounts(ctx context.Context) ([]OutboxAdmissionC
 	for rows.Next() {
 		var i OutboxAdmissionCountsRow
 		if err := rows.Scan(
-			&i.OrgKey,
+			&i.Org,
 			&i.TaskType,
 			&i.Waiting,
 			&i.Admitted,
@@ -280,18 +297,37 @@ func (q *Queries) OutboxAdmitBatch(ctx context.Context, arg OutboxAdmitBatchPara
 }
 
 const outboxBacklog = `-- name: OutboxBacklog :many
-SELECT o.task_type,
-    count(*) FILTER (WHERE o.enqueued_at IS NULL AND o.available_at <= now() AND (o.admitted_at IS NULL OR o.finished_at IS NOT NULL)) AS waiting,
-    count(*) FILTER (WHERE o.enqueued_at IS NULL AND o.available_at > now() AND (o.admitted_at IS NULL OR o.finished_at IS NOT NULL)) AS scheduled,
-    count(*) FILTER (WHERE o.admitted_at IS NOT NULL AND o.finished_at IS NULL) AS admitted,
-    coalesce(extract(epoch FROM now() - min(o.available_at) FILTER (WHERE o.enqueued_at IS NULL AND o.available_at <= now())), 0)::float8 AS oldest_wait_seconds,
-    coalesce((SELECT w.admission_weight FROM organizations w WHERE w.id = $1::bigint), 1)::int AS weight
-FROM outbox o
-WHERE coalesce(o.org_id, 0) = $1::bigint
-  AND (o.enqueued_at IS NULL OR (o.admitted_at IS NOT NULL AND o.finished_at IS NULL))
-GROUP BY o.task_type
-ORDER BY o.task_type
+WITH t AS (
+    SELECT o.task_type,
+        count(*) FILTER (WHERE o.enqueued_at IS NULL AND o.available_at <= now() AND (o.admitted_at IS NULL OR o.finished_at IS NOT NULL)) AS waiting,
+        count(*) FILTER (WHERE o.enqueued_at IS NULL AND o.available_at > now() AND (o.admitted_at IS NULL OR o.finished_at IS NOT NULL)) AS scheduled,
+        count(*) FILTER (WHERE o.admitted_at IS NOT NULL AND o.finished_at IS NULL) AS admitted,
+        min(o.available_at) FILTER (WHERE o.enqueued_at IS NULL AND o.available_at <= now() AND (o.admitted_at IS NULL OR o.finished_at IS NOT NULL)) AS oldest
+    FROM outbox o
+    WHERE coalesce(o.org_id, 0) = $4::bigint
+      AND (o.enqueued_at IS NULL OR (o.admitted_at IS NOT NULL AND o.finished_at IS NULL))
+    GROUP BY o.task_type
+), w AS (
+    SELECT coalesce((SELECT org.admission_weight FROM organizations org WHERE org.id = $4::bigint), 1) AS weight
+)
+SELECT t.task_type, t.waiting, t.scheduled, t.admitted,
+    coalesce(extract(epoch FROM now() - t.oldest), 0)::float8 AS oldest_wait_seconds,
+    w.weight::int AS weight,
+    (coalesce((
+        SELECT l.lim FROM (SELECT unnest($1::text[]) AS kind, unnest($2::int[]) AS lim) l
+        WHERE l.kind = t.task_type OR l.kind = split_part(t.task_type, ':', 2)
+        ORDER BY l.kind = t.task_type DESC
+        LIMIT 1), $3::int) * w.weight)::int AS "limit"
+FROM t, w
+ORDER BY t.task_type
 `
+
+type OutboxBacklogParams struct {
+	Kinds        []string `json:"kinds"`
+	Limits       []int32  `json:"limits"`
+	DefaultLimit int32    `json:"default_limit"`
+	OrgID        int64    `json:"org_id"`
+}
 
 type OutboxBacklogRow struct {
 	TaskType          string  `json:"task_type"`
@@ -300,12 +336,24 @@ type OutboxBacklogRow struct {
 	Admitted          int64   `json:"admitted"`
 	OldestWaitSeconds float64 `json:"oldest_wait_seconds"`
 	Weight            int32   `json:"weight"`
+	Limit             int32   `json:"limit"`
 }
 
-// An organization's work by task type: waiting for admission (or the relay),
-// waiting for its time, admitted and not finished; with the organization's weight.
-func (q *Queries) OutboxBacklog(ctx context.Context, orgID int64) ([]OutboxBacklogRow, error) {
-	rows, err := q.db.Query(ctx, outboxBacklog, orgID)
+// An organization's work by task type, for GET /v1/admission: waiting (pending,
+// available now, holding no slot: it waits for admission, or for the relay when
+// the type is not held back), scheduled (available later), admitted (holding a
+// slot: in Redis, or claimed by a relay on its way there, and not finished);
+// with the organization's weight and its limit: the type's (named as in
+// OutboxAdmissionGroups, the full type before the short name) times the weight,
+// 0 when the type is not held back. Under the API's row-level security it sees
+// the caller's own rows only, whatever @org_id says.
+func (q *Queries) OutboxBacklog(ctx context.Context, arg OutboxBacklogParams) ([]OutboxBacklogRow, error) {
+	rows, err := q.db.Query(ctx, outboxBacklog,
+		arg.Kinds,
+		arg.Limits,
+		arg.DefaultLimit,
+		arg.OrgID,
+	)
 	if err != nil {
 		return nil, err
 	}
@@ -320,6 +368,7 @@ func (q *Queries) OutboxBacklog(ctx context.Context, orgID int64) ([]OutboxBackl
 			&i.Admitted,
 			&i.OldestWaitSeconds,
 			&i.Weight,
+			&i.Limit,
 		); err != nil {
 			return nil, err
 		}

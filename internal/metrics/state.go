@@ -54,9 +54,10 @@ type stateCollector struct {
 
 // RegisterState adds the gauges read from PostgreSQL at each scrape (versions
 // pending, exports and their progress, sync runs and lag, webhook endpoints and
-// pending deliveries) and labelq_state_up.
+// pending deliveries) and labelq_state_up, and fair admission's waiting and
+// admitted rows by organization and task type (admission.go).
 func (m *Metrics) RegisterState(pool *pgxpool.Pool, log *slog.Logger) {
-	m.Registry.MustRegister(stateCollector{pool: pool, log: log})
+	m.Registry.MustRegister(stateCollector{pool: pool, log: log}, admissionCollector{pool: pool, log: log})
 }
 
 func (c stateCollector) Describe(ch chan<- *prometheus.Desc) {

@@ -59,3 +59,46 @@ func counted(t *testing.T, c prometheus.Counter) float64 {
 	require.NoError(t, c.Write(&m))
 	return m.GetCounter().GetValue()
 }
+
+// A version whose latest outbox row holds an admission slot is left to
+// repairAdmitted even when its task is not in Redis: inside the admitted grace the
+// finder must not queue a second task (which would run the work twice and hold a
+// second slot); past it, repairAdmitted readmits the same row, under the same id.
+func TestHeldRowIsNotRequeuedBesideItsReadmission(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	pg := testenv.Postgres(t)
+	rd := testenv.RedisDB(t)
+	insp := asynq.NewInspector(rd.Opt())
+	defer insp.Close()
+	org := pg.Org(t)
+	f := pg.File(t, pg.Project(t, org.ID), "")
+	v := pg.RegisterVersion(t, f, "k", testenv.Declared{})
+	task := tasks.Validate{VersionID: v.ID}
+	later := time.Now().Add(2 * time.Minute) // the version is stuck by then
+	// Admitted and enqueued a second before the reconciler's "now"; Redis lost it.
+	_, err := pg.Pool.Exec(ctx, `INSERT INTO outbox (task_id, task_type, queue, payload, options, org_id, subject_id, available_at, admitted_at, enqueued_at)
+		VALUES ($1, $2, 'validate', '{}', '{}', $3, $4, now(), $5, $5)`, task.TaskID(), task.Kind(), org.ID, v.ID, later.Add(-time.Second))
+	require.NoError(t, err)
+	rows := func() int {
+		var n int
+		require.NoError(t, pg.Pool.QueryRow(ctx, `SELECT count(*) FROM outbox WHERE subject_id = $1 AND task_type = $2`, v.ID, task.Kind()).Scan(&n))
+		return n
+	}
+	r := &reconcile.Reconciler{
+		Pool: pg.Pool, Inspector: insp, Log: testenv.Quiet(), After: time.Minute, Metrics: metrics.New(),
+		Now: func() time.Time { return later }, Finders: reconcile.Finders(),
+	}
+	n, err := r.Run(ctx)
+	require.NoError(t, err)
+	require.Zero(t, n, "the held row is repairAdmitted's: no second task")
+	require.Equal(t, 1, rows())
+
+	later = later.Add(time.Minute) // past the grace: readmitted, still one row
+	_, err = r.Run(ctx)
+	require.NoError(t, err)
+	require.Equal(t, 1, rows())
+	var enqueued *time.Time
+	require.NoError(t, pg.Pool.QueryRow(ctx, `SELECT enqueued_at FROM outbox WHERE subject_id = $1`, v.ID).Scan(&enqueued))
+	require.Nil(t, enqueued, "the same row waits for the relay again")
+}

@@ -163,6 +163,12 @@ func (r *Reconciler) hasLiveTask(ctx context.Context, q *db.Queries, f Finder, i
 	if row.EnqueuedAt == nil {
 		return true, nil // the relay has not moved it yet
 	}
+	if row.AdmittedAt != nil && row.FinishedAt == nil {
+		// The row holds an admission slot: repairAdmitted owns it, and readmits it
+		// under the same task id once its task is gone (after its grace). Queuing
+		// another task here as well would do the work twice and hold two slots.
+		return true, nil
+	}
 	return r.taskAlive(row.Queue, row.TaskID)
 }
 
