@@ -56,3 +56,8 @@ WHERE project_id = @project_id AND org_id = @org_id AND deleted_at IS NULL;
 SELECT id FROM export_schedules
 WHERE storage_id = @storage_id AND org_id = @org_id AND deleted_at IS NULL
 ORDER BY id;
+
+-- name: DatabaseNow :one
+-- The database's clock: which tick a schedule's firing stands for is read from it,
+-- the one clock every worker shares, not from the worker's own (which may be off).
+SELECT clock_timestamp()::timestamptz AS now;

@@ -29,8 +29,10 @@ type Mount func(a *App, mux *asynq.ServeMux)
 // owns (reconciler, export and storage sync schedules).
 func (a *App) MountMaintenance(mux *asynq.ServeMux) {
 	tasks.Register(mux, a.Reconciler().Work)
-	tasks.Register(mux, (&schedule.Handler{Pool: a.Pool, Log: a.Log, Now: a.Now}).Work)
-	tasks.Register(mux, (&schedule.SyncHandler{Pool: a.Pool, Log: a.Log, Now: a.Now}).Work)
+	// No Now: a firing's tick is read from the database's clock, whatever this
+	// host's says.
+	tasks.Register(mux, (&schedule.Handler{Pool: a.Pool, Log: a.Log}).Work)
+	tasks.Register(mux, (&schedule.SyncHandler{Pool: a.Pool, Log: a.Log}).Work)
 	tasks.Register(mux, a.Retention().Work)
 }
 

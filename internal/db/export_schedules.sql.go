@@ -11,6 +11,19 @@ import (
 	"time"
 )
 
+const databaseNow = `-- name: DatabaseNow :one
+SELECT clock_timestamp()::timestamptz AS now
+`
+
+// The database's clock: which tick a schedule's firing stands for is read from it,
+// the one clock every worker shares, not from the worker's own (which may be off).
+func (q *Queries) DatabaseNow(ctx context.Context) (time.Time, error) {
+	row := q.db.QueryRow(ctx, databaseNow)
+	var now time.Time
+	err := row.Scan(&now)
+	return now, err
+}
+
 const exportScheduleCountByProject = `-- name: ExportScheduleCountByProject :one
 SELECT count(*) FROM export_schedules
 WHERE project_id = $1 AND org_id = $2 AND deleted_at IS NULL

@@ -159,7 +159,23 @@ func (p *Provider) periodic(what string, id slog.Attr, cronSpec, timezone string
 type Handler struct {
 	Pool *pgxpool.Pool
 	Log  *slog.Logger
-	Now  func() time.Time
+	// Now, when set, is the clock (tests); else the database's (DatabaseNow).
+	Now func() time.Time
+}
+
+// clock is now: now() when set, else PostgreSQL's clock. Which tick a firing
+// stands for must not depend on the worker that runs it: a worker whose clock is
+// 30 s ahead would otherwise make each tick's export 30 s early, for a tick that
+// has not come yet (labelq-chaos -netns found it).
+func clock(ctx context.Context, pool *pgxpool.Pool, now func() time.Time) (time.Time, error) {
+	if now != nil {
+		return now(), nil
+	}
+	t, err := db.New(pool).DatabaseNow(ctx)
+	if err != nil {
+		return time.Time{}, fmt.Errorf("read the database's clock: %w", err)
+	}
+	return t, nil
 }
 
 // LatestTick is the newest tick of spec at or before now, looking back from `from`
@@ -189,9 +205,9 @@ func LatestTick(spec string, from, now time.Time) (time.Time, error) {
 // tasks.Register.
 func (h *Handler) Work(ctx context.Context, p tasks.ScheduleExport) error {
 	log := logging.From(ctx, h.Log)
-	now := time.Now()
-	if h.Now != nil {
-		now = h.Now()
+	now, err := clock(ctx, h.Pool, h.Now)
+	if err != nil {
+		return err
 	}
 	// A firing is processed shortly after its tick; allow for the clock skew between
 	// the scheduler's machine and this one.

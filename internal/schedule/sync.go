@@ -46,9 +46,9 @@ const SyncEventScheduled = "sync_scheduled"
 // with tasks.Register.
 func (h *SyncHandler) Work(ctx context.Context, p tasks.ScheduleSync) error {
 	log := logging.From(ctx, h.Log)
-	now := time.Now()
-	if h.Now != nil {
-		now = h.Now()
+	now, err := clock(ctx, h.Pool, h.Now)
+	if err != nil {
+		return err
 	}
 	// As for exports: a firing is processed shortly after its tick, give or take the
 	// clock skew between the scheduler's machine and this one.
