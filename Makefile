@@ -134,8 +134,8 @@ bench: tools services-db ## run the benchmarks and print one table of figures be
 	go test -run '^$$' -bench . -benchtime 1x -timeout 60m ./... | tee .tmp/bench.out | go run ./internal/benchtable
 
 .PHONY: chaos
-chaos: tools services-db ## fault-injection run: real processes, kill -9, Redis/Postgres/MinIO outages, LLM 429s; prints the invariants (NETNS=1: workers in network namespaces, with partitions; root; CLUSTER=1 / SENTINEL=1: on a Redis Cluster / Sentinel set, masters killed)
-	go run ./cmd/labelq-chaos $(if $(NETNS),-netns) $(if $(CLUSTER),-redis cluster) $(if $(SENTINEL),-redis sentinel)
+chaos: tools services-db ## fault-injection run: real processes, kill -9, Redis/Postgres/MinIO outages, LLM 429s; prints the invariants (NETNS=1: workers in network namespaces, with partitions; root; CLUSTER=1 / SENTINEL=1: on a Redis Cluster / Sentinel set, masters killed; PGBOUNCER=1: through PgBouncer)
+	go run ./cmd/labelq-chaos $(if $(NETNS),-netns) $(if $(CLUSTER),-redis cluster) $(if $(SENTINEL),-redis sentinel) $(if $(PGBOUNCER),-pgbouncer)
 
 .PHONY: chaos-short
 chaos-short: tools services-db ## the short variant of make chaos that make test runs (about 3 minutes)

@@ -29,6 +29,7 @@ func run() int {
 	syncObjects := flag.Int("sync", -1, "objects in the storage synced during the run, 0 for no sync (default: the variant's)")
 	dir := flag.String("dir", "", "keep logs and data here (default: a temporary directory, removed)")
 	netns := flag.Bool("netns", false, "each worker in a network namespace of its own (root, ip, nft), with partitions: one worker cut off from Redis, one from PostgreSQL mid-transaction, one clock 30 s ahead")
+	pgbouncer := flag.Bool("pgbouncer", false, "every labelq process reaches PostgreSQL through a PgBouncer in transaction pooling mode (Debian's pgbouncer; LABELQ_DATABASE_DIRECT_URL for the relay's LISTEN, exec mode cache_describe)")
 	redisTopo := flag.String("redis", "", "Redis topology: single (default; FLUSHALL and a restart), cluster (3 masters with a replica each; kill -9 of a master, twice) or sentinel (master, replica, 3 sentinels; kill -9 of the master, twice)")
 	flag.Parse()
 
@@ -64,6 +65,7 @@ func run() int {
 		return 2
 	}
 	cfg.Redis = topo
+	cfg.PgBouncer = *pgbouncer
 	cfg.Log = os.Stdout
 
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)

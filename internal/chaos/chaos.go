@@ -2,6 +2,7 @@ package chaos
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -41,11 +42,15 @@ type Config struct {
 	Redis string
 	// Netns: each worker in a network namespace of its own, and the partition
 	// faults (WithNetns, netns.go, partition.go).
-	Netns     bool
-	RedisCut  time.Duration // how long one worker is cut off from Redis
-	PGCut     time.Duration // how long one worker is cut off from PostgreSQL
-	ClockSkew time.Duration // how far ahead the last worker's clock is
-	Log       io.Writer
+	Netns bool
+	// PgBouncer: every labelq process reaches PostgreSQL through a PgBouncer in
+	// transaction pooling mode of PgBouncerPool server connections per role.
+	PgBouncer     bool
+	PgBouncerPool int
+	RedisCut      time.Duration // how long one worker is cut off from Redis
+	PGCut         time.Duration // how long one worker is cut off from PostgreSQL
+	ClockSkew     time.Duration // how far ahead the last worker's clock is
+	Log           io.Writer
 }
 
 // Short is the variant that runs inside `make test`.
@@ -120,6 +125,12 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	defer env.Close()
 	if err := env.useRedis(ctx, cfg.Redis); err != nil {
 		return nil, err
+	}
+	if cfg.PgBouncer {
+		if err := env.usePgBouncer(ctx, cmp.Or(cfg.PgBouncerPool, 8)); err != nil {
+			return nil, fmt.Errorf("start pgbouncer: %w", err)
+		}
+		logf("every labelq process reaches PostgreSQL through pgbouncer %s (transaction pooling, %d server connections per role)", env.bouncer.Addr, env.bouncer.PoolSize)
 	}
 	r := &run{cfg: cfg, env: env, log: logf, killTypes: map[string]int{}}
 	if r.pool, err = pgxpool.New(ctx, env.DatabaseURL()); err != nil {

@@ -60,6 +60,9 @@ type Env struct {
 	// redisTopo is the Redis Cluster or Sentinel set in use (-redis); nil: the
 	// single server Redis.
 	redisTopo *redisTopology
+	// bouncer is the PgBouncer every labelq process reaches PostgreSQL through
+	// (-pgbouncer); nil: none.
+	bouncer *testenv.PgBouncer
 	// s3Endpoint stays the same when MinIO is restarted (same port, same data).
 	s3Endpoint string
 
@@ -107,6 +110,7 @@ func (e *Env) Vars(extra ...string) []string {
 	v = append(v, webhookVars()...)
 	v = append(v, e.Net.vars()...)
 	v = append(v, e.redisTopo.vars()...)
+	v = append(v, e.bouncerVars()...)
 	v = append(v, e.Extra...)
 	return append(v, extra...)
 }
@@ -246,6 +250,9 @@ func (e *Env) Close() {
 		m.Stop()
 	}
 	e.redisTopo.close()
+	if e.bouncer != nil {
+		e.bouncer.Stop()
+	}
 	if e.Redis != nil {
 		e.Redis.Stop()
 	}
@@ -332,4 +339,32 @@ func rnd() string {
 	b := make([]byte, 6)
 	_, _ = io.ReadFull(f, b)
 	return fmt.Sprintf("%x", b)
+}
+
+// usePgBouncer puts a PgBouncer in transaction pooling mode (Debian's 1.18)
+// between every labelq process started from now on and the private PostgreSQL,
+// as a large deployment does: LABELQ_DATABASE_URL goes through it, with the exec
+// mode a pooler before 1.21 needs, and LABELQ_DATABASE_DIRECT_URL reaches the
+// server for what needs a session (the relay's LISTEN). Migrations ran before,
+// directly. The runner's own checks read the server directly.
+func (e *Env) usePgBouncer(ctx context.Context, poolSize int) error {
+	b, err := testenv.StartPgBouncer(ctx, testenv.PgBouncerConfig{Server: fmt.Sprintf("127.0.0.1:%d", e.PG.Port), PoolSize: poolSize})
+	if err != nil {
+		return err
+	}
+	e.bouncer = b
+	return nil
+}
+
+// bouncerVars are the variables of a run through PgBouncer (later values win in
+// a process's environment).
+func (e *Env) bouncerVars() []string {
+	if e.bouncer == nil {
+		return nil
+	}
+	return []string{
+		"LABELQ_DATABASE_URL=" + e.bouncer.URL(e.DatabaseURL()),
+		"LABELQ_DATABASE_DIRECT_URL=" + e.DatabaseURL(),
+		"LABELQ_DATABASE_EXEC_MODE=cache_describe",
+	}
 }

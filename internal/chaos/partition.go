@@ -29,7 +29,7 @@ const (
 	DefaultClockSkew = 30 * time.Second
 	// partitionWait bounds the wait for a worker holding tasks (an open
 	// transaction) to cut off.
-	partitionWait = 45 * time.Second
+	partitionWait = 90 * time.Second
 )
 
 // WithNetns turns a variant into its -netns form: every worker a host of its
@@ -259,7 +259,9 @@ func (r *run) cutPostgres(ctx context.Context, insp *asynq.Inspector) error {
 		}
 		open, err := r.openTransactions(ctx)
 		if err != nil || len(open) == 0 {
-			time.Sleep(10 * time.Millisecond)
+			// labelq's transactions are short (most are one pipelined round trip):
+			// look often, or the moment one is open between statements is missed.
+			time.Sleep(2 * time.Millisecond)
 			continue
 		}
 		var name string
@@ -322,7 +324,8 @@ func (r *run) openTransactions(ctx context.Context) (map[string][]backend, error
 	}
 	rows, err := r.pool.Query(ctx, `SELECT pid, host(client_addr), xact_start FROM pg_stat_activity
 		WHERE backend_type = 'client backend' AND client_addr IS NOT NULL AND xact_start IS NOT NULL
-		AND (state IN ('idle in transaction', 'idle in transaction (aborted)') OR (state = 'active' AND xact_start < query_start))`)
+		AND (state IN ('idle in transaction', 'idle in transaction (aborted)')
+		     OR (state = 'active' AND (xact_start < query_start OR backend_xid IS NOT NULL)))`)
 	if err != nil {
 		return nil, err
 	}
