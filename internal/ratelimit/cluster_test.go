@@ -12,7 +12,7 @@ import (
 
 // TestEveryScriptRunsOnRedisCluster runs every Lua script of the package (the
 // semaphore's acquire and count, the pause, the token reservation and its
-// settlement, redis_rate's GCRA for requests) through two processes' cluster
+// settlement, redis_rate's GCRA for requests, the fair turns' room) through two processes' cluster
 // clients on a real Redis Cluster. A cluster refuses a script whose keys lie in
 // two hash slots (CROSSSLOT), so this fails the day a script takes a second key
 // that does not share the first one's slot.
@@ -93,4 +93,37 @@ func TestEveryScriptRunsOnRedisCluster(t *testing.T) {
 	d, err := req.Allow(ctx, "token:1")
 	require.NoError(t, err)
 	require.False(t, d.Allowed, "the API's request budget holds on a cluster too")
+
+	// Fair turns (fair.go): the room's keys share one slot, and its scripts run.
+	fcfg := Config{Prefix: PrefixFor("http://other-llm.test/v1"), MaxConcurrent: 1, PollInterval: 5 * time.Millisecond}
+	fa, fb := mk(fcfg), mk(fcfg)
+	slots := map[int64]bool{}
+	for _, k := range fa.fairKeys() {
+		s, err := rdb.ClusterKeySlot(ctx, k).Result()
+		require.NoError(t, err)
+		slots[s] = true
+	}
+	require.Len(t, slots, 1, "the room's keys are in one hash slot: %v", fa.fairKeys())
+	p, err = fa.AcquireFor(ctx, "org-1", 1)
+	require.NoError(t, err)
+	// org-3 comes first and waits at the front for the slot; org-1 (one call
+	// already) and then org-2 queue behind it. Once the slot is free org-2, with
+	// no calls yet, goes before org-1, which came earlier.
+	got := make(chan string, 3)
+	for i, tenant := range []string{"org-3", "org-1", "org-2"} {
+		go func() {
+			p, err := fb.AcquireFor(ctx, tenant, 1)
+			if assertNoErr(t, err) {
+				got <- tenant
+				p.Release()
+			}
+		}()
+		require.Eventually(t, func() bool {
+			n, _ := rdb.ZCard(ctx, fa.fairKeys()[0]).Result()
+			return n == int64(i+1)
+		}, time.Second, time.Millisecond)
+		time.Sleep(5 * time.Millisecond) // arrivals are told apart by the millisecond
+	}
+	p.Release()
+	require.Equal(t, []string{"org-3", "org-2", "org-1"}, []string{<-got, <-got, <-got})
 }

@@ -13,6 +13,11 @@
 //     holders and whose scores are their lease expiry times. A holder renews its lease
 //     while its call runs; a worker that dies stops renewing and its slot frees itself
 //     when the lease expires, so a crash can never leak a slot for good.
+//   - Calls made for a tenant (AcquireFor: the organization whose file is
+//     pre-annotated) take turns by tenant before they wait at those limits: the
+//     tenant with the fewest calls in about the last minute goes first, in every
+//     process (fair.go), so one organization's backlog cannot hold another's few
+//     calls behind it.
 //   - TryLock is the same leased semaphore with one slot, for "only one process may
 //     do this at a time" (the worker uses it so that identical content is paid for
 //     once).
@@ -240,11 +245,28 @@ func (p *Permit) Release() {
 // Acquire waits until one call estimated at tokens (prompt plus max reply tokens)
 // may start under every limit, and returns its Permit. Waits up to MaxSleep are
 // slept (with ctx); a longer one returns a *WaitError. Tokens reserved before the
-// request limit said wait are given back, since nothing was sent.
+// request limit said wait are given back, since nothing was sent. Waiting calls
+// are served first come first served; AcquireFor shares the limits among tenants.
 func (l *Limiter) Acquire(ctx context.Context, tokens int) (*Permit, error) {
+	return l.AcquireFor(ctx, "", tokens)
+}
+
+// AcquireFor is Acquire for a call made on behalf of tenant (an organization):
+// while calls of several tenants wait, the tenant with the fewest calls in about
+// the last Period goes first, in every process (fair.go), so a tenant with a few
+// calls is not held behind another's hundreds. The empty tenant is Acquire's
+// first come first served.
+func (l *Limiter) AcquireFor(ctx context.Context, tenant string, tokens int) (p *Permit, err error) {
 	deadline := time.Now().Add(l.cfg.MaxWait)
 	if err := l.waitPause(ctx, deadline); err != nil {
 		return nil, err
+	}
+	if tenant != "" && (l.sem != nil || !l.rpm.IsZero() || !l.tpm.IsZero()) {
+		t, err := l.waitTurn(ctx, deadline, tenant)
+		if err != nil {
+			return nil, err
+		}
+		defer func() { t.leave(err == nil) }()
 	}
 	var lease *Lease
 	if l.sem != nil {

@@ -10,6 +10,7 @@ import (
 	"io"
 	"log/slog"
 	"math/rand/v2"
+	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -647,7 +648,9 @@ func (u *usage) add(resp llm.Response) {
 
 // complete makes one call under the shared limits.
 func (h *Handler) complete(ctx context.Context, j *job, req llm.Request, prompt llm.Prompt, u *usage) (llm.Response, error) {
-	permit, err := h.limiter.Acquire(ctx, estimate(prompt, req.MaxTokens))
+	// Organizations take turns at the shared limits: one with a few versions is
+	// not held behind another's backlog of hundreds.
+	permit, err := h.limiter.AcquireFor(ctx, strconv.FormatInt(j.version.OrgID, 10), estimate(prompt, req.MaxTokens))
 	if err != nil {
 		return llm.Response{}, err
 	}
