@@ -24,10 +24,14 @@ RETURNING *;
 
 -- name: OutboxMarkEnqueued :execrows
 -- Only rows this claim still holds: one whose lease ran out and that another relay
--- took is that relay's to mark.
+-- took is that relay's to mark. A claim is only ever set on an unsent row and
+-- marking clears it, so claimed_by = this claim means unsent: no "enqueued_at IS
+-- NULL" here, which would let the planner AND outbox_unsent_idx (every waiting
+-- row) into the primary-key lookup. Before ANALYZE saw a backlog it did: with
+-- 200,000 rows waiting for admission, each batch read all 200,000 index entries.
 UPDATE outbox SET enqueued_at = clock_timestamp(), attempts = attempts + 1, last_error = NULL,
     claimed_by = NULL, claimed_until = NULL
-WHERE id = ANY(@ids::bigint[]) AND claimed_by = @claimed_by::text AND enqueued_at IS NULL;
+WHERE id = ANY(@ids::bigint[]) AND claimed_by = @claimed_by::text;
 
 -- name: OutboxMarkFailed :exec
 UPDATE outbox
@@ -36,9 +40,10 @@ SET attempts = attempts + 1, last_error = @last_error, available_at = @available
 WHERE id = @id AND claimed_by = @claimed_by::text AND enqueued_at IS NULL;
 
 -- name: OutboxReleaseClaims :exec
--- A relay that stops mid-batch gives back the rows it did not get to.
+-- A relay that stops mid-batch gives back the rows it did not get to (unsent, as
+-- in OutboxMarkEnqueued, because this claim holds them).
 UPDATE outbox SET claimed_by = NULL, claimed_until = NULL
-WHERE id = ANY(@ids::bigint[]) AND claimed_by = @claimed_by::text AND enqueued_at IS NULL;
+WHERE id = ANY(@ids::bigint[]) AND claimed_by = @claimed_by::text;
 
 -- name: OutboxCountUnsent :one
 SELECT count(*) FROM outbox WHERE enqueued_at IS NULL;
