@@ -251,7 +251,15 @@ func (r *run) cutPostgres(ctx context.Context, insp *asynq.Inspector) error {
 	rec := &cutRecord{Target: cutPostgres}
 	r.addCut(rec)
 	deadline := time.Now().Add(partitionWait)
-	for ctx.Err() == nil {
+	// First the sure way: hold pending versions' rows, so that a worker's
+	// validation blocks inside its transaction on the row lock; cut that worker,
+	// then let go: its backend takes the lock and stays open, waiting for
+	// statements that cannot come. Looking for a transaction open by chance comes
+	// second: labelq's transactions are mostly one pipelined round trip.
+	if err := r.cutBlockedWorker(ctx, insp, rec, deadline); err != nil {
+		return err
+	}
+	for ctx.Err() == nil && rec.OpenTx == 0 {
 		if time.Now().After(deadline) {
 			rec.Err = fmt.Sprintf("no worker had a transaction open within %s", partitionWait)
 			r.fault("Postgres cut skipped: %s", rec.Err)
@@ -277,13 +285,9 @@ func (r *run) cutPostgres(ctx context.Context, insp *asynq.Inspector) error {
 			continue
 		}
 		// Which of those transactions were still open once the packets stopped.
-		after, err := r.openTransactions(ctx)
-		if err == nil {
-			for _, b := range open[name] {
-				if slices.Contains(after[name], b) {
-					rec.OpenTx++
-				}
-			}
+		// (openTransactions leaves cut workers out: ask by backend.)
+		if n, err := r.stillOpen(ctx, open[name]); err == nil {
+			rec.OpenTx = n
 		}
 		if rec.OpenTx > 0 {
 			break
@@ -452,4 +456,128 @@ func subjectOf(kind string, payload []byte) subject {
 		return subject{subjectSyncRun, p.RunID}
 	}
 	return subject{}
+}
+
+// cutBlockedWorker makes the Postgres cut deterministic: the runner locks up to
+// 50 pending versions' rows in a transaction of its own, waits until a worker's
+// backend is blocked on one of those locks (its validation is inside a
+// transaction: BEGIN and SELECT … FOR UPDATE sent, the answer not come), cuts
+// that worker off from PostgreSQL, and commits. The blocked backend then gets its
+// row and is idle in its transaction with the worker unreachable: what a host
+// that loses the network mid-transaction leaves behind. It sets rec (OpenTx > 0)
+// when it made the cut, and leaves rec alone when no worker blocked before the
+// deadline or within 20 s.
+func (r *run) cutBlockedWorker(ctx context.Context, insp *asynq.Inspector, rec *cutRecord, deadline time.Time) error {
+	tryUntil := time.Now().Add(20 * time.Second)
+	if deadline.Before(tryUntil) {
+		tryUntil = deadline
+	}
+	for ctx.Err() == nil && time.Now().Before(tryUntil) {
+		made, err := r.cutBlockedOnce(ctx, insp, rec, tryUntil)
+		if err != nil || made {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return nil
+}
+
+func (r *run) cutBlockedOnce(ctx context.Context, insp *asynq.Inspector, rec *cutRecord, until time.Time) (bool, error) {
+	conn, err := r.pool.Acquire(ctx)
+	if err != nil {
+		return false, nil
+	}
+	defer conn.Release()
+	tx, err := conn.Begin(ctx)
+	if err != nil {
+		return false, nil
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	var locked int
+	if err := tx.QueryRow(ctx, `WITH l AS (SELECT id FROM file_versions WHERE validation_status = 'pending'
+		ORDER BY id DESC LIMIT 50 FOR UPDATE SKIP LOCKED) SELECT count(*) FROM l`).Scan(&locked); err != nil || locked == 0 {
+		return false, nil
+	}
+	byAddr := map[string]string{}
+	for _, w := range r.workers {
+		if h := r.env.Net.host(w.Name); h != nil {
+			byAddr[h.Addr] = w.Name
+		}
+	}
+	// Hold the rows at most 10 s: validations of other versions go on meanwhile.
+	hold := time.Now().Add(10 * time.Second)
+	if until.Before(hold) {
+		hold = until
+	}
+	for ctx.Err() == nil && time.Now().Before(hold) {
+		var blocked []backend
+		var name string
+		rows, err := r.pool.Query(ctx, `SELECT a.pid, host(a.client_addr), a.xact_start FROM pg_stat_activity a
+			WHERE a.client_addr IS NOT NULL AND a.xact_start IS NOT NULL
+			  AND $1::int = ANY(pg_blocking_pids(a.pid))`, conn.Conn().PgConn().PID())
+		if err == nil {
+			for rows.Next() {
+				var b backend
+				var addr string
+				if rows.Scan(&b.PID, &addr, &b.Start) == nil {
+					if n, ok := byAddr[addr]; ok && !r.env.Net.isCut(n) && (name == "" || n == name) {
+						name = n
+						blocked = append(blocked, b)
+					}
+				}
+			}
+			rows.Close()
+		}
+		if name == "" {
+			time.Sleep(5 * time.Millisecond)
+			continue
+		}
+		ok, err := r.tryCut(rec, insp, false, func(map[string][]heldTask) string { return name })
+		if err != nil || !ok {
+			return false, err
+		}
+		// Let go: the blocked backends take their rows, answer a worker that can
+		// no longer hear, and stay in their transactions.
+		if err := tx.Commit(ctx); err != nil {
+			return false, err
+		}
+		time.Sleep(200 * time.Millisecond)
+		if rec.OpenTx, err = r.stillOpen(ctx, blocked); err != nil {
+			return false, err
+		}
+		if rec.OpenTx > 0 {
+			return true, nil
+		}
+		// They ended (an error reached the worker first): reconnect, try again.
+		return false, r.env.Net.Heal(name, cutPostgres)
+	}
+	return false, nil
+}
+
+// stillOpen counts the backends of bs still in the same transaction (same pid,
+// same xact_start), whoever's they are and whether or not their worker is cut.
+func (r *run) stillOpen(ctx context.Context, bs []backend) (int, error) {
+	if len(bs) == 0 {
+		return 0, nil
+	}
+	pids := make([]int32, len(bs))
+	for i, b := range bs {
+		pids[i] = b.PID
+	}
+	rows, err := r.pool.Query(ctx, `SELECT pid, xact_start FROM pg_stat_activity WHERE pid = ANY($1) AND xact_start IS NOT NULL`, pids)
+	if err != nil {
+		return 0, err
+	}
+	defer rows.Close()
+	n := 0
+	for rows.Next() {
+		var b backend
+		if err := rows.Scan(&b.PID, &b.Start); err != nil {
+			return 0, err
+		}
+		if slices.Contains(bs, b) {
+			n++
+		}
+	}
+	return n, rows.Err()
 }
