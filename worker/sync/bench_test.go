@@ -3,7 +3,6 @@ package storagesync_test
 import (
 	"context"
 	"fmt"
-	"os"
 	"runtime"
 	"runtime/debug"
 	"sort"
@@ -36,19 +35,6 @@ const (
 	// the big one's (LABELQ_BENCH_SYNC_SMALL_OBJECTS).
 	DefaultBenchSyncSmallObjects = 10_000
 )
-
-// benchSize reads a positive object count from the environment.
-func benchSize(b *testing.B, name string, def int) int {
-	b.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	require.NoError(b, err, "%s must be a number of objects", name)
-	require.Positive(b, n, "%s must be a number of objects", name)
-	return n
-}
 
 // syncBench is one benchmark's services: labelq's own bucket and an organization
 // whose storages sync into projects of their own.
@@ -178,8 +164,8 @@ const mib = 1 << 20
 // does, page transactions included; the relay is not running, so the
 // file:validate outbox rows the sync writes stay unsent.
 func BenchmarkSync100k(b *testing.B) {
-	n := benchSize(b, "LABELQ_BENCH_SYNC_OBJECTS", DefaultBenchSyncObjects)
-	small := benchSize(b, "LABELQ_BENCH_SYNC_SMALL_OBJECTS", DefaultBenchSyncSmallObjects)
+	n := testenv.BenchSize(b, "LABELQ_BENCH_SYNC_OBJECTS", DefaultBenchSyncObjects)
+	small := testenv.BenchSize(b, "LABELQ_BENCH_SYNC_SMALL_OBJECTS", DefaultBenchSyncSmallObjects)
 	s := newSyncBench(b)
 	own := storage.OwnPrefix(s.org.ID)
 	bigPrefix, smallPrefix := own+"big/", own+"small/"

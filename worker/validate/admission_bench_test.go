@@ -7,7 +7,6 @@ import (
 	"fmt"
 	"io"
 	"net/http"
-	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -43,19 +42,6 @@ const (
 	DefaultBenchAdmissionBacklog = 200_000
 )
 
-// benchSize reads a positive count from the environment variable name, def when unset.
-func benchSize(b *testing.B, name string, def int) int {
-	b.Helper()
-	v := os.Getenv(name)
-	if v == "" {
-		return def
-	}
-	n, err := strconv.Atoi(v)
-	require.NoError(b, err, "%s must be a number", name)
-	require.Positive(b, n, "%s must be a positive number", name)
-	return n
-}
-
 // BenchmarkAdmissionValidate is issue 18's validation scenario on a real system
 // (the API and the relay as app runs them, a validate worker as wiring.go builds
 // it, with the Finisher that gives admission slots back): organization A
@@ -74,7 +60,7 @@ func benchSize(b *testing.B, name string, def int) int {
 // versions per second from its first call to its last version valid, on and off,
 // and their ratio (target ≥ 0.9); the burst's size.
 func BenchmarkAdmissionValidate(b *testing.B) {
-	n := benchSize(b, "LABELQ_BENCH_ADMISSION_VERSIONS", DefaultBenchAdmissionVersions)
+	n := testenv.BenchSize(b, "LABELQ_BENCH_ADMISSION_VERSIONS", DefaultBenchAdmissionVersions)
 	const smallBurst = 10
 	b.ResetTimer()
 	off := admissionRun(b, "0", n, smallBurst)
@@ -291,7 +277,7 @@ func postBatch(ctx context.Context, c *http.Client, base string, project int64, 
 // tasks in Redis; the outbox table's size in PostgreSQL (where the backlog waits
 // instead); the backlog's size.
 func BenchmarkAdmissionRedisMemory(b *testing.B) {
-	n := benchSize(b, "LABELQ_BENCH_ADMISSION_BACKLOG", DefaultBenchAdmissionBacklog)
+	n := testenv.BenchSize(b, "LABELQ_BENCH_ADMISSION_BACKLOG", DefaultBenchAdmissionBacklog)
 	env := testenv.New(b)
 	ctx := context.Background()
 	rs, err := testenv.StartPrivateRedis(ctx)
