@@ -5,10 +5,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"testing"
@@ -248,7 +250,7 @@ type ClusterNodeInfo struct {
 
 // Topology is the cluster as a live node sees it.
 func (c *RedisCluster) Topology(ctx context.Context) ([]ClusterNodeInfo, error) {
-	var lastErr error = errors.New("no node is running")
+	lastErr := errors.New("no node is running")
 	for _, n := range c.Nodes {
 		if !n.Running() {
 			continue
@@ -324,28 +326,37 @@ func (c *RedisCluster) Masters(ctx context.Context) ([]*RedisNode, error) {
 
 // MasterOf is the running master serving key's slot.
 func (c *RedisCluster) MasterOf(ctx context.Context, key string) (*RedisNode, error) {
-	var lastErr error = errors.New("no node is running")
+	lastErr := errors.New("no node is running")
 	for _, n := range c.Nodes {
 		if !n.Running() {
 			continue
 		}
 		cl := n.client()
 		slot, err := cl.ClusterKeySlot(ctx, key).Result()
-		var slots []redis.ClusterSlot
+		var shards []redis.ClusterShard
 		if err == nil {
-			slots, err = cl.ClusterSlots(ctx).Result()
+			shards, err = cl.ClusterShards(ctx).Result()
 		}
 		_ = cl.Close()
 		if err != nil {
 			lastErr = err
 			continue
 		}
-		for _, s := range slots {
-			if int64(s.Start) <= slot && slot <= int64(s.End) && len(s.Nodes) > 0 {
-				if m := c.node(s.Nodes[0].Addr); m != nil {
-					return m, nil
+		for _, sh := range shards {
+			for _, r := range sh.Slots {
+				if slot < r.Start || slot > r.End {
+					continue
 				}
-				return nil, fmt.Errorf("the slot of %q is served by %s, not a node of this cluster", key, s.Nodes[0].Addr)
+				for _, n := range sh.Nodes {
+					if n.Role != "master" || n.Health != "online" {
+						continue
+					}
+					addr := net.JoinHostPort(n.IP, strconv.FormatInt(n.Port, 10))
+					if m := c.node(addr); m != nil {
+						return m, nil
+					}
+					return nil, fmt.Errorf("the slot of %q is served by %s, not a node of this cluster", key, addr)
+				}
 			}
 		}
 		return nil, fmt.Errorf("no node serves the slot of %q", key)

@@ -162,7 +162,7 @@ func (s *RedisSentinel) Client() *redis.Client {
 
 // Master is the server the sentinels name as master now (the first that answers).
 func (s *RedisSentinel) Master(ctx context.Context) (*RedisNode, error) {
-	var lastErr error = errors.New("no sentinel is running")
+	lastErr := errors.New("no sentinel is running")
 	for _, sn := range s.Sentinels {
 		if !sn.Running() {
 			continue
