@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"log/slog"
 	"slices"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -109,6 +110,11 @@ func (r *Relay) Run(ctx context.Context) error {
 	}
 }
 
+// FreedGather is how long a relay gathers the admission slots finished tasks
+// free before it admits the next rows: a round per gathering instead of a round
+// per finished task.
+const FreedGather = 25 * time.Millisecond
+
 func (r *Relay) batch() int {
 	return cmp.Or(r.BatchSize, DefaultBatchSize)
 }
@@ -130,9 +136,28 @@ func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
 			if r.Listening != nil {
 				r.Listening()
 			}
+			var gathering atomic.Bool
 			for {
-				if _, err := conn.WaitForNotification(ctx); err != nil {
+				n, err := conn.WaitForNotification(ctx)
+				if err != nil {
 					return err
+				}
+				if n.Payload == "finished" && r.Admission.On() {
+					// A finished task frees one slot, and hundreds finish a second
+					// under load: one admission round per slot kept PostgreSQL busy
+					// with the round's queries (0.75x of the FIFO relay's throughput
+					// at 50,000 versions). The slots freed within FreedGather go
+					// into one round.
+					if !gathering.Swap(true) {
+						time.AfterFunc(FreedGather, func() {
+							gathering.Store(false)
+							select {
+							case wake <- struct{}{}:
+							default:
+							}
+						})
+					}
+					continue
 				}
 				select {
 				case wake <- struct{}{}:
