@@ -68,14 +68,14 @@ func (r *run) watchLoop() {
 		case <-tick.C:
 		}
 		r.part.mu.Lock()
-		var todo []*watched
+		var unseen []*watched
 		for _, w := range r.part.subjects {
 			if w.FirstAt.IsZero() {
-				todo = append(todo, w)
+				unseen = append(unseen, w)
 			}
 		}
 		r.part.mu.Unlock()
-		for _, w := range todo {
+		for _, w := range unseen {
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 			fp, err := fingerprint(ctx, r.pool, w.Subject)
 			cancel()

@@ -221,9 +221,12 @@ func RedisClusterT(t testing.TB) *RedisCluster {
 }
 
 // Addrs are every node's address (what LABELQ_REDIS_CLUSTER_ADDRS lists).
-func (c *RedisCluster) Addrs() []string {
-	out := make([]string, len(c.Nodes))
-	for i, n := range c.Nodes {
+func (c *RedisCluster) Addrs() []string { return addrsOf(c.Nodes) }
+
+// addrsOf is the nodes' addresses, in order.
+func addrsOf(nodes []*RedisNode) []string {
+	out := make([]string, len(nodes))
+	for i, n := range nodes {
 		out[i] = n.Addr
 	}
 	return out

@@ -137,13 +137,7 @@ func RedisSentinelT(t testing.TB) *RedisSentinel {
 }
 
 // SentinelAddrs are the sentinels' addresses.
-func (s *RedisSentinel) SentinelAddrs() []string {
-	out := make([]string, len(s.Sentinels))
-	for i, n := range s.Sentinels {
-		out[i] = n.Addr
-	}
-	return out
-}
+func (s *RedisSentinel) SentinelAddrs() []string { return addrsOf(s.Sentinels) }
 
 // URL is the LABELQ_REDIS_URL for the set: redis-sentinel://s1,s2,s3?master=labelq.
 func (s *RedisSentinel) URL() string {

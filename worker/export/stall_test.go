@@ -1,14 +1,12 @@
 package export_test
 
 import (
-	"bufio"
 	"context"
 	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -59,37 +57,12 @@ func TestKill9MidExportShowsStalled(t *testing.T) {
 	e := f.newExport(`{"include_files":true,"include_annotations":false}`)
 	c := f.apiClient(t, stallBeat)
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestStallWorkerProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(),
-		stallWorkerEnv+"=1",
-		stallWorkerEnv+"_DB="+f.pg.URL,
-		stallWorkerEnv+"_S3="+strings.Join([]string{f.s3.Endpoint, f.s3.AccessKey, f.s3.SecretKey, f.s3.Store.Bucket}, ","),
-		stallWorkerEnv+"_EXPORT="+strconv.FormatInt(e.ID, 10),
-	)
-	out, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	cmd.Stderr = os.Stderr
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-	seen := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), holding) {
-				seen <- true
-				break
-			}
-		}
-		for sc.Scan() { // keep the pipe drained
-		}
-		close(seen)
-	}()
-	select {
-	case ok := <-seen:
-		require.True(t, ok, "the worker process ended before it held its archive")
-	case <-time.After(2 * time.Minute):
-		t.Fatal("the worker process never held its archive")
-	}
+	cmd := testenv.StartHelperProcess(t, "TestStallWorkerProcess", []string{
+		stallWorkerEnv + "=1",
+		stallWorkerEnv + "_DB=" + f.pg.URL,
+		stallWorkerEnv + "_S3=" + strings.Join([]string{f.s3.Endpoint, f.s3.AccessKey, f.s3.SecretKey, f.s3.Store.Bucket}, ","),
+		stallWorkerEnv + "_EXPORT=" + strconv.FormatInt(e.ID, 10),
+	}, holding, 2*time.Minute) // the worker process holds its archive
 
 	// Alive and slow: over several stall windows, every answer is running and
 	// the heartbeat moves on.

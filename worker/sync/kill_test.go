@@ -1,11 +1,9 @@
 package storagesync_test
 
 import (
-	"bufio"
 	"context"
 	"fmt"
 	"os"
-	"os/exec"
 	"strconv"
 	"strings"
 	"testing"
@@ -38,38 +36,12 @@ func TestKill9MidSyncResumes(t *testing.T) {
 	keys := f.putN(t, st.Prefix, 23)
 	id := f.newRun(t, st)
 
-	cmd := exec.Command(os.Args[0], "-test.run=^TestSyncWorkerProcess$", "-test.count=1")
-	cmd.Env = append(os.Environ(),
-		helperEnv+"=1",
-		helperEnv+"_DB="+f.pg.URL,
-		helperEnv+"_S3="+strings.Join([]string{f.s3.Endpoint, f.s3.AccessKey, f.s3.SecretKey, f.s3.Store.Bucket}, ","),
-		helperEnv+"_RUN="+strconv.FormatInt(id, 10),
-	)
-	out, err := cmd.StdoutPipe()
-	require.NoError(t, err)
-	cmd.Stderr = os.Stderr
-	require.NoError(t, cmd.Start())
-	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
-
-	seen := make(chan bool, 1)
-	go func() {
-		sc := bufio.NewScanner(out)
-		for sc.Scan() {
-			if strings.Contains(sc.Text(), inPage3) {
-				seen <- true
-				break
-			}
-		}
-		for sc.Scan() { // keep the pipe drained
-		}
-		close(seen)
-	}()
-	select {
-	case ok := <-seen:
-		require.True(t, ok, "the worker process ended before its third page")
-	case <-time.After(2 * time.Minute):
-		t.Fatal("the worker process never reached its third page")
-	}
+	cmd := testenv.StartHelperProcess(t, "TestSyncWorkerProcess", []string{
+		helperEnv + "=1",
+		helperEnv + "_DB=" + f.pg.URL,
+		helperEnv + "_S3=" + strings.Join([]string{f.s3.Endpoint, f.s3.AccessKey, f.s3.SecretKey, f.s3.Store.Bucket}, ","),
+		helperEnv + "_RUN=" + strconv.FormatInt(id, 10),
+	}, inPage3, 2*time.Minute) // the worker process is in its third page
 	require.NoError(t, cmd.Process.Kill()) // SIGKILL: no deferred function, no rollback sent
 	_ = cmd.Wait()
 
