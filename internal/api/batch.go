@@ -208,6 +208,9 @@ func resolveBatchFiles(c *Call, projectID int64, items []*batchItem) error {
 	if len(ids) == 0 && len(names) == 0 {
 		return nil
 	}
+	if err := c.Q.UseCustomPlans(ctx); err != nil {
+		return fmt.Errorf("plan the batch's lookups: %w", err)
+	}
 	rows, err := c.Q.FileListForBatch(ctx, db.FileListForBatchParams{OrgID: c.OrgID, ProjectID: projectID, Ids: ids, Names: names})
 	if err != nil {
 		return fmt.Errorf("read the batch's files: %w", err)
