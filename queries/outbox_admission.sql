@@ -115,21 +115,19 @@ WHERE outbox.id = pick.id
 RETURNING sqlc.embed(outbox), pick.ord;
 
 -- name: OutboxFinish :one
--- A task that succeeded or was archived gives its slot back, and wakes the relays
--- (the channel the outbox trigger signals) when its organization has rows of the
--- type waiting. A row holding no slot (not admitted, or finished already) is left
--- as it is.
+-- Tasks that succeeded or were archived give their slots back, and wake the relays
+-- (the channel the outbox trigger signals, once). A row holding no slot (not
+-- admitted, or finished already) is left as it is. The Finisher gathers the
+-- tasks that end within a few milliseconds into one call. Whether anything waits
+-- for the slots is the relays' to know (their last round saw it): looking here,
+-- for every call, walked the pending index's dead entries for the rows relayed
+-- since the last vacuum (3.3 ms and 686 pages a call at 50,000 versions).
 WITH f AS (
     UPDATE outbox SET finished_at = clock_timestamp()
-    WHERE outbox.task_id = @task_id AND outbox.admitted_at IS NOT NULL AND outbox.finished_at IS NULL
-    RETURNING outbox.org_id, outbox.task_type
+    WHERE outbox.task_id = ANY(@task_ids::text[]) AND outbox.admitted_at IS NOT NULL AND outbox.finished_at IS NULL
+    RETURNING outbox.id
 ), woken AS (
-    SELECT pg_notify('labelq_outbox', 'finished') FROM f
-    WHERE EXISTS (
-        SELECT 1 FROM outbox p
-        WHERE p.enqueued_at IS NULL AND coalesce(p.org_id, 0) = coalesce(f.org_id, 0)
-          AND p.task_type = f.task_type AND NOT p.grouped)
-    LIMIT 1
+    SELECT pg_notify('labelq_outbox', 'finished') WHERE EXISTS (SELECT 1 FROM f)
 )
 SELECT (SELECT count(*) FROM f)::bigint AS finished, (SELECT count(*) FROM woken)::bigint AS woken;
 

@@ -33,7 +33,8 @@ func (a *App) runWorker(ctx context.Context) error {
 		return err
 	}
 	mux := asynq.NewServeMux()
-	mux.Use(a.Metrics.Middleware, a.taskLogging, (&outbox.Finisher{Pool: a.Pool, Log: a.Log}).Middleware)
+	finisher := &outbox.Finisher{Pool: a.Pool, Log: a.Log}
+	mux.Use(a.Metrics.Middleware, a.taskLogging, finisher.Middleware)
 	if err := a.registerHandlers(mux); err != nil {
 		return err
 	}
@@ -43,6 +44,9 @@ func (a *App) runWorker(ctx context.Context) error {
 	}
 	<-ctx.Done()
 	stop()
+	// The tasks that ended during the shutdown give their slots back now rather
+	// than at the reconciler's next pass.
+	finisher.Close()
 	return nil
 }
 

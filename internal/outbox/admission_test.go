@@ -79,7 +79,7 @@ func (f *fixture) finishAll(t *testing.T) {
 	require.NoError(t, err)
 	for _, ti := range pending {
 		require.NoError(t, f.inspector.DeleteTask(queue.QueueDefault, ti.ID))
-		_, err := f.pg.Q.OutboxFinish(ctx, ti.ID)
+		_, err := f.pg.Q.OutboxFinish(ctx, []string{ti.ID})
 		require.NoError(t, err)
 	}
 }
@@ -271,7 +271,7 @@ func TestManyRelaysNeverAdmitPastTheLimit(t *testing.T) {
 				continue
 			}
 			require.NoError(t, f.inspector.DeleteTask(queue.QueueDefault, ti.ID))
-			_, err := f.pg.Q.OutboxFinish(context.Background(), ti.ID)
+			_, err := f.pg.Q.OutboxFinish(context.Background(), []string{ti.ID})
 			require.NoError(t, err)
 			done++
 		}

@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"slices"
+	"sync"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -19,10 +21,32 @@ import (
 // recovered after its worker died (kill -9) keeps its slot until it finishes on
 // another worker. It also hands the task's priority to what its handler queues
 // next (WithPriority), so the pipeline of a bulk registration stays bulk.
+//
+// The slots are given back asynchronously, the tasks that end within Gather in
+// one statement: the worker goes on to its next task instead of waiting for a
+// commit of its own (a finish per task cost PostgreSQL a statement and a commit
+// each, and held the worker for them). Ids not yet written when the process dies
+// are the reconciler's, as a failed finish is.
 type Finisher struct {
 	Pool *pgxpool.Pool
 	Log  *slog.Logger
+	// Gather is how long the ids of the tasks that end are gathered before their
+	// slots are given back in one statement; default FinishGather.
+	Gather time.Duration
+
+	mu       sync.Mutex
+	pending  []string
+	flushing bool
+	flushers sync.WaitGroup
 }
+
+// FinishGather is a Finisher's default Gather: short beside the relay's own
+// gathering of freed slots (FreedGather), long enough that a worker finishing
+// hundreds of tasks a second writes a few dozen per statement.
+const FinishGather = 10 * time.Millisecond
+
+// finishBatch caps the ids one statement gives back.
+const finishBatch = 1000
 
 // Middleware wraps a worker's handlers (asynq.ServeMux.Use).
 func (f *Finisher) Middleware(next asynq.Handler) asynq.Handler {
@@ -59,18 +83,64 @@ func lastAttempt(ctx context.Context) bool {
 	return ok1 && ok2 && n >= m
 }
 
-// finish marks the task's row finished. A failure is logged and left to the
-// reconciler, which frees the slot of a task asynq holds as completed or archived.
+// finish queues the task's row to be marked finished, and starts the flusher
+// that writes it unless one is running.
 func (f *Finisher) finish(ctx context.Context) {
 	id, ok := asynq.GetTaskID(ctx)
 	if !ok {
 		return
 	}
-	// The task's own context may be over (its timeout is why it ends).
-	ctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	if _, err := db.New(f.Pool).OutboxFinish(ctx, id); err != nil {
-		f.Log.WarnContext(ctx, "could not give the task's admission slot back; the reconciler will",
-			slog.String("task_id", id), slog.String("error", err.Error()))
+	f.mu.Lock()
+	f.pending = append(f.pending, id)
+	start := !f.flushing
+	f.flushing = true
+	if start {
+		f.flushers.Add(1)
 	}
+	f.mu.Unlock()
+	if start {
+		go f.flush()
+	}
+}
+
+// flush gives back, every Gather, the slots of the tasks that ended meanwhile,
+// and stops once a gathering found none. A failure is logged and left to the
+// reconciler, which frees the slot of a task asynq holds as completed or archived.
+func (f *Finisher) flush() {
+	defer f.flushers.Done()
+	gather := f.Gather
+	if gather <= 0 {
+		gather = FinishGather
+	}
+	for full := false; ; {
+		if !full {
+			time.Sleep(gather)
+		}
+		f.mu.Lock()
+		n := min(len(f.pending), finishBatch)
+		full = n == finishBatch
+		ids := slices.Clone(f.pending[:n])
+		f.pending = f.pending[n:]
+		if n == 0 {
+			f.flushing = false
+			f.pending = nil
+		}
+		f.mu.Unlock()
+		if n == 0 {
+			return
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := db.New(f.Pool).OutboxFinish(ctx, ids)
+		cancel()
+		if err != nil {
+			f.Log.Warn("could not give the admission slots of tasks that ended back; the reconciler will",
+				slog.Int("tasks", len(ids)), slog.String("first_task_id", ids[0]), slog.String("error", err.Error()))
+		}
+	}
+}
+
+// Close waits until the slots of the tasks that ended so far are given back (or
+// the attempt failed): call it once the worker runs no more tasks.
+func (f *Finisher) Close() {
+	f.flushers.Wait()
 }

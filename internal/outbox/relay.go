@@ -76,6 +76,11 @@ type Relay struct {
 
 	// afterEnqueue lets tests kill the relay between enqueue and marking the row.
 	afterEnqueue func(db.Outbox) error
+
+	// idle is set when this relay's last admission round found no organization's
+	// rows held back: a finished task's wake-up then has nothing to admit and is
+	// let go (rows that arrive wake the relay themselves).
+	idle atomic.Bool
 }
 
 // Run relays until ctx ends: woken by NOTIFY, with polling as the fallback for a
@@ -143,6 +148,9 @@ func (r *Relay) listen(ctx context.Context, wake chan<- struct{}) {
 					return err
 				}
 				if n.Payload == "finished" && r.Admission.On() {
+					if r.idle.Load() {
+						continue
+					}
 					// A finished task frees one slot, and hundreds finish a second
 					// under load: one admission round per slot kept PostgreSQL busy
 					// with the round's queries (0.75x of the FIFO relay's throughput
@@ -272,6 +280,7 @@ func (r *Relay) claim(ctx context.Context, q *db.Queries, claim string, lease ti
 			return fmt.Errorf("find waiting organizations: %w", err)
 		}
 		p := db.OutboxAdmitBatchParams{ClaimedBy: claim, LeaseSeconds: lease.Seconds(), MaxRows: int32(r.batch())}
+		r.idle.Store(!slices.ContainsFunc(groups, func(g db.OutboxAdmissionGroupsRow) bool { return g.Lim > 0 }))
 		for _, g := range groups {
 			lim := int32(-1) // not held back
 			if g.Lim > 0 {
