@@ -27,6 +27,9 @@ func run() int {
 	kills := flag.Int("kills", -1, "kill -9 of a worker over the run (default: the variant's)")
 	duration := flag.Duration("duration", 0, "how long uploads and faults are spread over (default: the variant's)")
 	syncObjects := flag.Int("sync", -1, "objects in the storage synced during the run, 0 for no sync (default: the variant's)")
+	big := flag.Int("big", -1, "the largest organization's backlog, registered through versions:batch at the start; 0 (with -small 0) for no fairness workload (default: the variant's)")
+	small := flag.Int("small", -1, "the smallest organization's uploads while that backlog drains (default: the variant's)")
+	admit := flag.String("admit", "", "LABELQ_ADMIT_PER_ORG for every process, such as 0 (admission off: the fairness figure then fails) (default: labelq's)")
 	dir := flag.String("dir", "", "keep logs and data here (default: a temporary directory, removed)")
 	netns := flag.Bool("netns", false, "each worker in a network namespace of its own (root, ip, nft), with partitions: one worker cut off from Redis, one from PostgreSQL mid-transaction, one clock 30 s ahead")
 	pgbouncer := flag.Bool("pgbouncer", false, "every labelq process reaches PostgreSQL through a PgBouncer in transaction pooling mode (Debian's pgbouncer; LABELQ_DATABASE_DIRECT_URL for the relay's LISTEN, exec mode cache_describe)")
@@ -57,6 +60,15 @@ func run() int {
 	}
 	if *syncObjects >= 0 {
 		cfg.SyncObjects = *syncObjects
+	}
+	if *big >= 0 {
+		cfg.BigVersions = *big
+	}
+	if *small >= 0 {
+		cfg.SmallVersions = *small
+	}
+	if *admit != "" {
+		cfg.ExtraEnv = append(cfg.ExtraEnv, "LABELQ_ADMIT_PER_ORG="+*admit)
 	}
 	cfg.Dir = *dir
 	topo, err := chaos.ParseRedisTopology(*redisTopo)

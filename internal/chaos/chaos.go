@@ -50,19 +50,26 @@ type Config struct {
 	RedisCut      time.Duration // how long one worker is cut off from Redis
 	PGCut         time.Duration // how long one worker is cut off from PostgreSQL
 	ClockSkew     time.Duration // how far ahead the last worker's clock is
+	// BigVersions and SmallVersions are the fairness workload (fairness.go): the
+	// largest organization's backlog, registered through versions:batch at the
+	// start, and the smallest one's uploads while it drains. 0 and 0: none.
+	BigVersions   int
+	SmallVersions int
 	Log           io.Writer
 }
 
 // Short is the variant that runs inside `make test`.
 func Short() Config {
 	return Config{Versions: 60, Workers: 2, Exports: 3, SyncObjects: 200, Kills: 6, Duration: 25 * time.Second,
-		MinIODown: 4 * time.Second, LLMLatency: 50 * time.Millisecond, Settle: 3 * time.Minute, Faults: true}
+		MinIODown: 4 * time.Second, LLMLatency: 50 * time.Millisecond, Settle: 3 * time.Minute, Faults: true,
+		BigVersions: 3000, SmallVersions: 8}
 }
 
 // Full is `make chaos`.
 func Full() Config {
 	return Config{Versions: 600, Workers: 3, Exports: 8, SyncObjects: 2000, Kills: 24, Duration: 4 * time.Minute,
-		MinIODown: 30 * time.Second, LLMLatency: 200 * time.Millisecond, Settle: 6 * time.Minute, Faults: true}
+		MinIODown: 30 * time.Second, LLMLatency: 200 * time.Millisecond, Settle: 6 * time.Minute, Faults: true,
+		BigVersions: 20000, SmallVersions: 20}
 }
 
 type run struct {
@@ -91,6 +98,11 @@ type run struct {
 	killMu sync.Mutex
 	// part is what the -netns partitions did (partition.go).
 	part partitionWork
+	// fair is the big and the small organizations' work (fairness.go); nil
+	// without it.
+	fair *fairWork
+	// outages are the faults that stalled validation, for the fairness check.
+	outages []outage
 }
 
 // Run executes the scenario and returns its figures.
@@ -151,9 +163,11 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	wctx, stopWork := context.WithCancel(ctx)
 	defer stopWork()
 	var main, side sync.WaitGroup
-	errc := make(chan error, 5)
+	errc := make(chan error, 6)
 	main.Add(1)
 	go func() { defer main.Done(); errc <- r.uploadAll(wctx) }()
+	main.Add(1)
+	go func() { defer main.Done(); errc <- r.fairnessAll(wctx) }()
 	main.Add(1)
 	go func() { defer main.Done(); errc <- r.syncAll(wctx) }()
 	if cfg.Faults {
@@ -186,11 +200,14 @@ func Run(ctx context.Context, cfg Config) (*Report, error) {
 	settleSecs := time.Since(settleStart).Seconds()
 	logf("settled=%v after %.1fs; checking invariants", settled, settleSecs)
 	rep := r.check(ctx)
-	var datasetVersions int
-	if err := r.pool.QueryRow(ctx, `SELECT count(*) FROM file_versions v JOIN files f ON f.id = v.file_id WHERE f.file_type = 'dataset'`).Scan(&datasetVersions); err != nil {
+	// Every version registered (the three organizations' uploads, the synced ones,
+	// the big backlog's results files), not the model's outputs: in a load run,
+	// the dataset versions.
+	var runVersions int
+	if err := r.pool.QueryRow(ctx, `SELECT count(*) FROM file_versions WHERE generation_method = 'upload'`).Scan(&runVersions); err != nil {
 		return nil, fmt.Errorf("count the run's versions: %w", err)
 	}
-	rep.Figures = append(rep.Figures, capacityFigures(cpuStart, r.sampleCPU(), datasetVersions)...)
+	rep.Figures = append(rep.Figures, capacityFigures(cpuStart, r.sampleCPU(), runVersions)...)
 	rep.add("settle_seconds", fmt.Sprintf("%.1f", settleSecs), "", true)
 	rep.add("versions_per_second (first upload to settled)", fmt.Sprintf("%.1f", float64(len(r.uploads))/time.Since(r.workStart).Seconds()), "", true)
 	rep.add("run_seconds", fmt.Sprintf("%.1f", time.Since(start).Seconds()), "", true)
@@ -228,6 +245,9 @@ func (r *run) secrets() []string {
 	if r.sync != nil && r.sync.notifySecret != "" {
 		out = append(out, r.sync.notifySecret)
 	}
+	if r.fair != nil {
+		out = append(out, r.fair.big.token, r.fair.small.token)
+	}
 	return append(out, r.hooks.secrets()...)
 }
 
@@ -258,6 +278,7 @@ func (r *run) check(ctx context.Context) *Report {
 		checkKills(r.kills, r.cfg.Kills, r.killTypes, r.uninspected),
 		r.redisFigures(),
 		r.partitionFigures(ctx),
+		r.fairnessFigures(ctx),
 	} {
 		rep.Figures = append(rep.Figures, figs...)
 	}
@@ -277,22 +298,9 @@ func (r *run) procs() []*Proc {
 }
 
 func (r *run) setup(ctx context.Context) error {
-	out, err := r.env.command(ctx, "token", "create", "--org", "chaos-org", "--name", "chaos").Output()
-	if err != nil {
-		return fmt.Errorf("token create: %w", err)
-	}
-	for _, line := range strings.Split(string(out), "\n") {
-		if v, ok := strings.CutPrefix(line, "token="); ok {
-			r.env.Secrets.APIToken = v
-		}
-		if v, ok := strings.CutPrefix(line, "organization_id="); ok {
-			if _, err := fmt.Sscan(v, &r.orgID); err != nil {
-				return fmt.Errorf("token create printed organization_id=%q: %w", v, err)
-			}
-		}
-	}
-	if r.env.Secrets.APIToken == "" {
-		return errors.New("token create printed no token")
+	var err error
+	if r.env.Secrets.APIToken, r.orgID, err = r.createToken(ctx, "chaos-org"); err != nil {
+		return err
 	}
 	for _, p := range []struct{ name, role string }{{"api", "api"}, {"relay", "relay"}, {"scheduler", "scheduler"}} {
 		if _, err := r.env.StartProc(p.name, p.role); err != nil {
@@ -364,7 +372,10 @@ func (r *run) setup(ctx context.Context) error {
 		return err
 	}
 	r.scheduleID = s.ID
-	return r.setupSync(ctx)
+	if err := r.setupSync(ctx); err != nil {
+		return err
+	}
+	return r.setupFairness(ctx)
 }
 
 func (r *run) uploadAll(ctx context.Context) error {
@@ -479,12 +490,19 @@ func (r *run) fault(format string, args ...any) {
 // injectFaults spreads the kills over the run and places each outage at its own point.
 func (r *run) injectFaults(ctx context.Context) error {
 	d := r.cfg.Duration
+	// outage names the steps that stall validation (the LLM storm does not), for
+	// the fairness check (fairness.go).
 	type step struct {
-		at time.Duration
-		do func() error
+		at     time.Duration
+		outage string
+		do     func() error
+	}
+	redisFault, redisRestart := "a Redis FLUSHALL", "a Redis restart"
+	if r.env.redisTopo != nil {
+		redisFault, redisRestart = "a Redis failover", "a Redis failover"
 	}
 	steps := []step{
-		{d * 20 / 100, func() error {
+		{d * 20 / 100, "", func() error {
 			faults := make([]llmtest.Fault, 0, 40)
 			for range 30 {
 				faults = append(faults, llmtest.Fault{Status: 429, RetryAfter: time.Second})
@@ -496,7 +514,7 @@ func (r *run) injectFaults(ctx context.Context) error {
 			r.fault("LLM 429 storm (30 × 429 with Retry-After: 1) and 10 slow replies (2 s)")
 			return nil
 		}},
-		{d * 35 / 100, func() error {
+		{d * 35 / 100, redisFault, func() error {
 			if r.env.redisTopo != nil {
 				return r.failover(ctx, 1)
 			}
@@ -505,7 +523,7 @@ func (r *run) injectFaults(ctx context.Context) error {
 			r.fault("Redis FLUSHALL")
 			return c.FlushAll(ctx).Err()
 		}},
-		{d * 50 / 100, func() error {
+		{d * 50 / 100, "the Postgres restart", func() error {
 			r.fault("Postgres restart")
 			if err := r.env.PG.Stop(); err != nil {
 				return err
@@ -513,7 +531,7 @@ func (r *run) injectFaults(ctx context.Context) error {
 			time.Sleep(2 * time.Second)
 			return r.env.PG.Start(context.WithoutCancel(ctx))
 		}},
-		{d * 62 / 100, func() error {
+		{d * 62 / 100, "the MinIO outage", func() error {
 			r.fault("MinIO stopped for %s", r.cfg.MinIODown)
 			old := r.env.minio()
 			old.Kill()
@@ -525,7 +543,7 @@ func (r *run) injectFaults(ctx context.Context) error {
 			r.env.setMinIO(m)
 			return nil
 		}},
-		{d * 80 / 100, func() error {
+		{d * 80 / 100, redisRestart, func() error {
 			if r.env.redisTopo != nil {
 				return r.failover(ctx, 2)
 			}
@@ -539,7 +557,7 @@ func (r *run) injectFaults(ctx context.Context) error {
 		for i := range steps {
 			steps[i].at = r.afterPartitions(steps[i].at)
 		}
-		steps = append(steps, step{0, func() error { return r.partitionFaults(ctx) }})
+		steps = append(steps, step{0, partitionsOutage, func() error { return r.partitionFaults(ctx) }})
 	}
 	start := time.Now()
 	killGap := d / time.Duration(max(r.cfg.Kills, 1))
@@ -557,7 +575,12 @@ func (r *run) injectFaults(ctx context.Context) error {
 			case <-ctx.Done():
 				return
 			}
-			if err := st.do(); err != nil {
+			began := time.Now()
+			err := st.do()
+			if st.outage != "" {
+				r.addOutage(st.outage, began, time.Now(), st.outage == partitionsOutage)
+			}
+			if err != nil {
 				errc <- err
 			}
 		}()
@@ -584,9 +607,11 @@ func (r *run) killWorker(insp *asynq.Inspector) {
 	// Redis may be down at this moment (its restart is one of the faults): the kill
 	// goes on, and the figure counts it as one whose tasks in flight are unknown.
 	active, inspErr := tasksInFlight(insp, queue.Names())
+	r.noteValidating(insp)
 	i := r.killTarget()
 	w := r.workers[i]
 	w.Kill()
+	r.noteValidating(insp)
 	r.kills++
 	if inspErr != nil {
 		r.uninspected++

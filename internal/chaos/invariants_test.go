@@ -100,6 +100,9 @@ func dbGroups(t *testing.T) map[string]func(context.Context, querier) []Figure {
 		"webhooks": func(ctx context.Context, db querier) []Figure {
 			return checkWebhooks(ctx, webhookInputs{DB: db, OrgID: 1, Reliable: 1, Flaky: 2, FlakyTypes: flakyTypes})
 		},
+		"fairness": func(ctx context.Context, db querier) []Figure {
+			return checkFairness(ctx, fairnessInputs{DB: db, BigProject: 1, SmallProject: 2, Limit: 200})
+		},
 		"secrets in rows": func(ctx context.Context, db querier) []Figure {
 			return []Figure{secretsFigure(scanTables(ctx, db, chaosSecrets))}
 		},
@@ -116,8 +119,8 @@ func TestInvariantsFailWhenPostgresCannotBeRead(t *testing.T) {
 
 	t.Run("live", func(t *testing.T) {
 		for name, check := range dbGroups(t) {
-			if name == "exports" || name == "versions" || name == "duplicates" || name == "sync" || name == "webhooks" {
-				continue // they expect rows the empty database does not hold: TestCheckExports, TestCheckVersions, TestCheckSync, TestCheckWebhooks
+			if name == "exports" || name == "versions" || name == "duplicates" || name == "sync" || name == "webhooks" || name == "fairness" {
+				continue // they expect rows the empty database does not hold: TestCheckExports, TestCheckVersions, TestCheckSync, TestCheckWebhooks, TestCheckFairness
 			}
 			t.Run(name, func(t *testing.T) { requireClean(t, check(ctx, pg.Pool)) })
 		}

@@ -226,9 +226,13 @@ func (r *run) killSyncWorker(ctx context.Context, limit time.Duration) {
 func (r *run) killAllWorkers(kind string) {
 	r.killMu.Lock()
 	defer r.killMu.Unlock()
+	insp := asynq.NewInspector(r.env.RedisOpt())
+	defer insp.Close()
+	r.noteValidating(insp)
 	for _, w := range r.workers {
 		w.Kill()
 	}
+	r.noteValidating(insp)
 	r.kills += len(r.workers)
 	r.killTypes[kind]++
 	r.log("kill -9 of every worker (%d) while %s is active", len(r.workers), kind)
