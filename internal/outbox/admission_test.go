@@ -354,3 +354,40 @@ func TestFinisherEndsTheSlot(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, asynq.TaskStateRetry, info.State)
 }
+
+// TestFinisherGivesSlotsBackTogether: tasks that end together give their slots
+// back in a few statements rather than one each, and once the worker has stopped,
+// Close returns only when every slot is back: no slot is left to the reconciler
+// by a clean shutdown.
+func TestFinisherGivesSlotsBackTogether(t *testing.T) {
+	t.Parallel()
+	const n = 120
+	f := newFixture(t)
+	f.add(t, f.orgID, 0, n, PriorityBulk)
+	r := f.relay()
+	r.Admission, r.BatchSize = admission.Limits{Default: n}, n
+	got, err := r.RelayOnce(context.Background())
+	require.NoError(t, err)
+	require.Equal(t, n, got)
+	require.Equal(t, n, f.held(t, f.orgID))
+
+	var ran sync.WaitGroup
+	ran.Add(n)
+	// A gathering longer than the server's shutdown: only Close can wait it out.
+	fin := &Finisher{Pool: f.pg.Pool, Log: quiet, Gather: time.Second}
+	cfg := queue.ServerConfig(20, 5*time.Second, quiet, nil)
+	cfg.Queues = map[string]int{queue.QueueDefault: 1}
+	srv := asynq.NewServer(f.rd.Opt(), cfg)
+	mux := asynq.NewServeMux()
+	mux.Use(fin.Middleware)
+	mux.Handle("test:org", asynq.HandlerFunc(func(context.Context, *asynq.Task) error {
+		ran.Done()
+		return nil
+	}))
+	require.NoError(t, srv.Start(mux))
+	ran.Wait()
+	srv.Shutdown()
+	fin.Close()
+	require.Zero(t, f.held(t, f.orgID), "every slot given back by the time Close returns")
+	require.Less(t, fin.statements.Load(), int64(n/4), "the %d slots given back in a few statements", n)
+}

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hibiken/asynq"
@@ -38,6 +39,8 @@ type Finisher struct {
 	pending  []string
 	flushing bool
 	flushers sync.WaitGroup
+	// statements counts the statements that gave slots back, for tests.
+	statements atomic.Int64
 }
 
 // FinishGather is a Finisher's default Gather: short beside the relay's own
@@ -132,6 +135,7 @@ func (f *Finisher) flush() {
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		_, err := db.New(f.Pool).OutboxFinish(ctx, ids)
 		cancel()
+		f.statements.Add(1)
 		if err != nil {
 			f.Log.Warn("could not give the admission slots of tasks that ended back; the reconciler will",
 				slog.Int("tasks", len(ids)), slog.String("first_task_id", ids[0]), slog.String("error", err.Error()))
