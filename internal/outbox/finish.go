@@ -35,10 +35,12 @@ type Finisher struct {
 	// slots are given back in one statement; default FinishGather.
 	Gather time.Duration
 
-	mu       sync.Mutex
-	pending  []string
-	flushing bool
-	flushers sync.WaitGroup
+	mu      sync.Mutex
+	pending []string
+	// flushed is the running flusher's, closed when it stops; nil when none runs.
+	// (Not a WaitGroup: a handler asynq abandoned at its shutdown timeout may end
+	// while Close waits, and a WaitGroup's Add from zero must not race its Wait.)
+	flushed chan struct{}
 	// statements counts the statements that gave slots back, for tests.
 	statements atomic.Int64
 }
@@ -95,10 +97,9 @@ func (f *Finisher) finish(ctx context.Context) {
 	}
 	f.mu.Lock()
 	f.pending = append(f.pending, id)
-	start := !f.flushing
-	f.flushing = true
+	start := f.flushed == nil
 	if start {
-		f.flushers.Add(1)
+		f.flushed = make(chan struct{})
 	}
 	f.mu.Unlock()
 	if start {
@@ -110,7 +111,6 @@ func (f *Finisher) finish(ctx context.Context) {
 // and stops once a gathering found none. A failure is logged and left to the
 // reconciler, which frees the slot of a task asynq holds as completed or archived.
 func (f *Finisher) flush() {
-	defer f.flushers.Done()
 	gather := f.Gather
 	if gather <= 0 {
 		gather = FinishGather
@@ -125,7 +125,8 @@ func (f *Finisher) flush() {
 		ids := slices.Clone(f.pending[:n])
 		f.pending = f.pending[n:]
 		if n == 0 {
-			f.flushing = false
+			close(f.flushed)
+			f.flushed = nil
 			f.pending = nil
 		}
 		f.mu.Unlock()
@@ -146,5 +147,10 @@ func (f *Finisher) flush() {
 // Close waits until the slots of the tasks that ended so far are given back (or
 // the attempt failed): call it once the worker runs no more tasks.
 func (f *Finisher) Close() {
-	f.flushers.Wait()
+	f.mu.Lock()
+	flushed := f.flushed
+	f.mu.Unlock()
+	if flushed != nil {
+		<-flushed
+	}
 }
