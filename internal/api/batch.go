@@ -114,6 +114,11 @@ func registerBatch(c *Call) (int, any, error) {
 	for i, raw := range in.Items {
 		items[i] = checkBatchItem(i, raw, c.OrgID)
 	}
+	// The lookups below take arrays of up to a thousand ids, names and paths:
+	// planned for their values, not by a plan cached while the project was small.
+	if err := c.Q.UseCustomPlans(c.R.Context()); err != nil {
+		return 0, nil, fmt.Errorf("plan the batch's lookups: %w", err)
+	}
 	if err := resolveBatchFiles(c, pid, items); err != nil {
 		return 0, nil, err
 	}
@@ -207,9 +212,6 @@ func resolveBatchFiles(c *Call, projectID int64, items []*batchItem) error {
 	}
 	if len(ids) == 0 && len(names) == 0 {
 		return nil
-	}
-	if err := c.Q.UseCustomPlans(ctx); err != nil {
-		return fmt.Errorf("plan the batch's lookups: %w", err)
 	}
 	rows, err := c.Q.FileListForBatch(ctx, db.FileListForBatchParams{OrgID: c.OrgID, ProjectID: projectID, Ids: ids, Names: names})
 	if err != nil {

@@ -1,7 +1,6 @@
 package chaos
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -12,7 +11,6 @@ import (
 	"time"
 
 	"github.com/hibiken/asynq"
-	"github.com/minio/minio-go/v7"
 
 	"github.com/labelq/labelq/internal/admission"
 	"github.com/labelq/labelq/internal/queue"
@@ -132,7 +130,7 @@ func (r *run) setupFairness(ctx context.Context) error {
 	f.prefix = storage.OwnPrefix(f.big.orgID) + "backlog/"
 	r.log("putting %d objects under %s for %s's backlog", big, f.prefix, f.big.name)
 	start := time.Now()
-	if err := seedObjects(ctx, r.env.Store, f.prefix, big); err != nil {
+	if err := testenv.SeedObjects(ctx, r.env.Store, f.prefix, big); err != nil {
 		return err
 	}
 	r.log("%d objects put in %.1fs; %s registers them at the start of the workload, %s uploads %d versions meanwhile",
@@ -172,27 +170,6 @@ func (r *run) newTenant(ctx context.Context, name string, annotator bool) (*tena
 		}
 	}
 	return t, nil
-}
-
-// seedObjects puts n small CSV objects (testenv.SeedKey, testenv.SeedContent) under
-// prefix as snowball archives, a few at a time: one PUT per object runs at a few
-// hundred a second on two shared cores.
-func seedObjects(ctx context.Context, st *storage.Store, prefix string, n int) error {
-	const perArchive = 500
-	err := testenv.Parallel(4, (n+perArchive-1)/perArchive, func(j int) error {
-		lo, hi := j*perArchive, min(n, (j+1)*perArchive)
-		objs := make(chan minio.SnowballObject, hi-lo) // never blocks, also when the upload fails
-		for i := lo; i < hi; i++ {
-			content := testenv.SeedContent(i)
-			objs <- minio.SnowballObject{Key: testenv.SeedKey(prefix, i), Size: int64(len(content)), Content: bytes.NewReader(content)}
-		}
-		close(objs)
-		return st.Client.PutObjectsSnowball(ctx, st.Bucket, minio.SnowballOptions{InMemory: true}, objs)
-	})
-	if err != nil {
-		return fmt.Errorf("put %d objects under %s: %w", n, prefix, err)
-	}
-	return nil
 }
 
 // sleepUntil waits until t, or for ctx to end.

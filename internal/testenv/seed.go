@@ -30,13 +30,21 @@ func SeedKey(prefix string, i int) string { return fmt.Sprintf("%s%02d/%06d.csv"
 func SeedContent(i int) []byte { return fmt.Appendf(nil, "id,text\n%d,sample number %d\n", i, i) }
 
 // Seed puts n small CSV objects (SeedKey, SeedContent) under prefix and returns
-// how long that took. The objects go up as snowball archives (a tar that MinIO
-// unpacks into one object per entry), a few at a time: one PutObject per object
-// runs at a few hundred per second on two shared cores.
+// how long that took (SeedObjects), failing the test when it cannot.
 func Seed(t testing.TB, st *storage.Store, prefix string, n int) time.Duration {
 	t.Helper()
-	ctx := context.Background()
 	start := time.Now()
+	if err := SeedObjects(context.Background(), st, prefix, n); err != nil {
+		t.Fatalf("testenv: %v", err)
+	}
+	return time.Since(start)
+}
+
+// SeedObjects puts n small CSV objects (SeedKey, SeedContent) under prefix. The
+// objects go up as snowball archives (a tar that MinIO unpacks into one object
+// per entry), a few at a time: one PutObject per object runs at a few hundred per
+// second on two shared cores.
+func SeedObjects(ctx context.Context, st *storage.Store, prefix string, n int) error {
 	err := Parallel(seeders, (n+seedBatch-1)/seedBatch, func(j int) error {
 		lo, hi := j*seedBatch, min(n, (j+1)*seedBatch)
 		objs := make(chan minio.SnowballObject, hi-lo) // never blocks, also when the upload fails
@@ -48,9 +56,9 @@ func Seed(t testing.TB, st *storage.Store, prefix string, n int) time.Duration {
 		return st.Client.PutObjectsSnowball(ctx, st.Bucket, minio.SnowballOptions{InMemory: true}, objs)
 	})
 	if err != nil {
-		t.Fatalf("testenv: seed %d objects under %s: %v", n, prefix, err)
+		return fmt.Errorf("seed %d objects under %s: %w", n, prefix, err)
 	}
-	return time.Since(start)
+	return nil
 }
 
 // Parallel runs fn for 0..n-1 on `workers` goroutines and returns the first error
